@@ -1,0 +1,41 @@
+//! Link-time fixes for libtorch (through `tch`/`torch-sys`).
+//!
+//! * `--as-needed` (the default on Debian-style toolchains) drops `libtorch_cuda.so`, because no
+//!   symbol is referenced from it directly; CUDA then silently reports "unavailable". When the CUDA
+//!   library exists we force it in with `--no-as-needed`.
+//! * An rpath to the torch library folder lets `restock` run without `LD_LIBRARY_PATH`.
+use std::path::PathBuf;
+use std::process::Command;
+
+fn torch_lib_dir() -> Option<PathBuf> {
+    if let Ok(dir) = std::env::var("LIBTORCH") {
+        return Some(PathBuf::from(dir).join("lib"));
+    }
+    let python = std::env::var("PYTHON_SYS_EXECUTABLE").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(python)
+        .args(["-c", "import torch, os; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let dir = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    dir.is_dir().then_some(dir)
+}
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
+    println!("cargo:rerun-if-changed=build.rs");
+    let Some(lib) = torch_lib_dir() else {
+        println!("cargo:warning=torch library folder not found; relying on LD_LIBRARY_PATH at run time");
+        return;
+    };
+    println!("cargo:rustc-link-search=native={}", lib.display());
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    if lib.join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-arg=-ltorch_cuda");
+        println!("cargo:rustc-link-arg=-Wl,--as-needed");
+    }
+}

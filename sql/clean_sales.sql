@@ -1,0 +1,49 @@
+-- Clean order lines: one row per sale_id with a known SKU and a valid quantity; missing prices
+-- repaired from the catalog; the latest late correction applied; returns netted per line.
+WITH dedup AS (
+    -- Feeds re-deliver rows: keep one copy per sale_id.
+    SELECT sale_id, sale_date, sku_id, location_id, quantity, unit_price, promo, channel,
+           ROW_NUMBER() OVER (PARTITION BY sale_id ORDER BY unit_price DESC NULLS LAST) AS copy_no
+    FROM sales
+    -- Partition pruning: only year folders up to the end of the run's interval are read.
+    WHERE year <= date_part('year', DATE '{{ interval_end | date }}')
+      AND sale_date < DATE '{{ interval_end | date }}'
+),
+latest_correction AS (
+    SELECT sale_id, corrected_quantity
+    FROM (
+        SELECT sale_id, corrected_quantity,
+               ROW_NUMBER() OVER (PARTITION BY sale_id ORDER BY corrected_at DESC) AS rn
+        FROM corrections
+    ) AS c
+    WHERE rn = 1
+),
+returned AS (
+    SELECT sale_id, SUM(quantity) AS returned_units
+    FROM returns
+    GROUP BY sale_id
+),
+fixed AS (
+    SELECT d.sale_id, d.sale_date, d.sku_id, d.location_id,
+           COALESCE(c.corrected_quantity, d.quantity) AS quantity,
+           COALESCE(r.returned_units, 0) AS returned_units,
+           COALESCE(d.unit_price, cat.list_price) AS unit_price,
+           d.unit_price IS NULL AS price_repaired,
+           c.sale_id IS NOT NULL AS corrected,
+           d.promo, d.channel
+    FROM dedup AS d
+    -- Inner join on the catalog drops null and unknown SKUs.
+    JOIN catalog AS cat ON cat.sku_id = d.sku_id
+    LEFT JOIN latest_correction AS c ON c.sale_id = d.sale_id
+    LEFT JOIN returned AS r ON r.sale_id = d.sale_id
+    WHERE d.copy_no = 1
+      AND d.location_id IS NOT NULL
+)
+SELECT sale_id, sale_date, sku_id, location_id,
+       CAST(quantity AS BIGINT) AS quantity,
+       CAST(LEAST(returned_units, quantity) AS BIGINT) AS returned,
+       CAST(quantity - LEAST(returned_units, quantity) AS BIGINT) AS net_quantity,
+       unit_price, price_repaired, corrected, promo, channel
+FROM fixed
+-- Negative quantities are entry errors: returns arrive in their own feed.
+WHERE quantity >= 0

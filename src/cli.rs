@@ -1,0 +1,395 @@
+//! The command line: parses arguments, wires spec -> plan -> run, prints results, maps errors to
+//! exit codes (0 ok, 1 run failed or runtime error, 2 invalid pipeline or usage, 130 cancelled).
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use chrono::NaiveDate;
+use clap::{Parser, Subcommand};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
+use tokio_util::sync::CancellationToken;
+
+use crate::diag::Diagnostics;
+use crate::plan::{self, PlanOptions};
+use crate::run::{self, RunOptions, RunOutcome};
+use crate::stage::Registry;
+use crate::state::{self, AttemptStatus, RunStatus, StateStore};
+use crate::{demo, query, spec};
+
+#[derive(Parser, Debug)]
+#[command(name = "restock", version, about = "Batch-job orchestrator for e-commerce demand planning")]
+pub struct Cli {
+    /// Run-history store: sqlite://PATH (relative to the working directory).
+    #[arg(long, global = true, env = "RESTOCK_STATE", default_value = state::DEFAULT_STATE)]
+    state: String,
+    /// No progress display or stage lines (errors still go to stderr).
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct RunArgs {
+    /// Pipeline YAML file.
+    file: PathBuf,
+    /// Logical date of the run (default: today, UTC). Sets run_date and the one-day interval.
+    #[arg(long)]
+    date: Option<NaiveDate>,
+    /// Override a declared param: --param horizon=14 (repeatable).
+    #[arg(long = "param", short = 'p', value_parser = parse_kv)]
+    params: Vec<(String, String)>,
+    /// Override the pipeline's lake root URL.
+    #[arg(long, env = "RESTOCK_LAKE")]
+    lake: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check a pipeline without running it: YAML, DAG, templates, kinds, SQL against input schemas.
+    Validate {
+        #[command(flatten)]
+        args: RunArgs,
+    },
+    /// Run a pipeline now.
+    Run {
+        #[command(flatten)]
+        args: RunArgs,
+        /// How many independent stages may run at once.
+        #[arg(long, default_value_t = 4)]
+        max_parallel: usize,
+    },
+    /// Re-run the failed or cancelled stages of a run (and their dependents), reusing the rest.
+    Resume {
+        run_id: String,
+        #[arg(long, default_value_t = 4)]
+        max_parallel: usize,
+    },
+    /// List recent runs.
+    Runs {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long)]
+        pipeline: Option<String>,
+    },
+    /// Show one run: status, per-stage attempts and timings, published table versions.
+    Show { run_id: String },
+    /// Read-only SQL over the published tables.
+    Query {
+        sql: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: query::Format,
+        /// Write to a file instead of stdout (required for parquet).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[arg(long, env = "RESTOCK_LAKE", default_value = crate::storage::DEFAULT_LAKE)]
+        lake: String,
+    },
+    /// The main job: generate the seeded demo lake (if absent) and run pipelines/nightly.yaml.
+    Demo {
+        #[command(flatten)]
+        size: demo::DemoSize,
+        #[arg(long, env = "RESTOCK_LAKE", default_value = crate::storage::DEFAULT_LAKE)]
+        lake: String,
+        #[arg(long, default_value = "pipelines/nightly.yaml")]
+        pipeline: PathBuf,
+        /// Rebuild the raw data even if it exists.
+        #[arg(long)]
+        regenerate: bool,
+        /// Only generate the raw data.
+        #[arg(long)]
+        no_run: bool,
+        #[arg(long, default_value_t = 4)]
+        max_parallel: usize,
+    },
+    /// Report the libtorch build and which device (GPU/CPU) model stages would use.
+    Doctor,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    s.split_once('=').map(|(k, v)| (k.trim().to_string(), v.to_string())).ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+}
+
+/// Errors that carry their own exit code.
+#[derive(Debug, thiserror::Error)]
+enum Exit {
+    #[error("{0}")]
+    Invalid(Diagnostics),
+    #[error("run {0} {1}")]
+    RunEnded(String, RunStatus),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RESTOCK_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => match e.downcast_ref::<Exit>() {
+            Some(Exit::Invalid(d)) => {
+                eprintln!("{d}");
+                ExitCode::from(2)
+            }
+            Some(Exit::RunEnded(_, RunStatus::Cancelled)) => ExitCode::from(130),
+            Some(Exit::RunEnded(..)) => ExitCode::from(1),
+            None => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn cwd() -> Result<PathBuf> {
+    std::env::current_dir().context("cannot read the working directory")
+}
+
+fn open_state(cli_state: &str) -> Result<Arc<dyn StateStore>> {
+    state::open(cli_state, &cwd()?)
+}
+
+async fn dispatch(cli: Cli) -> Result<()> {
+    let quiet = cli.quiet;
+    match cli.command {
+        Command::Validate { args } => validate(&args).await,
+        Command::Run { args, max_parallel } => {
+            let state = open_state(&cli.state)?;
+            run_pipeline(&args, state, max_parallel, quiet).await.map(|_| ())
+        }
+        Command::Resume { run_id, max_parallel } => resume(&run_id, open_state(&cli.state)?, max_parallel, quiet).await,
+        Command::Runs { limit, pipeline } => list_runs(open_state(&cli.state)?, limit, pipeline.as_deref()),
+        Command::Show { run_id } => show_run(open_state(&cli.state)?, &run_id),
+        Command::Query { sql, format, output, lake } => {
+            let lake = crate::storage::Lake::open(&lake, &cwd()?)?;
+            let batches = query::run_sql(&lake, &sql).await?;
+            query::write(&batches, format, output.as_deref())
+        }
+        Command::Demo { size, lake, pipeline, regenerate, no_run, max_parallel } => {
+            let lake_root = crate::storage::Lake::open(&lake, &cwd()?)?;
+            demo::ensure_lake(&lake_root, &size, regenerate, quiet).await?;
+            if no_run {
+                return Ok(());
+            }
+            let args = RunArgs { file: pipeline, date: None, params: vec![], lake: Some(lake.clone()) };
+            let outcome = run_pipeline(&args, open_state(&cli.state)?, max_parallel, quiet).await?;
+            demo::print_summary(&lake_root, &outcome).await
+        }
+        Command::Doctor => {
+            let r = crate::device::report();
+            println!("restock {}", env!("CARGO_PKG_VERSION"));
+            println!("libtorch: linked (tch {})", "0.24.0");
+            println!("cuda available: {} ({} device(s)), cudnn: {}", r.cuda_available, r.cuda_devices, r.cudnn);
+            println!("model device: {}", r.device);
+            println!("matmul self-test max abs error vs CPU: {:.2e}", r.matmul_check);
+            if r.matmul_check > 1e-2 {
+                bail!("device self-test failed");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn plan_options(args: &RunArgs, run_id: String) -> Result<PlanOptions> {
+    Ok(PlanOptions {
+        run_id,
+        run_date: args.date.unwrap_or_else(|| chrono::Utc::now().date_naive()),
+        params: args.params.clone(),
+        lake_override: args.lake.clone(),
+        base_dir: cwd()?,
+    })
+}
+
+async fn load_plan(args: &RunArgs, run_id: String) -> Result<(plan::Plan, plan::SchemaReport)> {
+    let spec = spec::load(&args.file).map_err(Exit::Invalid)?;
+    let plan = plan::build(&spec, &plan_options(args, run_id)?, &Registry::builtin()).map_err(Exit::Invalid)?;
+    let report = plan::check_schemas(&plan).await.map_err(Exit::Invalid)?;
+    Ok((plan, report))
+}
+
+async fn validate(args: &RunArgs) -> Result<()> {
+    let (plan, report) = load_plan(args, "validate".into()).await?;
+    println!(
+        "✔ {} is valid: pipeline `{}`, {} stage(s), lake {}",
+        args.file.display(),
+        plan.name,
+        plan.stages.len(),
+        plan.lake.root
+    );
+    if let Some(s) = &plan.schedule {
+        println!("  schedule: `{}` in {}", s.cron, s.timezone);
+    }
+    println!("  planned against input schemas: {}", if report.checked.is_empty() { "none".into() } else { report.checked.join(", ") });
+    for (stage, why) in &report.unchecked {
+        println!("  not schema-checked: {stage} ({why})");
+    }
+    Ok(())
+}
+
+/// Ctrl-C / SIGTERM cancel the run cleanly; a second signal exits at once.
+fn cancel_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let wait = || async {
+            #[cfg(unix)]
+            {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+                tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+            }
+            #[cfg(not(unix))]
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        wait().await;
+        eprintln!("cancelling: stopping running stages; nothing will be published (signal again to exit now)");
+        t.cancel();
+        wait().await;
+        std::process::exit(130);
+    });
+    token
+}
+
+async fn run_pipeline(args: &RunArgs, state: Arc<dyn StateStore>, max_parallel: usize, quiet: bool) -> Result<RunOutcome> {
+    let run_id = plan::new_run_id();
+    let (plan, _) = load_plan(args, run_id.clone()).await?;
+    if !quiet {
+        eprintln!("run {run_id}: pipeline `{}` ({} stages) on {}", plan.name, plan.stages.len(), plan.lake.root);
+    }
+    state.create_run(&run::new_run_record(&plan)?)?;
+    execute(plan, state, max_parallel, quiet, HashSet::new()).await
+}
+
+async fn execute(plan: plan::Plan, state: Arc<dyn StateStore>, max_parallel: usize, quiet: bool, reuse: HashSet<usize>) -> Result<RunOutcome> {
+    let opts = RunOptions { max_parallel, cancel: cancel_on_signal(), quiet, reuse };
+    let outcome = run::execute(Arc::new(plan), state, opts).await?;
+    match outcome.status {
+        RunStatus::Succeeded => {
+            if !quiet {
+                eprintln!("run {} succeeded", outcome.run_id);
+            }
+            Ok(outcome)
+        }
+        status => {
+            eprintln!("run {} {status}: {}", outcome.run_id, outcome.error.clone().unwrap_or_default());
+            for s in outcome.stages.iter().filter(|s| matches!(s.status, AttemptStatus::Failed | AttemptStatus::TimedOut)) {
+                eprintln!("  stage `{}` {}: {}", s.id, s.status, s.error.clone().unwrap_or_default());
+            }
+            if status == RunStatus::Failed {
+                eprintln!("  fix the cause, then: restock resume {}", outcome.run_id);
+            }
+            Err(Exit::RunEnded(outcome.run_id, status).into())
+        }
+    }
+}
+
+async fn resume(id: &str, state: Arc<dyn StateStore>, max_parallel: usize, quiet: bool) -> Result<()> {
+    let run = state.get_run(id)?;
+    match run.status {
+        RunStatus::Succeeded => bail!("run {} already succeeded; nothing to resume", run.run_id),
+        RunStatus::Running => bail!("run {} is marked running (another process, or it crashed); resume only failed or cancelled runs", run.run_id),
+        RunStatus::Failed | RunStatus::Cancelled => {}
+    }
+    // The exact pipeline text of the original run; SQL files are re-read from disk.
+    let spec = spec::parse(Path::new(&run.pipeline_path), run.spec_text.clone()).map_err(Exit::Invalid)?;
+    let params: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_str(&run.params_json)?;
+    let opts = PlanOptions {
+        run_id: run.run_id.clone(),
+        run_date: NaiveDate::parse_from_str(&run.run_date, "%Y-%m-%d")?,
+        params: params.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect(),
+        lake_override: Some(run.lake.clone()),
+        base_dir: cwd()?,
+    };
+    let plan = plan::build(&spec, &opts, &Registry::builtin()).map_err(Exit::Invalid)?;
+    plan::check_schemas(&plan).await.map_err(Exit::Invalid)?;
+    let attempts = state.attempts(&run.run_id)?;
+    let succeeded: HashSet<&str> = plan
+        .stages
+        .iter()
+        .filter(|s| attempts.iter().filter(|a| a.stage_id == s.id).last().is_some_and(|a| a.status.is_reusable()))
+        .map(|s| s.id.as_str())
+        .collect();
+    let mut rerun: HashSet<usize> = HashSet::new();
+    for (i, s) in plan.stages.iter().enumerate() {
+        if !succeeded.contains(s.id.as_str()) {
+            rerun.extend(plan.downstream(i));
+        }
+    }
+    let reuse: HashSet<usize> = (0..plan.stages.len()).filter(|i| !rerun.contains(i)).collect();
+    if !quiet {
+        let names: Vec<&str> = plan.stages.iter().enumerate().filter(|(i, _)| rerun.contains(i)).map(|(_, s)| s.id.as_str()).collect();
+        eprintln!("resuming run {}: re-running {} (reusing {} stage(s))", run.run_id, if names.is_empty() { "nothing, publishing only".into() } else { names.join(", ") }, reuse.len());
+    }
+    state.set_run_status(&run.run_id, RunStatus::Running, None)?;
+    execute(plan, state, max_parallel, quiet, reuse).await.map(|_| ())
+}
+
+fn fmt_duration(ms: Option<i64>) -> String {
+    match ms {
+        None => "-".into(),
+        Some(ms) if ms < 1000 => format!("{ms} ms"),
+        Some(ms) => format!("{:.1} s", ms as f64 / 1000.0),
+    }
+}
+
+fn fmt_opt(v: Option<u64>) -> String {
+    v.map_or("-".into(), |v| v.to_string())
+}
+
+fn list_runs(state: Arc<dyn StateStore>, limit: usize, pipeline: Option<&str>) -> Result<()> {
+    let runs = state.list_runs(limit, pipeline)?;
+    if runs.is_empty() {
+        println!("no runs yet");
+        return Ok(());
+    }
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(["run id", "pipeline", "run date", "status", "started (UTC)", "duration"]);
+    for r in runs {
+        let dur = r.finished_at.map(|f| (f - r.started_at).num_milliseconds());
+        t.add_row([r.run_id, r.pipeline, r.run_date, r.status.to_string(), r.started_at.format("%Y-%m-%d %H:%M:%S").to_string(), fmt_duration(dur)]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+fn show_run(state: Arc<dyn StateStore>, id: &str) -> Result<()> {
+    let run = state.get_run(id)?;
+    let dur = run.finished_at.map(|f| (f - run.started_at).num_milliseconds());
+    println!("run {}  pipeline {}  ({})", run.run_id, run.pipeline, run.pipeline_path);
+    println!("status {}  run date {}  interval [{}, {})  duration {}", run.status, run.run_date, run.interval_start, run.interval_end, fmt_duration(dur));
+    println!("spec sha256 {}  params {}  lake {}", &run.spec_hash[..16.min(run.spec_hash.len())], run.params_json, run.lake);
+    if let Some(e) = &run.error {
+        println!("error: {e}");
+    }
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(["stage", "attempt", "status", "duration", "rows in", "rows out", "bytes out", "error"]);
+    for a in state.attempts(&run.run_id)? {
+        let err = a.error.clone().unwrap_or_default();
+        let err = if err.chars().count() > 80 { format!("{}…", err.chars().take(80).collect::<String>()) } else { err };
+        t.add_row([
+            a.stage_id.clone(),
+            a.attempt.to_string(),
+            a.status.to_string(),
+            fmt_duration(a.duration_ms()),
+            fmt_opt(a.metrics.rows_in),
+            fmt_opt(a.metrics.rows_out),
+            fmt_opt(a.metrics.bytes_out),
+            err,
+        ]);
+    }
+    println!("{t}");
+    let pubs = state.publications(&run.run_id)?;
+    if !pubs.is_empty() {
+        println!("published: {}", pubs.iter().map(|p| format!("{} v{}", p.table, p.version)).collect::<Vec<_>>().join(", "));
+    }
+    Ok(())
+}

@@ -1,0 +1,498 @@
+//! The demo lake: a seeded, realistic synthetic e-commerce dataset written as Parquet under
+//! `<lake>/raw/`, and the main job's summary. Deterministic for a given size and seed.
+//!
+//! Demand per SKU x location and day is a gamma-Poisson (negative binomial) draw around
+//! base level x location size x trend x yearly season (by category) x weekday x price/promo
+//! effect, zero-inflated for slow movers. An (s, S) replenishment policy with random lead times
+//! drives inventory, and sales are censored at the stock on hand (stockouts). Then the mess real
+//! feeds have: duplicate rows, null keys and prices, negative quantities, returns and late
+//! corrections.
+mod text;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use chrono::{Datelike, NaiveDate};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray, StructArray, TimestampMicrosecondArray};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::datatypes::{DataType, Field, Fields};
+use indicatif::{ProgressBar, ProgressStyle};
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjPath;
+use parquet::arrow::AsyncArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Gamma, LogNormal, Normal, Poisson};
+use serde::{Deserialize, Serialize};
+
+use crate::run::RunOutcome;
+use crate::storage::{Lake, object_path};
+use text::{BRANDS, CATEGORIES, COLORS};
+
+#[derive(clap::Args, Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DemoSize {
+    /// Number of SKUs.
+    #[arg(long, default_value_t = 500)]
+    pub skus: usize,
+    /// Number of locations (stores / fulfilment centres).
+    #[arg(long, default_value_t = 10)]
+    pub locations: usize,
+    /// Days of history.
+    #[arg(long, default_value_t = 730)]
+    pub days: usize,
+    /// First day of history.
+    #[arg(long, default_value = "2024-11-30")]
+    pub start: NaiveDate,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+impl Default for DemoSize {
+    fn default() -> Self {
+        Self { skus: 500, locations: 10, days: 730, start: NaiveDate::from_ymd_opt(2024, 11, 30).expect("valid"), seed: 42 }
+    }
+}
+
+const MARKER: &str = "raw/_DEMO.json";
+
+/// Generate the raw data unless the lake already holds this exact demo.
+pub async fn ensure_lake(lake: &Lake, size: &DemoSize, regenerate: bool, quiet: bool) -> Result<()> {
+    let marker = object_path(&lake.root.join(MARKER)?)?;
+    if !regenerate {
+        if let Ok(existing) = lake.store.get(&marker).await {
+            let bytes = existing.bytes().await?;
+            if serde_json::from_slice::<DemoSize>(&bytes).ok().as_ref() == Some(size) {
+                if !quiet {
+                    eprintln!("demo lake already present at {}raw/ (use --regenerate to rebuild)", lake.root);
+                }
+                return Ok(());
+            }
+        }
+    }
+    lake.delete_prefix(&lake.root.join("raw/")?).await?;
+    let started = std::time::Instant::now();
+    let stats = generate(lake, size, quiet).await?;
+    lake.store.put(&marker, serde_json::to_vec_pretty(size)?.into()).await?;
+    if !quiet {
+        eprintln!(
+            "generated demo lake in {:.1}s: {} sales rows, {} inventory rows, {} SKUs x {} locations x {} days, {} reviews",
+            started.elapsed().as_secs_f64(),
+            stats.sales_rows,
+            stats.inventory_rows,
+            size.skus,
+            size.locations,
+            size.days,
+            stats.reviews
+        );
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+pub struct GenStats {
+    pub sales_rows: usize,
+    pub inventory_rows: usize,
+    pub reviews: usize,
+}
+
+struct Sku {
+    id: String,
+    cat: usize,
+    noun: &'static str,
+    base: f64,
+    price: f64,
+    elasticity: f64,
+    trend: f64,
+    promo_days: Vec<bool>,
+    lead_time: f64,
+    quality: f64,
+}
+
+#[derive(Default)]
+struct SalesCols {
+    sale_id: Vec<i64>,
+    date: Vec<i32>,
+    sku: Vec<Option<String>>,
+    loc: Vec<String>,
+    qty: Vec<i32>,
+    price: Vec<Option<f64>>,
+    promo: Vec<bool>,
+    channel: Vec<&'static str>,
+}
+
+#[derive(Default)]
+struct InvCols {
+    date: Vec<i32>,
+    sku: Vec<String>,
+    loc: Vec<String>,
+    on_hand: Vec<i32>,
+    on_order: Vec<i32>,
+}
+
+fn days_since_epoch(d: NaiveDate) -> i32 {
+    (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid")).num_days() as i32
+}
+
+fn props() -> WriterProperties {
+    WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(256 * 1024)).build()
+}
+
+async fn write_parquet(lake: &Lake, rel: &str, batch: RecordBatch) -> Result<()> {
+    let path: ObjPath = object_path(&lake.root.join(rel)?)?;
+    let writer = object_store::buffered::BufWriter::new(lake.store.clone(), path);
+    let mut w = AsyncArrowWriter::try_new(writer, batch.schema(), Some(props()))?;
+    w.write(&batch).await?;
+    w.close().await.with_context(|| format!("writing {rel}"))?;
+    Ok(())
+}
+
+pub async fn generate(lake: &Lake, size: &DemoSize, quiet: bool) -> Result<GenStats> {
+    let mut rng = ChaCha8Rng::seed_from_u64(size.seed);
+    let start = size.start;
+    let n_days = size.days;
+    let dates: Vec<NaiveDate> = (0..n_days).map(|d| start + chrono::Duration::days(d as i64)).collect();
+
+    // Locations.
+    let regions = ["North", "South", "East", "West", "Central"];
+    let loc_ids: Vec<String> = (1..=size.locations).map(|i| format!("LOC-{i:02}")).collect();
+    let loc_factor: Vec<f64> = (0..size.locations).map(|_| LogNormal::new(0.0, 0.45).expect("valid").sample(&mut rng)).collect();
+    let loc_batch = RecordBatch::try_from_iter(vec![
+        ("location_id", Arc::new(StringArray::from(loc_ids.clone())) as ArrayRef),
+        ("name", Arc::new(StringArray::from((0..size.locations).map(|i| format!("{} {}", regions[i % regions.len()], if i % 3 == 0 { "Fulfilment Centre" } else { "Store" })).collect::<Vec<_>>()))),
+        ("region", Arc::new(StringArray::from((0..size.locations).map(|i| regions[i % regions.len()]).collect::<Vec<_>>()))),
+        ("kind", Arc::new(StringArray::from((0..size.locations).map(|i| if i % 3 == 0 { "fulfilment" } else { "store" }).collect::<Vec<_>>()))),
+        ("size_factor", Arc::new(Float64Array::from(loc_factor.clone()))),
+    ])?;
+    write_parquet(lake, "raw/locations/locations.parquet", loc_batch).await?;
+
+    // Catalog.
+    let mut skus = vec![];
+    let (mut c_id, mut c_title, mut c_cat, mut c_sub, mut c_brand, mut c_desc, mut c_price, mut c_launch) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    for i in 0..size.skus {
+        let cat_i = rng.random_range(0..CATEGORIES.len());
+        let cat = &CATEGORIES[cat_i];
+        let noun = cat.nouns[rng.random_range(0..cat.nouns.len())];
+        let adj = cat.adjectives[rng.random_range(0..cat.adjectives.len())];
+        let brand = BRANDS[rng.random_range(0..BRANDS.len())];
+        let color = COLORS[rng.random_range(0..COLORS.len())];
+        let fa = cat.features[rng.random_range(0..cat.features.len())];
+        let fb = cat.features[rng.random_range(0..cat.features.len())];
+        let price = (cat.price * LogNormal::new(0.0, 0.35).expect("valid").sample(&mut rng) * 100.0).round() / 100.0 - 0.01;
+        let base = LogNormal::new(-0.6, 1.1).expect("valid").sample(&mut rng);
+        let mut promo_days = vec![false; n_days];
+        let promos = rng.random_range(2..8) * n_days / 365;
+        for _ in 0..promos {
+            let s = rng.random_range(0..n_days);
+            for d in s..(s + 7).min(n_days) {
+                promo_days[d] = true;
+            }
+        }
+        let id = format!("SKU-{:05}", i + 1);
+        c_id.push(id.clone());
+        c_title.push(text::title(brand, adj, noun, color));
+        c_cat.push(cat.name);
+        c_sub.push(cat.subcategories[rng.random_range(0..cat.subcategories.len())]);
+        c_brand.push(brand);
+        c_desc.push(text::description(cat, noun, adj, fa, fb, rng.random_bool(0.7)));
+        c_price.push(price.max(0.99));
+        c_launch.push(days_since_epoch(start) - rng.random_range(30..1500));
+        skus.push(Sku {
+            id,
+            cat: cat_i,
+            noun,
+            base,
+            price: price.max(0.99),
+            elasticity: Normal::<f64>::new(-1.6, 0.4).expect("valid").sample(&mut rng).min(-0.3),
+            trend: Normal::new(0.05, 0.2).expect("valid").sample(&mut rng),
+            promo_days,
+            lead_time: rng.random_range(3.0..21.0),
+            quality: rng.random_range(2.6..4.8),
+        });
+    }
+    let catalog = RecordBatch::try_from_iter(vec![
+        ("sku_id", Arc::new(StringArray::from(c_id)) as ArrayRef),
+        ("title", Arc::new(StringArray::from(c_title))),
+        ("category", Arc::new(StringArray::from(c_cat))),
+        ("subcategory", Arc::new(StringArray::from(c_sub))),
+        ("brand", Arc::new(StringArray::from(c_brand))),
+        ("description", Arc::new(StringArray::from(c_desc))),
+        ("list_price", Arc::new(Float64Array::from(c_price))),
+        ("launched_on", Arc::new(Date32Array::from(c_launch))),
+    ])?;
+    write_parquet(lake, "raw/catalog/catalog.parquet", catalog).await?;
+
+    write_suppliers(lake, &skus, &mut rng).await?;
+    let reviews = write_reviews(lake, &skus, &dates, &mut rng).await?;
+
+    // Sales and inventory, simulated per series; buffered per month partition.
+    let month_key = |d: NaiveDate| (d.year(), d.month());
+    let mut sales: BTreeMap<(i32, u32), SalesCols> = BTreeMap::new();
+    let mut inv: BTreeMap<(i32, u32), InvCols> = BTreeMap::new();
+    let mut returns: Vec<(i64, i32, String, String, i32, &'static str)> = vec![];
+    let mut corrections: Vec<(i64, i32, i64)> = vec![];
+    let mut next_sale_id: i64 = 1_000_000;
+    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new((size.skus * size.locations) as u64) };
+    bar.set_style(ProgressStyle::with_template("generating demand {bar:30} {pos}/{len} series {eta}").expect("valid"));
+    let channels = ["web", "web", "app", "store"];
+    let reasons = ["damaged", "wrong size", "not as described", "changed mind"];
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
+    for (si, sku) in skus.iter().enumerate() {
+        let cat = &CATEGORIES[sku.cat];
+        for (li, loc) in loc_ids.iter().enumerate() {
+            let mut r = ChaCha8Rng::seed_from_u64(size.seed ^ ((si as u64) << 20) ^ (li as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let level = sku.base * loc_factor[li];
+            let slow = level < 0.3;
+            let mean_rate = level.max(0.02);
+            let lt = sku.lead_time;
+            let reorder_point = (mean_rate * (lt + 5.0)).ceil() as i32 + 1;
+            let order_up_to = (mean_rate * (lt + 25.0)).ceil() as i32 + 2;
+            let mut on_hand = (mean_rate * 20.0).ceil() as i32 + 1;
+            let mut pipeline: Vec<(usize, i32)> = vec![];
+            for (t, &d) in dates.iter().enumerate() {
+                // Receive orders due today.
+                pipeline.retain(|&(due, q)| {
+                    if due == t {
+                        on_hand += q;
+                        false
+                    } else {
+                        true
+                    }
+                });
+                let doy = d.ordinal() as f64;
+                let season = 1.0 + cat.season_amp * ((2.0 * std::f64::consts::PI * (doy - cat.season_peak_doy) / 365.25).cos());
+                let weekday = match d.weekday().num_days_from_monday() {
+                    5 | 6 => cat.weekend_lift,
+                    4 => 1.05,
+                    _ => 0.95,
+                };
+                let trend = (1.0 + sku.trend).powf(t as f64 / 365.0);
+                let promo = sku.promo_days[t];
+                let price_ratio: f64 = if promo { 0.8 } else { 1.0 };
+                let lambda = level * season.max(0.05) * weekday * trend * price_ratio.powf(sku.elasticity);
+                let mut demand = if lambda > 0.0 {
+                    let g = Gamma::new(2.0, lambda / 2.0).expect("valid").sample(&mut r);
+                    if g > 0.0 { Poisson::new(g).expect("valid").sample(&mut r) as i32 } else { 0 }
+                } else {
+                    0
+                };
+                if slow && r.random_bool(0.35) {
+                    demand = 0;
+                }
+                let sold = demand.min(on_hand);
+                on_hand -= sold;
+                let day = (d - epoch).num_days() as i32;
+                let cols = sales.entry(month_key(d)).or_default();
+                let mut left = sold;
+                while left > 0 {
+                    let q = left.min(1 + Poisson::new(0.4).expect("valid").sample(&mut r) as i32);
+                    left -= q;
+                    let id = next_sale_id;
+                    next_sale_id += 1;
+                    let mut sku_id = Some(sku.id.clone());
+                    let mut qty = q;
+                    let mut price = Some(((sku.price * price_ratio) * 100.0).round() / 100.0);
+                    // Dirt, at rates seen in real order feeds.
+                    let u: f64 = r.random();
+                    if u < 0.001 {
+                        sku_id = None;
+                    } else if u < 0.004 {
+                        price = None;
+                    } else if u < 0.005 {
+                        qty = -q;
+                    }
+                    let copies = if r.random_bool(0.005) { 2 } else { 1 };
+                    for _ in 0..copies {
+                        cols.sale_id.push(id);
+                        cols.date.push(day);
+                        cols.sku.push(sku_id.clone());
+                        cols.loc.push(loc.clone());
+                        cols.qty.push(qty);
+                        cols.price.push(price);
+                        cols.promo.push(promo);
+                        cols.channel.push(channels[r.random_range(0..channels.len())]);
+                    }
+                    if r.random_bool(0.03) {
+                        let back = r.random_range(1..=q.max(1));
+                        returns.push((id, day + r.random_range(1..30), sku.id.clone(), loc.clone(), back, reasons[r.random_range(0..reasons.len())]));
+                    }
+                    if r.random_bool(0.003) {
+                        let fixed = (q + r.random_range(-1..=1)).max(0);
+                        let at = (day as i64 + r.random_range(1..6)) * 86_400_000_000 + r.random_range(0..86_400_000_000i64);
+                        corrections.push((id, fixed, at));
+                        if r.random_bool(0.2) {
+                            corrections.push((id, q, at + 3_600_000_000));
+                        }
+                    }
+                }
+                // Reorder with a random (occasionally disrupted) lead time.
+                let on_order: i32 = pipeline.iter().map(|p| p.1).sum();
+                if on_hand + on_order <= reorder_point {
+                    let mut lead = Normal::new(lt, lt * 0.25).expect("valid").sample(&mut r).round().max(1.0) as usize;
+                    if r.random_bool(0.05) {
+                        lead *= 3;
+                    }
+                    pipeline.push((t + lead, order_up_to - on_hand - on_order));
+                }
+                let ic = inv.entry(month_key(d)).or_default();
+                ic.date.push(day);
+                ic.sku.push(sku.id.clone());
+                ic.loc.push(loc.clone());
+                ic.on_hand.push(on_hand);
+                ic.on_order.push(pipeline.iter().map(|p| p.1).sum());
+            }
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+
+    let mut stats = GenStats { reviews, ..Default::default() };
+    for ((y, m), c) in sales {
+        stats.sales_rows += c.sale_id.len();
+        let batch = RecordBatch::try_from_iter(vec![
+            ("sale_id", Arc::new(Int64Array::from(c.sale_id)) as ArrayRef),
+            ("sale_date", Arc::new(Date32Array::from(c.date))),
+            ("sku_id", Arc::new(StringArray::from(c.sku))),
+            ("location_id", Arc::new(StringArray::from(c.loc))),
+            ("quantity", Arc::new(Int32Array::from(c.qty))),
+            ("unit_price", Arc::new(Float64Array::from(c.price))),
+            ("promo", Arc::new(BooleanArray::from(c.promo))),
+            ("channel", Arc::new(StringArray::from(c.channel))),
+        ])?;
+        write_parquet(lake, &format!("raw/sales/year={y}/month={m:02}/part-0.parquet"), batch).await?;
+    }
+    for ((y, m), c) in inv {
+        stats.inventory_rows += c.date.len();
+        let batch = RecordBatch::try_from_iter(vec![
+            ("snapshot_date", Arc::new(Date32Array::from(c.date)) as ArrayRef),
+            ("sku_id", Arc::new(StringArray::from(c.sku))),
+            ("location_id", Arc::new(StringArray::from(c.loc))),
+            ("on_hand", Arc::new(Int32Array::from(c.on_hand))),
+            ("on_order", Arc::new(Int32Array::from(c.on_order))),
+        ])?;
+        write_parquet(lake, &format!("raw/inventory/year={y}/month={m:02}/part-0.parquet"), batch).await?;
+    }
+    let returns_batch = RecordBatch::try_from_iter(vec![
+        ("return_id", Arc::new(Int64Array::from((0..returns.len() as i64).map(|i| 5_000_000 + i).collect::<Vec<_>>())) as ArrayRef),
+        ("sale_id", Arc::new(Int64Array::from(returns.iter().map(|r| r.0).collect::<Vec<_>>()))),
+        ("return_date", Arc::new(Date32Array::from(returns.iter().map(|r| r.1).collect::<Vec<_>>()))),
+        ("sku_id", Arc::new(StringArray::from(returns.iter().map(|r| r.2.clone()).collect::<Vec<_>>()))),
+        ("location_id", Arc::new(StringArray::from(returns.iter().map(|r| r.3.clone()).collect::<Vec<_>>()))),
+        ("quantity", Arc::new(Int32Array::from(returns.iter().map(|r| r.4).collect::<Vec<_>>()))),
+        ("reason", Arc::new(StringArray::from(returns.iter().map(|r| r.5).collect::<Vec<_>>()))),
+    ])?;
+    write_parquet(lake, "raw/returns/returns.parquet", returns_batch).await?;
+    let corrections_batch = RecordBatch::try_from_iter(vec![
+        ("sale_id", Arc::new(Int64Array::from(corrections.iter().map(|c| c.0).collect::<Vec<_>>())) as ArrayRef),
+        ("corrected_quantity", Arc::new(Int32Array::from(corrections.iter().map(|c| c.1).collect::<Vec<_>>()))),
+        ("corrected_at", Arc::new(TimestampMicrosecondArray::from(corrections.iter().map(|c| c.2).collect::<Vec<_>>()).with_timezone("UTC"))),
+    ])?;
+    write_parquet(lake, "raw/sales_corrections/corrections.parquet", corrections_batch).await?;
+    Ok(stats)
+}
+
+async fn write_suppliers(lake: &Lake, skus: &[Sku], rng: &mut ChaCha8Rng) -> Result<()> {
+    let n_sup = 25;
+    let prefixes = ["Pacific", "Atlas", "Harbor", "Meridian", "Crown", "Delta", "Evergreen", "Sunrise"];
+    let suffixes = ["Trading", "Manufacturing", "Supply", "Industries", "Wholesale"];
+    let countries = ["CN", "VN", "IN", "DE", "US", "MX", "PL", "TR"];
+    let on_time: Vec<f64> = (0..n_sup).map(|_| rng.random_range(0.75..0.99)).collect();
+    let sup = RecordBatch::try_from_iter(vec![
+        ("supplier_id", Arc::new(StringArray::from((1..=n_sup).map(|i| format!("SUP-{i:03}")).collect::<Vec<_>>())) as ArrayRef),
+        ("name", Arc::new(StringArray::from((0..n_sup).map(|i| format!("{} {}", prefixes[i % prefixes.len()], suffixes[(i * 7) % suffixes.len()])).collect::<Vec<_>>()))),
+        ("country", Arc::new(StringArray::from((0..n_sup).map(|i| countries[(i * 3) % countries.len()]).collect::<Vec<_>>()))),
+        ("on_time_rate", Arc::new(Float64Array::from(on_time.clone()))),
+    ])?;
+    write_parquet(lake, "raw/suppliers/suppliers.parquet", sup).await?;
+
+    let (mut sup_id, mut sku_id, mut cost, mut lt_mean, mut lt_sd, mut cap, mut moq, mut reliability) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut break_qty, mut break_cost, mut offsets) = (vec![], vec![], vec![0i32]);
+    for sku in skus {
+        let k = rng.random_range(1..=3);
+        let mut chosen: Vec<usize> = vec![];
+        while chosen.len() < k {
+            let s = rng.random_range(0..n_sup);
+            if !chosen.contains(&s) {
+                chosen.push(s);
+            }
+        }
+        for s in chosen {
+            let unit = (sku.price * rng.random_range(0.35..0.6) * 100.0).round() / 100.0;
+            sup_id.push(format!("SUP-{:03}", s + 1));
+            sku_id.push(sku.id.clone());
+            cost.push(unit);
+            let lm: f64 = (sku.lead_time * rng.random_range(0.7..1.4)).round().max(2.0);
+            lt_mean.push(lm);
+            lt_sd.push((lm * rng.random_range(0.1..0.35) * 10.0).round() / 10.0);
+            cap.push(((sku.base * 70.0 * rng.random_range(0.5..3.0)).ceil() as i32).max(20));
+            moq.push([1, 6, 12, 24, 48, 100][rng.random_range(0..6)]);
+            reliability.push((on_time[s] + rng.random_range(-0.05..0.03)).clamp(0.5, 1.0));
+            let tiers = rng.random_range(1..=3);
+            for t in 0..tiers {
+                break_qty.push(100 * (t as i32 + 1) * (t as i32 + 1));
+                break_cost.push((unit * (1.0 - 0.04 * (t as f64 + 1.0)) * 100.0).round() / 100.0);
+            }
+            offsets.push(break_qty.len() as i32);
+        }
+    }
+    let tier_fields = Fields::from(vec![Field::new("min_qty", DataType::Int32, false), Field::new("unit_cost", DataType::Float64, false)]);
+    let tiers = StructArray::new(tier_fields.clone(), vec![Arc::new(Int32Array::from(break_qty)) as ArrayRef, Arc::new(Float64Array::from(break_cost))], None);
+    let breaks = ListArray::new(Arc::new(Field::new("item", DataType::Struct(tier_fields), false)), OffsetBuffer::new(offsets.into()), Arc::new(tiers), None);
+    let offers = RecordBatch::try_from_iter(vec![
+        ("supplier_id", Arc::new(StringArray::from(sup_id)) as ArrayRef),
+        ("sku_id", Arc::new(StringArray::from(sku_id))),
+        ("unit_cost", Arc::new(Float64Array::from(cost))),
+        ("lead_time_mean_days", Arc::new(Float64Array::from(lt_mean))),
+        ("lead_time_sd_days", Arc::new(Float64Array::from(lt_sd))),
+        ("capacity_per_week", Arc::new(Int32Array::from(cap))),
+        ("moq", Arc::new(Int32Array::from(moq))),
+        ("price_breaks", Arc::new(breaks)),
+        ("reliability", Arc::new(Float64Array::from(reliability))),
+    ])?;
+    write_parquet(lake, "raw/supplier_offers/supplier_offers.parquet", offers).await
+}
+
+async fn write_reviews(lake: &Lake, skus: &[Sku], dates: &[NaiveDate], rng: &mut ChaCha8Rng) -> Result<usize> {
+    let (mut id, mut sku_id, mut date, mut rating, mut body) = (vec![], vec![], vec![], vec![], vec![]);
+    for sku in skus {
+        let n = Poisson::new(2.0 + 6.0 * sku.base.min(5.0)).expect("valid").sample(rng) as usize;
+        for _ in 0..n.min(80) {
+            let r = (Normal::new(sku.quality, 0.9).expect("valid").sample(rng).round()).clamp(1.0, 5.0) as u8;
+            id.push(9_000_000 + id.len() as i64);
+            sku_id.push(sku.id.clone());
+            date.push(days_since_epoch(dates[rng.random_range(0..dates.len())]));
+            rating.push(r as i32);
+            body.push(text::review(r, sku.noun, rng.random_range(0..3)));
+        }
+    }
+    let n = id.len();
+    let batch = RecordBatch::try_from_iter(vec![
+        ("review_id", Arc::new(Int64Array::from(id)) as ArrayRef),
+        ("sku_id", Arc::new(StringArray::from(sku_id))),
+        ("review_date", Arc::new(Date32Array::from(date))),
+        ("rating", Arc::new(Int32Array::from(rating))),
+        ("review_text", Arc::new(StringArray::from(body))),
+    ])?;
+    write_parquet(lake, "raw/reviews/reviews.parquet", batch).await?;
+    Ok(n)
+}
+
+/// What the main job prints at the end: published tables and a sample analyst query.
+pub async fn print_summary(lake: &Lake, outcome: &RunOutcome) -> Result<()> {
+    println!("\nPublished (Delta tables under {}tables/):", lake.root);
+    for p in &outcome.published {
+        let rows = crate::query::run_sql(lake, &format!("SELECT COUNT(*) AS n FROM {}", p.table)).await?;
+        let n = rows.first().map(|b| datafusion::arrow::util::display::array_value_to_string(b.column(0), 0)).transpose()?.unwrap_or_default();
+        println!("  {:<16} version {:<4} {:>10} rows", p.table, p.version, n);
+    }
+    let sql = "SELECT f.sku_id, c.title, ROUND(SUM(f.forecast), 1) AS next_28d, ROUND(SUM(f.p90), 1) AS p90_28d \
+               FROM forecasts f JOIN product_text c ON f.sku_id = c.sku_id \
+               GROUP BY f.sku_id, c.title ORDER BY next_28d DESC LIMIT 5";
+    println!("\nSample query: restock query \"{sql}\"");
+    let batches = crate::query::run_sql(lake, sql).await?;
+    println!("{}", datafusion::arrow::util::pretty::pretty_format_batches(&batches)?);
+    println!("Run history: restock show {}", outcome.run_id);
+    Ok(())
+}

@@ -1,0 +1,124 @@
+//! DataFusion sessions and SQL helpers shared by every stage kind and by `restock query`.
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::datasource::MemTable;
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::SQLOptions;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::diag::{Pos, line_col};
+
+/// A session configured for restock's batch work.
+pub fn session() -> SessionContext {
+    let mut config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let opts = config.options_mut();
+    // Footer statistics prune row groups; page indexes prune pages.
+    opts.execution.parquet.pruning = true;
+    opts.execution.parquet.enable_page_index = true;
+    // Filters evaluated while decoding, so skipped rows are never materialized.
+    opts.execution.parquet.pushdown_filters = true;
+    opts.execution.parquet.reorder_filters = true;
+    SessionContext::new_with_config(config)
+}
+
+/// Stage SQL and `restock query` may only read.
+pub fn read_only() -> SQLOptions {
+    SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
+}
+
+/// Plan `sql` against empty tables of the given schemas: catches unknown tables, columns,
+/// functions and type errors without reading any data.
+pub async fn plan_against(inputs: &BTreeMap<String, SchemaRef>, sql: &str) -> Result<LogicalPlan, DataFusionError> {
+    let ctx = session();
+    for (name, schema) in inputs {
+        ctx.register_table(name.as_str(), Arc::new(MemTable::try_new(schema.clone(), vec![vec![]])?))?;
+    }
+    let plan = ctx.state().create_logical_plan(sql).await?;
+    read_only().verify_plan(&plan)?;
+    Ok(plan)
+}
+
+/// Syntax check alone (no schemas needed). Error carries (line, column) when the parser knows it.
+pub fn parse_sql(sql: &str) -> Result<(), (String, Option<(u64, u64)>)> {
+    use datafusion::sql::parser::DFParser;
+    match DFParser::parse_sql(sql) {
+        Ok(statements) if statements.len() == 1 => Ok(()),
+        Ok(statements) if statements.is_empty() => Err(("the SQL is empty".into(), None)),
+        Ok(_) => Err(("a stage runs one SQL statement; found several (split them into stages)".into(), None)),
+        Err(e) => {
+            let msg = e.to_string();
+            let pos = parser_position(&msg);
+            Err((msg, pos))
+        }
+    }
+}
+
+/// "... at Line: 3, Column: 17" from sqlparser messages.
+fn parser_position(msg: &str) -> Option<(u64, u64)> {
+    let i = msg.rfind("Line: ")?;
+    let rest = &msg[i + 6..];
+    let (line, rest) = rest.split_once(", Column: ")?;
+    let col: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    Some((line.trim().parse().ok()?, col.parse().ok()?))
+}
+
+/// Best-effort position in `sql` of the name a DataFusion error complains about.
+pub fn locate_error(sql: &str, msg: &str) -> Option<(u64, u64)> {
+    if let Some(p) = parser_position(msg) {
+        return Some(p);
+    }
+    let name = ["No field named ", "table '", "Invalid function '", "column '", "not found: "]
+        .iter()
+        .find_map(|marker| {
+            let i = msg.find(marker)?;
+            let rest = &msg[i + marker.len()..];
+            let word: String = rest
+                .trim_start_matches(['"', '\'', '`'])
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
+                .collect();
+            let word = word.trim_end_matches('.').rsplit('.').next()?.to_string();
+            (!word.is_empty()).then_some(word)
+        })?;
+    find_word(sql, &name).map(|off| line_col(sql, off))
+}
+
+fn find_word(text: &str, word: &str) -> Option<usize> {
+    let lower = text.to_ascii_lowercase();
+    let w = word.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    lower.match_indices(&w).map(|(i, _)| i).find(|&i| {
+        let before_ok = i == 0 || !is_ident(bytes[i - 1]);
+        let after = i + w.len();
+        before_ok && (after >= bytes.len() || !is_ident(bytes[after]))
+    })
+}
+
+/// The short form of a DataFusion error for users (drops backtraces and nesting noise).
+pub fn explain(e: &DataFusionError) -> String {
+    let s = e.to_string();
+    s.lines().next().unwrap_or(&s).trim().to_string()
+}
+
+/// Position to report for a SQL problem: inside the SQL file when it came from one.
+pub fn sql_pos(origin: &SqlOrigin, sql: &str, msg: &str) -> (Pos, String) {
+    match (origin, locate_error(sql, msg)) {
+        (SqlOrigin::File(path), Some((l, c))) => (Pos::new(path, l, c), String::new()),
+        (SqlOrigin::File(path), None) => (Pos::file_only(path), String::new()),
+        (SqlOrigin::Inline(pos), Some((l, c))) => (pos.clone(), format!(" (line {l}, column {c} of the SQL)")),
+        (SqlOrigin::Inline(pos), None) => (pos.clone(), String::new()),
+    }
+}
+
+/// Where a SQL text came from, for error positions.
+#[derive(Debug, Clone)]
+pub enum SqlOrigin {
+    File(std::path::PathBuf),
+    Inline(Pos),
+}

@@ -1,0 +1,679 @@
+//! spec -> plan: everything that can be checked before a run starts.
+//!
+//! [`build`] resolves names, the DAG, templates, params and stage configs (no I/O but SQL files).
+//! [`check_schemas`] then walks the DAG in order and plans every stage against its input schemas
+//! (Parquet footers, published tables, upstream plans), so a typo in a column name fails in
+//! seconds instead of after an hour of upstream work. Nothing here executes a stage.
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::prelude::SessionContext;
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
+use crate::spec::{self, Config, InputSource, OutputSpec, ParamType, PartitionCol, SpecFile, YamlValue, is_identifier};
+use crate::stage::{Registry, StageDecl, StageTask};
+use crate::storage::{self, Lake};
+use crate::template::{self, RunVars};
+
+/// How a run is parameterised from the outside (CLI, scheduler, resume).
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    pub run_id: String,
+    pub run_date: NaiveDate,
+    /// `key=value` pairs from the command line; typed by the pipeline's param declarations.
+    pub params: Vec<(String, String)>,
+    pub lake_override: Option<String>,
+    /// Relative lake paths resolve against this (the working directory).
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self { max_retries: 0, backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(60) }
+    }
+}
+
+impl RetryPolicy {
+    /// Delay before retry number `retry` (1-based): exponential, capped, full jitter.
+    pub fn delay(&self, retry: u32) -> Duration {
+        let exp = self.backoff.saturating_mul(2u32.saturating_pow(retry.saturating_sub(1)));
+        let cap = exp.min(self.max_backoff);
+        cap.mul_f64(rand::random::<f64>())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Source {
+    Parquet { url: Url, partitions: Vec<PartitionCol> },
+    Table { name: String, version: Option<i64> },
+    /// Output of stage `producer` (index into [`Plan::stages`]).
+    Output { name: String, producer: usize },
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedInput {
+    pub name: String,
+    pub source: Source,
+    pub allow_empty: bool,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedStage {
+    pub id: String,
+    pub kind: String,
+    pub pos: Pos,
+    /// Indices of stages that must succeed first (explicit `needs` plus input producers).
+    pub deps: Vec<usize>,
+    pub inputs: Vec<PlannedInput>,
+    pub outputs: Vec<OutputSpec>,
+    pub retry: RetryPolicy,
+    pub timeout: Option<Duration>,
+    pub task: Arc<dyn StageTask>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub cron: String,
+    pub timezone: chrono_tz::Tz,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: String,
+    pub path: PathBuf,
+    pub spec_text: String,
+    pub spec_hash: String,
+    pub lake: Lake,
+    pub vars: RunVars,
+    pub schedule: Option<Schedule>,
+    /// Topological order: every stage comes after the stages it depends on.
+    pub stages: Vec<PlannedStage>,
+}
+
+impl Plan {
+    pub fn stage_index(&self, id: &str) -> Option<usize> {
+        self.stages.iter().position(|s| s.id == id)
+    }
+
+    /// `i` and every stage that (transitively) depends on it.
+    pub fn downstream(&self, i: usize) -> Vec<usize> {
+        let mut out = vec![i];
+        for (j, s) in self.stages.iter().enumerate().skip(i + 1) {
+            if s.deps.iter().any(|d| out.contains(d)) {
+                out.push(j);
+            }
+        }
+        out
+    }
+}
+
+fn pos(path: &Path, loc: &serde_saphyr::Location) -> Pos {
+    Pos::from_saphyr(path, loc)
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `30s`, `10m`, `2h`"))
+}
+
+pub fn new_run_id() -> String {
+    format!("{}-{:04x}", chrono::Utc::now().format("%Y%m%d-%H%M%S"), rand::random::<u16>())
+}
+
+/// Check a pipeline and turn it into an executable plan.
+pub fn build(spec: &SpecFile, opts: &PlanOptions, registry: &Registry) -> Result<Plan, Diagnostics> {
+    let file = spec.path.as_path();
+    let doc = &spec.doc;
+    let mut diags = Diagnostics::default();
+
+    let name = doc.name.value.clone();
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        diags.push(Diagnostic::new(pos(file, &doc.name.referenced), format!("pipeline name `{name}` may only use letters, digits, `_` and `-`")));
+    }
+
+    let schedule = doc.schedule.as_ref().and_then(|s| match check_schedule(file, &s.value) {
+        Ok(sch) => Some(sch),
+        Err(d) => {
+            diags.push(d);
+            None
+        }
+    });
+
+    let params = resolve_params(spec, opts, &mut diags);
+    let vars = RunVars::for_date(&opts.run_id, &name, opts.run_date, params);
+
+    let lake_str = opts.lake_override.clone().or_else(|| doc.lake.as_ref().map(|l| l.value.clone())).unwrap_or_else(|| storage::DEFAULT_LAKE.into());
+    let lake = match Lake::open(&lake_str, &opts.base_dir) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            let p = doc.lake.as_ref().map_or(Pos::file_only(file), |l| pos(file, &l.referenced));
+            diags.push(Diagnostic::new(p, format!("lake `{lake_str}`: {e:#}")));
+            None
+        }
+    };
+
+    let default_retry = match &doc.defaults.retries {
+        Some(r) => retry_policy(file, r, None, &mut diags),
+        None => RetryPolicy::default(),
+    };
+    let default_timeout = doc.defaults.timeout.as_ref().and_then(|t| match parse_duration(&t.value) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            diags.push(Diagnostic::new(pos(file, &t.referenced), e));
+            None
+        }
+    });
+
+    // Pass 1: ids and output ownership.
+    let stages = &doc.stages.value;
+    if stages.is_empty() {
+        diags.push(Diagnostic::new(pos(file, &doc.stages.referenced), "`stages` is empty"));
+    }
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    let mut producers: HashMap<&str, usize> = HashMap::new();
+    for (i, s) in stages.iter().enumerate() {
+        let st = &s.value;
+        let id = st.id.value.as_str();
+        if !is_identifier(id) {
+            diags.push(Diagnostic::new(pos(file, &st.id.referenced), format!("stage id `{id}` must be an identifier (letters, digits, `_`)")));
+        }
+        if let Some(&first) = ids.get(id) {
+            diags.push(Diagnostic::new(pos(file, &st.id.referenced), format!("duplicate stage id `{id}` (first defined at line {})", stages[first].value.id.referenced.line())).stage(id));
+        } else {
+            ids.insert(id, i);
+        }
+        for o in &st.outputs {
+            if !is_identifier(&o.value.name) {
+                diags.push(Diagnostic::new(pos(file, &o.referenced), format!("output name `{}` must be an identifier", o.value.name)).stage(id));
+            }
+            if let Some(&other) = producers.get(o.value.name.as_str()) {
+                diags.push(
+                    Diagnostic::new(pos(file, &o.referenced), format!("output `{}` is written by two stages: `{}` and `{id}`", o.value.name, stages[other].value.id.value))
+                        .stage(id),
+                );
+            } else {
+                producers.insert(o.value.name.as_str(), i);
+            }
+        }
+    }
+    let output_names: Vec<&str> = producers.keys().copied().collect();
+    let stage_names: Vec<&str> = ids.keys().copied().collect();
+
+    // Pass 2: edges, inputs, policies, kinds.
+    let mut deps: Vec<Vec<usize>> = vec![vec![]; stages.len()];
+    let mut inputs: Vec<Vec<PlannedInput>> = vec![vec![]; stages.len()];
+    let mut retries = vec![];
+    let mut timeouts = vec![];
+    for (i, s) in stages.iter().enumerate() {
+        let st = &s.value;
+        let id = st.id.value.as_str();
+        for need in &st.needs {
+            match ids.get(need.value.as_str()) {
+                Some(&j) if j == i => diags.push(Diagnostic::new(pos(file, &need.referenced), "a stage cannot need itself").stage(id)),
+                Some(&j) => deps[i].push(j),
+                None => diags.push(
+                    Diagnostic::new(pos(file, &need.referenced), format!("`needs` names unknown stage `{}`", need.value))
+                        .stage(id)
+                        .help_opt(did_you_mean(&need.value, stage_names.iter().copied())),
+                ),
+            }
+        }
+        for (input_name, spec_in) in &st.inputs {
+            let p = pos(file, &spec_in.referenced);
+            if !is_identifier(input_name) {
+                diags.push(Diagnostic::new(p.clone(), format!("input name `{input_name}` must be an identifier (it becomes a SQL table name)")).stage(id));
+            }
+            let source = match &spec_in.value.source {
+                InputSource::Output(o) => match producers.get(o.as_str()) {
+                    Some(&j) if j == i => {
+                        diags.push(Diagnostic::new(p.clone(), format!("input `{input_name}` reads this stage's own output `{o}`")).stage(id));
+                        continue;
+                    }
+                    Some(&j) => {
+                        deps[i].push(j);
+                        Source::Output { name: o.clone(), producer: j }
+                    }
+                    None => {
+                        diags.push(
+                            Diagnostic::new(p.clone(), format!("input `{input_name}` reads `{o}`, which no stage outputs"))
+                                .stage(id)
+                                .help(did_you_mean(o, output_names.iter().copied()).unwrap_or_else(|| {
+                                    "for a published table write `table:NAME`; for files write a path such as `raw/sales/`".into()
+                                })),
+                        );
+                        continue;
+                    }
+                },
+                InputSource::Table { name, version } => Source::Table { name: name.clone(), version: *version },
+                InputSource::Parquet(path) => {
+                    let rendered = match render_checked(path, &vars, &p, id) {
+                        Ok(r) => r,
+                        Err(d) => {
+                            diags.push(d);
+                            continue;
+                        }
+                    };
+                    let Some(lake) = &lake else { continue };
+                    match lake.resolve(&rendered) {
+                        Ok(url) => Source::Parquet { url, partitions: spec_in.value.partitions.clone() },
+                        Err(e) => {
+                            diags.push(Diagnostic::new(p.clone(), format!("input `{input_name}`: {e:#}")).stage(id));
+                            continue;
+                        }
+                    }
+                }
+            };
+            for part in &spec_in.value.partitions {
+                if let Err(e) = storage::inputs::partition_type(part) {
+                    diags.push(Diagnostic::new(p.clone(), e.to_string()).stage(id));
+                }
+            }
+            inputs[i].push(PlannedInput { name: input_name.clone(), source, allow_empty: spec_in.value.allow_empty, pos: p });
+        }
+        deps[i].sort_unstable();
+        deps[i].dedup();
+        retries.push(match &st.retries {
+            Some(r) => retry_policy(file, r, Some(id), &mut diags),
+            None => default_retry.clone(),
+        });
+        timeouts.push(match &st.timeout {
+            Some(t) => match parse_duration(&t.value) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    diags.push(Diagnostic::new(pos(file, &t.referenced), e).stage(id));
+                    None
+                }
+            },
+            None => default_timeout,
+        });
+    }
+
+    let order = match topo_order(&deps) {
+        Ok(o) => o,
+        Err(cycle) => {
+            let names: Vec<&str> = cycle.iter().map(|&i| stages[i].value.id.value.as_str()).collect();
+            let first = &stages[cycle[0]].value;
+            diags.push(
+                Diagnostic::new(pos(file, &first.id.referenced), format!("dependency cycle: {} -> {}", names.join(" -> "), names[0]))
+                    .stage(first.id.value.clone()),
+            );
+            (0..stages.len()).collect()
+        }
+    };
+
+    // Pass 3: kind-specific preparation (configs, templates, SQL syntax).
+    let pipeline_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut tasks: Vec<Option<Arc<dyn StageTask>>> = vec![None; stages.len()];
+    for (i, s) in stages.iter().enumerate() {
+        let st = &s.value;
+        let id = st.id.value.as_str();
+        let Some(kind) = registry.get(&st.kind.value) else {
+            let names: Vec<&str> = registry.names().collect();
+            diags.push(
+                Diagnostic::new(pos(file, &st.kind.referenced), format!("unknown stage kind `{}` (known kinds: {})", st.kind.value, names.join(", ")))
+                    .stage(id)
+                    .help_opt(did_you_mean(&st.kind.value, names.iter().copied())),
+            );
+            continue;
+        };
+        let config = Config::new(file, st.config.as_ref(), s.referenced);
+        let config = match render_config(config, &vars, id) {
+            Ok(c) => c,
+            Err(d) => {
+                diags.0.extend(d.0);
+                continue;
+            }
+        };
+        let input_names: Vec<String> = inputs[i].iter().map(|x| x.name.clone()).collect();
+        let outputs: Vec<OutputSpec> = st.outputs.iter().map(|o| o.value.clone()).collect();
+        let stage_pos = pos(file, &st.id.referenced);
+        let decl = StageDecl { id, pos: &stage_pos, config: &config, inputs: &input_names, outputs: &outputs, vars: &vars, pipeline_dir: &pipeline_dir };
+        match kind.prepare(&decl) {
+            Ok(task) => tasks[i] = Some(task),
+            Err(d) => diags.0.extend(d.0),
+        }
+    }
+
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+
+    // Re-index in topological order.
+    let new_index: HashMap<usize, usize> = order.iter().enumerate().map(|(new, &old)| (old, new)).collect();
+    let mut planned = vec![];
+    let mut hasher = Sha256::new();
+    hasher.update(spec.text.as_bytes());
+    for &old in &order {
+        let st = &stages[old].value;
+        let task = tasks[old].clone().expect("no diagnostics means every stage prepared");
+        if let Some(fp) = task.fingerprint() {
+            hasher.update(fp.as_bytes());
+        }
+        let mut stage_inputs = inputs[old].clone();
+        for inp in &mut stage_inputs {
+            if let Source::Output { producer, .. } = &mut inp.source {
+                *producer = new_index[producer];
+            }
+        }
+        let mut d: Vec<usize> = deps[old].iter().map(|x| new_index[x]).collect();
+        d.sort_unstable();
+        planned.push(PlannedStage {
+            id: st.id.value.clone(),
+            kind: st.kind.value.clone(),
+            pos: pos(file, &st.id.referenced),
+            deps: d,
+            inputs: stage_inputs,
+            outputs: st.outputs.iter().map(|o| o.value.clone()).collect(),
+            retry: retries[old].clone(),
+            timeout: timeouts[old],
+            task,
+        });
+    }
+    Ok(Plan {
+        name,
+        path: spec.path.clone(),
+        spec_text: spec.text.clone(),
+        spec_hash: hex::encode(hasher.finalize()),
+        lake: lake.expect("no diagnostics means the lake opened"),
+        vars,
+        schedule,
+        stages: planned,
+    })
+}
+
+fn check_schedule(file: &Path, s: &spec::ScheduleSpec) -> Result<Schedule, Diagnostic> {
+    let cron = s.cron.value.trim().to_string();
+    croner::parser::CronParser::new()
+        .parse(&cron)
+        .map_err(|e| Diagnostic::new(pos(file, &s.cron.referenced), format!("invalid cron expression `{cron}`: {e}")))?;
+    let timezone = match &s.timezone {
+        None => chrono_tz::UTC,
+        Some(tz) => tz.value.parse::<chrono_tz::Tz>().map_err(|_| {
+            let names = chrono_tz::TZ_VARIANTS.iter().map(|t| t.name());
+            Diagnostic::new(pos(file, &tz.referenced), format!("unknown IANA time zone `{}`", tz.value)).help_opt(did_you_mean(&tz.value, names))
+        })?,
+    };
+    Ok(Schedule { cron, timezone })
+}
+
+fn retry_policy(file: &Path, r: &serde_saphyr::Spanned<spec::RetrySpec>, stage: Option<&str>, diags: &mut Diagnostics) -> RetryPolicy {
+    let mut p = RetryPolicy { max_retries: r.value.max, ..RetryPolicy::default() };
+    for (field, target) in [(&r.value.backoff, &mut p.backoff), (&r.value.max_backoff, &mut p.max_backoff)] {
+        if let Some(s) = field {
+            match parse_duration(s) {
+                Ok(d) => *target = d,
+                Err(e) => {
+                    let mut d = Diagnostic::new(pos(file, &r.referenced), format!("retries: {e}"));
+                    if let Some(st) = stage {
+                        d = d.stage(st);
+                    }
+                    diags.push(d);
+                }
+            }
+        }
+    }
+    if r.value.max > 100 {
+        diags.push(Diagnostic::new(pos(file, &r.referenced), "retries.max above 100 is almost certainly a mistake"));
+    }
+    p
+}
+
+fn yaml_to_json(v: &YamlValue) -> serde_json::Value {
+    match v {
+        YamlValue::Null => serde_json::Value::Null,
+        YamlValue::Bool(b) => (*b).into(),
+        YamlValue::Int(i) => (*i).into(),
+        YamlValue::Float(f) => serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into),
+        YamlValue::Str(s) => s.clone().into(),
+        YamlValue::Seq(_) | YamlValue::Map(_) => serde_json::Value::Null,
+    }
+}
+
+/// Typed params: declared defaults, overridden by `--param k=v`.
+fn resolve_params(spec: &SpecFile, opts: &PlanOptions, diags: &mut Diagnostics) -> BTreeMap<String, serde_json::Value> {
+    let file = spec.path.as_path();
+    let mut out = BTreeMap::new();
+    for (name, p) in &spec.doc.params {
+        let at = pos(file, &p.referenced);
+        if template::BUILTIN_VARS.contains(&name.as_str()) {
+            diags.push(Diagnostic::new(at.clone(), format!("param `{name}` would shadow the built-in template variable of that name")));
+        }
+        if !is_identifier(name) {
+            diags.push(Diagnostic::new(at.clone(), format!("param name `{name}` must be an identifier")));
+        }
+        if let Some(d) = &p.value.default {
+            let raw = yaml_to_json(&d.value);
+            let text = match &raw {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            match coerce_param(p.value.ty, &text) {
+                Ok(v) => {
+                    out.insert(name.clone(), v);
+                }
+                Err(e) => diags.push(Diagnostic::new(pos(file, &d.referenced), format!("default of param `{name}`: {e}"))),
+            }
+        }
+    }
+    for (k, v) in &opts.params {
+        match spec.doc.params.get(k) {
+            None => {
+                let names: Vec<&str> = spec.doc.params.keys().map(String::as_str).collect();
+                diags.push(
+                    Diagnostic::new(Pos::file_only(file), format!("--param {k}={v}: the pipeline declares no param `{k}`"))
+                        .help_opt(did_you_mean(k, names.iter().copied())),
+                );
+            }
+            Some(p) => match coerce_param(p.value.ty, v) {
+                Ok(val) => {
+                    out.insert(k.clone(), val);
+                }
+                Err(e) => diags.push(Diagnostic::new(Pos::file_only(file), format!("--param {k}={v}: {e}"))),
+            },
+        }
+    }
+    for (name, p) in &spec.doc.params {
+        if !out.contains_key(name) && p.value.default.is_none() {
+            diags.push(Diagnostic::new(pos(file, &p.referenced), format!("param `{name}` has no default and was not given (--param {name}=...)")));
+        }
+    }
+    out
+}
+
+fn coerce_param(ty: ParamType, text: &str) -> Result<serde_json::Value, String> {
+    let t = text.trim();
+    match ty {
+        ParamType::Int => t.parse::<i64>().map(Into::into).map_err(|_| format!("`{t}` is not an int")),
+        ParamType::Float => t
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Into::into)
+            .ok_or_else(|| format!("`{t}` is not a float")),
+        ParamType::Bool => t.parse::<bool>().map(Into::into).map_err(|_| format!("`{t}` is not a bool (true/false)")),
+        ParamType::String => Ok(text.into()),
+        ParamType::Date => NaiveDate::parse_from_str(t, "%Y-%m-%d").map(|d| d.to_string().into()).map_err(|_| format!("`{t}` is not a date (YYYY-MM-DD)")),
+    }
+}
+
+fn render_checked(text: &str, vars: &RunVars, at: &Pos, stage: &str) -> Result<String, Diagnostic> {
+    let known = vars.known_names();
+    match template::unknown_variables(text, &known) {
+        Err(e) => return Err(Diagnostic::new(at.clone(), format!("template error: {}", e.message)).stage(stage)),
+        Ok(unknown) => {
+            if let Some((name, _)) = unknown.into_iter().next() {
+                return Err(Diagnostic::new(at.clone(), format!("unknown template variable `{name}`"))
+                    .stage(stage)
+                    .help_opt(did_you_mean(&name, known.iter().map(String::as_str))));
+            }
+        }
+    }
+    template::render(text, vars).map_err(|e| Diagnostic::new(at.clone(), format!("template error: {}", e.message)).stage(stage))
+}
+
+/// Render every templated string in a config. A string that is a single `{{ ... }}` and renders
+/// to a number or bool becomes that number or bool, so `horizon: "{{ horizon }}"` works.
+fn render_config(mut config: Config, vars: &RunVars, stage: &str) -> Result<Config, Diagnostics> {
+    let mut diags = Diagnostics::default();
+    fn walk(v: &mut serde_json::Value, path: String, f: &mut dyn FnMut(&str, &mut serde_json::Value)) {
+        match v {
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    walk(item, if path.is_empty() { i.to_string() } else { format!("{path}/{i}") }, f);
+                }
+            }
+            serde_json::Value::Object(map) => {
+                for (k, item) in map.iter_mut() {
+                    walk(item, if path.is_empty() { k.clone() } else { format!("{path}/{k}") }, f);
+                }
+            }
+            leaf => f(&path, leaf),
+        }
+    }
+    let positions = config.clone();
+    walk(&mut config.value, String::new(), &mut |path, leaf| {
+        let serde_json::Value::String(s) = leaf else { return };
+        if !template::is_templated(s) {
+            return;
+        }
+        match render_checked(s, vars, &positions.pos(path), stage) {
+            Ok(rendered) => {
+                let whole = s.trim().starts_with("{{") && s.trim().ends_with("}}") && s.matches("{{").count() == 1;
+                *leaf = match serde_json::from_str::<serde_json::Value>(&rendered) {
+                    Ok(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) if whole => v,
+                    _ => serde_json::Value::String(rendered),
+                };
+            }
+            Err(d) => diags.push(d),
+        }
+    });
+    diags.into_result(config)
+}
+
+/// Kahn's algorithm, stable (ties keep file order). On a cycle, returns the stages of one cycle.
+fn topo_order(deps: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
+    let n = deps.len();
+    let mut indegree: Vec<usize> = deps.iter().map(Vec::len).collect();
+    let mut dependents: Vec<Vec<usize>> = vec![vec![]; n];
+    for (i, ds) in deps.iter().enumerate() {
+        for &d in ds {
+            dependents[d].push(i);
+        }
+    }
+    let mut ready: std::collections::BTreeSet<usize> = (0..n).filter(|&i| indegree[i] == 0).collect();
+    let mut order = vec![];
+    while let Some(i) = ready.pop_first() {
+        order.push(i);
+        for &j in &dependents[i] {
+            indegree[j] -= 1;
+            if indegree[j] == 0 {
+                ready.insert(j);
+            }
+        }
+    }
+    if order.len() == n {
+        return Ok(order);
+    }
+    // Walk dependencies from a stuck node until a node repeats: that loop is a cycle.
+    let stuck: Vec<usize> = (0..n).filter(|i| !order.contains(i)).collect();
+    let mut path = vec![stuck[0]];
+    loop {
+        let last = *path.last().expect("non-empty");
+        let next = deps[last].iter().copied().find(|d| stuck.contains(d)).expect("a stuck node has a stuck dependency");
+        if let Some(at) = path.iter().position(|&p| p == next) {
+            let mut cycle: Vec<usize> = path[at..].to_vec();
+            cycle.reverse();
+            return Err(cycle);
+        }
+        path.push(next);
+    }
+}
+
+/// What schema checking could not verify (inputs without data yet), for the user to know.
+#[derive(Debug, Default)]
+pub struct SchemaReport {
+    pub checked: Vec<String>,
+    pub unchecked: Vec<(String, String)>,
+}
+
+/// Plan every stage against real input schemas, in DAG order.
+pub async fn check_schemas(plan: &Plan) -> Result<SchemaReport, Diagnostics> {
+    let ctx: SessionContext = crate::engine::session();
+    plan.lake.register(&ctx);
+    let mut diags = Diagnostics::default();
+    let mut report = SchemaReport::default();
+    let mut output_schemas: HashMap<String, Option<SchemaRef>> = HashMap::new();
+    for stage in &plan.stages {
+        let mut schemas = BTreeMap::new();
+        let mut missing: Option<String> = None;
+        for input in &stage.inputs {
+            let schema = match &input.source {
+                Source::Parquet { url, partitions } => {
+                    match storage::inputs::inspect(&ctx, &plan.lake, url, partitions, &input.name).await {
+                        Ok(p) => Some(p.table_schema()),
+                        Err(e) => {
+                            missing.get_or_insert(format!("{e:#}"));
+                            None
+                        }
+                    }
+                }
+                Source::Table { name, version } => match storage::delta::open(&plan.lake, name, *version).await {
+                    Ok(Some(t)) => t.snapshot().ok().map(|s| s.snapshot().arrow_schema()),
+                    Ok(None) => {
+                        missing.get_or_insert(format!("published table `{name}` does not exist yet"));
+                        None
+                    }
+                    Err(e) => {
+                        missing.get_or_insert(format!("{e:#}"));
+                        None
+                    }
+                },
+                Source::Output { name, .. } => {
+                    let s = output_schemas.get(name).cloned().flatten();
+                    if s.is_none() {
+                        missing.get_or_insert(format!("upstream output `{name}` could not be checked"));
+                    }
+                    s
+                }
+            };
+            if let Some(s) = schema {
+                schemas.insert(input.name.clone(), s);
+            }
+        }
+        if let Some(why) = missing {
+            report.unchecked.push((stage.id.clone(), why));
+            for o in &stage.outputs {
+                output_schemas.insert(o.name.clone(), None);
+            }
+            continue;
+        }
+        match stage.task.plan(&schemas).await {
+            Ok(outs) => {
+                report.checked.push(stage.id.clone());
+                for (o, s) in stage.outputs.iter().zip(outs) {
+                    output_schemas.insert(o.name.clone(), Some(s));
+                }
+            }
+            Err(d) => {
+                diags.0.extend(d.0);
+                for o in &stage.outputs {
+                    output_schemas.insert(o.name.clone(), None);
+                }
+            }
+        }
+    }
+    diags.into_result(report)
+}

@@ -1,0 +1,271 @@
+//! `forecast`: per-series probabilistic forecasts from a long table (series keys, date, target).
+//!
+//! Ships the `seasonal_naive` method; learned models plug in as further methods or kinds.
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use async_trait::async_trait;
+use chrono::{Months, NaiveDate};
+use datafusion::arrow::array::{Array, ArrayRef, Date32Array, Float64Array, Int32Array, RecordBatch, StringArray, UInt32Array};
+use datafusion::arrow::compute::{cast, concat_batches, take};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::row::{RowConverter, SortField};
+use serde::Deserialize;
+
+use super::{StageCx, StageDecl, StageKind, StageReport, StageTask};
+use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
+use crate::forecast::{quantile_column, seasonal_naive};
+
+pub struct ForecastKind;
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+enum Method {
+    SeasonalNaive,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::SeasonalNaive => "seasonal_naive",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+enum Freq {
+    #[default]
+    Day,
+    Week,
+    Month,
+}
+
+impl Freq {
+    fn step(self, d: NaiveDate, n: u32) -> NaiveDate {
+        match self {
+            Freq::Day => d + chrono::Duration::days(n as i64),
+            Freq::Week => d + chrono::Duration::days(7 * n as i64),
+            Freq::Month => d.checked_add_months(Months::new(n)).unwrap_or(d),
+        }
+    }
+}
+
+fn default_quantiles() -> Vec<f64> {
+    vec![0.1, 0.5, 0.9]
+}
+fn default_season() -> usize {
+    7
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForecastConfig {
+    method: Method,
+    /// Columns that identify a series (e.g. sku_id, location_id).
+    series: Vec<String>,
+    /// A DATE column.
+    time: String,
+    /// The numeric column to forecast.
+    target: String,
+    horizon: u32,
+    #[serde(default = "default_season")]
+    season_length: usize,
+    #[serde(default = "default_quantiles")]
+    quantiles: Vec<f64>,
+    #[serde(default)]
+    freq: Freq,
+    /// Demand cannot be negative: clip forecasts at zero.
+    #[serde(default = "yes")]
+    nonnegative: bool,
+}
+
+#[derive(Debug)]
+pub struct ForecastTask {
+    stage: String,
+    input: String,
+    cfg: ForecastConfig,
+    pos: BTreeMap<&'static str, Pos>,
+}
+
+impl StageKind for ForecastKind {
+    fn name(&self) -> &'static str {
+        "forecast"
+    }
+
+    fn prepare(&self, decl: &StageDecl<'_>) -> Result<Arc<dyn StageTask>, Diagnostics> {
+        let cfg: ForecastConfig = decl.config.parse().map_err(|d| d.stage(decl.id))?;
+        decl.expect_outputs("forecast", 1)?;
+        let mut diags = Diagnostics::default();
+        if decl.inputs.len() != 1 {
+            diags.push(decl.error(decl.pos.clone(), format!("a `forecast` stage reads exactly 1 input, this one declares {}", decl.inputs.len())));
+        }
+        if cfg.horizon == 0 || cfg.horizon > 10_000 {
+            diags.push(decl.error(decl.config.pos("horizon"), "`horizon` must be between 1 and 10000"));
+        }
+        if cfg.season_length == 0 {
+            diags.push(decl.error(decl.config.pos("season_length"), "`season_length` must be at least 1"));
+        }
+        if cfg.series.is_empty() {
+            diags.push(decl.error(decl.config.pos("series"), "`series` needs at least one key column"));
+        }
+        for (i, q) in cfg.quantiles.iter().enumerate() {
+            if !(*q > 0.0 && *q < 1.0) {
+                diags.push(decl.error(decl.config.pos(&format!("quantiles/{i}")), format!("quantile level {q} is not strictly between 0 and 1")));
+            }
+        }
+        diags.into_result(())?;
+        let pos = [
+            ("series", decl.config.pos("series")),
+            ("time", decl.config.pos("time")),
+            ("target", decl.config.pos("target")),
+        ]
+        .into();
+        Ok(Arc::new(ForecastTask { stage: decl.id.into(), input: decl.inputs[0].clone(), cfg, pos }))
+    }
+}
+
+impl ForecastTask {
+    fn output_schema(&self, input: &Schema) -> Result<SchemaRef, Diagnostics> {
+        let mut diags = Diagnostics::default();
+        let names: Vec<&str> = input.fields().iter().map(|f| f.name().as_str()).collect();
+        let mut lookup = |col: &str, which: &'static str| -> Option<Field> {
+            match input.field_with_name(col) {
+                Ok(f) => Some(f.clone()),
+                Err(_) => {
+                    diags.push(
+                        Diagnostic::new(self.pos[which].clone(), format!("column `{col}` not in input `{}` (columns: {})", self.input, names.join(", ")))
+                            .stage(&self.stage)
+                            .help_opt(did_you_mean(col, names.iter().copied())),
+                    );
+                    None
+                }
+            }
+        };
+        let series: Vec<Option<Field>> = self.cfg.series.iter().map(|c| lookup(c, "series")).collect();
+        let time = lookup(&self.cfg.time, "time");
+        let target = lookup(&self.cfg.target, "target");
+        if let Some(t) = &time {
+            if t.data_type() != &DataType::Date32 {
+                diags.push(Diagnostic::new(self.pos["time"].clone(), format!("time column `{}` is {}, expected DATE", t.name(), t.data_type())).stage(&self.stage));
+            }
+        }
+        if let Some(t) = &target {
+            if !t.data_type().is_numeric() {
+                diags.push(Diagnostic::new(self.pos["target"].clone(), format!("target column `{}` is {}, expected a number", t.name(), t.data_type())).stage(&self.stage));
+            }
+        }
+        diags.into_result(())?;
+        let mut fields: Vec<Field> = series.into_iter().flatten().collect();
+        fields.push(Field::new(&self.cfg.time, DataType::Date32, false));
+        fields.push(Field::new("step", DataType::Int32, false));
+        fields.push(Field::new("forecast", DataType::Float64, false));
+        for q in &self.cfg.quantiles {
+            fields.push(Field::new(quantile_column(*q), DataType::Float64, false));
+        }
+        fields.push(Field::new("model", DataType::Utf8, false));
+        Ok(Arc::new(Schema::new(fields)))
+    }
+}
+
+#[async_trait]
+impl StageTask for ForecastTask {
+    async fn plan(&self, inputs: &BTreeMap<String, SchemaRef>) -> Result<Vec<SchemaRef>, Diagnostics> {
+        let schema = inputs.get(&self.input).expect("planner passes every declared input");
+        Ok(vec![self.output_schema(schema)?])
+    }
+
+    async fn run(&self, cx: &StageCx) -> Result<StageReport> {
+        let input_schema = cx.ctx.table_provider(self.input.as_str()).await?.schema();
+        let out_schema = self.output_schema(&input_schema).map_err(|d| anyhow::anyhow!("{d}"))?;
+        let q = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+        let keys = self.cfg.series.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT {keys}, {t}, CAST({y} AS DOUBLE) AS y FROM {input} WHERE {t} IS NOT NULL ORDER BY {keys}, {t}",
+            t = q(&self.cfg.time),
+            y = q(&self.cfg.target),
+            input = q(&self.input)
+        );
+        let df = cx.ctx.sql(&sql).await?;
+        let history_schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        let all = concat_batches(&history_schema, &batches)?;
+        let n_keys = self.cfg.series.len();
+        let rows_in = all.num_rows() as u64;
+        if all.num_rows() == 0 {
+            bail!("input `{}` has no rows to forecast", self.input);
+        }
+
+        let key_cols: Vec<ArrayRef> = all.columns()[..n_keys].to_vec();
+        let converter = RowConverter::new(key_cols.iter().map(|c| SortField::new(c.data_type().clone())).collect())?;
+        let key_rows = converter.convert_columns(&key_cols)?;
+        let dates = all.column(n_keys).as_any().downcast_ref::<Date32Array>().expect("time column is DATE (checked)");
+        let values = all.column(n_keys + 1).as_any().downcast_ref::<Float64Array>().expect("target cast to DOUBLE");
+
+        let horizon = self.cfg.horizon as usize;
+        let levels = &self.cfg.quantiles;
+        let mut take_idx: Vec<u32> = vec![];
+        let mut out_dates: Vec<i32> = vec![];
+        let mut steps: Vec<i32> = vec![];
+        let mut point: Vec<f64> = vec![];
+        let mut qs: Vec<Vec<f64>> = vec![vec![]; levels.len()];
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
+        let mut start = 0usize;
+        let mut n_series = 0u64;
+        let n = all.num_rows();
+        while start < n {
+            let mut end = start + 1;
+            while end < n && key_rows.row(end) == key_rows.row(start) {
+                end += 1;
+            }
+            if n_series % 256 == 0 && cx.cancel.is_cancelled() {
+                bail!("cancelled");
+            }
+            let history: Vec<f64> = (start..end).map(|i| if values.is_null(i) { f64::NAN } else { values.value(i) }).collect();
+            let f = match self.cfg.method {
+                Method::SeasonalNaive => seasonal_naive(&history, self.cfg.season_length, horizon, levels, self.cfg.nonnegative),
+            };
+            let last = epoch + chrono::Duration::days(dates.value(end - 1) as i64);
+            for h in 0..horizon {
+                take_idx.push(start as u32);
+                let d = self.cfg.freq.step(last, h as u32 + 1);
+                out_dates.push((d - epoch).num_days() as i32);
+                steps.push(h as i32 + 1);
+                point.push(f.point[h]);
+                for (k, qv) in f.quantiles.iter().enumerate() {
+                    qs[k].push(qv[h]);
+                }
+            }
+            n_series += 1;
+            start = end;
+        }
+
+        let idx = UInt32Array::from(take_idx);
+        let mut columns: Vec<ArrayRef> = vec![];
+        for (i, col) in key_cols.iter().enumerate() {
+            let taken = take(col.as_ref(), &idx, None)?;
+            columns.push(cast(&taken, out_schema.field(i).data_type())?);
+        }
+        let len = idx.len();
+        columns.push(Arc::new(Date32Array::from(out_dates)));
+        columns.push(Arc::new(Int32Array::from(steps)));
+        columns.push(Arc::new(Float64Array::from(point)));
+        for q in qs {
+            columns.push(Arc::new(Float64Array::from(q)));
+        }
+        columns.push(Arc::new(StringArray::from(vec![self.cfg.method.as_str(); len])));
+        let batch = RecordBatch::try_new(out_schema, columns)?;
+        let df = cx.ctx.read_batch(batch)?;
+        let (rows_out, bytes_out) = cx.write_output(0, df).await?;
+        Ok(StageReport {
+            rows_out,
+            bytes_out,
+            details: Some(serde_json::json!({ "series": n_series, "history_rows": rows_in, "method": self.cfg.method.as_str(), "horizon": horizon })),
+            warnings: vec![],
+        })
+    }
+}

@@ -1,0 +1,153 @@
+//! Stage kinds: plug-ins behind one trait, found by name in a [`Registry`].
+//!
+//! A kind turns a stage's YAML config into a [`StageTask`] (at validation time, so config errors
+//! surface before anything runs). A task can (1) tell its output schemas from its input schemas
+//! without touching data, which lets validation plan SQL through the whole DAG, and (2) run.
+//! Tasks see their inputs as tables already registered in a DataFusion session and write their
+//! outputs to the staging URLs they are given: they never publish and never touch run history.
+pub mod check;
+pub mod forecast;
+pub mod noop;
+pub mod sql;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::prelude::{DataFrame, SessionContext};
+use tokio_util::sync::CancellationToken;
+use url::Url;
+
+use crate::diag::{Diagnostic, Diagnostics, Pos};
+use crate::spec::{Config, OutputSpec};
+use crate::template::RunVars;
+
+/// What a kind sees of a stage when preparing it.
+pub struct StageDecl<'a> {
+    pub id: &'a str,
+    pub pos: &'a Pos,
+    pub config: &'a Config,
+    /// Input names, in the order written.
+    pub inputs: &'a [String],
+    pub outputs: &'a [OutputSpec],
+    pub vars: &'a RunVars,
+    /// Folder of the pipeline file: relative file references (SQL files) resolve against it.
+    pub pipeline_dir: &'a Path,
+}
+
+impl StageDecl<'_> {
+    pub fn error(&self, pos: Pos, message: impl Into<String>) -> Diagnostic {
+        Diagnostic::new(pos, message).stage(self.id)
+    }
+
+    /// Kinds that produce exactly N outputs say so here.
+    pub fn expect_outputs(&self, kind: &str, n: usize) -> Result<(), Diagnostic> {
+        if self.outputs.len() == n {
+            return Ok(());
+        }
+        Err(self.error(self.pos.clone(), format!("a `{kind}` stage has exactly {n} output(s), this one declares {}", self.outputs.len())))
+    }
+}
+
+pub trait StageKind: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn prepare(&self, decl: &StageDecl<'_>) -> Result<Arc<dyn StageTask>, Diagnostics>;
+}
+
+#[async_trait]
+pub trait StageTask: Send + Sync + Debug {
+    /// Output schemas (one per declared output) from input schemas, without reading data.
+    async fn plan(&self, inputs: &BTreeMap<String, SchemaRef>) -> Result<Vec<SchemaRef>, Diagnostics>;
+    async fn run(&self, cx: &StageCx) -> Result<StageReport>;
+    /// Content outside the pipeline file that defines this stage (e.g. a SQL file's text),
+    /// folded into the run's spec hash.
+    fn fingerprint(&self) -> Option<String> {
+        None
+    }
+}
+
+/// Everything a running task may use.
+pub struct StageCx {
+    pub stage_id: String,
+    /// Inputs are registered here under their input names.
+    pub ctx: SessionContext,
+    /// Staging URL of each declared output, in declaration order.
+    pub outputs: Vec<(String, Url)>,
+    /// Cancelled on timeout, Ctrl-C or SIGTERM; CPU-bound tasks poll it.
+    pub cancel: CancellationToken,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct StageReport {
+    pub rows_out: u64,
+    pub bytes_out: u64,
+    /// Kind-specific detail for run history (JSON).
+    pub details: Option<serde_json::Value>,
+    /// Non-fatal findings (e.g. `warn` data tests) shown to the user.
+    pub warnings: Vec<String>,
+}
+
+impl StageCx {
+    /// Write a DataFrame as the staged Parquet of output `index`; returns (rows, bytes).
+    pub async fn write_output(&self, index: usize, df: DataFrame) -> Result<(u64, u64)> {
+        let (name, url) = &self.outputs[index];
+        let batches = df
+            .write_parquet(url.as_str(), DataFrameWriteOptions::new(), None)
+            .await
+            .with_context(|| format!("writing output `{name}`"))?;
+        let rows = batches
+            .iter()
+            .filter_map(|b| b.column(0).as_any().downcast_ref::<datafusion::arrow::array::UInt64Array>())
+            .map(|a| a.iter().flatten().sum::<u64>())
+            .sum();
+        let bytes = staged_bytes(&self.ctx, url).await.unwrap_or(0);
+        Ok((rows, bytes))
+    }
+}
+
+async fn staged_bytes(ctx: &SessionContext, url: &Url) -> Result<u64> {
+    use futures::TryStreamExt;
+    let store = ctx.runtime_env().object_store(datafusion::datasource::object_store::ObjectStoreUrl::parse(crate::storage::store_key(url).as_str())?)?;
+    let prefix = crate::storage::object_path(url)?;
+    let metas: Vec<_> = store.list(Some(&prefix)).try_collect().await?;
+    Ok(metas.iter().map(|m| m.size).sum())
+}
+
+/// The set of stage kinds a pipeline may use.
+pub struct Registry {
+    kinds: BTreeMap<&'static str, Arc<dyn StageKind>>,
+}
+
+impl Registry {
+    pub fn empty() -> Self {
+        Self { kinds: BTreeMap::new() }
+    }
+
+    /// The kinds shipped with restock.
+    pub fn builtin() -> Self {
+        let mut r = Self::empty();
+        r.register(Arc::new(sql::SqlKind));
+        r.register(Arc::new(check::CheckKind));
+        r.register(Arc::new(forecast::ForecastKind));
+        r.register(Arc::new(noop::NoopKind));
+        r
+    }
+
+    pub fn register(&mut self, kind: Arc<dyn StageKind>) {
+        self.kinds.insert(kind.name(), kind);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn StageKind>> {
+        self.kinds.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.kinds.keys().copied()
+    }
+}
+

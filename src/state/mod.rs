@@ -1,0 +1,161 @@
+//! Run history: what ran, with which exact pipeline text, and how each stage attempt went.
+//!
+//! The executor talks to [`StateStore`] only; SQLite is the embedded default and a server-backed
+//! store (Postgres) plugs in behind the same trait. This module knows nothing about DataFusion.
+mod sqlite;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub use sqlite::SqliteStore;
+
+pub const DEFAULT_STATE: &str = "sqlite://.restock/state.db";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptStatus {
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+    /// Not run because a stage it depends on failed.
+    Skipped,
+}
+
+macro_rules! str_enum {
+    ($t:ty { $($v:ident => $s:literal),* $(,)? }) => {
+        impl $t {
+            pub fn as_str(self) -> &'static str { match self { $(Self::$v => $s),* } }
+            pub fn parse(s: &str) -> Result<Self> {
+                match s { $($s => Ok(Self::$v),)* other => bail!("unknown status `{other}` in state store") }
+            }
+        }
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(self.as_str()) }
+        }
+    };
+}
+str_enum!(RunStatus { Running => "running", Succeeded => "succeeded", Failed => "failed", Cancelled => "cancelled" });
+str_enum!(AttemptStatus {
+    Running => "running", Succeeded => "succeeded", Failed => "failed", TimedOut => "timed_out",
+    Cancelled => "cancelled", Skipped => "skipped",
+});
+
+impl AttemptStatus {
+    /// Whether a resume may reuse this stage's staged outputs.
+    pub fn is_reusable(self) -> bool {
+        self == AttemptStatus::Succeeded
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub run_id: String,
+    pub pipeline: String,
+    pub pipeline_path: String,
+    pub spec_text: String,
+    pub spec_hash: String,
+    pub params_json: String,
+    pub run_date: String,
+    pub interval_start: String,
+    pub interval_end: String,
+    pub lake: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub pipeline: String,
+    pub pipeline_path: String,
+    pub spec_text: String,
+    pub spec_hash: String,
+    pub params_json: String,
+    pub run_date: String,
+    pub interval_start: String,
+    pub interval_end: String,
+    pub lake: String,
+    pub status: RunStatus,
+    pub error: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AttemptMetrics {
+    pub rows_in: Option<u64>,
+    pub rows_out: Option<u64>,
+    pub bytes_in: Option<u64>,
+    pub bytes_out: Option<u64>,
+    /// Kind-specific detail (check results, forecast stats) as JSON.
+    pub details: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub run_id: String,
+    pub stage_id: String,
+    pub attempt: u32,
+    pub status: AttemptStatus,
+    pub error: Option<String>,
+    pub metrics: AttemptMetrics,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl AttemptRecord {
+    pub fn duration_ms(&self) -> Option<i64> {
+        self.finished_at.map(|f| (f - self.started_at).num_milliseconds())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Publication {
+    pub run_id: String,
+    pub table: String,
+    pub version: i64,
+    pub published_at: DateTime<Utc>,
+}
+
+pub trait StateStore: Send + Sync {
+    fn create_run(&self, run: &NewRun) -> Result<()>;
+    fn set_run_status(&self, run_id: &str, status: RunStatus, error: Option<&str>) -> Result<()>;
+    fn start_attempt(&self, run_id: &str, stage_id: &str) -> Result<u32>;
+    fn finish_attempt(&self, run_id: &str, stage_id: &str, attempt: u32, status: AttemptStatus, error: Option<&str>, metrics: &AttemptMetrics) -> Result<()>;
+    fn record_skip(&self, run_id: &str, stage_id: &str, reason: &str) -> Result<()>;
+    fn record_publication(&self, run_id: &str, table: &str, version: i64) -> Result<()>;
+    fn list_runs(&self, limit: usize, pipeline: Option<&str>) -> Result<Vec<RunRecord>>;
+    /// A run by full id or unique prefix.
+    fn get_run(&self, id_or_prefix: &str) -> Result<RunRecord>;
+    fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>>;
+    fn publications(&self, run_id: &str) -> Result<Vec<Publication>>;
+}
+
+/// Open the state store named by a URL: `sqlite://PATH` (relative to `base_dir`) or a bare path.
+pub fn open(url: &str, base_dir: &Path) -> Result<Arc<dyn StateStore>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let p = Path::new(path);
+        let p = if p.is_absolute() { p.to_path_buf() } else { base_dir.join(p) };
+        return Ok(Arc::new(SqliteStore::open(&p)?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        bail!("state store `{url}`: Postgres is not supported yet; use sqlite://PATH");
+    }
+    if url.contains("://") {
+        bail!("state store `{url}`: unsupported scheme (use sqlite://PATH)");
+    }
+    Ok(Arc::new(SqliteStore::open(&base_dir.join(url))?))
+}

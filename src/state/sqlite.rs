@@ -1,0 +1,258 @@
+//! SQLite run history (`.restock/state.db` by default). WAL mode so `restock runs` can read
+//! while a run writes.
+use std::path::Path;
+use std::sync::Mutex;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::*;
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS runs (
+    run_id         TEXT PRIMARY KEY,
+    pipeline       TEXT NOT NULL,
+    pipeline_path  TEXT NOT NULL,
+    spec_text      TEXT NOT NULL,
+    spec_hash      TEXT NOT NULL,
+    params         TEXT NOT NULL,
+    run_date       TEXT NOT NULL,
+    interval_start TEXT NOT NULL,
+    interval_end   TEXT NOT NULL,
+    lake           TEXT NOT NULL,
+    status         TEXT NOT NULL,
+    error          TEXT,
+    started_at     TEXT NOT NULL,
+    finished_at    TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs (pipeline, started_at);
+CREATE TABLE IF NOT EXISTS stage_attempts (
+    run_id      TEXT NOT NULL REFERENCES runs (run_id),
+    stage_id    TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    status      TEXT NOT NULL,
+    error       TEXT,
+    rows_in     INTEGER,
+    rows_out    INTEGER,
+    bytes_in    INTEGER,
+    bytes_out   INTEGER,
+    details     TEXT,
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    PRIMARY KEY (run_id, stage_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS publications (
+    run_id       TEXT NOT NULL REFERENCES runs (run_id),
+    table_name   TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    published_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, table_name)
+);
+"#;
+
+fn now() -> String {
+    Utc::now().to_rfc3339()
+}
+
+fn ts(s: Option<String>) -> Option<DateTime<Utc>> {
+    s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok()).map(|d| d.with_timezone(&Utc))
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let conn = Connection::open(path).with_context(|| format!("cannot open state database {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            bail!("state database {} was written by a newer restock (schema {version} > {SCHEMA_VERSION})", path.display());
+        }
+        conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (statements are atomic).
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RunRecord, String)> {
+    let status: String = r.get("status")?;
+    Ok((
+        RunRecord {
+            run_id: r.get("run_id")?,
+            pipeline: r.get("pipeline")?,
+            pipeline_path: r.get("pipeline_path")?,
+            spec_text: r.get("spec_text")?,
+            spec_hash: r.get("spec_hash")?,
+            params_json: r.get("params")?,
+            run_date: r.get("run_date")?,
+            interval_start: r.get("interval_start")?,
+            interval_end: r.get("interval_end")?,
+            lake: r.get("lake")?,
+            status: RunStatus::Running,
+            error: r.get("error")?,
+            started_at: ts(r.get("started_at")?).unwrap_or_default(),
+            finished_at: ts(r.get("finished_at")?),
+        },
+        status,
+    ))
+}
+
+fn with_status((mut run, status): (RunRecord, String)) -> Result<RunRecord> {
+    run.status = RunStatus::parse(&status)?;
+    Ok(run)
+}
+
+impl StateStore for SqliteStore {
+    fn create_run(&self, run: &NewRun) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO runs (run_id, pipeline, pipeline_path, spec_text, spec_hash, params, run_date,
+                               interval_start, interval_end, lake, status, started_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'running', ?11)",
+            params![
+                run.run_id, run.pipeline, run.pipeline_path, run.spec_text, run.spec_hash, run.params_json,
+                run.run_date, run.interval_start, run.interval_end, run.lake, now()
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn set_run_status(&self, run_id: &str, status: RunStatus, error: Option<&str>) -> Result<()> {
+        let finished = (status != RunStatus::Running).then(now);
+        self.conn().execute(
+            "UPDATE runs SET status = ?2, error = ?3, finished_at = ?4 WHERE run_id = ?1",
+            params![run_id, status.as_str(), error, finished],
+        )?;
+        Ok(())
+    }
+
+    fn start_attempt(&self, run_id: &str, stage_id: &str) -> Result<u32> {
+        let conn = self.conn();
+        let next: u32 = conn.query_row(
+            "SELECT COALESCE(MAX(attempt), 0) + 1 FROM stage_attempts WHERE run_id = ?1 AND stage_id = ?2",
+            params![run_id, stage_id],
+            |r| r.get(0),
+        )?;
+        conn.execute(
+            "INSERT INTO stage_attempts (run_id, stage_id, attempt, status, started_at) VALUES (?1, ?2, ?3, 'running', ?4)",
+            params![run_id, stage_id, next, now()],
+        )?;
+        Ok(next)
+    }
+
+    fn finish_attempt(&self, run_id: &str, stage_id: &str, attempt: u32, status: AttemptStatus, error: Option<&str>, m: &AttemptMetrics) -> Result<()> {
+        let as_i64 = |v: Option<u64>| v.map(|v| v as i64);
+        self.conn().execute(
+            "UPDATE stage_attempts SET status = ?4, error = ?5, rows_in = ?6, rows_out = ?7, bytes_in = ?8,
+                    bytes_out = ?9, details = ?10, finished_at = ?11
+             WHERE run_id = ?1 AND stage_id = ?2 AND attempt = ?3",
+            params![
+                run_id, stage_id, attempt, status.as_str(), error, as_i64(m.rows_in), as_i64(m.rows_out),
+                as_i64(m.bytes_in), as_i64(m.bytes_out), m.details, now()
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn record_skip(&self, run_id: &str, stage_id: &str, reason: &str) -> Result<()> {
+        let attempt = self.start_attempt(run_id, stage_id)?;
+        self.finish_attempt(run_id, stage_id, attempt, AttemptStatus::Skipped, Some(reason), &AttemptMetrics::default())
+    }
+
+    fn record_publication(&self, run_id: &str, table: &str, version: i64) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO publications (run_id, table_name, version, published_at) VALUES (?1, ?2, ?3, ?4)",
+            params![run_id, table, version, now()],
+        )?;
+        Ok(())
+    }
+
+    fn list_runs(&self, limit: usize, pipeline: Option<&str>) -> Result<Vec<RunRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT * FROM runs WHERE (?1 IS NULL OR pipeline = ?1) ORDER BY started_at DESC, run_id DESC LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![pipeline, limit as i64], run_from_row)?;
+        rows.map(|r| with_status(r?)).collect()
+    }
+
+    fn get_run(&self, id: &str) -> Result<RunRecord> {
+        let conn = self.conn();
+        if let Some(run) = conn.query_row("SELECT * FROM runs WHERE run_id = ?1", [id], run_from_row).optional()? {
+            return with_status(run);
+        }
+        let mut stmt = conn.prepare("SELECT * FROM runs WHERE run_id LIKE ?1 || '%' ORDER BY run_id LIMIT 3")?;
+        let matches: Vec<_> = stmt.query_map([id], run_from_row)?.collect::<rusqlite::Result<_>>()?;
+        match matches.len() {
+            0 => bail!("no run with id `{id}` (see `restock runs`)"),
+            1 => with_status(matches.into_iter().next().expect("one")),
+            _ => bail!("run id prefix `{id}` is ambiguous; give more characters"),
+        }
+    }
+
+    fn attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT run_id, stage_id, attempt, status, error, rows_in, rows_out, bytes_in, bytes_out, details, started_at, finished_at
+             FROM stage_attempts WHERE run_id = ?1 ORDER BY started_at, stage_id, attempt",
+        )?;
+        let rows = stmt.query_map([run_id], |r| {
+            let as_u64 = |v: Option<i64>| v.map(|v| v as u64);
+            Ok((
+                AttemptRecord {
+                    run_id: r.get(0)?,
+                    stage_id: r.get(1)?,
+                    attempt: r.get(2)?,
+                    status: AttemptStatus::Running,
+                    error: r.get(4)?,
+                    metrics: AttemptMetrics {
+                        rows_in: as_u64(r.get(5)?),
+                        rows_out: as_u64(r.get(6)?),
+                        bytes_in: as_u64(r.get(7)?),
+                        bytes_out: as_u64(r.get(8)?),
+                        details: r.get(9)?,
+                    },
+                    started_at: ts(r.get(10)?).unwrap_or_default(),
+                    finished_at: ts(r.get(11)?),
+                },
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        rows.map(|r| {
+            let (mut a, status) = r?;
+            a.status = AttemptStatus::parse(&status)?;
+            Ok(a)
+        })
+        .collect()
+    }
+
+    fn publications(&self, run_id: &str) -> Result<Vec<Publication>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT run_id, table_name, version, published_at FROM publications WHERE run_id = ?1 ORDER BY table_name",
+        )?;
+        let rows = stmt.query_map([run_id], |r| {
+            Ok(Publication {
+                run_id: r.get(0)?,
+                table: r.get(1)?,
+                version: r.get(2)?,
+                published_at: ts(r.get(3)?).unwrap_or_default(),
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}

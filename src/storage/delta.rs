@@ -1,0 +1,212 @@
+//! Published tables: Delta Lake tables under `<lake>/tables/<name>/`.
+//!
+//! Publishing is one Delta commit per table, tagged with the run id in the commit info, so a
+//! reader (DuckDB, Polars, `restock query`) sees the old or the new version, never a mix, and
+//! every version can be traced back to the run that wrote it.
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::write::SchemaMode as DeltaSchemaMode;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
+use futures::TryStreamExt;
+use object_store::path::Path as ObjPath;
+use url::Url;
+
+use super::{Lake, store_key};
+use crate::spec::SchemaMode;
+
+pub const RUN_ID_KEY: &str = "restock.run_id";
+
+fn builder(lake: &Lake, url: &Url) -> Result<DeltaTableBuilder> {
+    Ok(DeltaTableBuilder::from_url(url.clone())?.with_storage_backend(lake.store.clone(), store_key(&lake.root)))
+}
+
+/// Open a published table at its latest version (or `version`); `Ok(None)` if it does not exist.
+pub async fn open(lake: &Lake, name: &str, version: Option<i64>) -> Result<Option<DeltaTable>> {
+    let url = lake.table_url(name);
+    // Ask the store first: the Delta kernel logs an error for a table path that does not exist.
+    let log = super::object_path(&url.join("_delta_log/")?)?;
+    if lake.store.list_with_delimiter(Some(&log)).await.map(|l| l.objects.is_empty()).unwrap_or(true) {
+        return Ok(None);
+    }
+    let mut b = builder(lake, &url)?;
+    if let Some(v) = version {
+        b = b.with_version(v.max(0) as u64);
+    }
+    let mut table = b.build()?;
+    let loaded = match version {
+        Some(v) => table.load_version(v.max(0) as u64).await,
+        None => table.load().await,
+    };
+    match loaded {
+        Ok(()) => Ok(Some(table)),
+        Err(DeltaTableError::NotATable(_)) => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot open published table `{name}` at {url}")),
+    }
+}
+
+/// Register a published table in a DataFusion session under `alias`.
+pub async fn register(ctx: &SessionContext, lake: &Lake, name: &str, version: Option<i64>, alias: &str) -> Result<()> {
+    let table = open(lake, name, version).await?.with_context(|| {
+        format!("published table `{name}` does not exist in {} (has a run published it yet?)", lake.root)
+    })?;
+    table.update_datafusion_session(&ctx.state())?;
+    let provider = table.table_provider().await?;
+    ctx.register_table(alias, provider)?;
+    Ok(())
+}
+
+/// The run id recorded in the latest commit of a table, if any.
+pub async fn latest_run_id(table: &DeltaTable) -> Result<Option<String>> {
+    let mut history = table.history(Some(1));
+    let Some(info) = history.try_next().await? else { return Ok(None) };
+    Ok(info.info.get(RUN_ID_KEY).and_then(|v| v.as_str()).map(str::to_string))
+}
+
+pub struct PublishRequest<'a> {
+    pub table: &'a str,
+    pub staged: &'a Url,
+    pub run_id: &'a str,
+    pub pipeline: &'a str,
+    pub stage: &'a str,
+    pub schema_mode: SchemaMode,
+    pub partition_by: &'a [String],
+}
+
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub table: String,
+    pub version: i64,
+    /// False when an earlier, interrupted publish of the same run already committed this table.
+    pub committed_now: bool,
+}
+
+/// Commit a staged output as the new version of its table (overwrite). Idempotent per run:
+/// re-publishing after a crash between two tables' commits does not write a table twice.
+pub async fn publish(ctx: &SessionContext, lake: &Lake, req: PublishRequest<'_>) -> Result<Published> {
+    let existing = open(lake, req.table, None).await?;
+    if let Some(t) = &existing {
+        if latest_run_id(t).await?.as_deref() == Some(req.run_id) {
+            return Ok(Published { table: req.table.into(), version: t.version().unwrap_or(0) as i64, committed_now: false });
+        }
+    }
+    let table = match existing {
+        Some(t) => t,
+        None => builder(lake, &lake.table_url(req.table))?.build()?,
+    };
+    // Delta's writer needs its own query planner; share our runtime (object stores) with it.
+    let dctx = deltalake::delta_datafusion::DeltaSessionContext::with_runtime_env(ctx.runtime_env()).into_inner();
+    let df = dctx
+        .read_parquet(req.staged.as_str(), ParquetReadOptions::default())
+        .await
+        .with_context(|| format!("cannot read staged output `{}`", req.table))?;
+    let plan = df.into_unoptimized_plan();
+    let metadata: HashMap<String, serde_json::Value> = [
+        (RUN_ID_KEY.to_string(), serde_json::json!(req.run_id)),
+        ("restock.pipeline".to_string(), serde_json::json!(req.pipeline)),
+        ("restock.stage".to_string(), serde_json::json!(req.stage)),
+    ]
+    .into();
+    let mut write = table
+        .write(vec![])
+        .with_input_plan(plan)
+        .with_session_state(Arc::new(dctx.state()))
+        .with_save_mode(SaveMode::Overwrite)
+        .with_table_name(req.table)
+        .with_commit_properties(CommitProperties::default().with_metadata(metadata));
+    match req.schema_mode {
+        SchemaMode::Strict => {}
+        SchemaMode::Merge => write = write.with_schema_mode(DeltaSchemaMode::Merge),
+        SchemaMode::Overwrite => write = write.with_schema_mode(DeltaSchemaMode::Overwrite),
+    }
+    if !req.partition_by.is_empty() {
+        write = write.with_partition_columns(req.partition_by.to_vec());
+    }
+    let table = write.await.map_err(|e| explain_write_error(req.table, e))?;
+    Ok(Published { table: req.table.into(), version: table.version().unwrap_or(0) as i64, committed_now: true })
+}
+
+fn explain_write_error(table: &str, e: DeltaTableError) -> anyhow::Error {
+    let msg = e.to_string();
+    if matches!(e, DeltaTableError::SchemaMismatch { .. }) {
+        anyhow::anyhow!(
+            "publishing `{table}` refused: its schema differs from the published table ({msg}). \
+             If the change is intended, set `schema_mode: merge` or `overwrite` on that output."
+        )
+    } else {
+        anyhow::anyhow!("publishing `{table}` failed: {msg}")
+    }
+}
+
+/// Names of all published tables (folders under `tables/` that hold a `_delta_log`).
+pub async fn list_tables(lake: &Lake) -> Result<Vec<String>> {
+    let prefix = super::object_path(&lake.root.join("tables/")?)?;
+    let listing = lake.store.list_with_delimiter(Some(&prefix)).await;
+    let listing = match listing {
+        Ok(l) => l,
+        Err(object_store::Error::NotFound { .. }) => return Ok(vec![]),
+        Err(e) => return Err(e.into()),
+    };
+    let mut names = Vec::new();
+    for dir in listing.common_prefixes {
+        let Some(name) = dir.filename() else { continue };
+        let log = ObjPath::from(format!("{dir}/_delta_log"));
+        let has_log = lake.store.list_with_delimiter(Some(&log)).await.map(|l| !l.objects.is_empty()).unwrap_or(false);
+        if has_log {
+            names.push(name.to_string());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Refuse, before any table is committed, a staged output whose schema the publish would reject
+/// (or, in `strict` mode, any column added, removed or retyped). The message names the column.
+pub async fn check_compatible(ctx: &SessionContext, lake: &Lake, table: &str, staged: &Url, mode: SchemaMode) -> Result<()> {
+    if mode == SchemaMode::Overwrite {
+        return Ok(());
+    }
+    let Some(existing) = open(lake, table, None).await? else { return Ok(()) };
+    let old = existing.snapshot()?.snapshot().arrow_schema();
+    let new = ctx
+        .read_parquet(staged.as_str(), ParquetReadOptions::default())
+        .await
+        .with_context(|| format!("cannot read staged output `{table}`"))?
+        .schema()
+        .as_arrow()
+        .clone();
+    let hint = "set `schema_mode: merge` (add columns) or `overwrite` on the output if the change is intended";
+    for f in new.fields() {
+        match old.field_with_name(f.name()) {
+            Ok(o) if !super::inputs::types_compatible(o.data_type(), f.data_type()) && !numeric_widening(o.data_type(), f.data_type()) => {
+                anyhow::bail!(
+                    "publishing `{table}` refused: column `{}` changed type from {} to {}; the published version is kept. {hint}",
+                    f.name(),
+                    o.data_type(),
+                    f.data_type()
+                )
+            }
+            Ok(_) => {}
+            Err(_) if mode == SchemaMode::Strict => {
+                anyhow::bail!("publishing `{table}` refused: new column `{}` is not in the published table; {hint}", f.name())
+            }
+            Err(_) => {}
+        }
+    }
+    if mode == SchemaMode::Strict {
+        if let Some(gone) = old.fields().iter().find(|o| new.field_with_name(o.name()).is_err()) {
+            anyhow::bail!("publishing `{table}` refused: column `{}` disappeared from the new data; {hint}", gone.name());
+        }
+    }
+    Ok(())
+}
+
+/// Delta stores timestamps in microseconds; a nanosecond column from DataFusion is the same data.
+fn numeric_widening(old: &datafusion::arrow::datatypes::DataType, new: &datafusion::arrow::datatypes::DataType) -> bool {
+    use datafusion::arrow::datatypes::DataType::*;
+    matches!((old, new), (Timestamp(_, a), Timestamp(_, b)) if a.is_some() == b.is_some())
+}

@@ -1,0 +1,178 @@
+//! Pre-flight of Parquet inputs: list the files, read every footer, and check the schemas agree.
+//!
+//! DataFusion would also fail on a corrupt file or a type conflict, but its message names neither
+//! the file nor, always, the column. Reading footers is cheap (a few KB per file) and turns those
+//! failures into errors a person can act on. It also gives row counts for run history.
+use std::sync::Arc;
+
+use anyhow::{Result, anyhow, bail};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::prelude::SessionContext;
+use futures::{StreamExt, TryStreamExt};
+use object_store::ObjectMeta;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::file::metadata::ParquetMetaDataReader;
+use url::Url;
+
+use super::{Lake, store_for};
+use crate::spec::PartitionCol;
+
+/// A Parquet input after pre-flight.
+#[derive(Debug, Clone)]
+pub struct ParquetInput {
+    pub url: Url,
+    pub files: Vec<ObjectMeta>,
+    /// File schema merged over all files (partition columns not included).
+    pub schema: SchemaRef,
+    pub partitions: Vec<(String, DataType)>,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+impl ParquetInput {
+    /// Schema as queries see it: file columns plus partition columns.
+    pub fn table_schema(&self) -> SchemaRef {
+        let mut fields: Vec<_> = self.schema.fields().iter().cloned().collect();
+        for (name, ty) in &self.partitions {
+            fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(name, ty.clone(), true)));
+        }
+        Arc::new(Schema::new(fields))
+    }
+}
+
+pub fn partition_type(p: &PartitionCol) -> Result<DataType> {
+    Ok(match p.ty.as_str() {
+        "string" => DataType::Utf8,
+        "int" => DataType::Int32,
+        "bigint" => DataType::Int64,
+        "date" => DataType::Date32,
+        other => bail!("partition column `{}`: unknown type `{other}` (use string, int, bigint or date)", p.name),
+    })
+}
+
+/// A folder (trailing `/`) or a single file or glob. Folders are read recursively.
+pub fn listing_url(url: &Url) -> Result<ListingTableUrl> {
+    Ok(ListingTableUrl::parse(url.as_str())?)
+}
+
+/// List, read footers, check schema agreement. `what` names the input in messages.
+pub async fn inspect(
+    ctx: &SessionContext,
+    lake: &Lake,
+    url: &Url,
+    partitions: &[PartitionCol],
+    what: &str,
+) -> Result<ParquetInput> {
+    lake.register_url(ctx, url)?;
+    let store = if super::store_key(url) == super::store_key(&lake.root) { lake.store.clone() } else { store_for(url)? };
+    let listing = listing_url(url)?;
+    let state = ctx.state();
+    let mut files: Vec<ObjectMeta> = listing
+        .list_all_files(&state, store.as_ref(), ".parquet")
+        .await
+        .map_err(|e| anyhow!("input `{what}` ({url}): cannot list files: {e}"))?
+        .try_collect()
+        .await
+        .map_err(|e| anyhow!("input `{what}` ({url}): cannot list files: {e}"))?;
+    files.sort_by(|a, b| a.location.cmp(&b.location));
+    if files.is_empty() {
+        bail!("input `{what}`: no Parquet files at {url} (missing input; check the path and that the upstream export ran)");
+    }
+    let footers: Vec<(ObjectMeta, SchemaRef, u64)> = futures::stream::iter(files.iter().cloned())
+        .map(|meta| {
+            let store = store.clone();
+            async move {
+                let (schema, rows) = read_footer(store.as_ref(), &meta).await.map_err(|e| {
+                    anyhow!("input `{what}`: file {} is not a readable Parquet file (corrupt or truncated?): {e}", meta.location)
+                })?;
+                Ok::<_, anyhow::Error>((meta, schema, rows))
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect()
+        .await?;
+    let mut footers = footers;
+    footers.sort_by(|a, b| a.0.location.cmp(&b.0.location));
+
+    // Every column must have one type across all files: a column that changed type in a new
+    // export is the classic silent-corruption bug of nightly pipelines.
+    let (first_meta, first_schema, _) = &footers[0];
+    let mut merged: Vec<(Arc<datafusion::arrow::datatypes::Field>, String)> =
+        first_schema.fields().iter().map(|f| (f.clone(), first_meta.location.to_string())).collect();
+    for (meta, schema, _) in &footers[1..] {
+        for field in schema.fields() {
+            match merged.iter().find(|(f, _)| f.name() == field.name()) {
+                Some((seen, seen_in)) if !types_compatible(seen.data_type(), field.data_type()) => bail!(
+                    "input `{what}`: column `{}` is {} in {} but {} in {} (a column changed type)",
+                    field.name(),
+                    field.data_type(),
+                    meta.location,
+                    seen.data_type(),
+                    seen_in
+                ),
+                Some(_) => {}
+                None => merged.push((field.clone(), meta.location.to_string())),
+            }
+        }
+    }
+    let schema = Arc::new(Schema::new(merged.into_iter().map(|(f, _)| f).collect::<Vec<_>>()));
+    let partitions = partitions
+        .iter()
+        .map(|p| Ok((p.name.clone(), partition_type(p)?)))
+        .collect::<Result<Vec<_>>>()?;
+    for (name, _) in &partitions {
+        if schema.field_with_name(name).is_ok() {
+            bail!("input `{what}`: partition column `{name}` is also a column inside the files");
+        }
+    }
+    let rows = footers.iter().map(|f| f.2).sum();
+    let bytes = files.iter().map(|f| f.size).sum();
+    Ok(ParquetInput { url: url.clone(), files, schema, partitions, rows, bytes })
+}
+
+/// Schema and row count from a Parquet footer: two small range reads, no data pages.
+async fn read_footer(store: &dyn ObjectStore, meta: &ObjectMeta) -> Result<(SchemaRef, u64)> {
+    let size = meta.size;
+    if size < 12 {
+        bail!("{size} bytes is too small for Parquet");
+    }
+    let tail = store.get_range(&meta.location, size - 8..size).await?;
+    if &tail[4..8] != b"PAR1" {
+        bail!("no Parquet magic bytes at the end of the file");
+    }
+    let len = u32::from_le_bytes(tail[0..4].try_into().expect("4 bytes")) as u64;
+    if len + 8 > size {
+        bail!("footer length {len} exceeds the file size {size}");
+    }
+    let footer = store.get_range(&meta.location, size - 8 - len..size - 8).await?;
+    let md = ParquetMetaDataReader::decode_metadata(&footer)?;
+    let fm = md.file_metadata();
+    let schema = parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())?;
+    Ok((Arc::new(schema), fm.num_rows().max(0) as u64))
+}
+
+pub fn types_compatible(a: &DataType, b: &DataType) -> bool {
+    // Nullability differences are not type changes; dictionary vs plain strings are the same data.
+    let norm = |t: &DataType| match t {
+        DataType::Dictionary(_, v) => v.as_ref().clone(),
+        DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
+        other => other.clone(),
+    };
+    norm(a) == norm(b)
+}
+
+/// Register a pre-flighted input as a table (partition pruning and predicate pushdown come from
+/// DataFusion's listing table over Parquet).
+pub fn register(ctx: &SessionContext, name: &str, input: &ParquetInput) -> Result<()> {
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(input.partitions.clone());
+    let config = ListingTableConfig::new(listing_url(&input.url)?)
+        .with_listing_options(options)
+        .with_schema(input.schema.clone());
+    let table = ListingTable::try_new(config)?;
+    ctx.register_table(name, Arc::new(table))?;
+    Ok(())
+}

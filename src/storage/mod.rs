@@ -1,0 +1,173 @@
+//! The lake: one root URL on any object store, and the fixed layout restock keeps under it.
+//!
+//! ```text
+//! <root>/raw/...                         source data (the demo writes here)
+//! <root>/tables/<name>/                  published Delta tables (what analysts query)
+//! <root>/_staging/<run_id>/<output>/     a run's outputs before publish (write-audit-publish)
+//! ```
+//! This module may not know about stages or runs beyond those path conventions.
+pub mod delta;
+pub mod inputs;
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::{Context, Result, bail};
+use datafusion::prelude::SessionContext;
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path as ObjPath;
+use url::Url;
+
+pub const DEFAULT_LAKE: &str = "file://./lake";
+
+#[derive(Clone, Debug)]
+pub struct Lake {
+    /// Always ends with `/`.
+    pub root: Url,
+    /// Store for the root's scheme and authority; object paths are the URL's path.
+    pub store: Arc<dyn ObjectStore>,
+}
+
+/// One in-memory store per process, so `memory://` lakes are shared by all stages of a run
+/// (used by tests and dry runs).
+fn memory_store() -> Arc<dyn ObjectStore> {
+    static MEM: OnceLock<Arc<InMemory>> = OnceLock::new();
+    MEM.get_or_init(|| Arc::new(InMemory::new())).clone()
+}
+
+/// Parse a lake or input location. Accepts URLs (`s3://b/p`, `file:///abs`), the relative form
+/// `file://./lake`, and plain paths; relative paths resolve against `base_dir`.
+pub fn parse_location(s: &str, base_dir: &Path) -> Result<Url> {
+    let local = if let Some(rest) = s.strip_prefix("file://") {
+        if rest.starts_with('/') { None } else { Some(rest) }
+    } else if s.contains("://") {
+        None
+    } else {
+        Some(s)
+    };
+    match local {
+        Some(rel) => {
+            let p = Path::new(rel);
+            let abs = if p.is_absolute() { p.to_path_buf() } else { base_dir.join(p) };
+            let abs = normalize(&abs);
+            let mut url = Url::from_file_path(&abs).map_err(|_| anyhow::anyhow!("not a usable path: {}", abs.display()))?;
+            if rel.ends_with('/') && !url.path().ends_with('/') {
+                url.set_path(&format!("{}/", url.path()));
+            }
+            Ok(url)
+        }
+        None => Url::parse(s).with_context(|| format!("`{s}` is not a valid URL")),
+    }
+}
+
+/// Lexically remove `.` and `..` (the path may not exist yet, so no canonicalize).
+fn normalize(p: &Path) -> std::path::PathBuf {
+    let mut out = std::path::PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// An object store for a URL's scheme and authority. Cloud credentials come from the usual
+/// environment variables (AWS_*, GOOGLE_*, AZURE_*), as with every object_store-based tool.
+pub fn store_for(url: &Url) -> Result<Arc<dyn ObjectStore>> {
+    Ok(match url.scheme() {
+        "file" => Arc::new(LocalFileSystem::new()),
+        "memory" => memory_store(),
+        "s3" | "s3a" => Arc::new(object_store::aws::AmazonS3Builder::from_env().with_url(url.as_str()).build()?),
+        "gs" => Arc::new(object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url.as_str()).build()?),
+        "az" | "abfs" | "abfss" | "azure" => {
+            Arc::new(object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url.as_str()).build()?)
+        }
+        other => bail!("unsupported storage scheme `{other}://` (supported: file, memory, s3, gs, az)"),
+    })
+}
+
+/// `scheme://authority/` — the key DataFusion's object store registry uses.
+pub fn store_key(url: &Url) -> Url {
+    let mut u = url.clone();
+    u.set_path("/");
+    u.set_query(None);
+    u.set_fragment(None);
+    u
+}
+
+/// Object path of a URL within its store (percent-decoded, no leading slash).
+pub fn object_path(url: &Url) -> Result<ObjPath> {
+    Ok(ObjPath::from_url_path(url.path())?)
+}
+
+impl Lake {
+    pub fn open(location: &str, base_dir: &Path) -> Result<Self> {
+        let mut root = parse_location(location, base_dir)?;
+        if !root.path().ends_with('/') {
+            root.set_path(&format!("{}/", root.path()));
+        }
+        let store = store_for(&root)?;
+        Ok(Self { root, store })
+    }
+
+    /// Resolve a location written in a pipeline: relative paths are under the lake root.
+    pub fn resolve(&self, location: &str) -> Result<Url> {
+        if location.contains("://") {
+            return parse_location(location, Path::new("/"));
+        }
+        self.root.join(location.trim_start_matches('/')).with_context(|| format!("bad path `{location}`"))
+    }
+
+    pub fn table_url(&self, name: &str) -> Url {
+        self.root.join(&format!("tables/{name}/")).expect("table names are identifiers")
+    }
+
+    pub fn staging_url(&self, run_id: &str, output: &str) -> Url {
+        self.root.join(&format!("_staging/{run_id}/{output}/")).expect("ids are url-safe")
+    }
+
+    pub fn run_staging_url(&self, run_id: &str) -> Url {
+        self.root.join(&format!("_staging/{run_id}/")).expect("ids are url-safe")
+    }
+
+    /// Make this lake's store (and the store of any other URL it reads) known to DataFusion.
+    pub fn register(&self, ctx: &SessionContext) {
+        ctx.runtime_env().register_object_store(&store_key(&self.root), self.store.clone());
+    }
+
+    /// Register the store for a foreign URL (an input outside the lake root).
+    pub fn register_url(&self, ctx: &SessionContext, url: &Url) -> Result<()> {
+        if store_key(url) == store_key(&self.root) {
+            return Ok(());
+        }
+        ctx.runtime_env().register_object_store(&store_key(url), store_for(url)?);
+        Ok(())
+    }
+
+    /// Delete everything under a URL prefix (staging clean-up). Missing prefixes are fine.
+    pub async fn delete_prefix(&self, url: &Url) -> Result<()> {
+        use futures::TryStreamExt;
+        let prefix = object_path(url)?;
+        let store = self.store.clone();
+        let locations = store.list(Some(&prefix)).map_ok(|m| m.location).boxed();
+        store
+            .delete_stream(locations)
+            .try_collect::<Vec<_>>()
+            .await
+            .with_context(|| format!("cannot clean {url}"))?;
+        if url.scheme() == "file" {
+            if let Ok(dir) = url.to_file_path() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+        Ok(())
+    }
+}
+
+use futures::StreamExt as _;

@@ -1,0 +1,95 @@
+//! Helpers: a throw-away project directory with its own lake and state, and the CLI binary.
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use tempfile::TempDir;
+
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+pub struct Project {
+    pub dir: TempDir,
+}
+
+impl Project {
+    /// An empty project directory.
+    pub fn empty() -> Self {
+        Self { dir: tempfile::Builder::new().prefix("restock-it-").tempdir().expect("temp dir") }
+    }
+
+    /// A project with the repo's pipelines/ and sql/ and a small generated demo lake.
+    pub fn with_demo() -> Self {
+        let p = Self::empty();
+        for folder in ["pipelines", "sql"] {
+            let dst = p.path().join(folder);
+            std::fs::create_dir_all(&dst).expect("mkdir");
+            for entry in std::fs::read_dir(Path::new(REPO).join(folder)).expect("read repo folder") {
+                let entry = entry.expect("entry");
+                std::fs::copy(entry.path(), dst.join(entry.file_name())).expect("copy");
+            }
+        }
+        p.ok(&["demo", "--no-run", "--skus", "12", "--locations", "2", "--days", "120", "--start", "2026-07-01"]);
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self, rel: &str) -> PathBuf {
+        self.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.file(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::cargo_bin("restock").expect("binary built");
+        c.current_dir(self.path()).args(["--quiet"]).args(args).env_remove("RESTOCK_LAKE").env_remove("RESTOCK_STATE");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run restock")
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "restock {args:?} failed ({:?}):\n{}\n{}", out.status.code(), stdout(&out), stderr(&out));
+        stdout(&out)
+    }
+
+    /// Run and require exit code `code`; returns stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(code), "restock {args:?}: stdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
+        stderr(&out)
+    }
+
+    /// `restock query` as CSV rows (header dropped).
+    pub fn query(&self, sql: &str) -> Vec<String> {
+        let out = self.ok(&["query", "--format", "csv", sql]);
+        out.lines().skip(1).map(str::to_string).collect()
+    }
+
+    /// Id of the most recent run.
+    pub fn last_run_id(&self) -> String {
+        let out = self.ok(&["runs", "--limit", "1"]);
+        out.lines()
+            .find_map(|l| l.split('│').nth(1).map(str::trim).filter(|s| s.len() > 15 && s.as_bytes()[8] == b'-').map(str::to_string))
+            .unwrap_or_else(|| panic!("no run id in:\n{out}"))
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

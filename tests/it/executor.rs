@@ -1,0 +1,281 @@
+//! Executor behaviour through the library API, with test-only stage kinds plugged into the
+//! registry (the same extension point later model / policy kinds use).
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use restock::diag::Diagnostics;
+use restock::plan::{self, PlanOptions};
+use restock::run::{self, RunOptions, RunOutcome};
+use restock::stage::{Registry, StageCx, StageDecl, StageKind, StageReport, StageTask};
+use restock::state::{AttemptStatus, RunStatus, SqliteStore, StateStore};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+/// Shared counters of one test's kinds.
+#[derive(Default)]
+struct Probe {
+    running: AtomicU32,
+    max_running: AtomicU32,
+    calls: AtomicU32,
+}
+
+/// `sleep {ms}`: sleeps (cancellable), tracking concurrency. `fail_first {n}` fails n calls first.
+struct TestKind {
+    probe: Arc<Probe>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TestConfig {
+    #[serde(default)]
+    ms: u64,
+    #[serde(default)]
+    fail_first: u32,
+    #[serde(default)]
+    always_fail: bool,
+}
+
+#[derive(Debug)]
+struct TestTask {
+    probe: Arc<ProbeRef>,
+    ms: u64,
+    fail_first: u32,
+    always_fail: bool,
+}
+
+struct ProbeRef(Arc<Probe>);
+impl std::fmt::Debug for ProbeRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("probe")
+    }
+}
+
+impl StageKind for TestKind {
+    fn name(&self) -> &'static str {
+        "test"
+    }
+    fn prepare(&self, decl: &StageDecl<'_>) -> Result<Arc<dyn StageTask>, Diagnostics> {
+        let c: TestConfig = decl.config.parse().map_err(|d| d.stage(decl.id))?;
+        Ok(Arc::new(TestTask { probe: Arc::new(ProbeRef(self.probe.clone())), ms: c.ms, fail_first: c.fail_first, always_fail: c.always_fail }))
+    }
+}
+
+#[async_trait]
+impl StageTask for TestTask {
+    async fn plan(&self, _: &BTreeMap<String, SchemaRef>) -> Result<Vec<SchemaRef>, Diagnostics> {
+        Ok(vec![])
+    }
+    async fn run(&self, cx: &StageCx) -> anyhow::Result<StageReport> {
+        let p = &self.probe.0;
+        let call = p.calls.fetch_add(1, Ordering::SeqCst);
+        let now = p.running.fetch_add(1, Ordering::SeqCst) + 1;
+        p.max_running.fetch_max(now, Ordering::SeqCst);
+        struct Dec<'a>(&'a AtomicU32);
+        impl Drop for Dec<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let _dec = Dec(&p.running);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(self.ms)) => {}
+            _ = cx.cancel.cancelled() => anyhow::bail!("cancelled"),
+        }
+        if self.always_fail || call < self.fail_first {
+            anyhow::bail!("planned failure (call {call})");
+        }
+        Ok(StageReport::default())
+    }
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    state: Arc<dyn StateStore>,
+    probe: Arc<Probe>,
+    base: std::path::PathBuf,
+}
+
+fn env() -> Env {
+    let dir = tempfile::tempdir().expect("tmp");
+    let state: Arc<dyn StateStore> = Arc::new(SqliteStore::open(&dir.path().join("state.db")).expect("state"));
+    let base = dir.path().to_path_buf();
+    Env { _dir: dir, state, probe: Arc::new(Probe::default()), base }
+}
+
+async fn run_yaml(env: &Env, yaml: &str, max_parallel: usize, cancel: CancellationToken) -> RunOutcome {
+    let spec = restock::spec::parse(&env.base.join("p.yaml"), yaml.to_string()).expect("parses");
+    let mut registry = Registry::builtin();
+    registry.register(Arc::new(TestKind { probe: env.probe.clone() }));
+    let opts = PlanOptions {
+        run_id: plan::new_run_id(),
+        run_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 29).unwrap(),
+        params: vec![],
+        lake_override: Some("file://./lake".into()),
+        base_dir: env.base.clone(),
+    };
+    let plan = plan::build(&spec, &opts, &registry).unwrap_or_else(|d| panic!("{d}"));
+    run::start(Arc::new(plan), env.state.clone(), RunOptions { max_parallel, cancel, quiet: true, reuse: Default::default() })
+        .await
+        .expect("state store works")
+}
+
+fn stage<'a>(o: &'a RunOutcome, id: &str) -> &'a run::StageOutcome {
+    o.stages.iter().find(|s| s.id == id).expect("stage present")
+}
+
+#[tokio::test]
+async fn failure_skips_dependents_and_independent_stages_finish() {
+    let env = env();
+    let o = run_yaml(&env, r#"
+name: p
+stages:
+  - { id: bad, kind: test, config: { always_fail: true } }
+  - { id: after_bad, kind: noop, needs: [bad] }
+  - { id: after_after, kind: noop, needs: [after_bad] }
+  - { id: independent, kind: test, config: { ms: 200 } }
+"#, 4, CancellationToken::new()).await;
+    assert_eq!(o.status, RunStatus::Failed);
+    assert_eq!(stage(&o, "bad").status, AttemptStatus::Failed);
+    assert_eq!(stage(&o, "after_bad").status, AttemptStatus::Skipped);
+    assert_eq!(stage(&o, "after_after").status, AttemptStatus::Skipped);
+    assert_eq!(stage(&o, "independent").status, AttemptStatus::Succeeded);
+    let run = env.state.get_run(&o.run_id).unwrap();
+    assert_eq!(run.status, RunStatus::Failed);
+    let attempts = env.state.attempts(&o.run_id).unwrap();
+    assert!(attempts.iter().any(|a| a.stage_id == "after_bad" && a.status == AttemptStatus::Skipped && a.error.as_deref().unwrap().contains("bad")));
+}
+
+#[tokio::test]
+async fn retries_with_backoff_until_success_and_records_each_attempt() {
+    let env = env();
+    let started = Instant::now();
+    let o = run_yaml(&env, r#"
+name: p
+stages:
+  - id: flaky
+    kind: test
+    retries: { max: 3, backoff: 50ms, max_backoff: 200ms }
+    config: { fail_first: 2 }
+"#, 1, CancellationToken::new()).await;
+    assert_eq!(o.status, RunStatus::Succeeded, "{:?}", o.error);
+    assert_eq!(stage(&o, "flaky").attempts, 3);
+    let statuses: Vec<AttemptStatus> = env.state.attempts(&o.run_id).unwrap().iter().map(|a| a.status).collect();
+    assert_eq!(statuses, vec![AttemptStatus::Failed, AttemptStatus::Failed, AttemptStatus::Succeeded]);
+    // Jittered backoff never exceeds its cap: 2 delays of at most 50ms and 100ms.
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn retries_exhausted_fail_the_stage() {
+    let env = env();
+    let o = run_yaml(&env, r#"
+name: p
+stages:
+  - { id: flaky, kind: test, retries: { max: 1, backoff: 10ms }, config: { fail_first: 5 } }
+"#, 1, CancellationToken::new()).await;
+    assert_eq!(o.status, RunStatus::Failed);
+    assert_eq!(stage(&o, "flaky").attempts, 2);
+    assert!(stage(&o, "flaky").error.as_deref().unwrap().contains("planned failure"));
+}
+
+#[tokio::test]
+async fn timeout_stops_a_stage() {
+    let env = env();
+    let started = Instant::now();
+    let o = run_yaml(&env, r#"
+name: p
+stages:
+  - { id: slow, kind: test, timeout: 200ms, config: { ms: 30000 } }
+"#, 1, CancellationToken::new()).await;
+    assert_eq!(stage(&o, "slow").status, AttemptStatus::TimedOut);
+    assert!(stage(&o, "slow").error.as_deref().unwrap().contains("timed out after 200ms"));
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn max_parallel_bounds_concurrency_and_independent_stages_overlap() {
+    let env = env();
+    let mut yaml = String::from("name: p\nstages:\n");
+    for i in 0..8 {
+        yaml.push_str(&format!("  - {{ id: s{i}, kind: test, config: {{ ms: 150 }} }}\n"));
+    }
+    let o = run_yaml(&env, &yaml, 3, CancellationToken::new()).await;
+    assert_eq!(o.status, RunStatus::Succeeded);
+    assert_eq!(env.probe.max_running.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn dependencies_run_strictly_in_order() {
+    let env = env();
+    let o = run_yaml(&env, r#"
+name: p
+stages:
+  - { id: c, kind: test, needs: [b], config: { ms: 10 } }
+  - { id: a, kind: test, config: { ms: 100 } }
+  - { id: b, kind: test, needs: [a], config: { ms: 10 } }
+"#, 8, CancellationToken::new()).await;
+    assert_eq!(o.status, RunStatus::Succeeded);
+    // Never more than one at a time: each waits for the previous.
+    assert_eq!(env.probe.max_running.load(Ordering::SeqCst), 1);
+    let attempts = env.state.attempts(&o.run_id).unwrap();
+    let start = |id: &str| attempts.iter().find(|a| a.stage_id == id).unwrap().started_at;
+    let end = |id: &str| attempts.iter().find(|a| a.stage_id == id).unwrap().finished_at.unwrap();
+    assert!(end("a") <= start("b") && end("b") <= start("c"));
+}
+
+#[tokio::test]
+async fn cancel_aborts_in_flight_stages_and_publishes_nothing() {
+    let env = env();
+    let cancel = CancellationToken::new();
+    let c2 = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        c2.cancel();
+    });
+    let started = Instant::now();
+    let o = run_yaml(&env, r#"
+name: p
+stages:
+  - { id: produce, kind: sql, outputs: [numbers], config: { sql: "SELECT 1 AS n" } }
+  - { id: slow, kind: test, config: { ms: 60000 } }
+  - { id: later, kind: noop, needs: [slow] }
+"#, 4, cancel).await;
+    assert_eq!(o.status, RunStatus::Cancelled);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(stage(&o, "slow").status, AttemptStatus::Cancelled);
+    assert_eq!(stage(&o, "later").status, AttemptStatus::Cancelled);
+    assert!(o.published.is_empty());
+    let lake = restock::storage::Lake::open("file://./lake", &env.base).unwrap();
+    assert!(restock::storage::delta::list_tables(&lake).await.unwrap().is_empty(), "nothing published");
+    assert_eq!(env.state.get_run(&o.run_id).unwrap().status, RunStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn memory_lake_runs_sql_and_publishes_delta() {
+    let env = env();
+    let spec = restock::spec::parse(&env.base.join("p.yaml"), r#"
+name: mem
+lake: memory://restock-it/
+stages:
+  - { id: a, kind: sql, outputs: [nums], config: { sql: "SELECT * FROM (VALUES (1), (2), (3)) AS t(n)" } }
+  - { id: b, kind: sql, inputs: { nums: nums }, outputs: [total], config: { sql: "SELECT CAST(SUM(n) AS BIGINT) AS s FROM nums" } }
+"#.to_string()).unwrap();
+    let opts = PlanOptions {
+        run_id: plan::new_run_id(),
+        run_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 29).unwrap(),
+        params: vec![],
+        lake_override: None,
+        base_dir: env.base.clone(),
+    };
+    let plan = plan::build(&spec, &opts, &Registry::builtin()).unwrap_or_else(|d| panic!("{d}"));
+    let lake = plan.lake.clone();
+    let o = run::start(Arc::new(plan), env.state.clone(), RunOptions { max_parallel: 2, cancel: CancellationToken::new(), quiet: true, reuse: Default::default() }).await.unwrap();
+    assert_eq!(o.status, RunStatus::Succeeded, "{:?}", o.error);
+    let batches = restock::query::run_sql(&lake, "SELECT s FROM total").await.unwrap();
+    let s = datafusion::arrow::util::display::array_value_to_string(batches[0].column(0), 0).unwrap();
+    assert_eq!(s, "6");
+}

@@ -1,0 +1,6 @@
+//! The integration suite: one test binary, so libtorch and DataFusion link once.
+mod bad_input;
+mod common;
+mod executor;
+mod pipelines;
+mod validate;

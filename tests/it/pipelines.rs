@@ -1,0 +1,149 @@
+//! End-to-end runs through the CLI on a small generated demo lake.
+use std::time::{Duration, Instant};
+
+use crate::common::{Project, stderr};
+
+fn delta_version(p: &Project, table: &str) -> i64 {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let lake = restock::storage::Lake::open("file://./lake", p.path()).unwrap();
+        restock::storage::delta::open(&lake, table, None).await.unwrap().expect("table exists").version().unwrap()
+    })
+}
+
+#[test]
+fn nightly_pipeline_cleans_forecasts_publishes_and_records_history() {
+    let p = Project::with_demo();
+    let out = p.ok(&["validate", "pipelines/nightly.yaml"]);
+    assert!(out.contains("planned against input schemas: clean_sales, product_text, demand_daily, audit, forecast_baseline, audit_forecasts")
+        || out.contains("planned against input schemas:"), "{out}");
+    assert!(!out.contains("not schema-checked"), "every stage must be checked against real schemas:\n{out}");
+
+    p.ok(&["run", "pipelines/nightly.yaml"]);
+    // Cleaning: one row per sale, no negative quantities, no unknown SKUs.
+    assert_eq!(p.query("SELECT COUNT(*) - COUNT(DISTINCT sale_id) FROM sales_clean"), vec!["0"]);
+    assert_eq!(p.query("SELECT COUNT(*) FROM sales_clean WHERE quantity < 0 OR sku_id IS NULL OR unit_price IS NULL"), vec!["0"]);
+    // Dense demand: 12 SKUs x 2 locations x 120 days.
+    assert_eq!(p.query("SELECT COUNT(*) FROM demand_daily"), vec!["2880"]);
+    assert_eq!(p.query("SELECT COUNT(*) > 0 FROM demand_daily WHERE censored"), vec!["true"]);
+    // Forecasts: 24 series x 28 days, ordered quantiles, horizon starting the day after history.
+    assert_eq!(p.query("SELECT COUNT(*), COUNT(DISTINCT sku_id || location_id), MIN(step), MAX(step) FROM forecasts"), vec!["672,24,1,28"]);
+    assert_eq!(p.query("SELECT COUNT(*) FROM forecasts WHERE NOT (p10 <= p50 AND p50 <= p90) OR forecast < 0"), vec!["0"]);
+    assert_eq!(p.query("SELECT CAST(MIN(date) AS VARCHAR) FROM forecasts"), vec!["2026-10-29"]);
+    assert_eq!(p.query("SELECT COUNT(*) FROM product_text WHERE text LIKE '%|%'"), vec!["12"]);
+
+    let run_id = p.last_run_id();
+    let show = p.ok(&["show", &run_id]);
+    for stage in ["clean_sales", "demand_daily", "product_text", "audit", "forecast_baseline", "audit_forecasts"] {
+        assert!(show.lines().any(|l| l.contains(stage) && l.contains("succeeded")), "{stage} missing in:\n{show}");
+    }
+    assert!(show.contains("published: demand_daily v0, forecasts v0, product_text v0, sales_clean v0"), "{show}");
+    assert!(p.ok(&["runs"]).contains("succeeded"));
+
+    // A second run commits version 1; version 0 stays readable (time travel).
+    p.ok(&["run", "pipelines/nightly.yaml", "--param", "horizon=14"]);
+    assert_eq!(delta_version(&p, "forecasts"), 1);
+    assert_eq!(p.query("SELECT MAX(step) FROM forecasts"), vec!["14"]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let v0_rows = rt.block_on(async {
+        let lake = restock::storage::Lake::open("file://./lake", p.path()).unwrap();
+        let t = restock::storage::delta::open(&lake, "forecasts", Some(0)).await.unwrap().unwrap();
+        t.snapshot().unwrap().log_data().num_files()
+    });
+    assert!(v0_rows > 0);
+
+    // Output formats.
+    let json = p.ok(&["query", "--format", "json", "SELECT sku_id, step FROM forecasts ORDER BY sku_id, location_id, step LIMIT 2"]);
+    assert!(json.lines().next().unwrap().starts_with("{\"sku_id\":\"SKU-00001\",\"step\":1}"), "{json}");
+    let file = p.file("out.parquet");
+    p.ok(&["query", "--format", "parquet", "--output", file.to_str().unwrap(), "SELECT * FROM demand_daily"]);
+    let reader = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+    use parquet::file::reader::FileReader;
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 2880);
+    // Read-only: writes are refused.
+    let err = p.fails(&["query", "DROP TABLE forecasts"], 1);
+    assert!(err.to_lowercase().contains("not supported") || err.contains("DDL"), "{err}");
+}
+
+#[test]
+fn failing_error_check_blocks_publish_and_keeps_published_versions() {
+    let p = Project::with_demo();
+    p.ok(&["run", "pipelines/nightly.yaml"]);
+    let before = p.query("SELECT COUNT(*) FROM demand_daily");
+    let yaml = std::fs::read_to_string(p.file("pipelines/nightly.yaml")).unwrap().replace(
+        "{ test: row_count_min, table: demand, min: 1000 }",
+        "{ test: row_count_min, table: demand, min: 1000000000, name: demand_is_huge }",
+    );
+    p.write("pipelines/strict.yaml", &yaml);
+    let err = p.fails(&["run", "pipelines/strict.yaml"], 1);
+    assert!(err.contains("demand_is_huge") && err.contains("expected at least 1000000000"), "{err}");
+    assert!(err.contains("nothing was published"), "{err}");
+    for t in ["demand_daily", "forecasts", "product_text", "sales_clean"] {
+        assert_eq!(delta_version(&p, t), 0, "{t} must keep its published version");
+    }
+    assert_eq!(p.query("SELECT COUNT(*) FROM demand_daily"), before);
+}
+
+#[test]
+fn resume_reruns_only_failed_stages_and_their_dependents() {
+    let p = Project::empty();
+    p.write("sql/convert.sql", "SELECT CAST(code AS INT) AS n FROM codes\n");
+    p.write("p.yaml", r#"
+name: resumable
+stages:
+  - { id: codes, kind: sql, outputs: [codes], config: { sql: "SELECT * FROM (VALUES ('1'), ('x2')) AS t(code)" } }
+  - { id: other, kind: sql, outputs: [other], config: { sql: "SELECT 42 AS answer" } }
+  - id: convert
+    kind: sql
+    inputs: { codes: codes }
+    outputs: [numbers]
+    config: { file: sql/convert.sql }
+  - { id: total, kind: sql, inputs: { numbers: numbers }, outputs: [total], config: { sql: "SELECT CAST(SUM(n) AS BIGINT) AS s FROM numbers" } }
+"#);
+    let err = p.fails(&["run", "p.yaml"], 1);
+    assert!(err.contains("convert") && err.contains("sql/convert.sql"), "{err}");
+    let run_id = p.last_run_id();
+    assert!(!p.file("lake/tables/other").exists(), "a failed run publishes nothing");
+
+    p.write("sql/convert.sql", "SELECT CAST(regexp_replace(code, '[^0-9]', '', 'g') AS INT) AS n FROM codes\n");
+    let out = p.cmd(&["resume", &run_id]).env("RESTOCK_LOG", "warn").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(p.query("SELECT s FROM total"), vec!["3"]);
+    assert_eq!(p.query("SELECT answer FROM other"), vec!["42"]);
+    let show = p.ok(&["show", &run_id]);
+    let attempts = |stage: &str| show.lines().filter(|l| l.contains(&format!(" {stage} "))).count();
+    assert_eq!(attempts("codes"), 1, "reused, not re-run:\n{show}");
+    assert_eq!(attempts("other"), 1, "reused, not re-run:\n{show}");
+    assert_eq!(attempts("convert"), 2, "{show}");
+    assert_eq!(attempts("total"), 2, "skipped, then run:\n{show}");
+    assert!(show.contains("status succeeded"), "{show}");
+    // A succeeded run cannot be resumed.
+    assert!(p.fails(&["resume", &run_id], 1).contains("already succeeded"));
+}
+
+#[test]
+fn sigterm_cancels_the_run_cleanly() {
+    let p = Project::empty();
+    p.write("p.yaml", r#"
+name: slow
+stages:
+  - { id: quick, kind: sql, outputs: [quick], config: { sql: "SELECT 1 AS one" } }
+  - { id: slow, kind: sql, outputs: [slow], config: { sql: "SELECT SUM(value) AS s FROM generate_series(1, 100000000000)" } }
+"#);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("restock"))
+        .current_dir(p.path())
+        .args(["--quiet", "run", "p.yaml"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let started = Instant::now();
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(15), "cancel took {:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(p.ok(&["runs"]).contains("cancelled"));
+    assert!(!p.file("lake/tables/quick").exists(), "a cancelled run publishes nothing");
+    let show = p.ok(&["show", &p.last_run_id()]);
+    assert!(show.lines().any(|l| l.contains(" slow ") && l.contains("cancelled")), "{show}");
+}
