@@ -282,11 +282,11 @@ pub fn load(path: &Path) -> Result<SpecFile, Diagnostics> {
 }
 
 pub fn parse(path: &Path, text: String) -> Result<SpecFile, Diagnostics> {
-    let doc: PipelineDoc = serde_saphyr::from_str(&text).map_err(|e| yaml_error(path, &e))?;
+    let doc: PipelineDoc = serde_saphyr::from_str(&text).map_err(|e| yaml_error(path, &text, &e))?;
     Ok(SpecFile { path: path.to_path_buf(), text, doc })
 }
 
-fn yaml_error(path: &Path, e: &serde_saphyr::Error) -> Diagnostics {
+fn yaml_error(path: &Path, text: &str, e: &serde_saphyr::Error) -> Diagnostics {
     let pos = match e.location() {
         Some(loc) if loc.line() > 0 => Pos::from_saphyr(path, &loc),
         _ => Pos::file_only(path),
@@ -296,10 +296,34 @@ fn yaml_error(path: &Path, e: &serde_saphyr::Error) -> Diagnostics {
     let first = raw.lines().next().unwrap_or(&raw);
     let cleaned = strip_position_suffix(first);
     let (message, help) = value::explain_serde_message(&cleaned);
-    Diagnostic::new(pos, message).help_opt(help).into()
+    let mut d = Diagnostic::new(pos.clone(), message).help_opt(help);
+    if let Some(stage) = enclosing_stage(text, pos.line) {
+        d = d.stage(stage);
+    }
+    d.into()
+}
+
+/// The id of the stage whose YAML block contains `line`, found textually (the document did not
+/// parse, so there is no tree to ask).
+fn enclosing_stage(text: &str, line: u64) -> Option<String> {
+    let lines: Vec<&str> = text.lines().take(line as usize).collect();
+    let stages_at = lines.iter().position(|l| l.trim_start().starts_with("stages:"))?;
+    lines[stages_at..].iter().rev().find_map(|l| {
+        let t = l.trim_start().trim_start_matches('-').trim_start().trim_start_matches('{').trim_start();
+        let id = t.strip_prefix("id:")?.trim();
+        let id: String = id.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '-').collect();
+        (!id.is_empty()).then_some(id)
+    })
 }
 
 fn strip_position_suffix(s: &str) -> String {
+    // "error: line 5 column 12: message" -> "message"
+    let s = s.trim_start_matches("error: ");
+    let s = match s.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
+        Some((pos, msg)) if pos.contains(" column ") => msg,
+        _ => s,
+    };
+    let s = s.trim_end_matches(", set DuplicateKeyPolicy in Options if acceptable");
     let lower = s.to_ascii_lowercase();
     for marker in [" at line ", " at position ", ", line "] {
         if let Some(i) = lower.rfind(marker) {

@@ -203,7 +203,9 @@ pub fn explain_serde_message(message: &str) -> (String, Option<String>) {
         return (first_line, None);
     };
     let Some((word, expected)) = rest.split_once('`') else { return (first_line, None) };
-    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    // serde writes the list as "`a`, `b`"; serde-saphyr as "a, b".
+    let list = expected.trim_start_matches(',').trim().trim_start_matches("expected one of").trim_start_matches("expected").trim();
+    let candidates: Vec<&str> = list.split([',']).flat_map(|c| c.split(" or ")).map(|c| c.trim().trim_matches('`')).filter(|c| !c.is_empty()).collect();
     let help = did_you_mean(word, candidates.iter().copied());
     let what = if first_line.starts_with("unknown field") { "unknown key" } else { "unknown value" };
     let expected_list = candidates.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ");

@@ -58,14 +58,23 @@ pub fn load_sql(decl: &StageDecl<'_>, inline: Option<&str>, file: Option<&str>, 
     let sql = crate::template::render(&raw, decl.vars)
         .map_err(|e| template_diag(decl, &origin, e.line.map(|l| l as u64), &format!("template error: {}", e.message)))?;
     if let Err((msg, pos)) = engine::parse_sql(&sql) {
+        let msg = clean_parser_message(&msg);
         let d = match (&origin, pos) {
             (SqlOrigin::File(f), Some((l, c))) => Diagnostic::new(Pos::new(f, l, c), format!("SQL syntax error: {msg}")),
             (SqlOrigin::File(f), None) => Diagnostic::new(Pos::file_only(f), format!("SQL syntax error: {msg}")),
-            (SqlOrigin::Inline(p), _) => Diagnostic::new(p.clone(), format!("SQL syntax error: {msg}")),
+            (SqlOrigin::Inline(p), Some((l, c))) => Diagnostic::new(p.clone(), format!("SQL syntax error: {msg} (line {l}, column {c} of the SQL)")),
+            (SqlOrigin::Inline(p), None) => Diagnostic::new(p.clone(), format!("SQL syntax error: {msg}")),
         };
         return Err(d.stage(decl.id));
     }
     Ok((sql, origin, raw))
+}
+
+/// `SQL error: ParserError("Expected: X, found: Y at Line: 1, Column: 1")` -> `Expected: X, found: Y`.
+fn clean_parser_message(msg: &str) -> String {
+    let inner = msg.split_once("ParserError(\"").map_or(msg, |(_, rest)| rest.trim_end_matches("\")"));
+    let inner = inner.rsplit_once(" at Line: ").map_or(inner, |(m, _)| m);
+    inner.to_string()
 }
 
 fn template_diag(decl: &StageDecl<'_>, origin: &SqlOrigin, line: Option<u64>, msg: &str) -> Diagnostic {

@@ -80,9 +80,9 @@ impl Project {
     /// Id of the most recent run.
     pub fn last_run_id(&self) -> String {
         let out = self.ok(&["runs", "--limit", "1"]);
-        out.lines()
-            .find_map(|l| l.split('│').nth(1).map(str::trim).filter(|s| s.len() > 15 && s.as_bytes()[8] == b'-').map(str::to_string))
-            .unwrap_or_else(|| panic!("no run id in:\n{out}"))
+        // Run ids look like 20261130-020021-b56c.
+        let is_id = |w: &str| w.len() == 20 && w.as_bytes()[8] == b'-' && w.as_bytes()[15] == b'-' && w[..8].bytes().all(|b| b.is_ascii_digit());
+        out.split_whitespace().find(|w| is_id(w)).map(str::to_string).unwrap_or_else(|| panic!("no run id in:\n{out}"))
     }
 }
 

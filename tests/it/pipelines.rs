@@ -7,7 +7,7 @@ fn delta_version(p: &Project, table: &str) -> i64 {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let lake = restock::storage::Lake::open("file://./lake", p.path()).unwrap();
-        restock::storage::delta::open(&lake, table, None).await.unwrap().expect("table exists").version().unwrap()
+        restock::storage::delta::open(&lake, table, None).await.unwrap().expect("table exists").version().unwrap() as i64
     })
 }
 
@@ -111,7 +111,7 @@ stages:
     assert_eq!(p.query("SELECT s FROM total"), vec!["3"]);
     assert_eq!(p.query("SELECT answer FROM other"), vec!["42"]);
     let show = p.ok(&["show", &run_id]);
-    let attempts = |stage: &str| show.lines().filter(|l| l.contains(&format!(" {stage} "))).count();
+    let attempts = |stage: &str| show.lines().filter(|l| l.starts_with(&format!("│ {stage} "))).count();
     assert_eq!(attempts("codes"), 1, "reused, not re-run:\n{show}");
     assert_eq!(attempts("other"), 1, "reused, not re-run:\n{show}");
     assert_eq!(attempts("convert"), 2, "{show}");
@@ -130,7 +130,7 @@ stages:
   - { id: quick, kind: sql, outputs: [quick], config: { sql: "SELECT 1 AS one" } }
   - { id: slow, kind: sql, outputs: [slow], config: { sql: "SELECT SUM(value) AS s FROM generate_series(1, 100000000000)" } }
 "#);
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("restock"))
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("restock"))
         .current_dir(p.path())
         .args(["--quiet", "run", "p.yaml"])
         .stderr(std::process::Stdio::piped())
