@@ -1,13 +1,18 @@
 -- Clean order lines: one row per sale_id with a known SKU and a valid quantity; missing prices
 -- repaired from the catalog; the latest late correction applied; returns netted per line.
 WITH dedup AS (
-    -- Feeds re-deliver rows: keep one copy per sale_id.
-    SELECT sale_id, sale_date, sku_id, location_id, quantity, unit_price, promo, channel,
-           ROW_NUMBER() OVER (PARTITION BY sale_id ORDER BY unit_price DESC NULLS LAST) AS copy_no
+    -- Feeds re-deliver rows: keep one row per sale_id. Re-deliveries are copies, so any copy will
+    -- do; MAX() prefers a copy that has a price. A hash aggregate, much cheaper than ROW_NUMBER()
+    -- or DISTINCT ON over millions of one-row partitions.
+    SELECT sale_id,
+           MAX(sale_date) AS sale_date, MAX(sku_id) AS sku_id, MAX(location_id) AS location_id,
+           MAX(quantity) AS quantity, MAX(unit_price) AS unit_price, BOOL_OR(promo) AS promo,
+           MAX(channel) AS channel
     FROM sales
     -- Partition pruning: only year folders up to the end of the run's interval are read.
     WHERE year <= date_part('year', DATE '{{ interval_end | date }}')
       AND sale_date < DATE '{{ interval_end | date }}'
+    GROUP BY sale_id
 ),
 latest_correction AS (
     SELECT sale_id, corrected_quantity
@@ -36,8 +41,7 @@ fixed AS (
     JOIN catalog AS cat ON cat.sku_id = d.sku_id
     LEFT JOIN latest_correction AS c ON c.sale_id = d.sale_id
     LEFT JOIN returned AS r ON r.sale_id = d.sale_id
-    WHERE d.copy_no = 1
-      AND d.location_id IS NOT NULL
+    WHERE d.location_id IS NOT NULL
 )
 SELECT sale_id, sale_date, sku_id, location_id,
        CAST(quantity AS BIGINT) AS quantity,

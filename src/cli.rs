@@ -27,6 +27,10 @@ pub struct Cli {
     /// No progress display or stage lines (errors still go to stderr).
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Memory a stage's query operators may hold before sorts and aggregations spill to disk
+    /// (e.g. 1GiB). Unlimited when not set.
+    #[arg(long, global = true, env = "RESTOCK_MEMORY_LIMIT", value_parser = crate::engine::parse_bytes)]
+    memory_limit: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -161,6 +165,9 @@ fn open_state(cli_state: &str) -> Result<Arc<dyn StateStore>> {
 
 async fn dispatch(cli: Cli) -> Result<()> {
     let quiet = cli.quiet;
+    if let Some(limit) = cli.memory_limit {
+        crate::engine::set_memory_limit(limit);
+    }
     match cli.command {
         Command::Validate { args } => validate(&args).await,
         Command::Run { args, max_parallel } => {

@@ -11,6 +11,30 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::diag::{Pos, line_col};
 
+static MEMORY_LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// Cap the memory DataFusion operators may hold (per session); sorts and aggregations spill to
+/// disk beyond it. Set once, from `--memory-limit` / `RESTOCK_MEMORY_LIMIT`.
+pub fn set_memory_limit(bytes: usize) {
+    let _ = MEMORY_LIMIT.set(bytes);
+}
+
+/// Parse `512MB`, `1.5GiB`, `2G`, `1073741824`.
+pub fn parse_bytes(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.trim().parse().map_err(|_| format!("`{s}` is not a size (e.g. 512MB, 2GiB)"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown size unit `{other}` in `{s}`")),
+    };
+    Ok((n * mult) as usize)
+}
+
 /// A session configured for restock's batch work.
 pub fn session() -> SessionContext {
     let mut config = SessionConfig::new()
@@ -23,7 +47,16 @@ pub fn session() -> SessionContext {
     // Filters evaluated while decoding, so skipped rows are never materialized.
     opts.execution.parquet.pushdown_filters = true;
     opts.execution.parquet.reorder_filters = true;
-    SessionContext::new_with_config(config)
+    match MEMORY_LIMIT.get() {
+        Some(&limit) => {
+            let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+                .with_memory_limit(limit, 1.0)
+                .build_arc()
+                .expect("a memory-limited runtime builds");
+            SessionContext::new_with_config_rt(config, runtime)
+        }
+        None => SessionContext::new_with_config(config),
+    }
 }
 
 /// Stage SQL and `restock query` may only read.
@@ -100,10 +133,12 @@ fn find_word(text: &str, word: &str) -> Option<usize> {
     })
 }
 
-/// The short form of a DataFusion error for users (drops backtraces and nesting noise).
+/// A DataFusion error for users: the message and its detail lines (e.g. the top memory
+/// consumers of a resources-exhausted error), without backtraces.
 pub fn explain(e: &DataFusionError) -> String {
     let s = e.to_string();
-    s.lines().next().unwrap_or(&s).trim().to_string()
+    let lines: Vec<&str> = s.lines().map(str::trim_end).filter(|l| !l.trim().is_empty()).take(8).collect();
+    lines.join("\n    ")
 }
 
 /// Position to report for a SQL problem: inside the SQL file when it came from one.

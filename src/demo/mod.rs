@@ -303,7 +303,9 @@ pub async fn generate(lake: &Lake, size: &DemoSize, quiet: bool) -> Result<GenSt
                     } else if u < 0.005 {
                         qty = -q;
                     }
+                    // A re-delivered row is an exact copy.
                     let copies = if r.random_bool(0.005) { 2 } else { 1 };
+                    let channel = channels[r.random_range(0..channels.len())];
                     for _ in 0..copies {
                         cols.sale_id.push(id);
                         cols.date.push(day);
@@ -312,7 +314,7 @@ pub async fn generate(lake: &Lake, size: &DemoSize, quiet: bool) -> Result<GenSt
                         cols.qty.push(qty);
                         cols.price.push(price);
                         cols.promo.push(promo);
-                        cols.channel.push(channels[r.random_range(0..channels.len())]);
+                        cols.channel.push(channel);
                     }
                     if r.random_bool(0.03) {
                         let back = r.random_range(1..=q.max(1));

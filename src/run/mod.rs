@@ -221,7 +221,11 @@ async fn run_stage(plan: &Plan, i: usize, state: Arc<dyn StateStore>, cancel: Ca
         let took = attempt_started.elapsed();
         match status {
             AttemptStatus::Succeeded => {
-                let mut line = format!("✔ {} ({:.1}s, {} rows out)", stage.id, took.as_secs_f64(), report.rows_out);
+                let what = match report.details.as_ref().and_then(|d| d.get("tests")).and_then(|t| t.as_array()) {
+                    Some(tests) => format!("{} data tests", tests.len()),
+                    None => format!("{} rows out", report.rows_out),
+                };
+                let mut line = format!("✔ {} ({:.1}s, {what})", stage.id, took.as_secs_f64());
                 for w in &report.warnings {
                     line.push_str(&format!("\n    warning: {w}"));
                 }
