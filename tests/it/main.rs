@@ -3,4 +3,5 @@ mod bad_input;
 mod common;
 mod executor;
 mod pipelines;
+mod real_data;
 mod validate;
