@@ -70,6 +70,9 @@ enum Command {
         run_id: String,
         #[arg(long, default_value_t = 4)]
         max_parallel: usize,
+        /// Resume a run still marked `running` (its process was killed or the machine died).
+        #[arg(long)]
+        force: bool,
     },
     /// List recent runs.
     Runs {
@@ -174,7 +177,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let state = open_state(&cli.state)?;
             run_pipeline(&args, state, max_parallel, quiet).await.map(|_| ())
         }
-        Command::Resume { run_id, max_parallel } => resume(&run_id, open_state(&cli.state)?, max_parallel, quiet).await,
+        Command::Resume { run_id, max_parallel, force } => resume(&run_id, open_state(&cli.state)?, max_parallel, quiet, force).await,
         Command::Runs { limit, pipeline } => list_runs(open_state(&cli.state)?, limit, pipeline.as_deref()),
         Command::Show { run_id } => show_run(open_state(&cli.state)?, &run_id),
         Command::Query { sql, format, output, lake } => {
@@ -299,26 +302,29 @@ async fn execute(plan: plan::Plan, state: Arc<dyn StateStore>, max_parallel: usi
     }
 }
 
-async fn resume(id: &str, state: Arc<dyn StateStore>, max_parallel: usize, quiet: bool) -> Result<()> {
+async fn resume(id: &str, state: Arc<dyn StateStore>, max_parallel: usize, quiet: bool, force: bool) -> Result<()> {
     let run = state.get_run(id)?;
     match run.status {
-        RunStatus::Succeeded => bail!("run {} already succeeded; nothing to resume", run.run_id),
-        RunStatus::Running => bail!("run {} is marked running (another process, or it crashed); resume only failed or cancelled runs", run.run_id),
-        RunStatus::Failed | RunStatus::Cancelled => {}
+        RunStatus::Succeeded => bail!("run {} already succeeded; nothing to resume", run.info.run_id),
+        RunStatus::Running if !force => bail!(
+            "run {} is marked running: another process may still be running it. If its process died, resume with --force",
+            run.info.run_id
+        ),
+        RunStatus::Running | RunStatus::Failed | RunStatus::Cancelled => {}
     }
     // The exact pipeline text of the original run; SQL files are re-read from disk.
-    let spec = spec::parse(Path::new(&run.pipeline_path), run.spec_text.clone()).map_err(Exit::Invalid)?;
-    let params: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_str(&run.params_json)?;
+    let spec = spec::parse(Path::new(&run.info.pipeline_path), run.info.spec_text.clone()).map_err(Exit::Invalid)?;
+    let params: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_str(&run.info.params_json)?;
     let opts = PlanOptions {
-        run_id: run.run_id.clone(),
-        run_date: NaiveDate::parse_from_str(&run.run_date, "%Y-%m-%d")?,
+        run_id: run.info.run_id.clone(),
+        run_date: NaiveDate::parse_from_str(&run.info.run_date, "%Y-%m-%d")?,
         params: params.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect(),
-        lake_override: Some(run.lake.clone()),
+        lake_override: Some(run.info.lake.clone()),
         base_dir: cwd()?,
     };
     let plan = plan::build(&spec, &opts, &Registry::builtin()).map_err(Exit::Invalid)?;
     plan::check_schemas(&plan).await.map_err(Exit::Invalid)?;
-    let attempts = state.attempts(&run.run_id)?;
+    let attempts = state.attempts(&run.info.run_id)?;
     let succeeded: HashSet<&str> = plan
         .stages
         .iter()
@@ -334,9 +340,9 @@ async fn resume(id: &str, state: Arc<dyn StateStore>, max_parallel: usize, quiet
     let reuse: HashSet<usize> = (0..plan.stages.len()).filter(|i| !rerun.contains(i)).collect();
     if !quiet {
         let names: Vec<&str> = plan.stages.iter().enumerate().filter(|(i, _)| rerun.contains(i)).map(|(_, s)| s.id.as_str()).collect();
-        eprintln!("resuming run {}: re-running {} (reusing {} stage(s))", run.run_id, if names.is_empty() { "nothing, publishing only".into() } else { names.join(", ") }, reuse.len());
+        eprintln!("resuming run {}: re-running {} (reusing {} stage(s))", run.info.run_id, if names.is_empty() { "nothing, publishing only".into() } else { names.join(", ") }, reuse.len());
     }
-    state.set_run_status(&run.run_id, RunStatus::Running, None)?;
+    state.set_run_status(&run.info.run_id, RunStatus::Running, None)?;
     execute(plan, state, max_parallel, quiet, reuse).await.map(|_| ())
 }
 
@@ -362,7 +368,7 @@ fn list_runs(state: Arc<dyn StateStore>, limit: usize, pipeline: Option<&str>) -
     t.load_preset(UTF8_FULL_CONDENSED).set_header(["run id", "pipeline", "run date", "status", "started (UTC)", "duration"]);
     for r in runs {
         let dur = r.finished_at.map(|f| (f - r.started_at).num_milliseconds());
-        t.add_row([r.run_id, r.pipeline, r.run_date, r.status.to_string(), r.started_at.format("%Y-%m-%d %H:%M:%S").to_string(), fmt_duration(dur)]);
+        t.add_row([r.info.run_id, r.info.pipeline, r.info.run_date, r.status.to_string(), r.started_at.format("%Y-%m-%d %H:%M:%S").to_string(), fmt_duration(dur)]);
     }
     println!("{t}");
     Ok(())
@@ -371,16 +377,17 @@ fn list_runs(state: Arc<dyn StateStore>, limit: usize, pipeline: Option<&str>) -
 fn show_run(state: Arc<dyn StateStore>, id: &str) -> Result<()> {
     let run = state.get_run(id)?;
     let dur = run.finished_at.map(|f| (f - run.started_at).num_milliseconds());
-    println!("run {}  pipeline {}  ({})", run.run_id, run.pipeline, run.pipeline_path);
-    println!("status {}  run date {}  interval [{}, {})  duration {}", run.status, run.run_date, run.interval_start, run.interval_end, fmt_duration(dur));
-    println!("spec sha256 {}  params {}  lake {}", &run.spec_hash[..16.min(run.spec_hash.len())], run.params_json, run.lake);
+    println!("run {}  pipeline {}  ({})", run.info.run_id, run.info.pipeline, run.info.pipeline_path);
+    println!("status {}  run date {}  interval [{}, {})  duration {}", run.status, run.info.run_date, run.info.interval_start, run.info.interval_end, fmt_duration(dur));
+    println!("spec sha256 {}  params {}  lake {}", &run.info.spec_hash[..16.min(run.info.spec_hash.len())], run.info.params_json, run.info.lake);
     if let Some(e) = &run.error {
         println!("error: {e}");
     }
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED).set_header(["stage", "attempt", "status", "duration", "rows in", "rows out", "bytes out", "error"]);
-    for a in state.attempts(&run.run_id)? {
-        let err = a.error.clone().unwrap_or_default();
+    let attempts = state.attempts(&run.info.run_id)?;
+    for a in &attempts {
+        let err = a.error.clone().unwrap_or_default().lines().next().unwrap_or_default().to_string();
         let err = if err.chars().count() > 80 { format!("{}…", err.chars().take(80).collect::<String>()) } else { err };
         t.add_row([
             a.stage_id.clone(),
@@ -394,7 +401,10 @@ fn show_run(state: Arc<dyn StateStore>, id: &str) -> Result<()> {
         ]);
     }
     println!("{t}");
-    let pubs = state.publications(&run.run_id)?;
+    for a in attempts.iter().filter(|a| a.error.as_ref().is_some_and(|e| e.chars().count() > 80 || e.contains('\n'))) {
+        println!("{} attempt {} ({}):\n  {}", a.stage_id, a.attempt, a.status, a.error.as_deref().unwrap_or_default().replace('\n', "\n  "));
+    }
+    let pubs = state.publications(&run.info.run_id)?;
     if !pubs.is_empty() {
         println!("published: {}", pubs.iter().map(|p| format!("{} v{}", p.table, p.version)).collect::<Vec<_>>().join(", "));
     }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::plan::Plan;
 use crate::stage::{StageCx, StageReport};
-use crate::state::{AttemptMetrics, AttemptStatus, NewRun, RunStatus, StateStore};
+use crate::state::{AttemptMetrics, AttemptStatus, RunInfo, RunStatus, StateStore};
 use crate::storage::delta::{self, Published, PublishRequest};
 pub use progress::Progress;
 
@@ -60,8 +60,8 @@ enum Slot {
 }
 
 /// The run-history record of a new run of `plan`.
-pub fn new_run_record(plan: &Plan) -> Result<NewRun> {
-    Ok(NewRun {
+pub fn new_run_record(plan: &Plan) -> Result<RunInfo> {
+    Ok(RunInfo {
         run_id: plan.vars.run_id.clone(),
         pipeline: plan.name.clone(),
         pipeline_path: plan.path.display().to_string(),

@@ -62,12 +62,15 @@ impl AttemptStatus {
     }
 }
 
+/// What a run is: fixed when it is created.
 #[derive(Debug, Clone)]
-pub struct NewRun {
+pub struct RunInfo {
     pub run_id: String,
     pub pipeline: String,
     pub pipeline_path: String,
+    /// The exact pipeline YAML that ran.
     pub spec_text: String,
+    /// sha256 of the YAML plus the SQL files it references.
     pub spec_hash: String,
     pub params_json: String,
     pub run_date: String,
@@ -76,18 +79,10 @@ pub struct NewRun {
     pub lake: String,
 }
 
+/// A run as recorded: its description plus how it went.
 #[derive(Debug, Clone)]
 pub struct RunRecord {
-    pub run_id: String,
-    pub pipeline: String,
-    pub pipeline_path: String,
-    pub spec_text: String,
-    pub spec_hash: String,
-    pub params_json: String,
-    pub run_date: String,
-    pub interval_start: String,
-    pub interval_end: String,
-    pub lake: String,
+    pub info: RunInfo,
     pub status: RunStatus,
     pub error: Option<String>,
     pub started_at: DateTime<Utc>,
@@ -131,7 +126,7 @@ pub struct Publication {
 }
 
 pub trait StateStore: Send + Sync {
-    fn create_run(&self, run: &NewRun) -> Result<()>;
+    fn create_run(&self, run: &RunInfo) -> Result<()>;
     fn set_run_status(&self, run_id: &str, status: RunStatus, error: Option<&str>) -> Result<()>;
     fn start_attempt(&self, run_id: &str, stage_id: &str) -> Result<u32>;
     fn finish_attempt(&self, run_id: &str, stage_id: &str, attempt: u32, status: AttemptStatus, error: Option<&str>, metrics: &AttemptMetrics) -> Result<()>;

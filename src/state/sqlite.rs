@@ -96,16 +96,18 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RunRecord, String)> 
     let status: String = r.get("status")?;
     Ok((
         RunRecord {
-            run_id: r.get("run_id")?,
-            pipeline: r.get("pipeline")?,
-            pipeline_path: r.get("pipeline_path")?,
-            spec_text: r.get("spec_text")?,
-            spec_hash: r.get("spec_hash")?,
-            params_json: r.get("params")?,
-            run_date: r.get("run_date")?,
-            interval_start: r.get("interval_start")?,
-            interval_end: r.get("interval_end")?,
-            lake: r.get("lake")?,
+            info: RunInfo {
+                run_id: r.get("run_id")?,
+                pipeline: r.get("pipeline")?,
+                pipeline_path: r.get("pipeline_path")?,
+                spec_text: r.get("spec_text")?,
+                spec_hash: r.get("spec_hash")?,
+                params_json: r.get("params")?,
+                run_date: r.get("run_date")?,
+                interval_start: r.get("interval_start")?,
+                interval_end: r.get("interval_end")?,
+                lake: r.get("lake")?,
+            },
             status: RunStatus::Running,
             error: r.get("error")?,
             started_at: ts(r.get("started_at")?).unwrap_or_default(),
@@ -121,7 +123,7 @@ fn with_status((mut run, status): (RunRecord, String)) -> Result<RunRecord> {
 }
 
 impl StateStore for SqliteStore {
-    fn create_run(&self, run: &NewRun) -> Result<()> {
+    fn create_run(&self, run: &RunInfo) -> Result<()> {
         self.conn().execute(
             "INSERT INTO runs (run_id, pipeline, pipeline_path, spec_text, spec_hash, params, run_date,
                                interval_start, interval_end, lake, status, started_at)

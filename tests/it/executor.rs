@@ -279,3 +279,37 @@ stages:
     let s = datafusion::arrow::util::display::array_value_to_string(batches[0].column(0), 0).unwrap();
     assert_eq!(s, "6");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_see_the_old_or_the_new_version_never_a_mix() {
+    let env = env();
+    let yaml = |n: u64| format!(r#"
+name: p
+stages:
+  - {{ id: a, kind: sql, outputs: [numbers], config: {{ sql: "SELECT value AS n, value * 2 AS twice FROM generate_series(1, {n})" }} }}
+"#);
+    assert_eq!(run_yaml(&env, &yaml(1000), 1, CancellationToken::new()).await.status, RunStatus::Succeeded);
+    let lake = restock::storage::Lake::open("file://./lake", &env.base).unwrap();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (lake, done) = (lake.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut seen = vec![];
+            loop {
+                let finished = done.load(Ordering::SeqCst);
+                let b = restock::query::run_sql(&lake, "SELECT COUNT(*) FROM numbers").await.unwrap();
+                seen.push(datafusion::arrow::util::display::array_value_to_string(b[0].column(0), 0).unwrap());
+                if finished {
+                    return seen;
+                }
+            }
+        })
+    };
+    let o = run_yaml(&env, &yaml(3_000_000), 1, CancellationToken::new()).await;
+    assert_eq!(o.status, RunStatus::Succeeded);
+    done.store(true, Ordering::SeqCst);
+    let seen = reader.await.unwrap();
+    assert!(seen.len() >= 2, "the reader polled during the run: {seen:?}");
+    assert!(seen.iter().all(|c| c == "1000" || c == "3000000"), "a reader saw a partial table: {seen:?}");
+    assert_eq!(seen.last().unwrap(), "3000000");
+}
