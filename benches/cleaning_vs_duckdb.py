@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Cleaning SQL at scale: restock (DataFusion) against DuckDB on the same Parquet, same SQL files.
 
-    scripts/bench-cleaning [--skus 1300]      # ~10 M raw sales rows
+    scripts/bench-cleaning [--skus 1430]      # ~10 M raw sales rows
 
 Generates the demo lake at the requested size (once), then
   1. `restock run benches/cleaning.yaml` (validation, footers, 3 SQL stages to staged Parquet,
@@ -56,9 +56,10 @@ def duckdb_side(lake, outdir, threads, interval_end):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--skus", type=int, default=1300)
+    ap.add_argument("--skus", type=int, default=1430)
     ap.add_argument("--lake", default=os.path.join(ROOT, "target", "bench-lake"))
     ap.add_argument("--restock", default=os.path.join(ROOT, "target", "debug", "restock"))
+    ap.add_argument("--memory-limit", default="1GiB", help="second restock run's --memory-limit")
     ap.add_argument("--duckdb-side", nargs=3, metavar=("LAKE", "OUT", "END"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     threads = os.cpu_count()
@@ -71,26 +72,38 @@ def main():
                                   check=True, capture_output=True, text=True).stdout)
     interval_end = (datetime.date.today() + datetime.timedelta(days=1)).isoformat()
 
-    state = tempfile.mkdtemp(prefix="restock-bench-")
-    env = dict(os.environ, RESTOCK_STATE=f"sqlite://{state}/state.db")
-    restock_wall, restock_rss, _ = run_child([a.restock, "--quiet", "run", "benches/cleaning.yaml", "--lake", lake_url], env=env)
-    db = sqlite3.connect(f"{state}/state.db")
-    rs = {}
-    for stage, start, end in db.execute("SELECT stage_id, started_at, finished_at FROM stage_attempts WHERE status = 'succeeded'"):
-        rs[stage] = (datetime.datetime.fromisoformat(end) - datetime.datetime.fromisoformat(start)).total_seconds()
+    def restock_side(extra):
+        state = tempfile.mkdtemp(prefix="restock-bench-")
+        env = dict(os.environ, RESTOCK_STATE=f"sqlite://{state}/state.db")
+        wall, rss, _ = run_child([a.restock, "--quiet", *extra, "run", "benches/cleaning.yaml", "--lake", lake_url], env=env)
+        db = sqlite3.connect(f"{state}/state.db")
+        times = {}
+        for stage, start, end in db.execute("SELECT stage_id, started_at, finished_at FROM stage_attempts WHERE status = 'succeeded'"):
+            times[stage] = (datetime.datetime.fromisoformat(end) - datetime.datetime.fromisoformat(start)).total_seconds()
+        return wall, rss, times
+
+    runs = [("restock", restock_side([])), (f"restock --memory-limit {a.memory_limit}", restock_side(["--memory-limit", a.memory_limit]))]
 
     out = tempfile.mkdtemp(prefix="duckdb-bench-")
     duck_wall, duck_rss, stdout = run_child([sys.executable, __file__, "--duckdb-side", a.lake, out, interval_end])
     d = json.loads(stdout)
 
     print(f"raw sales rows: {raw_rows:,}   threads: {threads}   restock build: {a.restock}")
-    print(f"{'stage':<14}{'restock s':>11}{'duckdb s':>10}{'ratio':>8}")
-    for s in STAGES:
-        print(f"{s:<14}{rs[s]:>11.2f}{d['times'][s]:>10.2f}{rs[s] / d['times'][s]:>8.2f}")
-    r_sum, d_sum = sum(rs[s] for s in STAGES), sum(d["times"][s] for s in STAGES)
-    print(f"{'SQL total':<14}{r_sum:>11.2f}{d_sum:>10.2f}{r_sum / d_sum:>8.2f}")
-    print(f"{'whole command':<14}{restock_wall:>11.2f}{duck_wall:>10.2f}{restock_wall / duck_wall:>8.2f}   (restock adds validation, footer checks, Delta publish)")
-    print(f"peak RSS MB   {restock_rss:>11.0f}{duck_rss:>10.0f}")
+    d_sum = sum(d["times"][st] for st in STAGES)
+    for name, (wall, rss, rs) in runs:
+        print(f"\n{name} vs duckdb {duckdb_version()}")
+        print(f"{'stage':<14}{'restock s':>11}{'duckdb s':>10}{'ratio':>8}")
+        for st in STAGES:
+            print(f"{st:<14}{rs[st]:>11.2f}{d['times'][st]:>10.2f}{rs[st] / d['times'][st]:>8.2f}")
+        r_sum = sum(rs[st] for st in STAGES)
+        print(f"{'SQL total':<14}{r_sum:>11.2f}{d_sum:>10.2f}{r_sum / d_sum:>8.2f}")
+        print(f"{'whole command':<14}{wall:>11.2f}{duck_wall:>10.2f}{wall / duck_wall:>8.2f}   (restock adds validation, footer checks, Delta publish)")
+        print(f"{'peak RSS MB':<14}{rss:>11.0f}{duck_rss:>10.0f}")
+
+
+def duckdb_version():
+    import duckdb
+    return duckdb.__version__
 
 
 if __name__ == "__main__":

@@ -36,11 +36,18 @@ fixed AS (
            d.unit_price IS NULL AS price_repaired,
            c.sale_id IS NOT NULL AS corrected,
            d.promo, d.channel
-    FROM dedup AS d
-    -- Inner join on the catalog drops null and unknown SKUs.
-    JOIN catalog AS cat ON cat.sku_id = d.sku_id
-    LEFT JOIN latest_correction AS c ON c.sale_id = d.sale_id
-    LEFT JOIN returned AS r ON r.sale_id = d.sale_id
+    -- Join order matters: the stage turns DataFusion's join reordering off (it cannot size the
+    -- deduplicated lines), so the left side of each join is its hash table. Small tables come
+    -- first and the deduplicated lines stream past them.
+    FROM returned AS r
+    RIGHT JOIN (
+        latest_correction AS c
+        RIGHT JOIN (
+            catalog AS cat
+            -- An inner join on the catalog drops null and unknown SKUs.
+            JOIN dedup AS d ON cat.sku_id = d.sku_id
+        ) ON c.sale_id = d.sale_id
+    ) ON r.sale_id = d.sale_id
     WHERE d.location_id IS NOT NULL
 )
 SELECT sale_id, sale_date, sku_id, location_id,

@@ -20,8 +20,10 @@ SELECT i.sku_id, i.location_id, i.snapshot_date AS date,
        i.on_hand, i.on_order,
        COALESCE(LAG(i.on_hand) OVER (PARTITION BY i.sku_id, i.location_id ORDER BY i.snapshot_date) <= 0, false) AS stockout,
        i.on_hand <= 0 AS censored
-FROM inventory AS i
-LEFT JOIN daily_sales AS s
+-- Daily sales (the smaller side) first: with join reordering off it is the hash table, and the
+-- inventory snapshots stream past it.
+FROM daily_sales AS s
+RIGHT JOIN inventory AS i
        ON s.sku_id = i.sku_id AND s.location_id = i.location_id AND s.sale_date = i.snapshot_date
 WHERE i.year <= date_part('year', DATE '{{ interval_end | date }}')
   AND i.snapshot_date < DATE '{{ interval_end | date }}'

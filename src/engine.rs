@@ -37,7 +37,9 @@ pub fn parse_bytes(s: &str) -> Result<usize, String> {
 
 /// A session configured for restock's batch work.
 pub fn session() -> SessionContext {
-    let mut config = SessionConfig::new()
+    // Any DataFusion option can be tuned from the environment (DATAFUSION_EXECUTION_BATCH_SIZE=…).
+    let mut config = SessionConfig::from_env()
+        .unwrap_or_default()
         .with_information_schema(true)
         .with_target_partitions(std::thread::available_parallelism().map_or(2, |n| n.get()));
     let opts = config.options_mut();
@@ -66,14 +68,43 @@ pub fn read_only() -> SQLOptions {
 
 /// Plan `sql` against empty tables of the given schemas: catches unknown tables, columns,
 /// functions and type errors without reading any data.
-pub async fn plan_against(inputs: &BTreeMap<String, SchemaRef>, sql: &str) -> Result<LogicalPlan, DataFusionError> {
+pub async fn plan_against(inputs: &BTreeMap<String, SchemaRef>, sql: &str, settings: &[(String, String)]) -> Result<LogicalPlan, DataFusionError> {
     let ctx = session();
+    apply_settings(&ctx, settings)?;
     for (name, schema) in inputs {
         ctx.register_table(name.as_str(), Arc::new(MemTable::try_new(schema.clone(), vec![vec![]])?))?;
     }
     let plan = ctx.state().create_logical_plan(sql).await?;
     read_only().verify_plan(&plan)?;
     Ok(plan)
+}
+
+/// Validate per-stage DataFusion options; returns (key, value) strings or (key, error).
+pub fn check_settings(settings: &BTreeMap<String, serde_json::Value>) -> Result<Vec<(String, String)>, (String, String)> {
+    let mut probe = datafusion::config::ConfigOptions::default();
+    settings
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            probe.set(k, &value).map_err(|e| (k.clone(), format!("setting `{k}`: {}", explain(&e))))?;
+            Ok((k.clone(), value))
+        })
+        .collect()
+}
+
+pub fn apply_settings(ctx: &SessionContext, settings: &[(String, String)]) -> Result<(), DataFusionError> {
+    if settings.is_empty() {
+        return Ok(());
+    }
+    let state = ctx.state_ref();
+    let mut state = state.write();
+    for (k, v) in settings {
+        state.config_mut().options_mut().set(k, v)?;
+    }
+    Ok(())
 }
 
 /// Syntax check alone (no schemas needed). Error carries (line, column) when the parser knows it.

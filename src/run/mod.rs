@@ -284,7 +284,9 @@ async fn attempt_once(plan: &Plan, i: usize, cancel: &CancellationToken) -> Resu
     };
     let timeout = stage.timeout.unwrap_or(Duration::from_secs(60 * 60 * 24 * 365));
     tokio::select! {
-        r = work => r.map_err(AttemptError::Failed),
+        // A stage that notices cancellation returns an error at the same instant the token
+        // fires; that is a cancellation, not a failure.
+        r = work => r.map_err(|e| if cancel.is_cancelled() { AttemptError::Cancelled } else { AttemptError::Failed(e) }),
         _ = tokio::time::sleep(timeout) => Err(AttemptError::TimedOut(timeout)),
         _ = cancel.cancelled() => Err(AttemptError::Cancelled),
     }

@@ -154,7 +154,7 @@ impl StageTask for CheckTask {
     async fn plan(&self, inputs: &BTreeMap<String, SchemaRef>) -> Result<Vec<SchemaRef>, Diagnostics> {
         let mut diags = Diagnostics::default();
         for t in &self.tests {
-            if let Err(e) = engine::plan_against(inputs, &t.sql).await {
+            if let Err(e) = engine::plan_against(inputs, &t.sql, &[]).await {
                 diags.push(Diagnostic::new(t.pos.clone(), format!("test `{}` does not plan: {}", t.name, engine::explain(&e))).stage(&self.stage));
             }
         }

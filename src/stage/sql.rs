@@ -22,6 +22,9 @@ struct SqlConfig {
     /// A SQL file, relative to the pipeline file.
     #[serde(default)]
     file: Option<String>,
+    /// DataFusion options for this stage only, e.g. `datafusion.optimizer.join_reordering: "false"`.
+    #[serde(default)]
+    settings: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug)]
@@ -30,6 +33,7 @@ pub struct SqlTask {
     sql: String,
     origin: SqlOrigin,
     raw: String,
+    settings: Vec<(String, String)>,
 }
 
 /// Load (from file or inline), template-check and render a stage's SQL text.
@@ -95,14 +99,15 @@ impl StageKind for SqlKind {
         let cfg: SqlConfig = decl.config.parse().map_err(|d| d.stage(decl.id))?;
         decl.expect_outputs("sql", 1)?;
         let (sql, origin, raw) = load_sql(decl, cfg.sql.as_deref(), cfg.file.as_deref(), "")?;
-        Ok(Arc::new(SqlTask { stage: decl.id.to_string(), sql, origin, raw }))
+        let settings = engine::check_settings(&cfg.settings).map_err(|(key, msg)| decl.error(decl.config.key_pos(&format!("settings/{key}")), msg))?;
+        Ok(Arc::new(SqlTask { stage: decl.id.to_string(), sql, origin, raw, settings }))
     }
 }
 
 #[async_trait]
 impl StageTask for SqlTask {
     async fn plan(&self, inputs: &BTreeMap<String, SchemaRef>) -> Result<Vec<SchemaRef>, Diagnostics> {
-        match engine::plan_against(inputs, &self.sql).await {
+        match engine::plan_against(inputs, &self.sql, &self.settings).await {
             Ok(plan) => Ok(vec![Arc::new(plan.schema().as_arrow().clone())]),
             Err(e) => {
                 let msg = engine::explain(&e);
@@ -117,6 +122,7 @@ impl StageTask for SqlTask {
     }
 
     async fn run(&self, cx: &StageCx) -> Result<StageReport> {
+        engine::apply_settings(&cx.ctx, &self.settings)?;
         let df = cx.ctx.sql_with_options(&self.sql, engine::read_only()).await.map_err(|e| self.runtime_error(&e))?;
         let (rows_out, bytes_out) = cx.write_output(0, df).await.map_err(|e| match e.downcast_ref::<datafusion::error::DataFusionError>() {
             Some(df) => self.runtime_error(df),

@@ -37,6 +37,7 @@ const CASES: &[(&str, &[&str], &[&str])] = &[
     ("28-forecast-bad-quantile.yaml", &[], &["28-forecast-bad-quantile.yaml:17:24:", "stage `fc`", "quantile level 1.5"]),
     ("29-sql-stage-without-output.yaml", &[], &["29-sql-stage-without-output.yaml:3:9:", "stage `a`", "exactly 1 output(s), this one declares 0"]),
     ("30-unknown-param-on-cli.yaml", &["--param", "horizn=7"], &["30-unknown-param-on-cli.yaml: error", "--param horizn=7: the pipeline declares no param `horizn`", "did you mean `horizon`?"]),
+    ("31-unknown-datafusion-setting.yaml", &[], &["31-unknown-datafusion-setting.yaml:9:9:", "stage `a`", "setting `datafusion.optimizer.join_reorderin`", "not found on OptimizerOptions"]),
 ];
 
 #[test]
