@@ -174,10 +174,14 @@ async fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Validate { args } => validate(&args).await,
         Command::Run { args, max_parallel } => {
+            let cancel = cancel_on_signal();
             let state = open_state(&cli.state)?;
-            run_pipeline(&args, state, max_parallel, quiet).await.map(|_| ())
+            run_pipeline(&args, state, max_parallel, quiet, cancel).await.map(|_| ())
         }
-        Command::Resume { run_id, max_parallel, force } => resume(&run_id, open_state(&cli.state)?, max_parallel, quiet, force).await,
+        Command::Resume { run_id, max_parallel, force } => {
+            let cancel = cancel_on_signal();
+            resume(&run_id, open_state(&cli.state)?, max_parallel, quiet, force, cancel).await
+        }
         Command::Runs { limit, pipeline } => list_runs(open_state(&cli.state)?, limit, pipeline.as_deref()),
         Command::Show { run_id } => show_run(open_state(&cli.state)?, &run_id),
         Command::Query { sql, format, output, lake } => {
@@ -186,13 +190,14 @@ async fn dispatch(cli: Cli) -> Result<()> {
             query::write(&batches, format, output.as_deref())
         }
         Command::Demo { size, lake, pipeline, regenerate, no_run, max_parallel } => {
+            let cancel = cancel_on_signal();
             let lake_root = crate::storage::Lake::open(&lake, &cwd()?)?;
             demo::ensure_lake(&lake_root, &size, regenerate, quiet).await?;
             if no_run {
                 return Ok(());
             }
             let args = RunArgs { file: pipeline, date: None, params: vec![], lake: Some(lake.clone()) };
-            let outcome = run_pipeline(&args, open_state(&cli.state)?, max_parallel, quiet).await?;
+            let outcome = run_pipeline(&args, open_state(&cli.state)?, max_parallel, quiet, cancel).await?;
             demo::print_summary(&lake_root, &outcome).await
         }
         Command::Doctor => {
@@ -269,18 +274,21 @@ fn cancel_on_signal() -> CancellationToken {
     token
 }
 
-async fn run_pipeline(args: &RunArgs, state: Arc<dyn StateStore>, max_parallel: usize, quiet: bool) -> Result<RunOutcome> {
+async fn run_pipeline(args: &RunArgs, state: Arc<dyn StateStore>, max_parallel: usize, quiet: bool, cancel: CancellationToken) -> Result<RunOutcome> {
     let run_id = plan::new_run_id();
     let (plan, _) = load_plan(args, run_id.clone()).await?;
+    if cancel.is_cancelled() {
+        return Err(Exit::RunEnded("(not started)".into(), RunStatus::Cancelled).into());
+    }
     if !quiet {
         eprintln!("run {run_id}: pipeline `{}` ({} stages) on {}", plan.name, plan.stages.len(), plan.lake.root);
     }
     state.create_run(&run::new_run_record(&plan)?)?;
-    execute(plan, state, max_parallel, quiet, HashSet::new()).await
+    execute(plan, state, max_parallel, quiet, HashSet::new(), cancel).await
 }
 
-async fn execute(plan: plan::Plan, state: Arc<dyn StateStore>, max_parallel: usize, quiet: bool, reuse: HashSet<usize>) -> Result<RunOutcome> {
-    let opts = RunOptions { max_parallel, cancel: cancel_on_signal(), quiet, reuse };
+async fn execute(plan: plan::Plan, state: Arc<dyn StateStore>, max_parallel: usize, quiet: bool, reuse: HashSet<usize>, cancel: CancellationToken) -> Result<RunOutcome> {
+    let opts = RunOptions { max_parallel, cancel, quiet, reuse };
     let outcome = run::execute(Arc::new(plan), state, opts).await?;
     match outcome.status {
         RunStatus::Succeeded => {
@@ -302,7 +310,7 @@ async fn execute(plan: plan::Plan, state: Arc<dyn StateStore>, max_parallel: usi
     }
 }
 
-async fn resume(id: &str, state: Arc<dyn StateStore>, max_parallel: usize, quiet: bool, force: bool) -> Result<()> {
+async fn resume(id: &str, state: Arc<dyn StateStore>, max_parallel: usize, quiet: bool, force: bool, cancel: CancellationToken) -> Result<()> {
     let run = state.get_run(id)?;
     match run.status {
         RunStatus::Succeeded => bail!("run {} already succeeded; nothing to resume", run.info.run_id),
@@ -343,7 +351,7 @@ async fn resume(id: &str, state: Arc<dyn StateStore>, max_parallel: usize, quiet
         eprintln!("resuming run {}: re-running {} (reusing {} stage(s))", run.info.run_id, if names.is_empty() { "nothing, publishing only".into() } else { names.join(", ") }, reuse.len());
     }
     state.set_run_status(&run.info.run_id, RunStatus::Running, None)?;
-    execute(plan, state, max_parallel, quiet, reuse).await.map(|_| ())
+    execute(plan, state, max_parallel, quiet, reuse, cancel).await.map(|_| ())
 }
 
 fn fmt_duration(ms: Option<i64>) -> String {

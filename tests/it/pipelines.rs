@@ -136,7 +136,19 @@ stages:
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
+    // Wait until the slow stage is really running (a loaded CI machine may take a while).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "the slow stage never started");
+        let runs = p.run(&["runs", "--limit", "1"]);
+        if let Some(id) = crate::common::stdout(&runs).split_whitespace().find(|w| w.len() == 20 && w.as_bytes()[8] == b'-') {
+            let show = crate::common::stdout(&p.run(&["show", id]));
+            if show.lines().any(|l| l.starts_with("│ slow ") && l.contains("running")) {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let started = Instant::now();
     assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
@@ -145,5 +157,5 @@ stages:
     assert!(p.ok(&["runs"]).contains("cancelled"));
     assert!(!p.file("lake/tables/quick").exists(), "a cancelled run publishes nothing");
     let show = p.ok(&["show", &p.last_run_id()]);
-    assert!(show.lines().any(|l| l.contains(" slow ") && l.contains("cancelled")), "{show}");
+    assert!(show.lines().any(|l| l.starts_with("│ slow ") && l.contains("cancelled")), "{show}");
 }
