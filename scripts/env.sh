@@ -1,17 +1,37 @@
-# Sourced by scripts/*: a project-local Python venv with torch (libtorch for the `tch` crate),
-# installed on first use. tch 0.24.0 requires exactly torch 2.11.0.
+# Sourced by scripts/*: libtorch for the `tch` crate comes from the torch 2.11.0 PyPI wheel,
+# installed once into a project-local .venv (tch 0.24.0 requires exactly torch 2.11.0).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 TORCH_VERSION=2.11.0
 VENV="$ROOT/.venv"
+
+# Where `python3 -m venv` is unavailable (Debian without python3-venv), packages go to
+# .venv/site with `pip --target` and are put on PYTHONPATH instead.
+use_env() {
+    if [ -x "$VENV/bin/python3" ]; then
+        export PATH="$VENV/bin:$PATH"
+    else
+        export PYTHONPATH="$VENV/site${PYTHONPATH:+:$PYTHONPATH}"
+    fi
+}
+
+pip_install() {
+    if [ -x "$VENV/bin/python3" ]; then
+        "$VENV/bin/python3" -m pip install --quiet --disable-pip-version-check "$@"
+    else
+        PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check --target "$VENV/site" "$@"
+    fi
+}
+
 if [ ! -f "$VENV/.torch-$TORCH_VERSION" ]; then
     echo "setting up $VENV with torch==$TORCH_VERSION (one time, ~5 GB)…" >&2
-    python3 -m venv "$VENV"
-    "$VENV/bin/python3" -m pip install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
+    if ! python3 -m venv "$VENV" 2>/dev/null; then
+        echo "python3 -m venv is unavailable; installing into $VENV/site with pip --target" >&2
+        rm -rf "$VENV" && mkdir -p "$VENV/site"
+    fi
+    pip_install "torch==$TORCH_VERSION"
     touch "$VENV/.torch-$TORCH_VERSION"
 fi
-export PATH="$VENV/bin:$PATH"
+use_env
 export LIBTORCH_USE_PYTORCH=1
-# Dev-profile builds are optimised (see Cargo.toml); keep incremental state out of the way of CI caches.
-export CARGO_TERM_PROGRESS_WHEN=${CARGO_TERM_PROGRESS_WHEN:-auto}
