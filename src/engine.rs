@@ -51,8 +51,10 @@ pub fn session() -> SessionContext {
     opts.execution.parquet.reorder_filters = true;
     match MEMORY_LIMIT.get() {
         Some(&limit) => {
+            // Fair spill pool: spilling operators (sorts, aggregations) share what the
+            // non-spilling ones (hash-join build sides) leave, instead of first-come-first-served.
             let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-                .with_memory_limit(limit, 1.0)
+                .with_memory_pool(std::sync::Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(limit)))
                 .build_arc()
                 .expect("a memory-limited runtime builds");
             SessionContext::new_with_config_rt(config, runtime)
