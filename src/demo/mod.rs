@@ -489,7 +489,7 @@ pub async fn print_summary(lake: &Lake, outcome: &RunOutcome) -> Result<()> {
         let n = rows.first().map(|b| datafusion::arrow::util::display::array_value_to_string(b.column(0), 0)).transpose()?.unwrap_or_default();
         println!("  {:<16} version {:<4} {:>10} rows", p.table, p.version, n);
     }
-    let sql = "SELECT f.sku_id, c.title, ROUND(SUM(f.forecast), 1) AS next_28d, ROUND(SUM(f.p90), 1) AS p90_28d \
+    let sql = "SELECT f.sku_id, c.title, ROUND(SUM(f.forecast), 1) AS next_28d, ROUND(SUM(f.p90), 1) AS sum_daily_p90 \
                FROM forecasts f JOIN product_text c ON f.sku_id = c.sku_id \
                GROUP BY f.sku_id, c.title ORDER BY next_28d DESC LIMIT 5";
     println!("\nSample query: restock query \"{sql}\"");
