@@ -159,3 +159,22 @@ stages:
     let show = p.ok(&["show", &p.last_run_id()]);
     assert!(show.lines().any(|l| l.starts_with("│ slow ") && l.contains("cancelled")), "{show}");
 }
+
+#[test]
+fn memory_limit_makes_sorts_spill_instead_of_growing() {
+    let p = Project::empty();
+    p.write("p.yaml", r#"
+name: sorty
+stages:
+  - id: sorted
+    kind: sql
+    outputs: [sorted]
+    config: { sql: "SELECT value, value % 7 AS k FROM generate_series(1, 3000000) ORDER BY k, value DESC" }
+"#);
+    // 3 M rows (~50 MB of values, more with sort keys) sorted within 40 MiB: only works if the
+    // sort spills to disk.
+    p.ok(&["--memory-limit", "40MiB", "run", "p.yaml"]);
+    assert_eq!(p.query("SELECT COUNT(*), MIN(value), MAX(value) FROM sorted"), vec!["3000000,1,3000000"]);
+    let err = p.fails(&["--memory-limit", "lots", "run", "p.yaml"], 2);
+    assert!(err.contains("`lots` is not a size"), "{err}");
+}
