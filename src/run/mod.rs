@@ -43,6 +43,13 @@ pub struct StageOutcome {
     pub report: StageReport,
 }
 
+impl StageOutcome {
+    /// A stage that did not run in this execution (reused, skipped or never started).
+    fn not_run(id: &str, status: AttemptStatus, reused: bool, error: Option<String>) -> Self {
+        Self { id: id.to_string(), status, reused, attempts: 0, error, duration: Duration::ZERO, report: StageReport::default() }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
     pub run_id: String,
@@ -91,16 +98,8 @@ pub async fn execute(plan: Arc<Plan>, state: Arc<dyn StateStore>, opts: RunOptio
     let mut outcomes: Vec<Option<StageOutcome>> = vec![None; n];
     for &i in &opts.reuse {
         slots[i] = Slot::Done(AttemptStatus::Succeeded);
-        outcomes[i] = Some(StageOutcome {
-            id: plan.stages[i].id.clone(),
-            status: AttemptStatus::Succeeded,
-            reused: true,
-            attempts: 0,
-            error: None,
-            duration: Duration::ZERO,
-            report: StageReport::default(),
-        });
-        progress.stage_done(progress.stage_started(&plan.stages[i].id, 1), format!("↺ {} reused from the earlier attempt", plan.stages[i].id));
+        outcomes[i] = Some(StageOutcome::not_run(&plan.stages[i].id, AttemptStatus::Succeeded, true, None));
+        progress.not_run(format!("↺ {} reused from the earlier attempt", plan.stages[i].id));
     }
 
     let mut running: JoinSet<(usize, StageOutcome)> = JoinSet::new();
@@ -129,16 +128,8 @@ pub async fn execute(plan: Arc<Plan>, state: Arc<dyn StateStore>, opts: RunOptio
                     slots[j] = Slot::Done(AttemptStatus::Skipped);
                     let reason = format!("upstream stage `{}` {}", plan.stages[i].id, outcome.status);
                     state.record_skip(&run_id, &plan.stages[j].id, &reason)?;
-                    progress.stage_done(progress.stage_started(&plan.stages[j].id, 1), format!("- {} skipped: {reason}", plan.stages[j].id));
-                    outcomes[j] = Some(StageOutcome {
-                        id: plan.stages[j].id.clone(),
-                        status: AttemptStatus::Skipped,
-                        reused: false,
-                        attempts: 0,
-                        error: Some(reason),
-                        duration: Duration::ZERO,
-                        report: StageReport::default(),
-                    });
+                    progress.not_run(format!("- {} skipped: {reason}", plan.stages[j].id));
+                    outcomes[j] = Some(StageOutcome::not_run(&plan.stages[j].id, AttemptStatus::Skipped, false, Some(reason)));
                 }
             }
         }
@@ -148,15 +139,7 @@ pub async fn execute(plan: Arc<Plan>, state: Arc<dyn StateStore>, opts: RunOptio
     // Stages never started because of cancellation.
     for (i, slot) in slots.iter().enumerate() {
         if *slot == Slot::Pending {
-            outcomes[i] = Some(StageOutcome {
-                id: plan.stages[i].id.clone(),
-                status: AttemptStatus::Cancelled,
-                reused: false,
-                attempts: 0,
-                error: Some("not started: run cancelled".into()),
-                duration: Duration::ZERO,
-                report: StageReport::default(),
-            });
+            outcomes[i] = Some(StageOutcome::not_run(&plan.stages[i].id, AttemptStatus::Cancelled, false, Some("not started: run cancelled".into())));
         }
     }
     let stages: Vec<StageOutcome> = outcomes.into_iter().map(|o| o.expect("every stage has an outcome")).collect();

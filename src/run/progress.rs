@@ -44,6 +44,12 @@ impl Progress {
         self.line(line);
     }
 
+    /// A stage settled without running (reused or skipped): count it and say so.
+    pub fn not_run(&self, line: String) {
+        self.overall.inc(1);
+        self.line(line);
+    }
+
     pub fn line(&self, line: String) {
         if self.quiet {
             return;
