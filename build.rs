@@ -27,10 +27,16 @@ fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
     println!("cargo:rerun-if-changed=build.rs");
+    // The torch location comes from whichever python3 is first on PATH (the project's venv).
+    println!("cargo:rerun-if-env-changed=PATH");
+    println!("cargo:rerun-if-env-changed=PYTHONPATH");
+    println!("cargo:rerun-if-env-changed=PYTHON_SYS_EXECUTABLE");
     let Some(lib) = torch_lib_dir() else {
         println!("cargo:warning=torch library folder not found; relying on LD_LIBRARY_PATH at run time");
         return;
     };
+    // If that folder moves or disappears, the baked-in rpath is stale: build again.
+    println!("cargo:rerun-if-changed={}", lib.display());
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     if lib.join("libtorch_cuda.so").exists() {
