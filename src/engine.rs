@@ -109,18 +109,14 @@ pub fn apply_settings(ctx: &SessionContext, settings: &[(String, String)]) -> Re
     Ok(())
 }
 
-/// Syntax check alone (no schemas needed). Error carries (line, column) when the parser knows it.
-pub fn parse_sql(sql: &str) -> Result<(), (String, Option<(u64, u64)>)> {
+/// Syntax check alone (no schemas needed). [`sql_pos`] finds the position in the message.
+pub fn parse_sql(sql: &str) -> Result<(), String> {
     use datafusion::sql::parser::DFParser;
     match DFParser::parse_sql(sql) {
         Ok(statements) if statements.len() == 1 => Ok(()),
-        Ok(statements) if statements.is_empty() => Err(("the SQL is empty".into(), None)),
-        Ok(_) => Err(("a stage runs one SQL statement; found several (split them into stages)".into(), None)),
-        Err(e) => {
-            let msg = e.to_string();
-            let pos = parser_position(&msg);
-            Err((msg, pos))
-        }
+        Ok(statements) if statements.is_empty() => Err("the SQL is empty".into()),
+        Ok(_) => Err("a stage runs one SQL statement; found several (split them into stages)".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -61,15 +61,9 @@ pub fn load_sql(decl: &StageDecl<'_>, inline: Option<&str>, file: Option<&str>, 
     }
     let sql = crate::template::render(&raw, decl.vars)
         .map_err(|e| template_diag(decl, &origin, e.line.map(|l| l as u64), &format!("template error: {}", e.message)))?;
-    if let Err((msg, pos)) = engine::parse_sql(&sql) {
-        let msg = clean_parser_message(&msg);
-        let d = match (&origin, pos) {
-            (SqlOrigin::File(f), Some((l, c))) => Diagnostic::new(Pos::new(f, l, c), format!("SQL syntax error: {msg}")),
-            (SqlOrigin::File(f), None) => Diagnostic::new(Pos::file_only(f), format!("SQL syntax error: {msg}")),
-            (SqlOrigin::Inline(p), Some((l, c))) => Diagnostic::new(p.clone(), format!("SQL syntax error: {msg} (line {l}, column {c} of the SQL)")),
-            (SqlOrigin::Inline(p), None) => Diagnostic::new(p.clone(), format!("SQL syntax error: {msg}")),
-        };
-        return Err(d.stage(decl.id));
+    if let Err(msg) = engine::parse_sql(&sql) {
+        let (pos, suffix) = engine::sql_pos(&origin, &sql, &msg);
+        return Err(Diagnostic::new(pos, format!("SQL syntax error: {}{suffix}", clean_parser_message(&msg))).stage(decl.id));
     }
     Ok((sql, origin, raw))
 }
