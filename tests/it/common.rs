@@ -77,13 +77,23 @@ impl Project {
         out.lines().skip(1).map(str::to_string).collect()
     }
 
-    /// Id of the most recent run.
-    pub fn last_run_id(&self) -> String {
-        let out = self.ok(&["runs", "--limit", "1"]);
+    /// Id of the most recent run, if there is one.
+    pub fn try_last_run_id(&self) -> Option<String> {
         // Run ids look like 20261130-020021-b56c.
         let is_id = |w: &str| w.len() == 20 && w.as_bytes()[8] == b'-' && w.as_bytes()[15] == b'-' && w[..8].bytes().all(|b| b.is_ascii_digit());
-        out.split_whitespace().find(|w| is_id(w)).map(str::to_string).unwrap_or_else(|| panic!("no run id in:\n{out}"))
+        stdout(&self.run(&["runs", "--limit", "1"])).split_whitespace().find(|w| is_id(w)).map(str::to_string)
     }
+
+    /// Id of the most recent run.
+    pub fn last_run_id(&self) -> String {
+        self.try_last_run_id().unwrap_or_else(|| panic!("no run recorded:\n{}", self.ok(&["runs"])))
+    }
+}
+
+/// The attempt rows of `stage` in `restock show` output.
+pub fn stage_rows<'a>(show: &'a str, stage: &str) -> Vec<&'a str> {
+    let prefix = format!("│ {stage} ");
+    show.lines().filter(|l| l.starts_with(&prefix)).collect()
 }
 
 pub fn stdout(o: &Output) -> String {

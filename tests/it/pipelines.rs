@@ -1,7 +1,7 @@
 //! End-to-end runs through the CLI on a small generated demo lake.
 use std::time::{Duration, Instant};
 
-use crate::common::{Project, stderr};
+use crate::common::{Project, stage_rows, stderr};
 
 fn delta_version(p: &Project, table: &str) -> i64 {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -35,7 +35,7 @@ fn nightly_pipeline_cleans_forecasts_publishes_and_records_history() {
     let run_id = p.last_run_id();
     let show = p.ok(&["show", &run_id]);
     for stage in ["clean_sales", "demand_daily", "product_text", "audit", "forecast_baseline", "audit_forecasts"] {
-        assert!(show.lines().any(|l| l.contains(stage) && l.contains("succeeded")), "{stage} missing in:\n{show}");
+        assert!(stage_rows(&show, stage).iter().any(|l| l.contains("succeeded")), "{stage} missing in:\n{show}");
     }
     assert!(show.contains("published: demand_daily v0, forecasts v0, product_text v0, sales_clean v0"), "{show}");
     assert!(p.ok(&["runs"]).contains("succeeded"));
@@ -111,7 +111,7 @@ stages:
     assert_eq!(p.query("SELECT s FROM total"), vec!["3"]);
     assert_eq!(p.query("SELECT answer FROM other"), vec!["42"]);
     let show = p.ok(&["show", &run_id]);
-    let attempts = |stage: &str| show.lines().filter(|l| l.starts_with(&format!("│ {stage} "))).count();
+    let attempts = |stage: &str| stage_rows(&show, stage).len();
     assert_eq!(attempts("codes"), 1, "reused, not re-run:\n{show}");
     assert_eq!(attempts("other"), 1, "reused, not re-run:\n{show}");
     assert_eq!(attempts("convert"), 2, "{show}");
@@ -140,10 +140,9 @@ stages:
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         assert!(Instant::now() < deadline, "the slow stage never started");
-        let runs = p.run(&["runs", "--limit", "1"]);
-        if let Some(id) = crate::common::stdout(&runs).split_whitespace().find(|w| w.len() == 20 && w.as_bytes()[8] == b'-') {
-            let show = crate::common::stdout(&p.run(&["show", id]));
-            if show.lines().any(|l| l.starts_with("│ slow ") && l.contains("running")) {
+        if let Some(id) = p.try_last_run_id() {
+            let show = crate::common::stdout(&p.run(&["show", &id]));
+            if stage_rows(&show, "slow").iter().any(|l| l.contains("running")) {
                 break;
             }
         }
@@ -157,7 +156,7 @@ stages:
     assert!(p.ok(&["runs"]).contains("cancelled"));
     assert!(!p.file("lake/tables/quick").exists(), "a cancelled run publishes nothing");
     let show = p.ok(&["show", &p.last_run_id()]);
-    assert!(show.lines().any(|l| l.starts_with("│ slow ") && l.contains("cancelled")), "{show}");
+    assert!(stage_rows(&show, "slow").iter().any(|l| l.contains("cancelled")), "{show}");
 }
 
 #[test]
