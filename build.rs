@@ -1,9 +1,10 @@
-//! Link-time fixes for libtorch (through `tch`/`torch-sys`).
+//! Link-time set-up for libtorch (through `tch`/`torch-sys`).
 //!
-//! * `--as-needed` (the default on Debian-style toolchains) drops `libtorch_cuda.so`, because no
-//!   symbol is referenced from it directly; CUDA then silently reports "unavailable". When the CUDA
-//!   library exists we force it in with `--no-as-needed`.
-//! * An rpath to the torch library folder lets `restock` run without `LD_LIBRARY_PATH`.
+//! * An rpath to the torch library folder lets `restock` run without `LD_LIBRARY_PATH`, and lets
+//!   `device::load_cuda` find `libtorch_cuda.so` there.
+//! * `libtorch_cuda.so` is deliberately NOT linked (no `--no-as-needed -ltorch_cuda`): mapping it
+//!   costs every process ~350 MB resident, SQL-only runs included. `device::load_cuda` opens it
+//!   on first use of a model device instead, which registers the CUDA backend just the same.
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -39,9 +40,6 @@ fn main() {
     println!("cargo:rerun-if-changed={}", lib.display());
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
-    if lib.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-        println!("cargo:rustc-link-arg=-ltorch_cuda");
-        println!("cargo:rustc-link-arg=-Wl,--as-needed");
-    }
+    // For `restock doctor` and the tests: where this build's libtorch lives.
+    println!("cargo:rustc-env=RESTOCK_TORCH_LIB={}", lib.display());
 }

@@ -2,8 +2,9 @@
 -- repaired from the catalog; the latest late correction applied; returns netted per line.
 WITH dedup AS (
     -- Feeds re-deliver rows: keep one row per sale_id. Re-deliveries are copies, so any copy will
-    -- do; MAX() prefers a copy that has a price. A hash aggregate, much cheaper than ROW_NUMBER()
-    -- or DISTINCT ON over millions of one-row partitions.
+    -- do; MAX() prefers a copy that has a price. The input is declared `sorted_by: [sale_id]`,
+    -- so this aggregate streams (one group held at a time) rather than hashing millions of ids;
+    -- it is also much cheaper than ROW_NUMBER() or DISTINCT ON over one-row partitions.
     SELECT sale_id,
            MAX(sale_date) AS sale_date, MAX(sku_id) AS sku_id, MAX(location_id) AS location_id,
            MAX(quantity) AS quantity, MAX(unit_price) AS unit_price, BOOL_OR(promo) AS promo,

@@ -113,6 +113,20 @@ enum Command {
     },
     /// Report the libtorch build and which device (GPU/CPU) model stages would use.
     Doctor,
+    /// Delete the staged outputs of failed or cancelled runs older than a cut-off (and staging no
+    /// run history knows). Published tables and running runs are never touched; a collected run
+    /// can still be resumed, its stages then run again.
+    Gc {
+        /// Only runs that started longer ago than this.
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
+        /// List what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also scan this lake (repeatable); every lake a recorded run used is scanned anyway.
+        #[arg(long)]
+        lake: Vec<String>,
+    },
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -184,6 +198,13 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Runs { limit, pipeline } => list_runs(open_state(&cli.state)?, limit, pipeline.as_deref()),
         Command::Show { run_id } => show_run(open_state(&cli.state)?, &run_id),
+        Command::Gc { older_than, dry_run, lake } => {
+            let cutoff = chrono::Utc::now() - chrono::Duration::from_std(older_than)?;
+            let state = open_state(&cli.state)?;
+            let collected = crate::gc::collect(state.as_ref(), &lake, cutoff, dry_run, &cwd()?).await?;
+            print_collected(&collected, dry_run);
+            Ok(())
+        }
         Command::Query { sql, format, output, lake } => {
             let lake = crate::storage::Lake::open(&lake, &cwd()?)?;
             let batches = query::run_sql(&lake, &sql).await?;
@@ -203,7 +224,11 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Doctor => {
             let r = crate::device::report();
             println!("restock {}", env!("CARGO_PKG_VERSION"));
-            println!("libtorch: linked (tch {})", "0.24.0");
+            println!("libtorch: linked (tch {}) from {}", "0.24.0", option_env!("RESTOCK_TORCH_LIB").unwrap_or("LD_LIBRARY_PATH"));
+            match &r.cuda_backend {
+                Ok(()) => println!("libtorch CUDA backend: loaded"),
+                Err(why) => println!("libtorch CUDA backend: {why}"),
+            }
             println!("cuda available: {} ({} device(s)), cudnn: {}", r.cuda_available, r.cuda_devices, r.cudnn);
             println!("model device: {}", r.device);
             println!("matmul self-test max abs error vs CPU: {:.2e}", r.matmul_check);
@@ -333,12 +358,22 @@ async fn resume(id: &str, state: Arc<dyn StateStore>, max_parallel: usize, quiet
     let plan = plan::build(&spec, &opts, &Registry::builtin()).map_err(Exit::Invalid)?;
     plan::check_schemas(&plan).await.map_err(Exit::Invalid)?;
     let attempts = state.attempts(&run.info.run_id)?;
-    let succeeded: HashSet<&str> = plan
-        .stages
-        .iter()
-        .filter(|s| attempts.iter().filter(|a| a.stage_id == s.id).last().is_some_and(|a| a.status.is_reusable()))
-        .map(|s| s.id.as_str())
-        .collect();
+    let mut succeeded: HashSet<&str> = HashSet::new();
+    for s in &plan.stages {
+        if !attempts.iter().filter(|a| a.stage_id == s.id).last().is_some_and(|a| a.status.is_reusable()) {
+            continue;
+        }
+        // `restock gc` may have deleted the staged outputs since: then the stage runs again.
+        let mut staged = true;
+        for o in &s.outputs {
+            staged &= plan.lake.has_objects(&plan.lake.staging_url(&run.info.run_id, &o.name)).await?;
+        }
+        if staged {
+            succeeded.insert(s.id.as_str());
+        } else if !quiet {
+            eprintln!("stage {}: its staged outputs are gone (collected by `restock gc`?); running it again", s.id);
+        }
+    }
     let mut rerun: HashSet<usize> = HashSet::new();
     for (i, s) in plan.stages.iter().enumerate() {
         if !succeeded.contains(s.id.as_str()) {
@@ -352,6 +387,23 @@ async fn resume(id: &str, state: Arc<dyn StateStore>, max_parallel: usize, quiet
     }
     state.set_run_status(&run.info.run_id, RunStatus::Running, None)?;
     execute(plan, state, max_parallel, quiet, reuse, cancel).await.map(|_| ())
+}
+
+fn print_collected(collected: &[crate::gc::Collected], dry_run: bool) {
+    if collected.is_empty() {
+        println!("no staging to collect");
+        return;
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED).set_header(vec!["run", "status", "files", "bytes", "lake"]);
+    for c in collected {
+        let status = c.status.map_or("unknown to this history".to_string(), |s| s.to_string());
+        table.add_row(vec![c.run_id.clone(), status, c.files.to_string(), c.bytes.to_string(), c.lake.clone()]);
+    }
+    println!("{table}");
+    let bytes: u64 = collected.iter().map(|c| c.bytes).sum();
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    println!("{verb} the staging of {} run(s), {bytes} bytes", collected.len());
 }
 
 fn fmt_duration(ms: Option<i64>) -> String {

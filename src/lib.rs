@@ -10,6 +10,7 @@ pub mod device;
 pub mod diag;
 pub mod engine;
 pub mod forecast;
+pub mod gc;
 pub mod plan;
 pub mod query;
 pub mod run;

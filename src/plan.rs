@@ -57,7 +57,7 @@ impl RetryPolicy {
 
 #[derive(Debug, Clone)]
 pub enum Source {
-    Parquet { url: Url, partitions: Vec<PartitionCol> },
+    Parquet { url: Url, partitions: Vec<PartitionCol>, sorted_by: Vec<String> },
     Table { name: String, version: Option<i64> },
     /// Output of stage `producer` (index into [`Plan::stages`]).
     Output { name: String, producer: usize },
@@ -268,7 +268,11 @@ pub fn build(spec: &SpecFile, opts: &PlanOptions, registry: &Registry) -> Result
                     };
                     let Some(lake) = &lake else { continue };
                     match lake.resolve(&rendered) {
-                        Ok(url) => Source::Parquet { url, partitions: spec_in.value.partitions.clone() },
+                        Ok(url) => Source::Parquet {
+                            url,
+                            partitions: spec_in.value.partitions.clone(),
+                            sorted_by: spec_in.value.sorted_by.clone(),
+                        },
                         Err(e) => {
                             diags.push(Diagnostic::new(p.clone(), format!("input `{input_name}`: {e:#}")).stage(id));
                             continue;
@@ -621,8 +625,8 @@ pub async fn check_schemas(plan: &Plan) -> Result<SchemaReport, Diagnostics> {
         let mut missing: Option<String> = None;
         for input in &stage.inputs {
             let schema = match &input.source {
-                Source::Parquet { url, partitions } => {
-                    match storage::inputs::inspect(&ctx, &plan.lake, url, partitions, &input.name).await {
+                Source::Parquet { url, partitions, sorted_by } => {
+                    match storage::inputs::inspect(&ctx, &plan.lake, url, partitions, sorted_by, &input.name).await {
                         Ok(p) => Some(p.table_schema()),
                         Err(e) => {
                             missing.get_or_insert(format!("{e:#}"));

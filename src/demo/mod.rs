@@ -22,6 +22,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjPath;
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::Compression;
+use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::WriterProperties;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -57,6 +58,15 @@ impl Default for DemoSize {
 }
 
 const MARKER: &str = "raw/_DEMO.json";
+/// Bumped whenever the generator's output changes, so an old lake is regenerated, not reused.
+const GENERATOR_VERSION: u32 = 2;
+
+#[derive(Serialize, Deserialize, PartialEq)]
+struct Marker {
+    generator: u32,
+    #[serde(flatten)]
+    size: DemoSize,
+}
 
 /// Generate the raw data unless the lake already holds this exact demo.
 pub async fn ensure_lake(lake: &Lake, size: &DemoSize, regenerate: bool, quiet: bool) -> Result<()> {
@@ -64,7 +74,8 @@ pub async fn ensure_lake(lake: &Lake, size: &DemoSize, regenerate: bool, quiet: 
     if !regenerate {
         if let Ok(existing) = lake.store.get(&marker).await {
             let bytes = existing.bytes().await?;
-            if serde_json::from_slice::<DemoSize>(&bytes).ok().as_ref() == Some(size) {
+            let wanted = Marker { generator: GENERATOR_VERSION, size: size.clone() };
+            if serde_json::from_slice::<Marker>(&bytes).ok().as_ref() == Some(&wanted) {
                 if !quiet {
                     eprintln!("demo lake already present at {}raw/ (use --regenerate to rebuild)", lake.root);
                 }
@@ -75,7 +86,8 @@ pub async fn ensure_lake(lake: &Lake, size: &DemoSize, regenerate: bool, quiet: 
     lake.delete_prefix(&lake.root.join("raw/")?).await?;
     let started = std::time::Instant::now();
     let stats = generate(lake, size, quiet).await?;
-    lake.store.put(&marker, serde_json::to_vec_pretty(size)?.into()).await?;
+    let written = Marker { generator: GENERATOR_VERSION, size: size.clone() };
+    lake.store.put(&marker, serde_json::to_vec_pretty(&written)?.into()).await?;
     if !quiet {
         eprintln!(
             "generated demo lake in {:.1}s: {} sales rows, {} inventory rows, {} SKUs x {} locations x {} days, {} reviews",
@@ -132,6 +144,48 @@ struct InvCols {
     on_order: Vec<i32>,
 }
 
+/// Give every sale line a new id in (day, shuffled within the day) order, month partitions in
+/// calendar order, and sort each partition's rows by it. Copies of a line keep sharing one id.
+/// Returns the map from the provisional id (`first_id..next_id`) to the new one.
+fn number_sales_in_time_order(sales: &mut BTreeMap<(i32, u32), SalesCols>, first_id: i64, next_id: i64) -> Vec<i64> {
+    // A fixed bit mixer (splitmix64's finaliser) spreads one day's lines over all SKUs and
+    // locations, as arrivals interleave in a real feed.
+    let mix = |x: i64| {
+        let mut z = (x as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let mut renumber = vec![0i64; (next_id - first_id) as usize];
+    let mut id = first_id;
+    for cols in sales.values_mut() {
+        let mut order: Vec<usize> = (0..cols.sale_id.len()).collect();
+        order.sort_by_key(|&i| (cols.date[i], mix(cols.sale_id[i]), cols.sale_id[i]));
+        let mut last = None;
+        for &i in &order {
+            let old = cols.sale_id[i];
+            if last != Some(old) {
+                renumber[(old - first_id) as usize] = id;
+                id += 1;
+                last = Some(old);
+            }
+        }
+        cols.sale_id = order.iter().map(|&i| renumber[(cols.sale_id[i] - first_id) as usize]).collect();
+        cols.date = permute(&cols.date, &order);
+        cols.qty = permute(&cols.qty, &order);
+        cols.promo = permute(&cols.promo, &order);
+        cols.channel = permute(&cols.channel, &order);
+        cols.price = permute(&cols.price, &order);
+        cols.sku = permute(&cols.sku, &order);
+        cols.loc = permute(&cols.loc, &order);
+    }
+    renumber
+}
+
+fn permute<T: Clone>(values: &[T], order: &[usize]) -> Vec<T> {
+    order.iter().map(|&i| values[i].clone()).collect()
+}
+
 fn days_since_epoch(d: NaiveDate) -> i32 {
     (d - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid")).num_days() as i32
 }
@@ -141,9 +195,25 @@ fn props() -> WriterProperties {
 }
 
 async fn write_parquet(lake: &Lake, rel: &str, batch: RecordBatch) -> Result<()> {
+    write_parquet_with(lake, rel, batch, props()).await
+}
+
+/// Like `write_parquet`, for a batch already sorted by its first column: the footer says so
+/// (Parquet `sorting_columns`), which lets a pipeline declare `sorted_by` on the input.
+async fn write_parquet_sorted_by_first(lake: &Lake, rel: &str, batch: RecordBatch) -> Result<()> {
+    let sorted = vec![SortingColumn { column_idx: 0, descending: false, nulls_first: false }];
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(256 * 1024))
+        .set_sorting_columns(Some(sorted))
+        .build();
+    write_parquet_with(lake, rel, batch, props).await
+}
+
+async fn write_parquet_with(lake: &Lake, rel: &str, batch: RecordBatch, props: WriterProperties) -> Result<()> {
     let path: ObjPath = object_path(&lake.root.join(rel)?)?;
     let writer = object_store::buffered::BufWriter::new(lake.store.clone(), path);
-    let mut w = AsyncArrowWriter::try_new(writer, batch.schema(), Some(props()))?;
+    let mut w = AsyncArrowWriter::try_new(writer, batch.schema(), Some(props))?;
     w.write(&batch).await?;
     w.close().await.with_context(|| format!("writing {rel}"))?;
     Ok(())
@@ -350,20 +420,32 @@ pub async fn generate(lake: &Lake, size: &DemoSize, quiet: bool) -> Result<GenSt
     }
     bar.finish_and_clear();
 
+    // Order systems number orders as they arrive: renumber the lines in time order, so each
+    // month file is sorted by sale_id and the files' id ranges do not overlap.
+    let renumber = number_sales_in_time_order(&mut sales, 1_000_000, next_sale_id);
+    for r in returns.iter_mut() {
+        r.0 = renumber[(r.0 - 1_000_000) as usize];
+    }
+    for c in corrections.iter_mut() {
+        c.0 = renumber[(c.0 - 1_000_000) as usize];
+    }
+    corrections.sort_by_key(|c| (c.0, c.2));
+
     let mut stats = GenStats { reviews, ..Default::default() };
     for ((y, m), c) in sales {
         stats.sales_rows += c.sale_id.len();
-        let batch = RecordBatch::try_from_iter(vec![
-            ("sale_id", Arc::new(Int64Array::from(c.sale_id)) as ArrayRef),
-            ("sale_date", Arc::new(Date32Array::from(c.date))),
-            ("sku_id", Arc::new(StringArray::from(c.sku))),
-            ("location_id", Arc::new(StringArray::from(c.loc))),
-            ("quantity", Arc::new(Int32Array::from(c.qty))),
-            ("unit_price", Arc::new(Float64Array::from(c.price))),
-            ("promo", Arc::new(BooleanArray::from(c.promo))),
-            ("channel", Arc::new(StringArray::from(c.channel))),
+        // The feed's schema says which columns may be null, whether or not this month has any.
+        let batch = RecordBatch::try_from_iter_with_nullable(vec![
+            ("sale_id", Arc::new(Int64Array::from(c.sale_id)) as ArrayRef, false),
+            ("sale_date", Arc::new(Date32Array::from(c.date)), false),
+            ("sku_id", Arc::new(StringArray::from(c.sku)), true),
+            ("location_id", Arc::new(StringArray::from(c.loc)), false),
+            ("quantity", Arc::new(Int32Array::from(c.qty)), false),
+            ("unit_price", Arc::new(Float64Array::from(c.price)), true),
+            ("promo", Arc::new(BooleanArray::from(c.promo)), false),
+            ("channel", Arc::new(StringArray::from(c.channel)), false),
         ])?;
-        write_parquet(lake, &format!("raw/sales/year={y}/month={m:02}/part-0.parquet"), batch).await?;
+        write_parquet_sorted_by_first(lake, &format!("raw/sales/year={y}/month={m:02}/part-0.parquet"), batch).await?;
     }
     for ((y, m), c) in inv {
         stats.inventory_rows += c.date.len();

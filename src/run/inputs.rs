@@ -15,8 +15,8 @@ pub async fn register(ctx: &SessionContext, plan: &Plan, stage: &PlannedStage, r
     let mut stats = InputStats::default();
     for input in &stage.inputs {
         match &input.source {
-            Source::Parquet { url, partitions } => {
-                let p = inputs::inspect(ctx, &plan.lake, url, partitions, &input.name).await?;
+            Source::Parquet { url, partitions, sorted_by } => {
+                let p = inputs::inspect(ctx, &plan.lake, url, partitions, sorted_by, &input.name).await?;
                 if p.rows == 0 && !input.allow_empty {
                     bail!(
                         "input `{}` is empty: 0 rows in {} file(s) at {} (set `allow_empty: true` on the input if that is expected)",
@@ -31,7 +31,7 @@ pub async fn register(ctx: &SessionContext, plan: &Plan, stage: &PlannedStage, r
             }
             Source::Output { name, .. } => {
                 let url = plan.lake.staging_url(run_id, name);
-                let p = inputs::inspect(ctx, &plan.lake, &url, &[], &input.name).await?;
+                let p = inputs::inspect(ctx, &plan.lake, &url, &[], &[], &input.name).await?;
                 stats.rows += p.rows;
                 stats.bytes += p.bytes;
                 inputs::register(ctx, &input.name, &p)?;

@@ -122,6 +122,9 @@ pub struct InputSpec {
     pub allow_empty: bool,
     /// Hive partition columns of a Parquet folder (`year=2025/month=01/`), typed by name.
     pub partitions: Vec<PartitionCol>,
+    /// Columns each Parquet file is sorted by (ascending), outermost first. Lets DataFusion
+    /// aggregate, join and window over that order by streaming instead of hashing or sorting.
+    pub sorted_by: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -183,6 +186,8 @@ struct InputMap {
     allow_empty: bool,
     #[serde(default)]
     partitions: Vec<PartitionCol>,
+    #[serde(default)]
+    sorted_by: Vec<String>,
 }
 
 impl<'de> Deserialize<'de> for InputSpec {
@@ -195,7 +200,7 @@ impl<'de> Deserialize<'de> for InputSpec {
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<InputSpec, E> {
                 let source = InputSource::parse_shorthand(s).map_err(E::custom)?;
-                Ok(InputSpec { source, allow_empty: false, partitions: vec![] })
+                Ok(InputSpec { source, allow_empty: false, partitions: vec![], sorted_by: vec![] })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<InputSpec, A::Error> {
                 let m = InputMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
@@ -208,7 +213,10 @@ impl<'de> Deserialize<'de> for InputSpec {
                 if m.version.is_some() && !matches!(source, InputSource::Table { .. }) {
                     return Err(de::Error::custom("`version` only applies to `table` inputs"));
                 }
-                Ok(InputSpec { source, allow_empty: m.allow_empty, partitions: m.partitions })
+                if !matches!(source, InputSource::Parquet(_)) && !(m.partitions.is_empty() && m.sorted_by.is_empty()) {
+                    return Err(de::Error::custom("`partitions` and `sorted_by` only apply to `path` inputs"));
+                }
+                Ok(InputSpec { source, allow_empty: m.allow_empty, partitions: m.partitions, sorted_by: m.sorted_by })
             }
         }
         d.deserialize_any(V)

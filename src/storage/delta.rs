@@ -9,6 +9,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::logstore::{LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig, default_logstore};
+use deltalake::DeltaResult;
 use deltalake::operations::write::SchemaMode as DeltaSchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
@@ -22,7 +24,40 @@ use crate::spec::SchemaMode;
 pub const RUN_ID_KEY: &str = "restock.run_id";
 
 fn builder(lake: &Lake, url: &Url) -> Result<DeltaTableBuilder> {
+    register_cloud_log_stores();
     Ok(DeltaTableBuilder::from_url(url.clone())?.with_storage_backend(lake.store.clone(), store_key(&lake.root)))
+}
+
+/// deltalake knows how to commit to `file://` and `memory://` only; its `s3`, `gcs` and `azure`
+/// features add log stores for the clouds, and with them a second set of cloud SDKs (and, for
+/// S3, a DynamoDB lock) in the build. restock hands deltalake the lake's own object_store
+/// client (`with_storage_backend`), and deltalake's default log store commits a version with a
+/// create-if-absent put (`PutMode::Create`), which S3 (`If-None-Match: *`), GCS and Azure all
+/// enforce server-side: two writers racing for one version cannot both win. So the default log
+/// store is all a cloud lake needs.
+fn register_cloud_log_stores() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let registry = deltalake::logstore::logstore_factories();
+        for scheme in super::CLOUD_SCHEMES {
+            let url = Url::parse(&format!("{scheme}://")).expect("a scheme is a valid URL");
+            registry.entry(url).or_insert_with(|| Arc::new(ConditionalPutLogStore));
+        }
+    });
+}
+
+struct ConditionalPutLogStore;
+
+impl LogStoreFactory for ConditionalPutLogStore {
+    fn with_options(
+        &self,
+        prefixed_store: ObjectStoreRef,
+        root_store: ObjectStoreRef,
+        location: &Url,
+        options: &StorageConfig,
+    ) -> DeltaResult<Arc<dyn LogStore>> {
+        Ok(default_logstore(prefixed_store, root_store, location, options))
+    }
 }
 
 /// Open a published table at its latest version (or `version`); `Ok(None)` if it does not exist.

@@ -13,7 +13,10 @@ use datafusion::prelude::SessionContext;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
 use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::file::metadata::ParquetMetaDataReader;
+use datafusion::logical_expr::SortExpr;
+use datafusion::prelude::col;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use parquet::file::statistics::Statistics;
 use url::Url;
 
 use super::{Lake, store_for};
@@ -27,6 +30,8 @@ pub struct ParquetInput {
     /// File schema merged over all files (partition columns not included).
     pub schema: SchemaRef,
     pub partitions: Vec<(String, DataType)>,
+    /// Declared sort order of every file (checked against the footers), outermost first.
+    pub sorted_by: Vec<String>,
     pub rows: u64,
     pub bytes: u64,
 }
@@ -63,6 +68,7 @@ pub async fn inspect(
     lake: &Lake,
     url: &Url,
     partitions: &[PartitionCol],
+    sorted_by: &[String],
     what: &str,
 ) -> Result<ParquetInput> {
     lake.register_url(ctx, url)?;
@@ -84,10 +90,17 @@ pub async fn inspect(
         .map(|meta| {
             let store = store.clone();
             async move {
-                let (schema, rows) = read_footer(store.as_ref(), &meta).await.map_err(|e| {
-                    anyhow!("input `{what}`: file {} is not a readable Parquet file (corrupt or truncated?): {e}", meta.location)
-                })?;
-                Ok::<_, anyhow::Error>((meta, schema, rows))
+                let unreadable =
+                    |e: anyhow::Error| anyhow!("input `{what}`: file {} is not a readable Parquet file (corrupt or truncated?): {e}", meta.location);
+                let md = read_footer(store.as_ref(), &meta).await.map_err(unreadable)?;
+                let fm = md.file_metadata();
+                let schema = parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
+                    .map_err(|e| unreadable(e.into()))?;
+                if let Err(why) = check_sorted(&md, sorted_by) {
+                    bail!("input `{what}`: file {} is not sorted by [{}] as `sorted_by` declares: {why}", meta.location, sorted_by.join(", "));
+                }
+                let rows = fm.num_rows().max(0) as u64;
+                Ok::<_, anyhow::Error>((meta, Arc::new(schema), rows))
             }
         })
         .buffer_unordered(16)
@@ -103,7 +116,7 @@ pub async fn inspect(
         first_schema.fields().iter().map(|f| (f.clone(), first_meta.location.to_string())).collect();
     for (meta, schema, _) in &footers[1..] {
         for field in schema.fields() {
-            match merged.iter().find(|(f, _)| f.name() == field.name()) {
+            match merged.iter_mut().find(|(f, _)| f.name() == field.name()) {
                 Some((seen, seen_in)) if !types_compatible(seen.data_type(), field.data_type()) => bail!(
                     "input `{what}`: column `{}` is {} in {} but {} in {} (a column changed type)",
                     field.name(),
@@ -112,12 +125,23 @@ pub async fn inspect(
                     seen.data_type(),
                     seen_in
                 ),
+                // Writers mark a column non-nullable when a file happens to hold no nulls; the
+                // table is nullable if any file says so, or reading the other files fails.
+                Some((seen, _)) if field.is_nullable() && !seen.is_nullable() => {
+                    *seen = Arc::new(seen.as_ref().clone().with_nullable(true));
+                }
                 Some(_) => {}
                 None => merged.push((field.clone(), meta.location.to_string())),
             }
         }
     }
-    let schema = Arc::new(Schema::new(merged.into_iter().map(|(f, _)| f).collect::<Vec<_>>()));
+    // A column some files lack reads as null there.
+    let in_every_file = |name: &str| footers.iter().all(|(_, s, _)| s.field_with_name(name).is_ok());
+    let fields: Vec<_> = merged
+        .into_iter()
+        .map(|(f, _)| if f.is_nullable() || in_every_file(f.name()) { f } else { Arc::new(f.as_ref().clone().with_nullable(true)) })
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
     let partitions = partitions
         .iter()
         .map(|p| Ok((p.name.clone(), partition_type(p)?)))
@@ -129,11 +153,69 @@ pub async fn inspect(
     }
     let rows = footers.iter().map(|f| f.2).sum();
     let bytes = files.iter().map(|f| f.size).sum();
-    Ok(ParquetInput { url: url.clone(), files, schema, partitions, rows, bytes })
+    Ok(ParquetInput { url: url.clone(), files, schema, partitions, sorted_by: sorted_by.to_vec(), rows, bytes })
 }
 
-/// Schema and row count from a Parquet footer: two small range reads, no data pages.
-async fn read_footer(store: &dyn ObjectStore, meta: &ObjectMeta) -> Result<(SchemaRef, u64)> {
+/// Does a file's footer bear out a declared ascending sort order? Parquet records the order a
+/// writer sorted by (`sorting_columns`, per row group); where a writer left it out, the
+/// row groups' min/max statistics of the leading column must at least not contradict it.
+/// DataFusion itself checks the order across files from the same statistics.
+fn check_sorted(md: &ParquetMetaData, sorted_by: &[String]) -> std::result::Result<(), String> {
+    if sorted_by.is_empty() {
+        return Ok(());
+    }
+    let descr = md.file_metadata().schema_descr();
+    let mut leaves = vec![];
+    for name in sorted_by {
+        match descr.columns().iter().position(|c| c.path().parts() == [name.clone()]) {
+            Some(i) => leaves.push(i),
+            None => return Err(format!("it has no column `{name}`")),
+        }
+    }
+    let mut previous_max: Option<Statistics> = None;
+    for (g, rg) in md.row_groups().iter().enumerate() {
+        if let Some(recorded) = rg.sorting_columns() {
+            let agrees = recorded.len() >= leaves.len()
+                && recorded.iter().zip(&leaves).all(|(r, &leaf)| r.column_idx as usize == leaf && !r.descending);
+            if !agrees {
+                let said: Vec<String> = recorded
+                    .iter()
+                    .map(|r| {
+                        let name = descr.columns().get(r.column_idx as usize).map(|c| c.name().to_string()).unwrap_or_default();
+                        if r.descending { format!("{name} DESC") } else { name }
+                    })
+                    .collect();
+                return Err(format!("row group {g} records that it is sorted by [{}]", said.join(", ")));
+            }
+            continue;
+        }
+        let Some(stats) = rg.column(leaves[0]).statistics() else { continue };
+        if let Some(prev) = &previous_max {
+            if stats_less(stats, prev) {
+                return Err(format!("row group {g} starts below where row group {} ends (min/max statistics of `{}`)", g - 1, sorted_by[0]));
+            }
+        }
+        previous_max = Some(stats.clone());
+    }
+    Ok(())
+}
+
+/// Is `next`'s minimum below `prev`'s maximum? False where the statistics do not say.
+fn stats_less(next: &Statistics, prev: &Statistics) -> bool {
+    match (next, prev) {
+        (Statistics::Int32(n), Statistics::Int32(p)) => matches!((n.min_opt(), p.max_opt()), (Some(a), Some(b)) if a < b),
+        (Statistics::Int64(n), Statistics::Int64(p)) => matches!((n.min_opt(), p.max_opt()), (Some(a), Some(b)) if a < b),
+        (Statistics::Float(n), Statistics::Float(p)) => matches!((n.min_opt(), p.max_opt()), (Some(a), Some(b)) if a < b),
+        (Statistics::Double(n), Statistics::Double(p)) => matches!((n.min_opt(), p.max_opt()), (Some(a), Some(b)) if a < b),
+        (Statistics::ByteArray(n), Statistics::ByteArray(p)) => {
+            matches!((n.min_opt(), p.max_opt()), (Some(a), Some(b)) if a.data() < b.data())
+        }
+        _ => false,
+    }
+}
+
+/// A Parquet footer: two small range reads, no data pages.
+async fn read_footer(store: &dyn ObjectStore, meta: &ObjectMeta) -> Result<ParquetMetaData> {
     let size = meta.size;
     if size < 12 {
         bail!("{size} bytes is too small for Parquet");
@@ -147,10 +229,7 @@ async fn read_footer(store: &dyn ObjectStore, meta: &ObjectMeta) -> Result<(Sche
         bail!("footer length {len} exceeds the file size {size}");
     }
     let footer = store.get_range(&meta.location, size - 8 - len..size - 8).await?;
-    let md = ParquetMetaDataReader::decode_metadata(&footer)?;
-    let fm = md.file_metadata();
-    let schema = parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())?;
-    Ok((Arc::new(schema), fm.num_rows().max(0) as u64))
+    Ok(ParquetMetaDataReader::decode_metadata(&footer)?)
 }
 
 pub fn types_compatible(a: &DataType, b: &DataType) -> bool {
@@ -166,9 +245,11 @@ pub fn types_compatible(a: &DataType, b: &DataType) -> bool {
 /// Register a pre-flighted input as a table (partition pruning and predicate pushdown come from
 /// DataFusion's listing table over Parquet).
 pub fn register(ctx: &SessionContext, name: &str, input: &ParquetInput) -> Result<()> {
+    let sort_order: Vec<SortExpr> = input.sorted_by.iter().map(|c| col(c).sort(true, false)).collect();
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
-        .with_table_partition_cols(input.partitions.clone());
+        .with_table_partition_cols(input.partitions.clone())
+        .with_file_sort_order(if sort_order.is_empty() { vec![] } else { vec![sort_order] });
     let config = ListingTableConfig::new(listing_url(&input.url)?)
         .with_listing_options(options)
         .with_schema(input.schema.clone());

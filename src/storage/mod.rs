@@ -79,6 +79,9 @@ fn normalize(p: &Path) -> std::path::PathBuf {
 
 /// An object store for a URL's scheme and authority. Cloud credentials come from the usual
 /// environment variables (AWS_*, GOOGLE_*, AZURE_*), as with every object_store-based tool.
+/// URL schemes of the cloud object stores a lake may live in.
+pub const CLOUD_SCHEMES: [&str; 7] = ["s3", "s3a", "gs", "az", "abfs", "abfss", "azure"];
+
 pub fn store_for(url: &Url) -> Result<Arc<dyn ObjectStore>> {
     Ok(match url.scheme() {
         "file" => Arc::new(LocalFileSystem::new()),
@@ -148,6 +151,18 @@ impl Lake {
         }
         ctx.runtime_env().register_object_store(&store_key(url), store_for(url)?);
         Ok(())
+    }
+
+    /// Whether any object exists under a URL prefix.
+    pub async fn has_objects(&self, url: &Url) -> Result<bool> {
+        use futures::StreamExt;
+        let prefix = object_path(url)?;
+        match self.store.list(Some(&prefix)).next().await {
+            None => Ok(false),
+            Some(Ok(_)) => Ok(true),
+            Some(Err(object_store::Error::NotFound { .. })) => Ok(false),
+            Some(Err(e)) => Err(e).with_context(|| format!("cannot list {url}")),
+        }
     }
 
     /// Delete everything under a URL prefix (staging clean-up). Missing prefixes are fine.

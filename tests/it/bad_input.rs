@@ -107,3 +107,21 @@ fn output_schema_change_is_refused_before_any_commit() {
     assert!(err.contains("column `units` changed type from Int64 to Float64"), "{err}");
     assert_eq!(p.query("SELECT COUNT(*), SUM(units) FROM totals"), vec!["2,3"]);
 }
+
+/// Not bad input: writers mark a column non-nullable when a file happens to hold no nulls, and
+/// a column added in a later export is absent from the earlier files. Both read as nullable.
+#[test]
+fn nullability_and_added_columns_may_differ_between_files() {
+    let p = published_once(); // day=1: sku_id non-nullable, no `channel` column
+    let batch = RecordBatch::try_from_iter(vec![
+        ("sku_id", Arc::new(StringArray::from(vec![Some("A"), None])) as ArrayRef),
+        ("quantity", Arc::new(Int32Array::from(vec![4, 5]))),
+        ("channel", Arc::new(StringArray::from(vec!["web", "app"]))),
+    ])
+    .unwrap();
+    write_parquet(&p, "lake/raw/orders/day=2.parquet", batch);
+    p.write("sql/totals.sql", "SELECT COALESCE(sku_id, '?') AS sku_id, CAST(SUM(quantity) AS BIGINT) AS units, COUNT(channel) AS n\nFROM orders\nGROUP BY 1\n");
+    p.write("p.yaml", &PIPELINE.replace("outputs: [totals]", "outputs: [{ name: totals, schema_mode: merge }]"));
+    p.ok(&["run", "p.yaml"]);
+    assert_eq!(p.query("SELECT sku_id, units, n FROM totals ORDER BY sku_id"), vec!["?,5,1", "A,5,1", "B,2,0"]);
+}

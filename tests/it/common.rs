@@ -19,6 +19,13 @@ impl Project {
 
     /// A project with the repo's pipelines/ and sql/ and a small generated demo lake.
     pub fn with_demo() -> Self {
+        let p = Self::with_pipelines();
+        p.ok(&["demo", "--no-run", "--skus", "12", "--locations", "2", "--days", "120", "--start", "2026-07-01"]);
+        p
+    }
+
+    /// A project with the repo's pipelines/ and sql/, and no lake yet.
+    pub fn with_pipelines() -> Self {
         let p = Self::empty();
         for folder in ["pipelines", "sql"] {
             let dst = p.path().join(folder);
@@ -28,7 +35,6 @@ impl Project {
                 std::fs::copy(entry.path(), dst.join(entry.file_name())).expect("copy");
             }
         }
-        p.ok(&["demo", "--no-run", "--skus", "12", "--locations", "2", "--days", "120", "--start", "2026-07-01"]);
         p
     }
 

@@ -1,7 +1,10 @@
 //! The integration suite: one test binary, so libtorch and DataFusion link once.
 mod bad_input;
 mod common;
+mod device;
 mod executor;
 mod pipelines;
 mod real_data;
+mod s3_lake;
+mod sorted_inputs;
 mod validate;

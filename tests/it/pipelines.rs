@@ -122,6 +122,48 @@ stages:
 }
 
 #[test]
+fn gc_collects_old_failed_staging_and_resume_reruns_what_it_took() {
+    let p = Project::empty();
+    p.write("sql/convert.sql", "SELECT CAST(code AS INT) AS n FROM codes\n");
+    p.write("p.yaml", r#"
+name: collectable
+stages:
+  - { id: codes, kind: sql, outputs: [codes], config: { sql: "SELECT * FROM (VALUES ('1'), ('x2')) AS t(code)" } }
+  - { id: convert, kind: sql, inputs: { codes: codes }, outputs: [numbers], config: { file: sql/convert.sql } }
+"#);
+    p.fails(&["run", "p.yaml"], 1);
+    let run_id = p.last_run_id();
+    let staged = p.file(&format!("lake/_staging/{run_id}/codes"));
+    assert!(staged.exists(), "a failed run keeps its staging for resume");
+    // Staging that no history knows, from a run id dated long ago.
+    p.write("lake/_staging/20200101-000000-dead/x/part-0.parquet", "stale");
+
+    // The default cut-off (7 days) keeps today's failed run; the stray old folder goes.
+    let out = p.ok(&["gc"]);
+    assert!(out.contains("20200101-000000-dead") && out.contains("unknown to this history") && !out.contains(&run_id), "{out}");
+    assert!(!p.file("lake/_staging/20200101-000000-dead").exists());
+    assert!(staged.exists());
+
+    // --dry-run lists without deleting.
+    let out = p.ok(&["gc", "--older-than", "0s", "--dry-run"]);
+    assert!(out.contains(&run_id) && out.contains("failed") && out.contains("would delete"), "{out}");
+    assert!(staged.exists());
+
+    let out = p.ok(&["gc", "--older-than", "0s"]);
+    assert!(out.contains(&run_id) && out.contains("deleted the staging of 1 run(s)"), "{out}");
+    assert!(!p.file(&format!("lake/_staging/{run_id}")).exists());
+
+    // Resuming the collected run runs the stage whose staging is gone again.
+    p.write("sql/convert.sql", "SELECT CAST(regexp_replace(code, '[^0-9]', '', 'g') AS INT) AS n FROM codes\n");
+    p.ok(&["resume", &run_id]);
+    assert_eq!(p.query("SELECT CAST(SUM(n) AS BIGINT) FROM numbers"), vec!["3"]);
+    let show = p.ok(&["show", &run_id]);
+    assert_eq!(stage_rows(&show, "codes").len(), 2, "re-run, its staging was collected:\n{show}");
+    // A succeeded run leaves no staging behind, so there is nothing left to collect.
+    assert!(p.ok(&["gc", "--older-than", "0s"]).contains("no staging to collect"));
+}
+
+#[test]
 fn sigterm_cancels_the_run_cleanly() {
     let p = Project::empty();
     p.write("p.yaml", r#"
