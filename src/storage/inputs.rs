@@ -3,7 +3,8 @@
 //! DataFusion would also fail on a corrupt file or a type conflict, but its message names neither
 //! the file nor, always, the column. Reading footers is cheap (a few KB per file) and turns those
 //! failures into errors a person can act on. It also gives row counts for run history.
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Result, anyhow, bail};
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
@@ -21,6 +22,42 @@ use url::Url;
 
 use super::{Lake, store_for};
 use crate::spec::PartitionCol;
+
+/// Footers read by this process, keyed by (path, size, last modified, e-tag): a file rewritten
+/// in place gets a new key, so a stale footer is never used. Bounded: cleared when full.
+#[derive(Debug, Default)]
+pub struct FooterCache(Mutex<HashMap<(String, u64, i64, Option<String>), Arc<ParquetMetaData>>>);
+
+impl FooterCache {
+    const MAX_FILES: usize = 20_000;
+
+    /// Footers held.
+    pub fn len(&self) -> usize {
+        self.0.lock().expect("footer cache lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn key(meta: &ObjectMeta) -> (String, u64, i64, Option<String>) {
+        (meta.location.to_string(), meta.size, meta.last_modified.timestamp_nanos_opt().unwrap_or_default(), meta.e_tag.clone())
+    }
+
+    async fn get_or_read(&self, store: &dyn ObjectStore, meta: &ObjectMeta) -> Result<Arc<ParquetMetaData>> {
+        let key = Self::key(meta);
+        if let Some(md) = self.0.lock().expect("footer cache lock").get(&key) {
+            return Ok(md.clone());
+        }
+        let md = Arc::new(read_footer(store, meta).await?);
+        let mut map = self.0.lock().expect("footer cache lock");
+        if map.len() >= Self::MAX_FILES {
+            map.clear();
+        }
+        map.insert(key, md.clone());
+        Ok(md)
+    }
+}
 
 /// A Parquet input after pre-flight.
 #[derive(Debug, Clone)]
@@ -89,10 +126,11 @@ pub async fn inspect(
     let footers: Vec<(ObjectMeta, SchemaRef, u64)> = futures::stream::iter(files.iter().cloned())
         .map(|meta| {
             let store = store.clone();
+            let footers = lake.footers.clone();
             async move {
                 let unreadable =
                     |e: anyhow::Error| anyhow!("input `{what}`: file {} is not a readable Parquet file (corrupt or truncated?): {e}", meta.location);
-                let md = read_footer(store.as_ref(), &meta).await.map_err(unreadable)?;
+                let md = footers.get_or_read(store.as_ref(), &meta).await.map_err(unreadable)?;
                 let fm = md.file_metadata();
                 let schema = parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
                     .map_err(|e| unreadable(e.into()))?;

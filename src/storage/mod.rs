@@ -28,6 +28,9 @@ pub struct Lake {
     pub root: Url,
     /// Store for the root's scheme and authority; object paths are the URL's path.
     pub store: Arc<dyn ObjectStore>,
+    /// Parquet footers already read by this process (validation, then the run, read the same
+    /// files), keyed by file identity.
+    pub footers: Arc<inputs::FooterCache>,
 }
 
 /// One in-memory store per process, so `memory://` lakes are shared by all stages of a run
@@ -116,7 +119,7 @@ impl Lake {
             root.set_path(&format!("{}/", root.path()));
         }
         let store = store_for(&root)?;
-        Ok(Self { root, store })
+        Ok(Self { root, store, footers: Arc::default() })
     }
 
     /// Resolve a location written in a pipeline: relative paths are under the lake root.

@@ -1,5 +1,5 @@
-//! `sorted_by` on Parquet inputs: DataFusion streams over the declared order, and a file whose
-//! footer contradicts the declaration is refused by name.
+//! Parquet inputs: `sorted_by` (DataFusion streams over the declared order, and a file whose
+//! footer contradicts the declaration is refused by name) and the footer cache.
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
@@ -102,4 +102,26 @@ stages:
 "#);
     let err = p.fails(&["validate", "p.yaml"], 2);
     assert!(err.contains("p.yaml:5") && err.contains("only apply to `path` inputs"), "{err}");
+}
+
+#[tokio::test]
+async fn footers_are_read_once_and_never_stale() {
+    let p = Project::empty();
+    write_ids(&p, "lake/raw/sales/month=01.parquet", (0..10).collect(), false);
+    write_ids(&p, "lake/raw/sales/month=02.parquet", (10..20).collect(), false);
+    let lake = Lake::open("file://./lake", p.path()).unwrap();
+    let ctx = restock::engine::session();
+    let url = lake.resolve("raw/sales/").unwrap();
+    let first = inputs::inspect(&ctx, &lake, &url, &[], &[], "sales").await.unwrap();
+    assert_eq!((first.rows, lake.footers.len()), (20, 2));
+    inputs::inspect(&ctx, &lake, &url, &[], &[], "sales").await.unwrap();
+    assert_eq!(lake.footers.len(), 2, "the second look reads no footer again");
+
+    // A file rewritten in place is a new file: its new footer is read (by the next stage's
+    // session; a session caches its own listings).
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    write_ids(&p, "lake/raw/sales/month=02.parquet", (10..40).collect(), false);
+    let ctx = restock::engine::session();
+    let again = inputs::inspect(&ctx, &lake, &url, &[], &[], "sales").await.unwrap();
+    assert_eq!(again.rows, 40);
 }
