@@ -82,7 +82,13 @@ enum Command {
         pipeline: Option<String>,
     },
     /// Show one run: status, per-stage attempts and timings, published table versions.
-    Show { run_id: String },
+    Show {
+        run_id: String,
+        /// Also print each SQL stage's query plan as executed, with per-operator metrics
+        /// (rows, time, memory, spills), like EXPLAIN ANALYZE.
+        #[arg(long)]
+        plans: bool,
+    },
     /// Read-only SQL over the published tables.
     Query {
         sql: String,
@@ -197,7 +203,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             resume(&run_id, open_state(&cli.state)?, max_parallel, quiet, force, cancel).await
         }
         Command::Runs { limit, pipeline } => list_runs(open_state(&cli.state)?, limit, pipeline.as_deref()),
-        Command::Show { run_id } => show_run(open_state(&cli.state)?, &run_id),
+        Command::Show { run_id, plans } => show_run(open_state(&cli.state)?, &run_id, plans),
         Command::Gc { older_than, dry_run, lake } => {
             let cutoff = chrono::Utc::now() - chrono::Duration::from_std(older_than)?;
             let state = open_state(&cli.state)?;
@@ -434,7 +440,7 @@ fn list_runs(state: Arc<dyn StateStore>, limit: usize, pipeline: Option<&str>) -
     Ok(())
 }
 
-fn show_run(state: Arc<dyn StateStore>, id: &str) -> Result<()> {
+fn show_run(state: Arc<dyn StateStore>, id: &str, plans: bool) -> Result<()> {
     let run = state.get_run(id)?;
     let dur = run.finished_at.map(|f| (f - run.started_at).num_milliseconds());
     println!("run {}  pipeline {}  ({})", run.info.run_id, run.info.pipeline, run.info.pipeline_path);
@@ -467,6 +473,14 @@ fn show_run(state: Arc<dyn StateStore>, id: &str) -> Result<()> {
     let pubs = state.publications(&run.info.run_id)?;
     if !pubs.is_empty() {
         println!("published: {}", pubs.iter().map(|p| format!("{} v{}", p.table, p.version)).collect::<Vec<_>>().join(", "));
+    }
+    if plans {
+        for a in &attempts {
+            let details: Option<serde_json::Value> = a.metrics.details.as_deref().and_then(|d| serde_json::from_str(d).ok());
+            if let Some(plan) = details.as_ref().and_then(|d| d.get("plan")).and_then(|p| p.as_str()) {
+                println!("\n{} attempt {} plan:\n{plan}", a.stage_id, a.attempt);
+            }
+        }
     }
     Ok(())
 }

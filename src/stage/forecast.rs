@@ -260,10 +260,10 @@ impl StageTask for ForecastTask {
         columns.push(Arc::new(StringArray::from(vec![self.cfg.method.as_str(); len])));
         let batch = RecordBatch::try_new(out_schema, columns)?;
         let df = cx.ctx.read_batch(batch)?;
-        let (rows_out, bytes_out) = cx.write_output(0, df).await?;
+        let written = cx.write_output(0, df).await?;
         Ok(StageReport {
-            rows_out,
-            bytes_out,
+            rows_out: written.rows,
+            bytes_out: written.bytes,
             details: Some(serde_json::json!({ "series": n_series, "history_rows": rows_in, "method": self.cfg.method.as_str(), "horizon": horizon })),
             warnings: vec![],
         })

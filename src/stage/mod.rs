@@ -18,7 +18,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::datasource::file_format::format_as_file_type;
+use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
+use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::physical_plan::collect;
+use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::prelude::{DataFrame, SessionContext};
 use tokio_util::sync::CancellationToken;
 use url::Url;
@@ -92,12 +96,32 @@ pub struct StageReport {
     pub warnings: Vec<String>,
 }
 
+/// What writing one staged output did.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub rows: u64,
+    pub bytes: u64,
+    /// DataFusion's physical plan as executed, with each operator's metrics (rows, time,
+    /// memory, spills): what `EXPLAIN ANALYZE` prints. Shown by `restock show RUN --plans`.
+    pub plan: String,
+}
+
 impl StageCx {
-    /// Write a DataFrame as the staged Parquet of output `index`; returns (rows, bytes).
-    pub async fn write_output(&self, index: usize, df: DataFrame) -> Result<(u64, u64)> {
+    /// Write a DataFrame as the staged Parquet of output `index`.
+    pub async fn write_output(&self, index: usize, df: DataFrame) -> Result<Written> {
         let (name, url) = &self.outputs[index];
-        let batches = df
-            .write_parquet(url.as_str(), DataFrameWriteOptions::new(), None)
+        // What `DataFrame::write_parquet` does, keeping hold of the physical plan for its metrics.
+        let (state, plan) = df.into_parts();
+        let copy = LogicalPlanBuilder::copy_to(
+            plan,
+            url.to_string(),
+            format_as_file_type(Arc::new(ParquetFormatFactory::new())),
+            Default::default(),
+            vec![],
+        )?
+        .build()?;
+        let physical = state.create_physical_plan(&copy).await.with_context(|| format!("writing output `{name}`"))?;
+        let batches = collect(physical.clone(), state.task_ctx())
             .await
             .with_context(|| format!("writing output `{name}`"))?;
         let rows = batches
@@ -106,7 +130,8 @@ impl StageCx {
             .map(|a| a.iter().flatten().sum::<u64>())
             .sum();
         let bytes = staged_bytes(&self.ctx, url).await.unwrap_or(0);
-        Ok((rows, bytes))
+        let plan = DisplayableExecutionPlan::with_metrics(physical.as_ref()).indent(true).to_string();
+        Ok(Written { rows, bytes, plan })
     }
 }
 

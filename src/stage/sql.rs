@@ -118,11 +118,16 @@ impl StageTask for SqlTask {
     async fn run(&self, cx: &StageCx) -> Result<StageReport> {
         engine::apply_settings(&cx.ctx, &self.settings)?;
         let df = cx.ctx.sql_with_options(&self.sql, engine::read_only()).await.map_err(|e| self.runtime_error(&e))?;
-        let (rows_out, bytes_out) = cx.write_output(0, df).await.map_err(|e| match e.downcast_ref::<datafusion::error::DataFusionError>() {
+        let written = cx.write_output(0, df).await.map_err(|e| match e.downcast_ref::<datafusion::error::DataFusionError>() {
             Some(df) => self.runtime_error(df),
             None => e,
         })?;
-        Ok(StageReport { rows_out, bytes_out, ..Default::default() })
+        Ok(StageReport {
+            rows_out: written.rows,
+            bytes_out: written.bytes,
+            details: Some(serde_json::json!({ "plan": written.plan })),
+            ..Default::default()
+        })
     }
 }
 

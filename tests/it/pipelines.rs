@@ -15,8 +15,10 @@ fn delta_version(p: &Project, table: &str) -> i64 {
 fn nightly_pipeline_cleans_forecasts_publishes_and_records_history() {
     let p = Project::with_demo();
     let out = p.ok(&["validate", "pipelines/nightly.yaml"]);
-    assert!(out.contains("planned against input schemas: clean_sales, product_text, demand_daily, audit, forecast_baseline, audit_forecasts")
-        || out.contains("planned against input schemas:"), "{out}");
+    let planned = out.lines().find_map(|l| l.split_once("planned against input schemas: ")).map(|(_, s)| s).unwrap_or_else(|| panic!("{out}"));
+    for stage in ["clean_sales", "product_text", "demand_daily", "audit", "forecast_baseline", "audit_forecasts"] {
+        assert!(planned.split(", ").any(|s| s.trim() == stage), "{stage} not planned: {out}");
+    }
     assert!(!out.contains("not schema-checked"), "every stage must be checked against real schemas:\n{out}");
 
     p.ok(&["run", "pipelines/nightly.yaml"]);
@@ -38,6 +40,15 @@ fn nightly_pipeline_cleans_forecasts_publishes_and_records_history() {
         assert!(stage_rows(&show, stage).iter().any(|l| l.contains("succeeded")), "{stage} missing in:\n{show}");
     }
     assert!(show.contains("published: demand_daily v0, forecasts v0, product_text v0, sales_clean v0"), "{show}");
+    // Plans as executed, with metrics. The sales feed is sorted by sale_id (`sorted_by`), so the
+    // dedup aggregate streams instead of hashing every line.
+    let plans = p.ok(&["show", &run_id, "--plans"]);
+    let clean = plans.split("clean_sales attempt 1 plan:").nth(1).unwrap_or_else(|| panic!("no plan:\n{plans}"));
+    let dedup: Vec<&str> = clean.lines().filter(|l| l.contains("AggregateExec") && l.contains("max(sales.sale_date)")).collect();
+    assert_eq!(dedup.len(), 2, "partial and final aggregate:\n{clean}");
+    for op in dedup {
+        assert!(op.contains("ordering_mode=Sorted") && op.contains("metrics=[output_rows="), "{op}");
+    }
     assert!(p.ok(&["runs"]).contains("succeeded"));
 
     // A second run commits version 1; version 0 stays readable (time travel).
@@ -84,11 +95,21 @@ fn failing_error_check_blocks_publish_and_keeps_published_versions() {
     assert_eq!(p.query("SELECT COUNT(*) FROM demand_daily"), before);
 }
 
-#[test]
-fn resume_reruns_only_failed_stages_and_their_dependents() {
+/// A project whose `convert` stage fails on the code 'x2' until `fix_convert`.
+fn project_with_failing_convert(pipeline: &str) -> Project {
     let p = Project::empty();
     p.write("sql/convert.sql", "SELECT CAST(code AS INT) AS n FROM codes\n");
-    p.write("p.yaml", r#"
+    p.write("p.yaml", pipeline);
+    p
+}
+
+fn fix_convert(p: &Project) {
+    p.write("sql/convert.sql", "SELECT CAST(regexp_replace(code, '[^0-9]', '', 'g') AS INT) AS n FROM codes\n");
+}
+
+#[test]
+fn resume_reruns_only_failed_stages_and_their_dependents() {
+    let p = project_with_failing_convert(r#"
 name: resumable
 stages:
   - { id: codes, kind: sql, outputs: [codes], config: { sql: "SELECT * FROM (VALUES ('1'), ('x2')) AS t(code)" } }
@@ -105,7 +126,7 @@ stages:
     let run_id = p.last_run_id();
     assert!(!p.file("lake/tables/other").exists(), "a failed run publishes nothing");
 
-    p.write("sql/convert.sql", "SELECT CAST(regexp_replace(code, '[^0-9]', '', 'g') AS INT) AS n FROM codes\n");
+    fix_convert(&p);
     let out = p.cmd(&["resume", &run_id]).env("RESTOCK_LOG", "warn").output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(p.query("SELECT s FROM total"), vec!["3"]);
@@ -123,9 +144,7 @@ stages:
 
 #[test]
 fn gc_collects_old_failed_staging_and_resume_reruns_what_it_took() {
-    let p = Project::empty();
-    p.write("sql/convert.sql", "SELECT CAST(code AS INT) AS n FROM codes\n");
-    p.write("p.yaml", r#"
+    let p = project_with_failing_convert(r#"
 name: collectable
 stages:
   - { id: codes, kind: sql, outputs: [codes], config: { sql: "SELECT * FROM (VALUES ('1'), ('x2')) AS t(code)" } }
@@ -154,7 +173,7 @@ stages:
     assert!(!p.file(&format!("lake/_staging/{run_id}")).exists());
 
     // Resuming the collected run runs the stage whose staging is gone again.
-    p.write("sql/convert.sql", "SELECT CAST(regexp_replace(code, '[^0-9]', '', 'g') AS INT) AS n FROM codes\n");
+    fix_convert(&p);
     p.ok(&["resume", &run_id]);
     assert_eq!(p.query("SELECT CAST(SUM(n) AS BIGINT) FROM numbers"), vec!["3"]);
     let show = p.ok(&["show", &run_id]);
