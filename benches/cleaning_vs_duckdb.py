@@ -88,7 +88,9 @@ def main():
     duck_wall, duck_rss, stdout = run_child([sys.executable, __file__, "--duckdb-side", a.lake, out, interval_end])
     d = json.loads(stdout)
 
+    _, idle_rss, _ = run_child([a.restock, "--version"])
     print(f"raw sales rows: {raw_rows:,}   threads: {threads}   restock build: {a.restock}")
+    print(f"restock process at rest (--version): peak RSS {idle_rss:.0f} MB")
     d_sum = sum(d["times"][st] for st in STAGES)
     for name, (wall, rss, rs) in runs:
         print(f"\n{name} vs duckdb {duckdb_version()}")
