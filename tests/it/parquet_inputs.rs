@@ -91,19 +91,6 @@ async fn footer_that_contradicts_the_declaration_is_refused() {
     assert!(err.contains("no column `order_id`"), "{err}");
 }
 
-#[test]
-fn sorted_by_applies_to_parquet_paths_only() {
-    let p = Project::empty();
-    p.write("p.yaml", r#"
-name: bad_sorted
-stages:
-  - { id: a, kind: sql, outputs: [a], config: { sql: "SELECT 1 AS x" } }
-  - { id: b, kind: sql, inputs: { a: { output: a, sorted_by: [x] } }, outputs: [b], config: { sql: "SELECT x FROM a" } }
-"#);
-    let err = p.fails(&["validate", "p.yaml"], 2);
-    assert!(err.contains("p.yaml:5") && err.contains("only apply to `path` inputs"), "{err}");
-}
-
 #[tokio::test]
 async fn footers_are_read_once_and_never_stale() {
     let p = Project::empty();

@@ -38,6 +38,7 @@ const CASES: &[(&str, &[&str], &[&str])] = &[
     ("29-sql-stage-without-output.yaml", &[], &["29-sql-stage-without-output.yaml:3:9:", "stage `a`", "exactly 1 output(s), this one declares 0"]),
     ("30-unknown-param-on-cli.yaml", &["--param", "horizn=7"], &["30-unknown-param-on-cli.yaml: error", "--param horizn=7: the pipeline declares no param `horizn`", "did you mean `horizon`?"]),
     ("31-unknown-datafusion-setting.yaml", &[], &["31-unknown-datafusion-setting.yaml:9:9:", "stage `a`", "setting `datafusion.optimizer.join_reorderin`", "not found on OptimizerOptions"]),
+    ("32-sorted-by-on-an-upstream-output.yaml", &[], &["32-sorted-by-on-an-upstream-output.yaml:10:10:", "stage `b`", "`partitions` and `sorted_by` only apply to `path` inputs"]),
 ];
 
 #[test]
