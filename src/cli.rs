@@ -279,6 +279,12 @@ async fn validate(args: &RunArgs) -> Result<()> {
     for (stage, why) in &report.unchecked {
         println!("  not schema-checked: {stage} ({why})");
     }
+    if !report.input_problems.is_empty() {
+        for (stage, why) in &report.input_problems {
+            eprintln!("error: input problem in stage `{stage}` (a run now would fail there): {why}");
+        }
+        bail!("the pipeline is valid, but {} stage(s) have broken input data", report.input_problems.len());
+    }
     Ok(())
 }
 

@@ -606,11 +606,15 @@ fn topo_order(deps: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
     }
 }
 
-/// What schema checking could not verify (inputs without data yet), for the user to know.
+/// What schema checking could not verify, for the user to know.
 #[derive(Debug, Default)]
 pub struct SchemaReport {
     pub checked: Vec<String>,
+    /// Stages whose inputs have no data yet (or whose upstream could not be checked).
     pub unchecked: Vec<(String, String)>,
+    /// Stages whose input files are there but broken (corrupt, a column changed type, not in
+    /// the declared order): the pipeline is valid, but running it now would fail there.
+    pub input_problems: Vec<(String, String)>,
 }
 
 /// Plan every stage against real input schemas, in DAG order.
@@ -628,8 +632,13 @@ pub async fn check_schemas(plan: &Plan) -> Result<SchemaReport, Diagnostics> {
                 Source::Parquet { url, partitions, sorted_by } => {
                     match storage::inputs::inspect(&ctx, &plan.lake, url, partitions, sorted_by, &input.name).await {
                         Ok(p) => Some(p.table_schema()),
-                        Err(e) => {
+                        Err(e) if e.downcast_ref::<storage::inputs::MissingInput>().is_some() => {
                             missing.get_or_insert(format!("{e:#}"));
+                            None
+                        }
+                        Err(e) => {
+                            report.input_problems.push((stage.id.clone(), format!("{e:#}")));
+                            missing.get_or_insert(format!("input `{}` is broken (see above)", input.name));
                             None
                         }
                     }

@@ -59,6 +59,12 @@ impl FooterCache {
     }
 }
 
+/// An input with no files (yet): at validation time that may just mean the export has not run,
+/// unlike a file that is there but unreadable or inconsistent.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct MissingInput(String);
+
 /// A Parquet input after pre-flight.
 #[derive(Debug, Clone)]
 pub struct ParquetInput {
@@ -121,7 +127,10 @@ pub async fn inspect(
         .map_err(|e| anyhow!("input `{what}` ({url}): cannot list files: {e}"))?;
     files.sort_by(|a, b| a.location.cmp(&b.location));
     if files.is_empty() {
-        bail!("input `{what}`: no Parquet files at {url} (missing input; check the path and that the upstream export ran)");
+        return Err(MissingInput(format!(
+            "input `{what}`: no Parquet files at {url} (missing input; check the path and that the upstream export ran)"
+        ))
+        .into());
     }
     let footers: Vec<(ObjectMeta, SchemaRef, u64)> = futures::stream::iter(files.iter().cloned())
         .map(|meta| {

@@ -125,3 +125,17 @@ fn nullability_and_added_columns_may_differ_between_files() {
     p.ok(&["run", "p.yaml"]);
     assert_eq!(p.query("SELECT sku_id, units, n FROM totals ORDER BY sku_id"), vec!["?,5,1", "A,5,1", "B,2,0"]);
 }
+
+/// `validate` tells data that is not there yet (fine: the export may run later) from data that
+/// is there but broken (a run now would fail): the first is a note, the second an error, exit 1.
+#[test]
+fn validate_tells_missing_input_from_broken_input() {
+    let p = published_once();
+    std::fs::write(p.file("lake/raw/orders/day=2.parquet"), b"PAR1 this is not really parquet").unwrap();
+    let err = p.fails(&["validate", "p.yaml"], 1);
+    assert!(err.contains("input problem in stage `totals`") && err.contains("raw/orders/day=2.parquet") && err.contains("not a readable Parquet file"), "{err}");
+
+    std::fs::remove_dir_all(p.file("lake/raw/orders")).unwrap();
+    let out = p.ok(&["validate", "p.yaml"]);
+    assert!(out.contains("not schema-checked: totals") && out.contains("no Parquet files"), "{out}");
+}
