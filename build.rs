@@ -13,10 +13,8 @@ fn torch_lib_dir() -> Option<PathBuf> {
         return Some(PathBuf::from(dir).join("lib"));
     }
     let python = std::env::var("PYTHON_SYS_EXECUTABLE").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(python)
-        .args(["-c", "import torch, os; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))"])
-        .output()
-        .ok()?;
+    let out =
+        Command::new(python).args(["-c", "import torch, os; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))"]).output().ok()?;
     if !out.status.success() {
         return None;
     }

@@ -43,16 +43,21 @@ async fn bench(shape: &str, yaml: String, max_parallel: usize) {
     let plan = plan::build(&spec, &opts, &Registry::builtin()).unwrap_or_else(|d| panic!("{d}"));
     let planned = t0.elapsed();
     let t1 = Instant::now();
-    let outcome = run::start(Arc::new(plan), state.clone(), RunOptions { max_parallel, cancel: CancellationToken::new(), quiet: true, reuse: Default::default() })
-        .await
-        .expect("run");
+    let outcome = run::start(
+        Arc::new(plan),
+        state.clone(),
+        RunOptions { max_parallel, cancel: CancellationToken::new(), quiet: true, reuse: Default::default() },
+    )
+    .await
+    .expect("run");
     let ran = t1.elapsed();
     assert_eq!(outcome.status, restock::state::RunStatus::Succeeded);
     let mut attempts = state.attempts(&outcome.run_id).expect("attempts");
     attempts.sort_by_key(|a| a.started_at);
     let starts: Vec<f64> = attempts.iter().map(|a| a.started_at.timestamp_nanos_opt().unwrap() as f64 / 1e6).collect();
     let gaps: Vec<f64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
-    let durations: Vec<f64> = attempts.iter().map(|a| (a.finished_at.unwrap() - a.started_at).num_microseconds().unwrap() as f64 / 1e3).collect();
+    let durations: Vec<f64> =
+        attempts.iter().map(|a| (a.finished_at.unwrap() - a.started_at).num_microseconds().unwrap() as f64 / 1e3).collect();
     println!(
         "{shape:<8} stages={N} plan={:.1}ms run={:.1}ms per-stage(wall/N)={:.3}ms start-to-start median={:.3}ms p95={:.3}ms attempt median={:.3}ms",
         planned.as_secs_f64() * 1e3,

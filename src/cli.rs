@@ -265,13 +265,7 @@ async fn load_plan(args: &RunArgs, run_id: String) -> Result<(plan::Plan, plan::
 
 async fn validate(args: &RunArgs) -> Result<()> {
     let (plan, report) = load_plan(args, "validate".into()).await?;
-    println!(
-        "✔ {} is valid: pipeline `{}`, {} stage(s), lake {}",
-        args.file.display(),
-        plan.name,
-        plan.stages.len(),
-        plan.lake.root
-    );
+    println!("✔ {} is valid: pipeline `{}`, {} stage(s), lake {}", args.file.display(), plan.name, plan.stages.len(), plan.lake.root);
     if let Some(s) = &plan.schedule {
         println!("  schedule: `{}` in {}", s.cron, s.timezone);
     }
@@ -311,7 +305,13 @@ fn cancel_on_signal() -> CancellationToken {
     token
 }
 
-async fn run_pipeline(args: &RunArgs, state: Arc<dyn StateStore>, max_parallel: usize, quiet: bool, cancel: CancellationToken) -> Result<RunOutcome> {
+async fn run_pipeline(
+    args: &RunArgs,
+    state: Arc<dyn StateStore>,
+    max_parallel: usize,
+    quiet: bool,
+    cancel: CancellationToken,
+) -> Result<RunOutcome> {
     let run_id = plan::new_run_id();
     let (plan, _) = load_plan(args, run_id.clone()).await?;
     if cancel.is_cancelled() {
@@ -324,7 +324,14 @@ async fn run_pipeline(args: &RunArgs, state: Arc<dyn StateStore>, max_parallel: 
     execute(plan, state, max_parallel, quiet, HashSet::new(), cancel).await
 }
 
-async fn execute(plan: plan::Plan, state: Arc<dyn StateStore>, max_parallel: usize, quiet: bool, reuse: HashSet<usize>, cancel: CancellationToken) -> Result<RunOutcome> {
+async fn execute(
+    plan: plan::Plan,
+    state: Arc<dyn StateStore>,
+    max_parallel: usize,
+    quiet: bool,
+    reuse: HashSet<usize>,
+    cancel: CancellationToken,
+) -> Result<RunOutcome> {
     let opts = RunOptions { max_parallel, cancel, quiet, reuse };
     let outcome = run::execute(Arc::new(plan), state, opts).await?;
     match outcome.status {
@@ -347,7 +354,14 @@ async fn execute(plan: plan::Plan, state: Arc<dyn StateStore>, max_parallel: usi
     }
 }
 
-async fn resume(id: &str, state: Arc<dyn StateStore>, max_parallel: usize, quiet: bool, force: bool, cancel: CancellationToken) -> Result<()> {
+async fn resume(
+    id: &str,
+    state: Arc<dyn StateStore>,
+    max_parallel: usize,
+    quiet: bool,
+    force: bool,
+    cancel: CancellationToken,
+) -> Result<()> {
     let run = state.get_run(id)?;
     match run.status {
         RunStatus::Succeeded => bail!("run {} already succeeded; nothing to resume", run.info.run_id),
@@ -395,7 +409,12 @@ async fn resume(id: &str, state: Arc<dyn StateStore>, max_parallel: usize, quiet
     let reuse: HashSet<usize> = (0..plan.stages.len()).filter(|i| !rerun.contains(i)).collect();
     if !quiet {
         let names: Vec<&str> = plan.stages.iter().enumerate().filter(|(i, _)| rerun.contains(i)).map(|(_, s)| s.id.as_str()).collect();
-        eprintln!("resuming run {}: re-running {} (reusing {} stage(s))", run.info.run_id, if names.is_empty() { "nothing, publishing only".into() } else { names.join(", ") }, reuse.len());
+        eprintln!(
+            "resuming run {}: re-running {} (reusing {} stage(s))",
+            run.info.run_id,
+            if names.is_empty() { "nothing, publishing only".into() } else { names.join(", ") },
+            reuse.len()
+        );
     }
     state.set_run_status(&run.info.run_id, RunStatus::Running, None)?;
     execute(plan, state, max_parallel, quiet, reuse, cancel).await.map(|_| ())
@@ -440,7 +459,14 @@ fn list_runs(state: Arc<dyn StateStore>, limit: usize, pipeline: Option<&str>) -
     t.load_preset(UTF8_FULL_CONDENSED).set_header(["run id", "pipeline", "run date", "status", "started (UTC)", "duration"]);
     for r in runs {
         let dur = r.finished_at.map(|f| (f - r.started_at).num_milliseconds());
-        t.add_row([r.info.run_id, r.info.pipeline, r.info.run_date, r.status.to_string(), r.started_at.format("%Y-%m-%d %H:%M:%S").to_string(), fmt_duration(dur)]);
+        t.add_row([
+            r.info.run_id,
+            r.info.pipeline,
+            r.info.run_date,
+            r.status.to_string(),
+            r.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            fmt_duration(dur),
+        ]);
     }
     println!("{t}");
     Ok(())
@@ -450,8 +476,20 @@ fn show_run(state: Arc<dyn StateStore>, id: &str, plans: bool) -> Result<()> {
     let run = state.get_run(id)?;
     let dur = run.finished_at.map(|f| (f - run.started_at).num_milliseconds());
     println!("run {}  pipeline {}  ({})", run.info.run_id, run.info.pipeline, run.info.pipeline_path);
-    println!("status {}  run date {}  interval [{}, {})  duration {}", run.status, run.info.run_date, run.info.interval_start, run.info.interval_end, fmt_duration(dur));
-    println!("spec sha256 {}  params {}  lake {}", &run.info.spec_hash[..16.min(run.info.spec_hash.len())], run.info.params_json, run.info.lake);
+    println!(
+        "status {}  run date {}  interval [{}, {})  duration {}",
+        run.status,
+        run.info.run_date,
+        run.info.interval_start,
+        run.info.interval_end,
+        fmt_duration(dur)
+    );
+    println!(
+        "spec sha256 {}  params {}  lake {}",
+        &run.info.spec_hash[..16.min(run.info.spec_hash.len())],
+        run.info.params_json,
+        run.info.lake
+    );
     if let Some(e) = &run.error {
         println!("error: {e}");
     }
@@ -474,7 +512,13 @@ fn show_run(state: Arc<dyn StateStore>, id: &str, plans: bool) -> Result<()> {
     }
     println!("{t}");
     for a in attempts.iter().filter(|a| a.error.as_ref().is_some_and(|e| e.chars().count() > 80 || e.contains('\n'))) {
-        println!("{} attempt {} ({}):\n  {}", a.stage_id, a.attempt, a.status, a.error.as_deref().unwrap_or_default().replace('\n', "\n  "));
+        println!(
+            "{} attempt {} ({}):\n  {}",
+            a.stage_id,
+            a.attempt,
+            a.status,
+            a.error.as_deref().unwrap_or_default().replace('\n', "\n  ")
+        );
     }
     let pubs = state.publications(&run.info.run_id)?;
     if !pubs.is_empty() {

@@ -70,7 +70,11 @@ pub fn read_only() -> SQLOptions {
 
 /// Plan `sql` against empty tables of the given schemas: catches unknown tables, columns,
 /// functions and type errors without reading any data.
-pub async fn plan_against(inputs: &BTreeMap<String, SchemaRef>, sql: &str, settings: &[(String, String)]) -> Result<LogicalPlan, DataFusionError> {
+pub async fn plan_against(
+    inputs: &BTreeMap<String, SchemaRef>,
+    sql: &str,
+    settings: &[(String, String)],
+) -> Result<LogicalPlan, DataFusionError> {
     let ctx = session();
     apply_settings(&ctx, settings)?;
     for (name, schema) in inputs {
@@ -134,19 +138,14 @@ pub fn locate_error(sql: &str, msg: &str) -> Option<(u64, u64)> {
     if let Some(p) = parser_position(msg) {
         return Some(p);
     }
-    let name = ["No field named ", "table '", "Invalid function '", "column '", "not found: "]
-        .iter()
-        .find_map(|marker| {
-            let i = msg.find(marker)?;
-            let rest = &msg[i + marker.len()..];
-            let word: String = rest
-                .trim_start_matches(['"', '\'', '`'])
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
-                .collect();
-            let word = word.trim_end_matches('.').rsplit('.').next()?.to_string();
-            (!word.is_empty()).then_some(word)
-        })?;
+    let name = ["No field named ", "table '", "Invalid function '", "column '", "not found: "].iter().find_map(|marker| {
+        let i = msg.find(marker)?;
+        let rest = &msg[i + marker.len()..];
+        let word: String =
+            rest.trim_start_matches(['"', '\'', '`']).chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.').collect();
+        let word = word.trim_end_matches('.').rsplit('.').next()?.to_string();
+        (!word.is_empty()).then_some(word)
+    })?;
     find_word(sql, &name).map(|off| line_col(sql, off))
 }
 

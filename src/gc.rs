@@ -27,7 +27,13 @@ pub struct Collected {
 
 /// Find (and unless `dry_run`, delete) the staging of runs that started before `cutoff`.
 /// `extra_lakes` are scanned as well as every lake a recorded run used.
-pub async fn collect(state: &dyn StateStore, extra_lakes: &[String], cutoff: DateTime<Utc>, dry_run: bool, base_dir: &Path) -> Result<Vec<Collected>> {
+pub async fn collect(
+    state: &dyn StateStore,
+    extra_lakes: &[String],
+    cutoff: DateTime<Utc>,
+    dry_run: bool,
+    base_dir: &Path,
+) -> Result<Vec<Collected>> {
     let runs: HashMap<String, _> = state.list_runs(usize::MAX, None)?.into_iter().map(|r| (r.info.run_id.clone(), r)).collect();
     let lakes: BTreeSet<String> = runs.values().map(|r| r.info.lake.clone()).chain(extra_lakes.iter().cloned()).collect();
     let mut collected = vec![];

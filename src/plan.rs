@@ -57,10 +57,20 @@ impl RetryPolicy {
 
 #[derive(Debug, Clone)]
 pub enum Source {
-    Parquet { url: Url, partitions: Vec<PartitionCol>, sorted_by: Vec<String> },
-    Table { name: String, version: Option<i64> },
+    Parquet {
+        url: Url,
+        partitions: Vec<PartitionCol>,
+        sorted_by: Vec<String>,
+    },
+    Table {
+        name: String,
+        version: Option<i64>,
+    },
     /// Output of stage `producer` (index into [`Plan::stages`]).
-    Output { name: String, producer: usize },
+    Output {
+        name: String,
+        producer: usize,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -141,7 +151,10 @@ pub fn build(spec: &SpecFile, opts: &PlanOptions, registry: &Registry) -> Result
 
     let name = doc.name.value.clone();
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        diags.push(Diagnostic::new(pos(file, &doc.name.referenced), format!("pipeline name `{name}` may only use letters, digits, `_` and `-`")));
+        diags.push(Diagnostic::new(
+            pos(file, &doc.name.referenced),
+            format!("pipeline name `{name}` may only use letters, digits, `_` and `-`"),
+        ));
     }
 
     let schedule = doc.schedule.as_ref().and_then(|s| match check_schedule(file, &s.value) {
@@ -155,7 +168,8 @@ pub fn build(spec: &SpecFile, opts: &PlanOptions, registry: &Registry) -> Result
     let params = resolve_params(spec, opts, &mut diags);
     let vars = RunVars::for_date(&opts.run_id, &name, opts.run_date, params);
 
-    let lake_str = opts.lake_override.clone().or_else(|| doc.lake.as_ref().map(|l| l.value.clone())).unwrap_or_else(|| storage::DEFAULT_LAKE.into());
+    let lake_str =
+        opts.lake_override.clone().or_else(|| doc.lake.as_ref().map(|l| l.value.clone())).unwrap_or_else(|| storage::DEFAULT_LAKE.into());
     let lake = match Lake::open(&lake_str, &opts.base_dir) {
         Ok(l) => Some(l),
         Err(e) => {
@@ -188,21 +202,35 @@ pub fn build(spec: &SpecFile, opts: &PlanOptions, registry: &Registry) -> Result
         let st = &s.value;
         let id = st.id.value.as_str();
         if !is_identifier(id) {
-            diags.push(Diagnostic::new(pos(file, &st.id.referenced), format!("stage id `{id}` must be an identifier (letters, digits, `_`)")));
+            diags.push(Diagnostic::new(
+                pos(file, &st.id.referenced),
+                format!("stage id `{id}` must be an identifier (letters, digits, `_`)"),
+            ));
         }
         if let Some(&first) = ids.get(id) {
-            diags.push(Diagnostic::new(pos(file, &st.id.referenced), format!("duplicate stage id `{id}` (first defined at line {})", stages[first].value.id.referenced.line())).stage(id));
+            diags.push(
+                Diagnostic::new(
+                    pos(file, &st.id.referenced),
+                    format!("duplicate stage id `{id}` (first defined at line {})", stages[first].value.id.referenced.line()),
+                )
+                .stage(id),
+            );
         } else {
             ids.insert(id, i);
         }
         for o in &st.outputs {
             if !is_identifier(&o.value.name) {
-                diags.push(Diagnostic::new(pos(file, &o.referenced), format!("output name `{}` must be an identifier", o.value.name)).stage(id));
+                diags.push(
+                    Diagnostic::new(pos(file, &o.referenced), format!("output name `{}` must be an identifier", o.value.name)).stage(id),
+                );
             }
             if let Some(&other) = producers.get(o.value.name.as_str()) {
                 diags.push(
-                    Diagnostic::new(pos(file, &o.referenced), format!("output `{}` is written by two stages: `{}` and `{id}`", o.value.name, stages[other].value.id.value))
-                        .stage(id),
+                    Diagnostic::new(
+                        pos(file, &o.referenced),
+                        format!("output `{}` is written by two stages: `{}` and `{id}`", o.value.name, stages[other].value.id.value),
+                    )
+                    .stage(id),
                 );
             } else {
                 producers.insert(o.value.name.as_str(), i);
@@ -234,12 +262,17 @@ pub fn build(spec: &SpecFile, opts: &PlanOptions, registry: &Registry) -> Result
         for (input_name, spec_in) in &st.inputs {
             let p = pos(file, &spec_in.referenced);
             if !is_identifier(input_name) {
-                diags.push(Diagnostic::new(p.clone(), format!("input name `{input_name}` must be an identifier (it becomes a SQL table name)")).stage(id));
+                diags.push(
+                    Diagnostic::new(p.clone(), format!("input name `{input_name}` must be an identifier (it becomes a SQL table name)"))
+                        .stage(id),
+                );
             }
             let source = match &spec_in.value.source {
                 InputSource::Output(o) => match producers.get(o.as_str()) {
                     Some(&j) if j == i => {
-                        diags.push(Diagnostic::new(p.clone(), format!("input `{input_name}` reads this stage's own output `{o}`")).stage(id));
+                        diags.push(
+                            Diagnostic::new(p.clone(), format!("input `{input_name}` reads this stage's own output `{o}`")).stage(id),
+                        );
                         continue;
                     }
                     Some(&j) => {
@@ -248,11 +281,11 @@ pub fn build(spec: &SpecFile, opts: &PlanOptions, registry: &Registry) -> Result
                     }
                     None => {
                         diags.push(
-                            Diagnostic::new(p.clone(), format!("input `{input_name}` reads `{o}`, which no stage outputs"))
-                                .stage(id)
-                                .help(did_you_mean(o, output_names.iter().copied()).unwrap_or_else(|| {
+                            Diagnostic::new(p.clone(), format!("input `{input_name}` reads `{o}`, which no stage outputs")).stage(id).help(
+                                did_you_mean(o, output_names.iter().copied()).unwrap_or_else(|| {
                                     "for a published table write `table:NAME`; for files write a path such as `raw/sales/`".into()
-                                })),
+                                }),
+                            ),
                         );
                         continue;
                     }
@@ -327,9 +360,12 @@ pub fn build(spec: &SpecFile, opts: &PlanOptions, registry: &Registry) -> Result
         let Some(kind) = registry.get(&st.kind.value) else {
             let names: Vec<&str> = registry.names().collect();
             diags.push(
-                Diagnostic::new(pos(file, &st.kind.referenced), format!("unknown stage kind `{}` (known kinds: {})", st.kind.value, names.join(", ")))
-                    .stage(id)
-                    .help_opt(did_you_mean(&st.kind.value, names.iter().copied())),
+                Diagnostic::new(
+                    pos(file, &st.kind.referenced),
+                    format!("unknown stage kind `{}` (known kinds: {})", st.kind.value, names.join(", ")),
+                )
+                .stage(id)
+                .help_opt(did_you_mean(&st.kind.value, names.iter().copied())),
             );
             continue;
         };
@@ -344,7 +380,15 @@ pub fn build(spec: &SpecFile, opts: &PlanOptions, registry: &Registry) -> Result
         let input_names: Vec<String> = inputs[i].iter().map(|x| x.name.clone()).collect();
         let outputs: Vec<OutputSpec> = st.outputs.iter().map(|o| o.value.clone()).collect();
         let stage_pos = pos(file, &st.id.referenced);
-        let decl = StageDecl { id, pos: &stage_pos, config: &config, inputs: &input_names, outputs: &outputs, vars: &vars, pipeline_dir: &pipeline_dir };
+        let decl = StageDecl {
+            id,
+            pos: &stage_pos,
+            config: &config,
+            inputs: &input_names,
+            outputs: &outputs,
+            vars: &vars,
+            pipeline_dir: &pipeline_dir,
+        };
         match kind.prepare(&decl) {
             Ok(task) => tasks[i] = Some(task),
             Err(d) => diags.0.extend(d.0),
@@ -407,7 +451,8 @@ fn check_schedule(file: &Path, s: &spec::ScheduleSpec) -> Result<Schedule, Diagn
         None => chrono_tz::UTC,
         Some(tz) => tz.value.parse::<chrono_tz::Tz>().map_err(|_| {
             let names = chrono_tz::TZ_VARIANTS.iter().map(|t| t.name());
-            Diagnostic::new(pos(file, &tz.referenced), format!("unknown IANA time zone `{}`", tz.value)).help_opt(did_you_mean(&tz.value, names))
+            Diagnostic::new(pos(file, &tz.referenced), format!("unknown IANA time zone `{}`", tz.value))
+                .help_opt(did_you_mean(&tz.value, names))
         })?,
     };
     Ok(Schedule { cron, timezone })
@@ -491,7 +536,10 @@ fn resolve_params(spec: &SpecFile, opts: &PlanOptions, diags: &mut Diagnostics) 
     }
     for (name, p) in &spec.doc.params {
         if !out.contains_key(name) && p.value.default.is_none() {
-            diags.push(Diagnostic::new(pos(file, &p.referenced), format!("param `{name}` has no default and was not given (--param {name}=...)")));
+            diags.push(Diagnostic::new(
+                pos(file, &p.referenced),
+                format!("param `{name}` has no default and was not given (--param {name}=...)"),
+            ));
         }
     }
     out
@@ -501,15 +549,14 @@ fn coerce_param(ty: ParamType, text: &str) -> Result<serde_json::Value, String> 
     let t = text.trim();
     match ty {
         ParamType::Int => t.parse::<i64>().map(Into::into).map_err(|_| format!("`{t}` is not an int")),
-        ParamType::Float => t
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64)
-            .map(Into::into)
-            .ok_or_else(|| format!("`{t}` is not a float")),
+        ParamType::Float => {
+            t.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Into::into).ok_or_else(|| format!("`{t}` is not a float"))
+        }
         ParamType::Bool => t.parse::<bool>().map(Into::into).map_err(|_| format!("`{t}` is not a bool (true/false)")),
         ParamType::String => Ok(text.into()),
-        ParamType::Date => NaiveDate::parse_from_str(t, "%Y-%m-%d").map(|d| d.to_string().into()).map_err(|_| format!("`{t}` is not a date (YYYY-MM-DD)")),
+        ParamType::Date => {
+            NaiveDate::parse_from_str(t, "%Y-%m-%d").map(|d| d.to_string().into()).map_err(|_| format!("`{t}` is not a date (YYYY-MM-DD)"))
+        }
     }
 }
 

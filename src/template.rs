@@ -40,11 +40,7 @@ impl RunVars {
     }
 
     fn context(&self) -> Value {
-        let mut ctx: BTreeMap<String, Value> = self
-            .params
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::from_serialize(v)))
-            .collect();
+        let mut ctx: BTreeMap<String, Value> = self.params.iter().map(|(k, v)| (k.clone(), Value::from_serialize(v))).collect();
         ctx.insert("params".into(), Value::from_serialize(&self.params));
         ctx.insert("run_id".into(), Value::from(self.run_id.clone()));
         ctx.insert("pipeline".into(), Value::from(self.pipeline.clone()));
@@ -82,11 +78,7 @@ pub fn unknown_variables(source: &str, known: &[String]) -> Result<Vec<(String, 
     }
     let env = environment();
     let tmpl = env.template_from_str(source).map_err(to_error)?;
-    let mut unknown: Vec<String> = tmpl
-        .undeclared_variables(false)
-        .into_iter()
-        .filter(|v| !known.iter().any(|k| k == v))
-        .collect();
+    let mut unknown: Vec<String> = tmpl.undeclared_variables(false).into_iter().filter(|v| !known.iter().any(|k| k == v)).collect();
     unknown.sort();
     Ok(unknown
         .into_iter()
@@ -113,11 +105,14 @@ fn to_error(e: minijinja::Error) -> TemplateError {
 
 /// 1-based line of the first `{{`/`{%` block mentioning `name`.
 fn find_use_line(source: &str, name: &str) -> Option<usize> {
-    source.lines().position(|line| {
-        line.match_indices("{{").chain(line.match_indices("{%")).any(|(i, _)| {
-            let rest = &line[i..];
-            let end = rest.find("}}").or_else(|| rest.find("%}")).unwrap_or(rest.len());
-            rest[..end].split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|w| w == name)
+    source
+        .lines()
+        .position(|line| {
+            line.match_indices("{{").chain(line.match_indices("{%")).any(|(i, _)| {
+                let rest = &line[i..];
+                let end = rest.find("}}").or_else(|| rest.find("%}")).unwrap_or(rest.len());
+                rest[..end].split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|w| w == name)
+            })
         })
-    }).map(|i| i + 1)
+        .map(|i| i + 1)
 }

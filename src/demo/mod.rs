@@ -14,7 +14,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use chrono::{Datelike, NaiveDate};
-use datafusion::arrow::array::{ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray, StructArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch, StringArray, StructArray,
+    TimestampMicrosecondArray,
+};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -231,16 +234,27 @@ pub async fn generate(lake: &Lake, size: &DemoSize, quiet: bool) -> Result<GenSt
     let loc_factor: Vec<f64> = (0..size.locations).map(|_| LogNormal::new(0.0, 0.45).expect("valid").sample(&mut rng)).collect();
     let loc_batch = RecordBatch::try_from_iter(vec![
         ("location_id", Arc::new(StringArray::from(loc_ids.clone())) as ArrayRef),
-        ("name", Arc::new(StringArray::from((0..size.locations).map(|i| format!("{} {}", regions[i % regions.len()], if i % 3 == 0 { "Fulfilment Centre" } else { "Store" })).collect::<Vec<_>>()))),
+        (
+            "name",
+            Arc::new(StringArray::from(
+                (0..size.locations)
+                    .map(|i| format!("{} {}", regions[i % regions.len()], if i % 3 == 0 { "Fulfilment Centre" } else { "Store" }))
+                    .collect::<Vec<_>>(),
+            )),
+        ),
         ("region", Arc::new(StringArray::from((0..size.locations).map(|i| regions[i % regions.len()]).collect::<Vec<_>>()))),
-        ("kind", Arc::new(StringArray::from((0..size.locations).map(|i| if i % 3 == 0 { "fulfilment" } else { "store" }).collect::<Vec<_>>()))),
+        (
+            "kind",
+            Arc::new(StringArray::from((0..size.locations).map(|i| if i % 3 == 0 { "fulfilment" } else { "store" }).collect::<Vec<_>>())),
+        ),
         ("size_factor", Arc::new(Float64Array::from(loc_factor.clone()))),
     ])?;
     write_parquet(lake, "raw/locations/locations.parquet", loc_batch).await?;
 
     // Catalog.
     let mut skus = vec![];
-    let (mut c_id, mut c_title, mut c_cat, mut c_sub, mut c_brand, mut c_desc, mut c_price, mut c_launch) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut c_id, mut c_title, mut c_cat, mut c_sub, mut c_brand, mut c_desc, mut c_price, mut c_launch) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for i in 0..size.skus {
         let cat_i = rng.random_range(0..CATEGORIES.len());
         let cat = &CATEGORIES[cat_i];
@@ -388,7 +402,14 @@ pub async fn generate(lake: &Lake, size: &DemoSize, quiet: bool) -> Result<GenSt
                     }
                     if r.random_bool(0.03) {
                         let back = r.random_range(1..=q.max(1));
-                        returns.push((id, day + r.random_range(1..30), sku.id.clone(), loc.clone(), back, reasons[r.random_range(0..reasons.len())]));
+                        returns.push((
+                            id,
+                            day + r.random_range(1..30),
+                            sku.id.clone(),
+                            loc.clone(),
+                            back,
+                            reasons[r.random_range(0..reasons.len())],
+                        ));
                     }
                     if r.random_bool(0.003) {
                         let fixed = (q + r.random_range(-1..=1)).max(0);
@@ -471,7 +492,10 @@ pub async fn generate(lake: &Lake, size: &DemoSize, quiet: bool) -> Result<GenSt
     let corrections_batch = RecordBatch::try_from_iter(vec![
         ("sale_id", Arc::new(Int64Array::from(corrections.iter().map(|c| c.0).collect::<Vec<_>>())) as ArrayRef),
         ("corrected_quantity", Arc::new(Int32Array::from(corrections.iter().map(|c| c.1).collect::<Vec<_>>()))),
-        ("corrected_at", Arc::new(TimestampMicrosecondArray::from(corrections.iter().map(|c| c.2).collect::<Vec<_>>()).with_timezone("UTC"))),
+        (
+            "corrected_at",
+            Arc::new(TimestampMicrosecondArray::from(corrections.iter().map(|c| c.2).collect::<Vec<_>>()).with_timezone("UTC")),
+        ),
     ])?;
     write_parquet(lake, "raw/sales_corrections/corrections.parquet", corrections_batch).await?;
     Ok(stats)
@@ -485,13 +509,19 @@ async fn write_suppliers(lake: &Lake, skus: &[Sku], rng: &mut ChaCha8Rng) -> Res
     let on_time: Vec<f64> = (0..n_sup).map(|_| rng.random_range(0.75..0.99)).collect();
     let sup = RecordBatch::try_from_iter(vec![
         ("supplier_id", Arc::new(StringArray::from((1..=n_sup).map(|i| format!("SUP-{i:03}")).collect::<Vec<_>>())) as ArrayRef),
-        ("name", Arc::new(StringArray::from((0..n_sup).map(|i| format!("{} {}", prefixes[i % prefixes.len()], suffixes[(i * 7) % suffixes.len()])).collect::<Vec<_>>()))),
+        (
+            "name",
+            Arc::new(StringArray::from(
+                (0..n_sup).map(|i| format!("{} {}", prefixes[i % prefixes.len()], suffixes[(i * 7) % suffixes.len()])).collect::<Vec<_>>(),
+            )),
+        ),
         ("country", Arc::new(StringArray::from((0..n_sup).map(|i| countries[(i * 3) % countries.len()]).collect::<Vec<_>>()))),
         ("on_time_rate", Arc::new(Float64Array::from(on_time.clone()))),
     ])?;
     write_parquet(lake, "raw/suppliers/suppliers.parquet", sup).await?;
 
-    let (mut sup_id, mut sku_id, mut cost, mut lt_mean, mut lt_sd, mut cap, mut moq, mut reliability) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut sup_id, mut sku_id, mut cost, mut lt_mean, mut lt_sd, mut cap, mut moq, mut reliability) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     let (mut break_qty, mut break_cost, mut offsets) = (vec![], vec![], vec![0i32]);
     for sku in skus {
         let k = rng.random_range(1..=3);
@@ -522,8 +552,17 @@ async fn write_suppliers(lake: &Lake, skus: &[Sku], rng: &mut ChaCha8Rng) -> Res
         }
     }
     let tier_fields = Fields::from(vec![Field::new("min_qty", DataType::Int32, false), Field::new("unit_cost", DataType::Float64, false)]);
-    let tiers = StructArray::new(tier_fields.clone(), vec![Arc::new(Int32Array::from(break_qty)) as ArrayRef, Arc::new(Float64Array::from(break_cost))], None);
-    let breaks = ListArray::new(Arc::new(Field::new("item", DataType::Struct(tier_fields), false)), OffsetBuffer::new(offsets.into()), Arc::new(tiers), None);
+    let tiers = StructArray::new(
+        tier_fields.clone(),
+        vec![Arc::new(Int32Array::from(break_qty)) as ArrayRef, Arc::new(Float64Array::from(break_cost))],
+        None,
+    );
+    let breaks = ListArray::new(
+        Arc::new(Field::new("item", DataType::Struct(tier_fields), false)),
+        OffsetBuffer::new(offsets.into()),
+        Arc::new(tiers),
+        None,
+    );
     let offers = RecordBatch::try_from_iter(vec![
         ("supplier_id", Arc::new(StringArray::from(sup_id)) as ArrayRef),
         ("sku_id", Arc::new(StringArray::from(sku_id))),
@@ -568,7 +607,8 @@ pub async fn print_summary(lake: &Lake, outcome: &RunOutcome) -> Result<()> {
     println!("\nPublished (Delta tables under {}tables/):", lake.root);
     for p in &outcome.published {
         let rows = crate::query::run_sql(lake, &format!("SELECT COUNT(*) AS n FROM {}", p.table)).await?;
-        let n = rows.first().map(|b| datafusion::arrow::util::display::array_value_to_string(b.column(0), 0)).transpose()?.unwrap_or_default();
+        let n =
+            rows.first().map(|b| datafusion::arrow::util::display::array_value_to_string(b.column(0), 0)).transpose()?.unwrap_or_default();
         println!("  {:<16} version {:<4} {:>10} rows", p.table, p.version, n);
     }
     let sql = "SELECT f.sku_id, c.title, ROUND(SUM(f.forecast), 1) AS next_28d, ROUND(SUM(f.p90), 1) AS sum_daily_p90 \

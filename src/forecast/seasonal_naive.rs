@@ -26,21 +26,15 @@ pub fn seasonal_naive(history: &[f64], season: usize, horizon: usize, levels: &[
         })
         .collect();
 
-    let mut errors: Vec<f64> = (season..n)
-        .filter(|&t| history[t].is_finite() && history[t - season].is_finite())
-        .map(|t| y[t] - y[t - season])
-        .collect();
+    let mut errors: Vec<f64> =
+        (season..n).filter(|&t| history[t].is_finite() && history[t - season].is_finite()).map(|t| y[t] - y[t - season]).collect();
     errors.sort_by(f64::total_cmp);
 
     let quantiles = levels
         .iter()
         .map(|&q| {
             let e = if errors.len() >= 2 { quantile_sorted(&errors, q) } else { 0.0 };
-            point
-                .iter()
-                .enumerate()
-                .map(|(h, p)| clip(p + e * (((h / season) + 1) as f64).sqrt()))
-                .collect()
+            point.iter().enumerate().map(|(h, p)| clip(p + e * (((h / season) + 1) as f64).sqrt())).collect()
         })
         .collect();
     QuantileForecast { point: point.into_iter().map(clip).collect(), quantiles }

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::plan::Plan;
 use crate::stage::{StageCx, StageReport};
 use crate::state::{AttemptMetrics, AttemptStatus, RunInfo, RunStatus, StateStore};
-use crate::storage::delta::{self, Published, PublishRequest};
+use crate::storage::delta::{self, PublishRequest, Published};
 pub use progress::Progress;
 
 pub struct RunOptions {
@@ -110,8 +110,8 @@ pub async fn execute(plan: Arc<Plan>, state: Arc<dyn StateStore>, opts: RunOptio
                 if running.len() >= max_parallel {
                     break;
                 }
-                let ready = slots[i] == Slot::Pending
-                    && plan.stages[i].deps.iter().all(|&d| slots[d] == Slot::Done(AttemptStatus::Succeeded));
+                let ready =
+                    slots[i] == Slot::Pending && plan.stages[i].deps.iter().all(|&d| slots[d] == Slot::Done(AttemptStatus::Succeeded));
                 if ready {
                     slots[i] = Slot::Running;
                     let (plan, state, cancel, progress) = (plan.clone(), state.clone(), opts.cancel.clone(), progress.clone());
@@ -139,7 +139,8 @@ pub async fn execute(plan: Arc<Plan>, state: Arc<dyn StateStore>, opts: RunOptio
     // Stages never started because of cancellation.
     for (i, slot) in slots.iter().enumerate() {
         if *slot == Slot::Pending {
-            outcomes[i] = Some(StageOutcome::not_run(&plan.stages[i].id, AttemptStatus::Cancelled, false, Some("not started: run cancelled".into())));
+            outcomes[i] =
+                Some(StageOutcome::not_run(&plan.stages[i].id, AttemptStatus::Cancelled, false, Some("not started: run cancelled".into())));
         }
     }
     let stages: Vec<StageOutcome> = outcomes.into_iter().map(|o| o.expect("every stage has an outcome")).collect();
@@ -148,7 +149,8 @@ pub async fn execute(plan: Arc<Plan>, state: Arc<dyn StateStore>, opts: RunOptio
     let (status, error, published) = if opts.cancel.is_cancelled() {
         (RunStatus::Cancelled, Some("cancelled by signal; nothing was published".to_string()), vec![])
     } else if !all_ok {
-        let failed: Vec<&str> = stages.iter().filter(|s| matches!(s.status, AttemptStatus::Failed | AttemptStatus::TimedOut)).map(|s| s.id.as_str()).collect();
+        let failed: Vec<&str> =
+            stages.iter().filter(|s| matches!(s.status, AttemptStatus::Failed | AttemptStatus::TimedOut)).map(|s| s.id.as_str()).collect();
         (RunStatus::Failed, Some(format!("stage(s) failed: {}; nothing was published", failed.join(", "))), vec![])
     } else {
         progress.message("publishing");
@@ -191,12 +193,21 @@ async fn run_stage(plan: &Plan, i: usize, state: Arc<dyn StateStore>, cancel: Ca
                 };
                 (AttemptStatus::Succeeded, None, report, metrics)
             }
-            Err(AttemptError::Cancelled) => (AttemptStatus::Cancelled, Some("cancelled".to_string()), StageReport::default(), AttemptMetrics::default()),
+            Err(AttemptError::Cancelled) => {
+                (AttemptStatus::Cancelled, Some("cancelled".to_string()), StageReport::default(), AttemptMetrics::default())
+            }
             Err(AttemptError::TimedOut(d)) => {
                 stage_cancel.cancel();
-                (AttemptStatus::TimedOut, Some(format!("timed out after {}", humantime::format_duration(d))), StageReport::default(), AttemptMetrics::default())
+                (
+                    AttemptStatus::TimedOut,
+                    Some(format!("timed out after {}", humantime::format_duration(d))),
+                    StageReport::default(),
+                    AttemptMetrics::default(),
+                )
             }
-            Err(AttemptError::Failed(e)) => (AttemptStatus::Failed, Some(format!("{e:#}")), StageReport::default(), AttemptMetrics::default()),
+            Err(AttemptError::Failed(e)) => {
+                (AttemptStatus::Failed, Some(format!("{e:#}")), StageReport::default(), AttemptMetrics::default())
+            }
         };
         if let Err(e) = state.finish_attempt(run_id, &stage.id, attempt, status, err.as_deref(), &metrics) {
             return failed(stage.id.clone(), AttemptStatus::Failed, retry + 1, format!("state store: {e:#}"), started);
@@ -213,7 +224,15 @@ async fn run_stage(plan: &Plan, i: usize, state: Arc<dyn StateStore>, cancel: Ca
                     line.push_str(&format!("\n    warning: {w}"));
                 }
                 progress.stage_done(bar, line);
-                return StageOutcome { id: stage.id.clone(), status, reused: false, attempts: retry + 1, error: None, duration: started.elapsed(), report };
+                return StageOutcome {
+                    id: stage.id.clone(),
+                    status,
+                    reused: false,
+                    attempts: retry + 1,
+                    error: None,
+                    duration: started.elapsed(),
+                    report,
+                };
             }
             AttemptStatus::Cancelled => {
                 progress.stage_done(bar, format!("✖ {} cancelled", stage.id));
@@ -224,7 +243,10 @@ async fn run_stage(plan: &Plan, i: usize, state: Arc<dyn StateStore>, cancel: Ca
                 if retry < stage.retry.max_retries && !cancel.is_cancelled() {
                     retry += 1;
                     let delay = stage.retry.delay(retry);
-                    progress.stage_done(bar, format!("↻ {} attempt {} {status}: {msg} — retrying in {:.1}s", stage.id, retry, delay.as_secs_f64()));
+                    progress.stage_done(
+                        bar,
+                        format!("↻ {} attempt {} {status}: {msg} — retrying in {:.1}s", stage.id, retry, delay.as_secs_f64()),
+                    );
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => continue,
                         _ = cancel.cancelled() => return failed(stage.id.clone(), AttemptStatus::Cancelled, retry, "cancelled".into(), started),

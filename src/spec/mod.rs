@@ -167,8 +167,7 @@ impl InputSource {
 
 pub fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 #[derive(Deserialize)]
@@ -284,8 +283,8 @@ impl<'de> Deserialize<'de> for OutputSpec {
 
 /// Read and parse a pipeline file. Syntax and shape errors come back with file:line:column.
 pub fn load(path: &Path) -> Result<SpecFile, Diagnostics> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Diagnostic::new(Pos::file_only(path), format!("cannot read pipeline file: {e}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| Diagnostic::new(Pos::file_only(path), format!("cannot read pipeline file: {e}")))?;
     parse(path, text)
 }
 

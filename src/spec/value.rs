@@ -107,11 +107,8 @@ impl Config {
         let pointer = format!("/{path}");
         let value = self.value.pointer(&pointer).cloned().unwrap_or(serde_json::Value::Null);
         let prefix = format!("{path}/");
-        let mut locations: HashMap<String, Location> = self
-            .locations
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|rest| (rest.to_string(), *v)))
-            .collect();
+        let mut locations: HashMap<String, Location> =
+            self.locations.iter().filter_map(|(k, v)| k.strip_prefix(&prefix).map(|rest| (rest.to_string(), *v))).collect();
         let root = self.locations.get(path).copied().unwrap_or(self.root);
         locations.insert(String::new(), root);
         let label = format!("{}.{}", self.label, path.replace('/', "."));
@@ -205,14 +202,12 @@ pub fn explain_serde_message(message: &str) -> (String, Option<String>) {
     let Some((word, expected)) = rest.split_once('`') else { return (first_line, None) };
     // serde writes the list as "`a`, `b`"; serde-saphyr as "a, b".
     let list = expected.trim_start_matches(',').trim().trim_start_matches("expected one of").trim_start_matches("expected").trim();
-    let candidates: Vec<&str> = list.split([',']).flat_map(|c| c.split(" or ")).map(|c| c.trim().trim_matches('`')).filter(|c| !c.is_empty()).collect();
+    let candidates: Vec<&str> =
+        list.split([',']).flat_map(|c| c.split(" or ")).map(|c| c.trim().trim_matches('`')).filter(|c| !c.is_empty()).collect();
     let help = did_you_mean(word, candidates.iter().copied());
     let what = if first_line.starts_with("unknown field") { "unknown key" } else { "unknown value" };
     let expected_list = candidates.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ");
-    let message = if expected_list.is_empty() {
-        format!("{what} `{word}`")
-    } else {
-        format!("{what} `{word}` (expected one of {expected_list})")
-    };
+    let message =
+        if expected_list.is_empty() { format!("{what} `{word}`") } else { format!("{what} `{word}` (expected one of {expected_list})") };
     (message, help)
 }

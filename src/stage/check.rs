@@ -29,21 +29,70 @@ pub enum Severity {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "test", deny_unknown_fields)]
 enum TestKind {
-    NotNull { table: String, columns: Vec<String>, #[serde(default)] severity: Severity, #[serde(default)] name: Option<String> },
-    Unique { table: String, columns: Vec<String>, #[serde(default)] severity: Severity, #[serde(default)] name: Option<String> },
+    NotNull {
+        table: String,
+        columns: Vec<String>,
+        #[serde(default)]
+        severity: Severity,
+        #[serde(default)]
+        name: Option<String>,
+    },
+    Unique {
+        table: String,
+        columns: Vec<String>,
+        #[serde(default)]
+        severity: Severity,
+        #[serde(default)]
+        name: Option<String>,
+    },
     AcceptedRange {
         table: String,
         column: String,
-        #[serde(default)] min: Option<f64>,
-        #[serde(default)] max: Option<f64>,
-        #[serde(default)] severity: Severity,
-        #[serde(default)] name: Option<String>,
+        #[serde(default)]
+        min: Option<f64>,
+        #[serde(default)]
+        max: Option<f64>,
+        #[serde(default)]
+        severity: Severity,
+        #[serde(default)]
+        name: Option<String>,
     },
-    AcceptedValues { table: String, column: String, values: Vec<String>, #[serde(default)] severity: Severity, #[serde(default)] name: Option<String> },
-    RowCountMin { table: String, min: i64, #[serde(default)] severity: Severity, #[serde(default)] name: Option<String> },
-    Relationships { table: String, column: String, to: String, field: String, #[serde(default)] severity: Severity, #[serde(default)] name: Option<String> },
+    AcceptedValues {
+        table: String,
+        column: String,
+        values: Vec<String>,
+        #[serde(default)]
+        severity: Severity,
+        #[serde(default)]
+        name: Option<String>,
+    },
+    RowCountMin {
+        table: String,
+        min: i64,
+        #[serde(default)]
+        severity: Severity,
+        #[serde(default)]
+        name: Option<String>,
+    },
+    Relationships {
+        table: String,
+        column: String,
+        to: String,
+        field: String,
+        #[serde(default)]
+        severity: Severity,
+        #[serde(default)]
+        name: Option<String>,
+    },
     /// Every row must satisfy a SQL boolean expression.
-    Expression { table: String, expr: String, #[serde(default)] severity: Severity, #[serde(default)] name: Option<String> },
+    Expression {
+        table: String,
+        expr: String,
+        #[serde(default)]
+        severity: Severity,
+        #[serde(default)]
+        name: Option<String>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -86,37 +135,85 @@ fn compile(t: &TestKind) -> (String, Severity, String, Option<i64>) {
     match t {
         TestKind::NotNull { table, columns, severity, name } => {
             let cond = columns.iter().map(|c| format!("{} IS NULL", q(c))).collect::<Vec<_>>().join(" OR ");
-            (name.clone().unwrap_or(format!("not_null({table}: {})", columns.join(", "))), *severity,
-             format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {} WHERE {cond}", q(table)), None)
+            (
+                name.clone().unwrap_or(format!("not_null({table}: {})", columns.join(", "))),
+                *severity,
+                format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {} WHERE {cond}", q(table)),
+                None,
+            )
         }
         TestKind::Unique { table, columns, severity, name } => {
             let cols = columns.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ");
-            (name.clone().unwrap_or(format!("unique({table}: {})", columns.join(", "))), *severity,
-             format!("SELECT CAST(COALESCE(SUM(n - 1), 0) AS BIGINT) FROM (SELECT {cols}, COUNT(*) AS n FROM {} GROUP BY {cols} HAVING COUNT(*) > 1)", q(table)), None)
+            (
+                name.clone().unwrap_or(format!("unique({table}: {})", columns.join(", "))),
+                *severity,
+                format!(
+                    "SELECT CAST(COALESCE(SUM(n - 1), 0) AS BIGINT) FROM (SELECT {cols}, COUNT(*) AS n FROM {} GROUP BY {cols} HAVING COUNT(*) > 1)",
+                    q(table)
+                ),
+                None,
+            )
         }
         TestKind::AcceptedRange { table, column, min, max, severity, name } => {
             let mut conds = vec![];
-            if let Some(m) = min { conds.push(format!("{} < {m}", q(column))); }
-            if let Some(m) = max { conds.push(format!("{} > {m}", q(column))); }
-            if conds.is_empty() { conds.push("FALSE".into()); }
-            (name.clone().unwrap_or(format!("accepted_range({table}.{column}: {}..{})", min.map_or(String::new(), |v| v.to_string()), max.map_or(String::new(), |v| v.to_string()))), *severity,
-             format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {} WHERE {}", q(table), conds.join(" OR ")), None)
+            if let Some(m) = min {
+                conds.push(format!("{} < {m}", q(column)));
+            }
+            if let Some(m) = max {
+                conds.push(format!("{} > {m}", q(column)));
+            }
+            if conds.is_empty() {
+                conds.push("FALSE".into());
+            }
+            (
+                name.clone().unwrap_or(format!(
+                    "accepted_range({table}.{column}: {}..{})",
+                    min.map_or(String::new(), |v| v.to_string()),
+                    max.map_or(String::new(), |v| v.to_string())
+                )),
+                *severity,
+                format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {} WHERE {}", q(table), conds.join(" OR ")),
+                None,
+            )
         }
         TestKind::AcceptedValues { table, column, values, severity, name } => {
             let list = values.iter().map(|v| format!("'{}'", v.replace('\'', "''"))).collect::<Vec<_>>().join(", ");
-            (name.clone().unwrap_or(format!("accepted_values({table}.{column})")), *severity,
-             format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {} WHERE {} IS NOT NULL AND CAST({} AS VARCHAR) NOT IN ({list})", q(table), q(column), q(column)), None)
+            (
+                name.clone().unwrap_or(format!("accepted_values({table}.{column})")),
+                *severity,
+                format!(
+                    "SELECT CAST(COUNT(*) AS BIGINT) FROM {} WHERE {} IS NOT NULL AND CAST({} AS VARCHAR) NOT IN ({list})",
+                    q(table),
+                    q(column),
+                    q(column)
+                ),
+                None,
+            )
         }
         TestKind::RowCountMin { table, min, severity, name } => (
-            name.clone().unwrap_or(format!("row_count_min({table} >= {min})")), *severity,
-            format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {}", q(table)), Some(*min)),
+            name.clone().unwrap_or(format!("row_count_min({table} >= {min})")),
+            *severity,
+            format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {}", q(table)),
+            Some(*min),
+        ),
         TestKind::Relationships { table, column, to, field, severity, name } => (
-            name.clone().unwrap_or(format!("relationships({table}.{column} -> {to}.{field})")), *severity,
-            format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {t} AS child LEFT ANTI JOIN {p} AS parent ON child.{c} = parent.{f} WHERE child.{c} IS NOT NULL",
-                t = q(table), p = q(to), c = q(column), f = q(field)), None),
+            name.clone().unwrap_or(format!("relationships({table}.{column} -> {to}.{field})")),
+            *severity,
+            format!(
+                "SELECT CAST(COUNT(*) AS BIGINT) FROM {t} AS child LEFT ANTI JOIN {p} AS parent ON child.{c} = parent.{f} WHERE child.{c} IS NOT NULL",
+                t = q(table),
+                p = q(to),
+                c = q(column),
+                f = q(field)
+            ),
+            None,
+        ),
         TestKind::Expression { table, expr, severity, name } => (
-            name.clone().unwrap_or(format!("expression({table}: {expr})")), *severity,
-            format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {} WHERE NOT COALESCE(({expr}), FALSE)", q(table)), None),
+            name.clone().unwrap_or(format!("expression({table}: {expr})")),
+            *severity,
+            format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {} WHERE NOT COALESCE(({expr}), FALSE)", q(table)),
+            None,
+        ),
     }
 }
 
@@ -155,7 +252,9 @@ impl StageTask for CheckTask {
         let mut diags = Diagnostics::default();
         for t in &self.tests {
             if let Err(e) = engine::plan_against(inputs, &t.sql, &[]).await {
-                diags.push(Diagnostic::new(t.pos.clone(), format!("test `{}` does not plan: {}", t.name, engine::explain(&e))).stage(&self.stage));
+                diags.push(
+                    Diagnostic::new(t.pos.clone(), format!("test `{}` does not plan: {}", t.name, engine::explain(&e))).stage(&self.stage),
+                );
             }
         }
         diags.into_result(vec![])

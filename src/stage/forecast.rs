@@ -102,7 +102,9 @@ impl StageKind for ForecastKind {
         decl.expect_outputs("forecast", 1)?;
         let mut diags = Diagnostics::default();
         if decl.inputs.len() != 1 {
-            diags.push(decl.error(decl.pos.clone(), format!("a `forecast` stage reads exactly 1 input, this one declares {}", decl.inputs.len())));
+            diags.push(
+                decl.error(decl.pos.clone(), format!("a `forecast` stage reads exactly 1 input, this one declares {}", decl.inputs.len())),
+            );
         }
         if cfg.horizon == 0 || cfg.horizon > 10_000 {
             diags.push(decl.error(decl.config.pos("horizon"), "`horizon` must be between 1 and 10000"));
@@ -115,16 +117,13 @@ impl StageKind for ForecastKind {
         }
         for (i, q) in cfg.quantiles.iter().enumerate() {
             if !(*q > 0.0 && *q < 1.0) {
-                diags.push(decl.error(decl.config.pos(&format!("quantiles/{i}")), format!("quantile level {q} is not strictly between 0 and 1")));
+                diags.push(
+                    decl.error(decl.config.pos(&format!("quantiles/{i}")), format!("quantile level {q} is not strictly between 0 and 1")),
+                );
             }
         }
         diags.into_result(())?;
-        let pos = [
-            ("series", decl.config.pos("series")),
-            ("time", decl.config.pos("time")),
-            ("target", decl.config.pos("target")),
-        ]
-        .into();
+        let pos = [("series", decl.config.pos("series")), ("time", decl.config.pos("time")), ("target", decl.config.pos("target"))].into();
         Ok(Arc::new(ForecastTask { stage: decl.id.into(), input: decl.inputs[0].clone(), cfg, pos }))
     }
 }
@@ -138,9 +137,12 @@ impl ForecastTask {
                 Ok(f) => Some(f.clone()),
                 Err(_) => {
                     diags.push(
-                        Diagnostic::new(self.pos[which].clone(), format!("column `{col}` not in input `{}` (columns: {})", self.input, names.join(", ")))
-                            .stage(&self.stage)
-                            .help_opt(did_you_mean(col, names.iter().copied())),
+                        Diagnostic::new(
+                            self.pos[which].clone(),
+                            format!("column `{col}` not in input `{}` (columns: {})", self.input, names.join(", ")),
+                        )
+                        .stage(&self.stage)
+                        .help_opt(did_you_mean(col, names.iter().copied())),
                     );
                     None
                 }
@@ -151,12 +153,21 @@ impl ForecastTask {
         let target = lookup(&self.cfg.target, "target");
         if let Some(t) = &time {
             if t.data_type() != &DataType::Date32 {
-                diags.push(Diagnostic::new(self.pos["time"].clone(), format!("time column `{}` is {}, expected DATE", t.name(), t.data_type())).stage(&self.stage));
+                diags.push(
+                    Diagnostic::new(self.pos["time"].clone(), format!("time column `{}` is {}, expected DATE", t.name(), t.data_type()))
+                        .stage(&self.stage),
+                );
             }
         }
         if let Some(t) = &target {
             if !t.data_type().is_numeric() {
-                diags.push(Diagnostic::new(self.pos["target"].clone(), format!("target column `{}` is {}, expected a number", t.name(), t.data_type())).stage(&self.stage));
+                diags.push(
+                    Diagnostic::new(
+                        self.pos["target"].clone(),
+                        format!("target column `{}` is {}, expected a number", t.name(), t.data_type()),
+                    )
+                    .stage(&self.stage),
+                );
             }
         }
         diags.into_result(())?;
@@ -264,7 +275,9 @@ impl StageTask for ForecastTask {
         Ok(StageReport {
             rows_out: written.rows,
             bytes_out: written.bytes,
-            details: Some(serde_json::json!({ "series": n_series, "history_rows": rows_in, "method": self.cfg.method.as_str(), "horizon": horizon })),
+            details: Some(
+                serde_json::json!({ "series": n_series, "history_rows": rows_in, "method": self.cfg.method.as_str(), "horizon": horizon }),
+            ),
             warnings: vec![],
         })
     }

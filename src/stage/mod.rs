@@ -121,9 +121,7 @@ impl StageCx {
         )?
         .build()?;
         let physical = state.create_physical_plan(&copy).await.with_context(|| format!("writing output `{name}`"))?;
-        let batches = collect(physical.clone(), state.task_ctx())
-            .await
-            .with_context(|| format!("writing output `{name}`"))?;
+        let batches = collect(physical.clone(), state.task_ctx()).await.with_context(|| format!("writing output `{name}`"))?;
         let rows = batches
             .iter()
             .filter_map(|b| b.column(0).as_any().downcast_ref::<datafusion::arrow::array::UInt64Array>())
@@ -137,7 +135,9 @@ impl StageCx {
 
 async fn staged_bytes(ctx: &SessionContext, url: &Url) -> Result<u64> {
     use futures::TryStreamExt;
-    let store = ctx.runtime_env().object_store(datafusion::datasource::object_store::ObjectStoreUrl::parse(crate::storage::store_key(url).as_str())?)?;
+    let store = ctx
+        .runtime_env()
+        .object_store(datafusion::datasource::object_store::ObjectStoreUrl::parse(crate::storage::store_key(url).as_str())?)?;
     let prefix = crate::storage::object_path(url)?;
     let metas: Vec<_> = store.list(Some(&prefix)).try_collect().await?;
     Ok(metas.iter().map(|m| m.size).sum())
@@ -175,4 +175,3 @@ impl Registry {
         self.kinds.keys().copied()
     }
 }
-

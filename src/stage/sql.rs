@@ -38,7 +38,12 @@ pub struct SqlTask {
 
 /// Load (from file or inline), template-check and render a stage's SQL text.
 /// Returns (rendered SQL, origin, raw text).
-pub fn load_sql(decl: &StageDecl<'_>, inline: Option<&str>, file: Option<&str>, path: &str) -> Result<(String, SqlOrigin, String), Diagnostic> {
+pub fn load_sql(
+    decl: &StageDecl<'_>,
+    inline: Option<&str>,
+    file: Option<&str>,
+    path: &str,
+) -> Result<(String, SqlOrigin, String), Diagnostic> {
     let (raw, origin) = match (inline, file) {
         (Some(s), None) => (s.to_string(), SqlOrigin::Inline(decl.config.pos(&format!("{path}sql")))),
         (None, Some(f)) => {
@@ -52,9 +57,8 @@ pub fn load_sql(decl: &StageDecl<'_>, inline: Option<&str>, file: Option<&str>, 
         (None, None) => return Err(decl.error(decl.config.pos(path), "missing `sql` (inline query) or `file` (path to a .sql file)")),
     };
     let known = decl.vars.known_names();
-    let unknown = crate::template::unknown_variables(&raw, &known).map_err(|e| {
-        template_diag(decl, &origin, e.line.map(|l| l as u64), &format!("template error: {}", e.message))
-    })?;
+    let unknown = crate::template::unknown_variables(&raw, &known)
+        .map_err(|e| template_diag(decl, &origin, e.line.map(|l| l as u64), &format!("template error: {}", e.message)))?;
     if let Some((name, line)) = unknown.into_iter().next() {
         let help = crate::diag::did_you_mean(&name, known.iter().map(String::as_str));
         return Err(template_diag(decl, &origin, line.map(|l| l as u64), &format!("unknown template variable `{name}`")).help_opt(help));
@@ -93,7 +97,8 @@ impl StageKind for SqlKind {
         let cfg: SqlConfig = decl.config.parse().map_err(|d| d.stage(decl.id))?;
         decl.expect_outputs("sql", 1)?;
         let (sql, origin, raw) = load_sql(decl, cfg.sql.as_deref(), cfg.file.as_deref(), "")?;
-        let settings = engine::check_settings(&cfg.settings).map_err(|(key, msg)| decl.error(decl.config.key_pos(&format!("settings/{key}")), msg))?;
+        let settings =
+            engine::check_settings(&cfg.settings).map_err(|(key, msg)| decl.error(decl.config.key_pos(&format!("settings/{key}")), msg))?;
         Ok(Arc::new(SqlTask { stage: decl.id.to_string(), sql, origin, raw, settings }))
     }
 }

@@ -129,7 +129,15 @@ pub trait StateStore: Send + Sync {
     fn create_run(&self, run: &RunInfo) -> Result<()>;
     fn set_run_status(&self, run_id: &str, status: RunStatus, error: Option<&str>) -> Result<()>;
     fn start_attempt(&self, run_id: &str, stage_id: &str) -> Result<u32>;
-    fn finish_attempt(&self, run_id: &str, stage_id: &str, attempt: u32, status: AttemptStatus, error: Option<&str>, metrics: &AttemptMetrics) -> Result<()>;
+    fn finish_attempt(
+        &self,
+        run_id: &str,
+        stage_id: &str,
+        attempt: u32,
+        status: AttemptStatus,
+        error: Option<&str>,
+        metrics: &AttemptMetrics,
+    ) -> Result<()>;
     fn record_skip(&self, run_id: &str, stage_id: &str, reason: &str) -> Result<()>;
     fn record_publication(&self, run_id: &str, table: &str, version: i64) -> Result<()>;
     fn list_runs(&self, limit: usize, pipeline: Option<&str>) -> Result<Vec<RunRecord>>;

@@ -129,8 +129,17 @@ impl StateStore for SqliteStore {
                                interval_start, interval_end, lake, status, started_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'running', ?11)",
             params![
-                run.run_id, run.pipeline, run.pipeline_path, run.spec_text, run.spec_hash, run.params_json,
-                run.run_date, run.interval_start, run.interval_end, run.lake, now()
+                run.run_id,
+                run.pipeline,
+                run.pipeline_path,
+                run.spec_text,
+                run.spec_hash,
+                run.params_json,
+                run.run_date,
+                run.interval_start,
+                run.interval_end,
+                run.lake,
+                now()
             ],
         )?;
         Ok(())
@@ -159,15 +168,32 @@ impl StateStore for SqliteStore {
         Ok(next)
     }
 
-    fn finish_attempt(&self, run_id: &str, stage_id: &str, attempt: u32, status: AttemptStatus, error: Option<&str>, m: &AttemptMetrics) -> Result<()> {
+    fn finish_attempt(
+        &self,
+        run_id: &str,
+        stage_id: &str,
+        attempt: u32,
+        status: AttemptStatus,
+        error: Option<&str>,
+        m: &AttemptMetrics,
+    ) -> Result<()> {
         let as_i64 = |v: Option<u64>| v.map(|v| v as i64);
         self.conn().execute(
             "UPDATE stage_attempts SET status = ?4, error = ?5, rows_in = ?6, rows_out = ?7, bytes_in = ?8,
                     bytes_out = ?9, details = ?10, finished_at = ?11
              WHERE run_id = ?1 AND stage_id = ?2 AND attempt = ?3",
             params![
-                run_id, stage_id, attempt, status.as_str(), error, as_i64(m.rows_in), as_i64(m.rows_out),
-                as_i64(m.bytes_in), as_i64(m.bytes_out), m.details, now()
+                run_id,
+                stage_id,
+                attempt,
+                status.as_str(),
+                error,
+                as_i64(m.rows_in),
+                as_i64(m.rows_out),
+                as_i64(m.bytes_in),
+                as_i64(m.bytes_out),
+                m.details,
+                now()
             ],
         )?;
         Ok(())
@@ -188,9 +214,8 @@ impl StateStore for SqliteStore {
 
     fn list_runs(&self, limit: usize, pipeline: Option<&str>) -> Result<Vec<RunRecord>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT * FROM runs WHERE (?1 IS NULL OR pipeline = ?1) ORDER BY started_at DESC, run_id DESC LIMIT ?2",
-        )?;
+        let mut stmt =
+            conn.prepare("SELECT * FROM runs WHERE (?1 IS NULL OR pipeline = ?1) ORDER BY started_at DESC, run_id DESC LIMIT ?2")?;
         let rows = stmt.query_map(params![pipeline, limit as i64], run_from_row)?;
         rows.map(|r| with_status(r?)).collect()
     }
@@ -247,16 +272,10 @@ impl StateStore for SqliteStore {
 
     fn publications(&self, run_id: &str) -> Result<Vec<Publication>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT run_id, table_name, version, published_at FROM publications WHERE run_id = ?1 ORDER BY table_name",
-        )?;
+        let mut stmt =
+            conn.prepare("SELECT run_id, table_name, version, published_at FROM publications WHERE run_id = ?1 ORDER BY table_name")?;
         let rows = stmt.query_map([run_id], |r| {
-            Ok(Publication {
-                run_id: r.get(0)?,
-                table: r.get(1)?,
-                version: r.get(2)?,
-                published_at: ts(r.get(3)?).unwrap_or_default(),
-            })
+            Ok(Publication { run_id: r.get(0)?, table: r.get(1)?, version: r.get(2)?, published_at: ts(r.get(3)?).unwrap_or_default() })
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }

@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use deltalake::DeltaResult;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::logstore::{LogStore, LogStoreFactory, ObjectStoreRef, StorageConfig, default_logstore};
-use deltalake::DeltaResult;
 use deltalake::operations::write::SchemaMode as DeltaSchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
@@ -86,9 +86,9 @@ pub async fn open(lake: &Lake, name: &str, version: Option<i64>) -> Result<Optio
 
 /// Register a published table in a DataFusion session under `alias`.
 pub async fn register(ctx: &SessionContext, lake: &Lake, name: &str, version: Option<i64>, alias: &str) -> Result<()> {
-    let table = open(lake, name, version).await?.with_context(|| {
-        format!("published table `{name}` does not exist in {} (has a run published it yet?)", lake.root)
-    })?;
+    let table = open(lake, name, version)
+        .await?
+        .with_context(|| format!("published table `{name}` does not exist in {} (has a run published it yet?)", lake.root))?;
     table.update_datafusion_session(&ctx.state())?;
     let provider = table.table_provider().await?;
     ctx.register_table(alias, provider)?;

@@ -10,12 +10,12 @@ use anyhow::{Result, anyhow, bail};
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::logical_expr::SortExpr;
 use datafusion::prelude::SessionContext;
+use datafusion::prelude::col;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
 use object_store::{ObjectStore, ObjectStoreExt};
-use datafusion::logical_expr::SortExpr;
-use datafusion::prelude::col;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::statistics::Statistics;
 use url::Url;
@@ -137,14 +137,19 @@ pub async fn inspect(
             let store = store.clone();
             let footers = lake.footers.clone();
             async move {
-                let unreadable =
-                    |e: anyhow::Error| anyhow!("input `{what}`: file {} is not a readable Parquet file (corrupt or truncated?): {e}", meta.location);
+                let unreadable = |e: anyhow::Error| {
+                    anyhow!("input `{what}`: file {} is not a readable Parquet file (corrupt or truncated?): {e}", meta.location)
+                };
                 let md = footers.get_or_read(store.as_ref(), &meta).await.map_err(unreadable)?;
                 let fm = md.file_metadata();
                 let schema = parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
                     .map_err(|e| unreadable(e.into()))?;
                 if let Err(why) = check_sorted(&md, sorted_by) {
-                    bail!("input `{what}`: file {} is not sorted by [{}] as `sorted_by` declares: {why}", meta.location, sorted_by.join(", "));
+                    bail!(
+                        "input `{what}`: file {} is not sorted by [{}] as `sorted_by` declares: {why}",
+                        meta.location,
+                        sorted_by.join(", ")
+                    );
                 }
                 let rows = fm.num_rows().max(0) as u64;
                 Ok::<_, anyhow::Error>((meta, Arc::new(schema), rows))
@@ -189,10 +194,7 @@ pub async fn inspect(
         .map(|(f, _)| if f.is_nullable() || in_every_file(f.name()) { f } else { Arc::new(f.as_ref().clone().with_nullable(true)) })
         .collect();
     let schema = Arc::new(Schema::new(fields));
-    let partitions = partitions
-        .iter()
-        .map(|p| Ok((p.name.clone(), partition_type(p)?)))
-        .collect::<Result<Vec<_>>>()?;
+    let partitions = partitions.iter().map(|p| Ok((p.name.clone(), partition_type(p)?))).collect::<Result<Vec<_>>>()?;
     for (name, _) in &partitions {
         if schema.field_with_name(name).is_ok() {
             bail!("input `{what}`: partition column `{name}` is also a column inside the files");
@@ -239,7 +241,11 @@ fn check_sorted(md: &ParquetMetaData, sorted_by: &[String]) -> std::result::Resu
         let Some(stats) = rg.column(leaves[0]).statistics() else { continue };
         if let Some(prev) = &previous_max {
             if stats_less(stats, prev) {
-                return Err(format!("row group {g} starts below where row group {} ends (min/max statistics of `{}`)", g - 1, sorted_by[0]));
+                return Err(format!(
+                    "row group {g} starts below where row group {} ends (min/max statistics of `{}`)",
+                    g - 1,
+                    sorted_by[0]
+                ));
             }
         }
         previous_max = Some(stats.clone());
@@ -297,9 +303,7 @@ pub fn register(ctx: &SessionContext, name: &str, input: &ParquetInput) -> Resul
         .with_file_extension(".parquet")
         .with_table_partition_cols(input.partitions.clone())
         .with_file_sort_order(if sort_order.is_empty() { vec![] } else { vec![sort_order] });
-    let config = ListingTableConfig::new(listing_url(&input.url)?)
-        .with_listing_options(options)
-        .with_schema(input.schema.clone());
+    let config = ListingTableConfig::new(listing_url(&input.url)?).with_listing_options(options).with_schema(input.schema.clone());
     let table = ListingTable::try_new(config)?;
     ctx.register_table(name, Arc::new(table))?;
     Ok(())

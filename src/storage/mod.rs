@@ -174,11 +174,7 @@ impl Lake {
         let prefix = object_path(url)?;
         let store = self.store.clone();
         let locations = store.list(Some(&prefix)).map_ok(|m| m.location).boxed();
-        store
-            .delete_stream(locations)
-            .try_collect::<Vec<_>>()
-            .await
-            .with_context(|| format!("cannot clean {url}"))?;
+        store.delete_stream(locations).try_collect::<Vec<_>>().await.with_context(|| format!("cannot clean {url}"))?;
         if url.scheme() == "file" {
             if let Ok(dir) = url.to_file_path() {
                 let _ = std::fs::remove_dir_all(dir);

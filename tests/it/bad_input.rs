@@ -120,7 +120,10 @@ fn nullability_and_added_columns_may_differ_between_files() {
     ])
     .unwrap();
     write_parquet(&p, "lake/raw/orders/day=2.parquet", batch);
-    p.write("sql/totals.sql", "SELECT COALESCE(sku_id, '?') AS sku_id, CAST(SUM(quantity) AS BIGINT) AS units, COUNT(channel) AS n\nFROM orders\nGROUP BY 1\n");
+    p.write(
+        "sql/totals.sql",
+        "SELECT COALESCE(sku_id, '?') AS sku_id, CAST(SUM(quantity) AS BIGINT) AS units, COUNT(channel) AS n\nFROM orders\nGROUP BY 1\n",
+    );
     p.write("p.yaml", &PIPELINE.replace("outputs: [totals]", "outputs: [{ name: totals, schema_mode: merge }]"));
     p.ok(&["run", "p.yaml"]);
     assert_eq!(p.query("SELECT sku_id, units, n FROM totals ORDER BY sku_id"), vec!["?,5,1", "A,5,1", "B,2,0"]);
@@ -133,7 +136,12 @@ fn validate_tells_missing_input_from_broken_input() {
     let p = published_once();
     std::fs::write(p.file("lake/raw/orders/day=2.parquet"), b"PAR1 this is not really parquet").unwrap();
     let err = p.fails(&["validate", "p.yaml"], 1);
-    assert!(err.contains("input problem in stage `totals`") && err.contains("raw/orders/day=2.parquet") && err.contains("not a readable Parquet file"), "{err}");
+    assert!(
+        err.contains("input problem in stage `totals`")
+            && err.contains("raw/orders/day=2.parquet")
+            && err.contains("not a readable Parquet file"),
+        "{err}"
+    );
 
     std::fs::remove_dir_all(p.file("lake/raw/orders")).unwrap();
     let out = p.ok(&["validate", "p.yaml"]);

@@ -86,7 +86,8 @@ impl Project {
     /// Id of the most recent run, if there is one.
     pub fn try_last_run_id(&self) -> Option<String> {
         // Run ids look like 20261130-020021-b56c.
-        let is_id = |w: &str| w.len() == 20 && w.as_bytes()[8] == b'-' && w.as_bytes()[15] == b'-' && w[..8].bytes().all(|b| b.is_ascii_digit());
+        let is_id =
+            |w: &str| w.len() == 20 && w.as_bytes()[8] == b'-' && w.as_bytes()[15] == b'-' && w[..8].bytes().all(|b| b.is_ascii_digit());
         stdout(&self.run(&["runs", "--limit", "1"])).split_whitespace().find(|w| is_id(w)).map(str::to_string)
     }
 

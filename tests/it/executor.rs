@@ -60,7 +60,12 @@ impl StageKind for TestKind {
     }
     fn prepare(&self, decl: &StageDecl<'_>) -> Result<Arc<dyn StageTask>, Diagnostics> {
         let c: TestConfig = decl.config.parse().map_err(|d| d.stage(decl.id))?;
-        Ok(Arc::new(TestTask { probe: Arc::new(ProbeRef(self.probe.clone())), ms: c.ms, fail_first: c.fail_first, always_fail: c.always_fail }))
+        Ok(Arc::new(TestTask {
+            probe: Arc::new(ProbeRef(self.probe.clone())),
+            ms: c.ms,
+            fail_first: c.fail_first,
+            always_fail: c.always_fail,
+        }))
     }
 }
 
@@ -130,14 +135,20 @@ fn stage<'a>(o: &'a RunOutcome, id: &str) -> &'a run::StageOutcome {
 #[tokio::test]
 async fn failure_skips_dependents_and_independent_stages_finish() {
     let env = env();
-    let o = run_yaml(&env, r#"
+    let o = run_yaml(
+        &env,
+        r#"
 name: p
 stages:
   - { id: bad, kind: test, config: { always_fail: true } }
   - { id: after_bad, kind: noop, needs: [bad] }
   - { id: after_after, kind: noop, needs: [after_bad] }
   - { id: independent, kind: test, config: { ms: 200 } }
-"#, 4, CancellationToken::new()).await;
+"#,
+        4,
+        CancellationToken::new(),
+    )
+    .await;
     assert_eq!(o.status, RunStatus::Failed);
     assert_eq!(stage(&o, "bad").status, AttemptStatus::Failed);
     assert_eq!(stage(&o, "after_bad").status, AttemptStatus::Skipped);
@@ -146,21 +157,31 @@ stages:
     let run = env.state.get_run(&o.run_id).unwrap();
     assert_eq!(run.status, RunStatus::Failed);
     let attempts = env.state.attempts(&o.run_id).unwrap();
-    assert!(attempts.iter().any(|a| a.stage_id == "after_bad" && a.status == AttemptStatus::Skipped && a.error.as_deref().unwrap().contains("bad")));
+    assert!(
+        attempts
+            .iter()
+            .any(|a| a.stage_id == "after_bad" && a.status == AttemptStatus::Skipped && a.error.as_deref().unwrap().contains("bad"))
+    );
 }
 
 #[tokio::test]
 async fn retries_with_backoff_until_success_and_records_each_attempt() {
     let env = env();
     let started = Instant::now();
-    let o = run_yaml(&env, r#"
+    let o = run_yaml(
+        &env,
+        r#"
 name: p
 stages:
   - id: flaky
     kind: test
     retries: { max: 3, backoff: 50ms, max_backoff: 200ms }
     config: { fail_first: 2 }
-"#, 1, CancellationToken::new()).await;
+"#,
+        1,
+        CancellationToken::new(),
+    )
+    .await;
     assert_eq!(o.status, RunStatus::Succeeded, "{:?}", o.error);
     assert_eq!(stage(&o, "flaky").attempts, 3);
     let statuses: Vec<AttemptStatus> = env.state.attempts(&o.run_id).unwrap().iter().map(|a| a.status).collect();
@@ -172,11 +193,17 @@ stages:
 #[tokio::test]
 async fn retries_exhausted_fail_the_stage() {
     let env = env();
-    let o = run_yaml(&env, r#"
+    let o = run_yaml(
+        &env,
+        r#"
 name: p
 stages:
   - { id: flaky, kind: test, retries: { max: 1, backoff: 10ms }, config: { fail_first: 5 } }
-"#, 1, CancellationToken::new()).await;
+"#,
+        1,
+        CancellationToken::new(),
+    )
+    .await;
     assert_eq!(o.status, RunStatus::Failed);
     assert_eq!(stage(&o, "flaky").attempts, 2);
     assert!(stage(&o, "flaky").error.as_deref().unwrap().contains("planned failure"));
@@ -186,11 +213,17 @@ stages:
 async fn timeout_stops_a_stage() {
     let env = env();
     let started = Instant::now();
-    let o = run_yaml(&env, r#"
+    let o = run_yaml(
+        &env,
+        r#"
 name: p
 stages:
   - { id: slow, kind: test, timeout: 200ms, config: { ms: 30000 } }
-"#, 1, CancellationToken::new()).await;
+"#,
+        1,
+        CancellationToken::new(),
+    )
+    .await;
     assert_eq!(stage(&o, "slow").status, AttemptStatus::TimedOut);
     assert!(stage(&o, "slow").error.as_deref().unwrap().contains("timed out after 200ms"));
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
@@ -211,13 +244,19 @@ async fn max_parallel_bounds_concurrency_and_independent_stages_overlap() {
 #[tokio::test]
 async fn dependencies_run_strictly_in_order() {
     let env = env();
-    let o = run_yaml(&env, r#"
+    let o = run_yaml(
+        &env,
+        r#"
 name: p
 stages:
   - { id: c, kind: test, needs: [b], config: { ms: 10 } }
   - { id: a, kind: test, config: { ms: 100 } }
   - { id: b, kind: test, needs: [a], config: { ms: 10 } }
-"#, 8, CancellationToken::new()).await;
+"#,
+        8,
+        CancellationToken::new(),
+    )
+    .await;
     assert_eq!(o.status, RunStatus::Succeeded);
     // Never more than one at a time: each waits for the previous.
     assert_eq!(env.probe.max_running.load(Ordering::SeqCst), 1);
@@ -237,13 +276,19 @@ async fn cancel_aborts_in_flight_stages_and_publishes_nothing() {
         c2.cancel();
     });
     let started = Instant::now();
-    let o = run_yaml(&env, r#"
+    let o = run_yaml(
+        &env,
+        r#"
 name: p
 stages:
   - { id: produce, kind: sql, outputs: [numbers], config: { sql: "SELECT 1 AS n" } }
   - { id: slow, kind: test, config: { ms: 60000 } }
   - { id: later, kind: noop, needs: [slow] }
-"#, 4, cancel).await;
+"#,
+        4,
+        cancel,
+    )
+    .await;
     assert_eq!(o.status, RunStatus::Cancelled);
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(stage(&o, "slow").status, AttemptStatus::Cancelled);
@@ -257,13 +302,18 @@ stages:
 #[tokio::test]
 async fn memory_lake_runs_sql_and_publishes_delta() {
     let env = env();
-    let spec = restock::spec::parse(&env.base.join("p.yaml"), r#"
+    let spec = restock::spec::parse(
+        &env.base.join("p.yaml"),
+        r#"
 name: mem
 lake: memory://restock-it/
 stages:
   - { id: a, kind: sql, outputs: [nums], config: { sql: "SELECT * FROM (VALUES (1), (2), (3)) AS t(n)" } }
   - { id: b, kind: sql, inputs: { nums: nums }, outputs: [total], config: { sql: "SELECT CAST(SUM(n) AS BIGINT) AS s FROM nums" } }
-"#.to_string()).unwrap();
+"#
+        .to_string(),
+    )
+    .unwrap();
     let opts = PlanOptions {
         run_id: plan::new_run_id(),
         run_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 29).unwrap(),
@@ -273,7 +323,13 @@ stages:
     };
     let plan = plan::build(&spec, &opts, &Registry::builtin()).unwrap_or_else(|d| panic!("{d}"));
     let lake = plan.lake.clone();
-    let o = run::start(Arc::new(plan), env.state.clone(), RunOptions { max_parallel: 2, cancel: CancellationToken::new(), quiet: true, reuse: Default::default() }).await.unwrap();
+    let o = run::start(
+        Arc::new(plan),
+        env.state.clone(),
+        RunOptions { max_parallel: 2, cancel: CancellationToken::new(), quiet: true, reuse: Default::default() },
+    )
+    .await
+    .unwrap();
     assert_eq!(o.status, RunStatus::Succeeded, "{:?}", o.error);
     let batches = restock::query::run_sql(&lake, "SELECT s FROM total").await.unwrap();
     let s = datafusion::arrow::util::display::array_value_to_string(batches[0].column(0), 0).unwrap();
@@ -283,11 +339,15 @@ stages:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readers_see_the_old_or_the_new_version_never_a_mix() {
     let env = env();
-    let yaml = |n: u64| format!(r#"
+    let yaml = |n: u64| {
+        format!(
+            r#"
 name: p
 stages:
   - {{ id: a, kind: sql, outputs: [numbers], config: {{ sql: "SELECT value AS n, value * 2 AS twice FROM generate_series(1, {n})" }} }}
-"#);
+"#
+        )
+    };
     assert_eq!(run_yaml(&env, &yaml(1000), 1, CancellationToken::new()).await.status, RunStatus::Succeeded);
     let lake = restock::storage::Lake::open("file://./lake", &env.base).unwrap();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -15,7 +15,8 @@ fn delta_version(p: &Project, table: &str) -> i64 {
 fn nightly_pipeline_cleans_forecasts_publishes_and_records_history() {
     let p = Project::with_demo();
     let out = p.ok(&["validate", "pipelines/nightly.yaml"]);
-    let planned = out.lines().find_map(|l| l.split_once("planned against input schemas: ")).map(|(_, s)| s).unwrap_or_else(|| panic!("{out}"));
+    let planned =
+        out.lines().find_map(|l| l.split_once("planned against input schemas: ")).map(|(_, s)| s).unwrap_or_else(|| panic!("{out}"));
     for stage in ["clean_sales", "product_text", "demand_daily", "audit", "forecast_baseline", "audit_forecasts"] {
         assert!(planned.split(", ").any(|s| s.trim() == stage), "{stage} not planned: {out}");
     }
@@ -109,7 +110,8 @@ fn fix_convert(p: &Project) {
 
 #[test]
 fn resume_reruns_only_failed_stages_and_their_dependents() {
-    let p = project_with_failing_convert(r#"
+    let p = project_with_failing_convert(
+        r#"
 name: resumable
 stages:
   - { id: codes, kind: sql, outputs: [codes], config: { sql: "SELECT * FROM (VALUES ('1'), ('x2')) AS t(code)" } }
@@ -120,7 +122,8 @@ stages:
     outputs: [numbers]
     config: { file: sql/convert.sql }
   - { id: total, kind: sql, inputs: { numbers: numbers }, outputs: [total], config: { sql: "SELECT CAST(SUM(n) AS BIGINT) AS s FROM numbers" } }
-"#);
+"#,
+    );
     let err = p.fails(&["run", "p.yaml"], 1);
     assert!(err.contains("convert") && err.contains("sql/convert.sql"), "{err}");
     let run_id = p.last_run_id();
@@ -144,12 +147,14 @@ stages:
 
 #[test]
 fn gc_collects_old_failed_staging_and_resume_reruns_what_it_took() {
-    let p = project_with_failing_convert(r#"
+    let p = project_with_failing_convert(
+        r#"
 name: collectable
 stages:
   - { id: codes, kind: sql, outputs: [codes], config: { sql: "SELECT * FROM (VALUES ('1'), ('x2')) AS t(code)" } }
   - { id: convert, kind: sql, inputs: { codes: codes }, outputs: [numbers], config: { file: sql/convert.sql } }
-"#);
+"#,
+    );
     p.fails(&["run", "p.yaml"], 1);
     let run_id = p.last_run_id();
     let staged = p.file(&format!("lake/_staging/{run_id}/codes"));
@@ -185,12 +190,15 @@ stages:
 #[test]
 fn sigterm_cancels_the_run_cleanly() {
     let p = Project::empty();
-    p.write("p.yaml", r#"
+    p.write(
+        "p.yaml",
+        r#"
 name: slow
 stages:
   - { id: quick, kind: sql, outputs: [quick], config: { sql: "SELECT 1 AS one" } }
   - { id: slow, kind: sql, outputs: [slow], config: { sql: "SELECT SUM(value) AS s FROM generate_series(1, 100000000000)" } }
-"#);
+"#,
+    );
     let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("restock"))
         .current_dir(p.path())
         .args(["--quiet", "run", "p.yaml"])
@@ -223,14 +231,17 @@ stages:
 #[test]
 fn memory_limit_makes_sorts_spill_instead_of_growing() {
     let p = Project::empty();
-    p.write("p.yaml", r#"
+    p.write(
+        "p.yaml",
+        r#"
 name: sorty
 stages:
   - id: sorted
     kind: sql
     outputs: [sorted]
     config: { sql: "SELECT value, value % 7 AS k FROM generate_series(1, 3000000) ORDER BY k, value DESC" }
-"#);
+"#,
+    );
     // 3 M rows (~50 MB of values, more with sort keys) sorted within 40 MiB: only works if the
     // sort spills to disk.
     p.ok(&["--memory-limit", "40MiB", "run", "p.yaml"]);

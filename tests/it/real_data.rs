@@ -15,10 +15,12 @@ fn aus_retail_to_parquet(p: &Project) {
         let ctx = SessionContext::new();
         ctx.register_csv("raw", csv.to_str().unwrap(), CsvReadOptions::new()).await.unwrap();
         let df = ctx
-            .sql(r#"SELECT "State" AS state, "Industry" AS industry,
+            .sql(
+                r#"SELECT "State" AS state, "Industry" AS industry,
                            to_date(concat("Month", ' 01'), '%Y %b %d') AS month,
                            CAST("Turnover" AS DOUBLE) AS turnover
-                    FROM raw"#)
+                    FROM raw"#,
+            )
             .await
             .unwrap();
         let out = p.file("lake/raw/aus_retail/");
@@ -31,7 +33,9 @@ fn aus_retail_to_parquet(p: &Project) {
 fn seasonal_naive_on_real_monthly_retail_series() {
     let p = Project::empty();
     aus_retail_to_parquet(&p);
-    p.write("p.yaml", r#"
+    p.write(
+        "p.yaml",
+        r#"
 name: retail
 stages:
   - id: history
@@ -63,7 +67,8 @@ stages:
       season_length: 12
       horizon: 12
       quantiles: [0.1, 0.9]
-"#);
+"#,
+    );
     p.ok(&["run", "p.yaml"]);
     assert_eq!(p.query("SELECT COUNT(*), COUNT(DISTINCT state || industry) FROM forecasts"), vec!["1776,148"]);
     assert_eq!(p.query("SELECT CAST(MIN(month) AS VARCHAR), CAST(MAX(month) AS VARCHAR) FROM forecasts"), vec!["2018-01-01,2018-12-01"]);
