@@ -10,7 +10,6 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, NaiveDateTime, Utc};
-use futures::TryStreamExt;
 
 use crate::state::{RunStatus, StateStore};
 use crate::storage::{Lake, object_path};
@@ -57,10 +56,9 @@ pub async fn collect(
                 continue;
             }
             let url = lake.run_staging_url(&run_id);
-            let prefix = object_path(&url)?;
-            let metas: Vec<_> = lake.store.list(Some(&prefix)).try_collect().await?;
+            let metas = lake.list_prefix(&url).await?;
             if !dry_run {
-                lake.delete_prefix(&url).await?;
+                lake.delete_listed(&url, &metas).await?;
             }
             collected.push(Collected {
                 lake: lake.root.to_string(),

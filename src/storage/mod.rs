@@ -14,10 +14,10 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::{Context, Result, bail};
 use datafusion::prelude::SessionContext;
-use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjPath;
+use object_store::{ObjectMeta, ObjectStore};
 use url::Url;
 
 pub const DEFAULT_LAKE: &str = "file://./lake";
@@ -170,11 +170,23 @@ impl Lake {
 
     /// Delete everything under a URL prefix (staging clean-up). Missing prefixes are fine.
     pub async fn delete_prefix(&self, url: &Url) -> Result<()> {
+        let listed = self.list_prefix(url).await?;
+        self.delete_listed(url, &listed).await
+    }
+
+    /// The objects under a URL prefix.
+    pub async fn list_prefix(&self, url: &Url) -> Result<Vec<ObjectMeta>> {
         use futures::TryStreamExt;
         let prefix = object_path(url)?;
-        let store = self.store.clone();
-        let locations = store.list(Some(&prefix)).map_ok(|m| m.location).boxed();
-        store.delete_stream(locations).try_collect::<Vec<_>>().await.with_context(|| format!("cannot clean {url}"))?;
+        self.store.list(Some(&prefix)).try_collect().await.with_context(|| format!("cannot list {url}"))
+    }
+
+    /// Delete objects listed under the prefix `url` (and, on a local disk, the emptied folders).
+    pub async fn delete_listed(&self, url: &Url, listed: &[ObjectMeta]) -> Result<()> {
+        use futures::TryStreamExt;
+        let locations: Vec<object_store::Result<ObjPath>> = listed.iter().map(|m| Ok(m.location.clone())).collect();
+        let locations = futures::stream::iter(locations).boxed();
+        self.store.delete_stream(locations).try_collect::<Vec<_>>().await.with_context(|| format!("cannot clean {url}"))?;
         if url.scheme() == "file" {
             if let Ok(dir) = url.to_file_path() {
                 let _ = std::fs::remove_dir_all(dir);
