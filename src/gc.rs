@@ -8,11 +8,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chrono::{DateTime, NaiveDateTime, Utc};
 
+use crate::plan::RUN_ID_TIME_FORMAT;
 use crate::state::{RunStatus, StateStore};
-use crate::storage::{Lake, object_path};
+use crate::storage::Lake;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Collected {
@@ -44,7 +45,7 @@ pub async fn collect(
                 continue;
             }
         };
-        for run_id in staged_run_ids(&lake).await.with_context(|| format!("listing staging in {location}"))? {
+        for run_id in lake.subfolders(&lake.root.join("_staging/")?).await? {
             let run = runs.get(&run_id);
             let started = match run {
                 Some(r) => Some(r.started_at),
@@ -72,21 +73,10 @@ pub async fn collect(
     Ok(collected)
 }
 
-/// Run ids that have a folder under `<lake>/_staging/`.
-async fn staged_run_ids(lake: &Lake) -> Result<Vec<String>> {
-    let prefix = object_path(&lake.root.join("_staging/")?)?;
-    let listing = match lake.store.list_with_delimiter(Some(&prefix)).await {
-        Ok(l) => l,
-        Err(object_store::Error::NotFound { .. }) => return Ok(vec![]),
-        Err(e) => return Err(e.into()),
-    };
-    Ok(listing.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).collect())
-}
-
-/// Run ids start with their UTC start time: `YYYYMMDD-HHMMSS-xxxx`.
+/// Run ids start with their UTC start time (see `plan::new_run_id`).
 fn started_from_id(run_id: &str) -> Option<DateTime<Utc>> {
     let stamp = run_id.get(..15)?;
-    NaiveDateTime::parse_from_str(stamp, "%Y%m%d-%H%M%S").ok().map(|t| t.and_utc())
+    NaiveDateTime::parse_from_str(stamp, RUN_ID_TIME_FORMAT).ok().map(|t| t.and_utc())
 }
 
 #[cfg(test)]

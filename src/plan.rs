@@ -139,8 +139,12 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `30s`, `10m`, `2h`"))
 }
 
+/// The start-time part of a run id (UTC), which `restock gc` reads back to date staging.
+pub const RUN_ID_TIME_FORMAT: &str = "%Y%m%d-%H%M%S";
+
+/// `YYYYMMDD-HHMMSS-xxxx`: sortable by start time, unique enough for one lake.
 pub fn new_run_id() -> String {
-    format!("{}-{:04x}", chrono::Utc::now().format("%Y%m%d-%H%M%S"), rand::random::<u16>())
+    format!("{}-{:04x}", chrono::Utc::now().format(RUN_ID_TIME_FORMAT), rand::random::<u16>())
 }
 
 /// Check a pipeline and turn it into an executable plan.

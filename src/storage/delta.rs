@@ -15,7 +15,6 @@ use deltalake::operations::write::SchemaMode as DeltaSchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use futures::TryStreamExt;
-use object_store::path::Path as ObjPath;
 use url::Url;
 
 use super::{Lake, store_key};
@@ -64,8 +63,7 @@ impl LogStoreFactory for ConditionalPutLogStore {
 pub async fn open(lake: &Lake, name: &str, version: Option<i64>) -> Result<Option<DeltaTable>> {
     let url = lake.table_url(name);
     // Ask the store first: the Delta kernel logs an error for a table path that does not exist.
-    let log = super::object_path(&url.join("_delta_log/")?)?;
-    if lake.store.list_with_delimiter(Some(&log)).await.map(|l| l.objects.is_empty()).unwrap_or(true) {
+    if !has_log(lake, name).await? {
         return Ok(None);
     }
     let mut b = builder(lake, &url)?;
@@ -179,24 +177,20 @@ fn explain_write_error(table: &str, e: DeltaTableError) -> anyhow::Error {
 
 /// Names of all published tables (folders under `tables/` that hold a `_delta_log`).
 pub async fn list_tables(lake: &Lake) -> Result<Vec<String>> {
-    let prefix = super::object_path(&lake.root.join("tables/")?)?;
-    let listing = lake.store.list_with_delimiter(Some(&prefix)).await;
-    let listing = match listing {
-        Ok(l) => l,
-        Err(object_store::Error::NotFound { .. }) => return Ok(vec![]),
-        Err(e) => return Err(e.into()),
-    };
     let mut names = Vec::new();
-    for dir in listing.common_prefixes {
-        let Some(name) = dir.filename() else { continue };
-        let log = ObjPath::from(format!("{dir}/_delta_log"));
-        let has_log = lake.store.list_with_delimiter(Some(&log)).await.map(|l| !l.objects.is_empty()).unwrap_or(false);
-        if has_log {
-            names.push(name.to_string());
+    for name in lake.subfolders(&lake.root.join("tables/")?).await? {
+        if has_log(lake, &name).await? {
+            names.push(name);
         }
     }
     names.sort();
     Ok(names)
+}
+
+/// Whether `tables/<name>/_delta_log/` holds any commit (a folder without one is not a table).
+async fn has_log(lake: &Lake, name: &str) -> Result<bool> {
+    let log = super::object_path(&lake.table_url(name).join("_delta_log/")?)?;
+    Ok(lake.store.list_with_delimiter(Some(&log)).await.map(|l| !l.objects.is_empty()).unwrap_or(false))
 }
 
 /// Refuse, before any table is committed, a staged output whose schema the publish would reject

@@ -174,6 +174,17 @@ impl Lake {
         self.delete_listed(url, &listed).await
     }
 
+    /// Names of the folders directly under a URL prefix (none if the prefix does not exist).
+    pub async fn subfolders(&self, url: &Url) -> Result<Vec<String>> {
+        let prefix = object_path(url)?;
+        let listing = match self.store.list_with_delimiter(Some(&prefix)).await {
+            Ok(l) => l,
+            Err(object_store::Error::NotFound { .. }) => return Ok(vec![]),
+            Err(e) => return Err(e).with_context(|| format!("cannot list {url}")),
+        };
+        Ok(listing.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string)).collect())
+    }
+
     /// The objects under a URL prefix.
     pub async fn list_prefix(&self, url: &Url) -> Result<Vec<ObjectMeta>> {
         use futures::TryStreamExt;
