@@ -46,7 +46,7 @@ async fn bench(shape: &str, yaml: String, max_parallel: usize) {
     let outcome = run::start(
         Arc::new(plan),
         state.clone(),
-        RunOptions { max_parallel, cancel: CancellationToken::new(), quiet: true, reuse: Default::default() },
+        RunOptions { max_parallel, cancel: CancellationToken::new(), quiet: true, reuse: Default::default(), commit: Default::default() },
     )
     .await
     .expect("run");

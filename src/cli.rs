@@ -1,7 +1,6 @@
 //! The command line: parses arguments, wires spec -> plan -> run, prints results, maps errors to
 //! exit codes (0 ok, 1 run failed or runtime error, 2 invalid pipeline or usage, 130 cancelled).
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -11,12 +10,10 @@ use clap::{Parser, Subcommand};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use tokio_util::sync::CancellationToken;
 
-use crate::diag::Diagnostics;
 use crate::plan::{self, PlanOptions};
-use crate::run::{self, RunOptions, RunOutcome};
-use crate::stage::Registry;
+use crate::run::{self, RunOutcome};
 use crate::state::{self, AttemptStatus, RunStatus, StateStore};
-use crate::{demo, query, spec};
+use crate::{demo, jobs, query};
 
 #[derive(Parser, Debug)]
 #[command(name = "restock", version, about = "Batch-job orchestrator for e-commerce demand planning")]
@@ -50,6 +47,17 @@ struct RunArgs {
     lake: Option<String>,
 }
 
+#[derive(clap::Args, Debug, Clone)]
+struct ExecArgs {
+    /// How many independent stages may run at once.
+    #[arg(long, default_value_t = 4)]
+    max_parallel: usize,
+    /// If another run of the same pipeline holds the lake's lease, wait this long for it (e.g.
+    /// 10m) instead of refusing at once.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    wait: std::time::Duration,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Check a pipeline without running it: YAML, DAG, templates, kinds, SQL against input schemas.
@@ -61,17 +69,18 @@ enum Command {
     Run {
         #[command(flatten)]
         args: RunArgs,
-        /// How many independent stages may run at once.
-        #[arg(long, default_value_t = 4)]
-        max_parallel: usize,
+        #[command(flatten)]
+        exec: ExecArgs,
     },
-    /// Re-run the failed or cancelled stages of a run (and their dependents), reusing the rest.
+    /// Finish a run: complete its publish if it got past its commit point, otherwise re-run its
+    /// failed or cancelled stages (and their dependents), reusing the rest.
     Resume {
         run_id: String,
-        #[arg(long, default_value_t = 4)]
-        max_parallel: usize,
-        /// Resume a run still marked `running` (its process was killed or the machine died).
-        #[arg(long)]
+        #[command(flatten)]
+        exec: ExecArgs,
+        /// Accepted for compatibility: a run whose process died is now recognised by its lapsed
+        /// lease, and one whose process is alive is never resumed twice.
+        #[arg(long, hide = true)]
         force: bool,
     },
     /// List recent runs.
@@ -114,8 +123,8 @@ enum Command {
         /// Only generate the raw data.
         #[arg(long)]
         no_run: bool,
-        #[arg(long, default_value_t = 4)]
-        max_parallel: usize,
+        #[command(flatten)]
+        exec: ExecArgs,
     },
     /// Report the libtorch build and which device (GPU/CPU) model stages would use.
     Doctor,
@@ -142,16 +151,17 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 /// Errors that carry their own exit code.
 #[derive(Debug, thiserror::Error)]
 enum Exit {
-    #[error("{0}")]
-    Invalid(Diagnostics),
     #[error("run {0} {1}")]
     RunEnded(String, RunStatus),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    quiet_known_caught_panics();
+    // restock's own warnings by default; libraries' log lines (deltalake's conflict hints, say)
+    // only when asked for with RESTOCK_LOG (e.g. `RESTOCK_LOG=warn` or `debug`).
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RESTOCK_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RESTOCK_LOG").unwrap_or_else(|_| "restock=warn".into()))
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -163,27 +173,52 @@ pub fn main() -> ExitCode {
     };
     match runtime.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => match e.downcast_ref::<Exit>() {
-            Some(Exit::Invalid(d)) => {
+        Err(e) => {
+            if let Some(jobs::Invalid(d)) = e.downcast_ref::<jobs::Invalid>() {
                 eprintln!("{d}");
-                ExitCode::from(2)
+                return ExitCode::from(2);
             }
-            Some(Exit::RunEnded(_, RunStatus::Cancelled)) => ExitCode::from(130),
-            Some(Exit::RunEnded(..)) => ExitCode::from(1),
-            None => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(1)
+            match e.downcast_ref::<Exit>() {
+                Some(Exit::RunEnded(_, RunStatus::Cancelled)) => ExitCode::from(130),
+                Some(Exit::RunEnded(..)) => ExitCode::from(1),
+                None => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
             }
-        },
+        }
     }
+}
+
+/// deltalake aborts a failed multipart upload under `catch_unwind`, and object_store's
+/// `BufWriter::abort` panics by design once the upload was shut down (a write that failed at
+/// completion: a full disk, a refused permission). The panic is caught and becomes the publish
+/// error restock reports; the default hook would still print it as if the process had crashed.
+fn quiet_known_caught_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload().downcast_ref::<&str>().copied().unwrap_or_default();
+        let in_buffered_writer = info.location().is_some_and(|l| l.file().contains("object_store") && l.file().ends_with("buffered.rs"));
+        if message == "Already shut down" && in_buffered_writer {
+            tracing::debug!("caught object_store BufWriter abort-after-shutdown panic (a failed upload)");
+            return;
+        }
+        default(info);
+    }));
 }
 
 fn cwd() -> Result<PathBuf> {
     std::env::current_dir().context("cannot read the working directory")
 }
 
-fn open_state(cli_state: &str) -> Result<Arc<dyn StateStore>> {
-    state::open(cli_state, &cwd()?)
+fn open_state(cli_state: &str, access: state::Access) -> Result<Arc<dyn StateStore>> {
+    state::open(cli_state, &cwd()?, access)
+}
+
+fn job_options(exec: &ExecArgs, quiet: bool) -> jobs::JobOptions {
+    let commit = Arc::new(run::CommitGate::default());
+    let cancel = cancel_on_signal(commit.clone());
+    jobs::JobOptions { max_parallel: exec.max_parallel, quiet, cancel, commit, lease_wait: exec.wait }
 }
 
 async fn dispatch(cli: Cli) -> Result<()> {
@@ -193,20 +228,21 @@ async fn dispatch(cli: Cli) -> Result<()> {
     }
     match cli.command {
         Command::Validate { args } => validate(&args).await,
-        Command::Run { args, max_parallel } => {
-            let cancel = cancel_on_signal();
-            let state = open_state(&cli.state)?;
-            run_pipeline(&args, state, max_parallel, quiet, cancel).await.map(|_| ())
+        Command::Run { args, exec } => {
+            let opts = job_options(&exec, quiet);
+            let state = open_state(&cli.state, state::Access::ReadWrite)?;
+            run_pipeline(&args, state, &opts).await.map(|_| ())
         }
-        Command::Resume { run_id, max_parallel, force } => {
-            let cancel = cancel_on_signal();
-            resume(&run_id, open_state(&cli.state)?, max_parallel, quiet, force, cancel).await
+        Command::Resume { run_id, exec, force: _ } => {
+            let opts = job_options(&exec, quiet);
+            resume(&run_id, open_state(&cli.state, state::Access::ReadWrite)?, &opts).await
         }
-        Command::Runs { limit, pipeline } => list_runs(open_state(&cli.state)?, limit, pipeline.as_deref()),
-        Command::Show { run_id, plans } => show_run(open_state(&cli.state)?, &run_id, plans),
+        Command::Runs { limit, pipeline } => list_runs(open_state(&cli.state, state::Access::ReadOnly)?, limit, pipeline.as_deref()),
+        Command::Show { run_id, plans } => show_run(open_state(&cli.state, state::Access::ReadOnly)?, &run_id, plans),
         Command::Gc { older_than, dry_run, lake } => {
             let cutoff = chrono::Utc::now() - chrono::Duration::from_std(older_than)?;
-            let state = open_state(&cli.state)?;
+            let access = if dry_run { state::Access::ReadOnly } else { state::Access::ReadWrite };
+            let state = open_state(&cli.state, access)?;
             let collected = crate::gc::collect(state.as_ref(), &lake, cutoff, dry_run, &cwd()?).await?;
             print_collected(&collected, dry_run);
             Ok(())
@@ -216,15 +252,15 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let batches = query::run_sql(&lake, &sql).await?;
             query::write(&batches, format, output.as_deref())
         }
-        Command::Demo { size, lake, pipeline, regenerate, no_run, max_parallel } => {
-            let cancel = cancel_on_signal();
+        Command::Demo { size, lake, pipeline, regenerate, no_run, exec } => {
+            let opts = job_options(&exec, quiet);
             let lake_root = crate::storage::Lake::open(&lake, &cwd()?)?;
             demo::ensure_lake(&lake_root, &size, regenerate, quiet).await?;
             if no_run {
                 return Ok(());
             }
             let args = RunArgs { file: pipeline, date: None, params: vec![], lake: Some(lake.clone()) };
-            let outcome = run_pipeline(&args, open_state(&cli.state)?, max_parallel, quiet, cancel).await?;
+            let outcome = run_pipeline(&args, open_state(&cli.state, state::Access::ReadWrite)?, &opts).await?;
             demo::print_summary(&lake_root, &outcome).await
         }
         Command::Doctor => {
@@ -257,10 +293,7 @@ fn plan_options(args: &RunArgs, run_id: String) -> Result<PlanOptions> {
 }
 
 async fn load_plan(args: &RunArgs, run_id: String) -> Result<(plan::Plan, plan::SchemaReport)> {
-    let spec = spec::load(&args.file).map_err(Exit::Invalid)?;
-    let plan = plan::build(&spec, &plan_options(args, run_id)?, &Registry::builtin()).map_err(Exit::Invalid)?;
-    let report = plan::check_schemas(&plan).await.map_err(Exit::Invalid)?;
-    Ok((plan, report))
+    jobs::load_plan(&args.file, &plan_options(args, run_id)?).await
 }
 
 async fn validate(args: &RunArgs) -> Result<()> {
@@ -282,8 +315,9 @@ async fn validate(args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// Ctrl-C / SIGTERM cancel the run cleanly; a second signal exits at once.
-fn cancel_on_signal() -> CancellationToken {
+/// Ctrl-C / SIGTERM: before the run's commit point, stop the stages and publish nothing (exit
+/// 130); past it, finish the publish and exit with its true code. A second signal exits at once.
+fn cancel_on_signal(commit: Arc<run::CommitGate>) -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
@@ -297,43 +331,36 @@ fn cancel_on_signal() -> CancellationToken {
             let _ = tokio::signal::ctrl_c().await;
         };
         wait().await;
-        eprintln!("cancelling: stopping running stages; nothing will be published (signal again to exit now)");
-        t.cancel();
+        match commit.interrupt(&t) {
+            run::Interrupted::Cancelled => {
+                eprintln!("cancelling: stopping running stages; nothing will be published (signal again to exit now)")
+            }
+            run::Interrupted::Finishing => eprintln!(
+                "signal received after the run's commit point: finishing the publish of the tables already staged \
+                 (signal again to exit now; the publish then stays pending and `restock resume` or the next run on this lake finishes it)"
+            ),
+        }
         wait().await;
         std::process::exit(130);
     });
     token
 }
 
-async fn run_pipeline(
-    args: &RunArgs,
-    state: Arc<dyn StateStore>,
-    max_parallel: usize,
-    quiet: bool,
-    cancel: CancellationToken,
-) -> Result<RunOutcome> {
+async fn run_pipeline(args: &RunArgs, state: Arc<dyn StateStore>, opts: &jobs::JobOptions) -> Result<RunOutcome> {
     let run_id = plan::new_run_id();
     let (plan, _) = load_plan(args, run_id.clone()).await?;
-    if cancel.is_cancelled() {
+    if opts.cancel.is_cancelled() {
         return Err(Exit::RunEnded("(not started)".into(), RunStatus::Cancelled).into());
     }
-    if !quiet {
+    if !opts.quiet {
         eprintln!("run {run_id}: pipeline `{}` ({} stages) on {}", plan.name, plan.stages.len(), plan.lake.root);
     }
-    state.create_run(&run::new_run_record(&plan)?)?;
-    execute(plan, state, max_parallel, quiet, HashSet::new(), cancel).await
+    let outcome = jobs::start(plan, state, opts).await?;
+    report_outcome(outcome, opts.quiet)
 }
 
-async fn execute(
-    plan: plan::Plan,
-    state: Arc<dyn StateStore>,
-    max_parallel: usize,
-    quiet: bool,
-    reuse: HashSet<usize>,
-    cancel: CancellationToken,
-) -> Result<RunOutcome> {
-    let opts = RunOptions { max_parallel, cancel, quiet, reuse };
-    let outcome = run::execute(Arc::new(plan), state, opts).await?;
+/// Print how a run ended; a run that did not succeed becomes an error with its exit code.
+fn report_outcome(outcome: RunOutcome, quiet: bool) -> Result<RunOutcome> {
     match outcome.status {
         RunStatus::Succeeded => {
             if !quiet {
@@ -346,7 +373,7 @@ async fn execute(
             for s in outcome.stages.iter().filter(|s| matches!(s.status, AttemptStatus::Failed | AttemptStatus::TimedOut)) {
                 eprintln!("  stage `{}` {}: {}", s.id, s.status, s.error.clone().unwrap_or_default());
             }
-            if status == RunStatus::Failed {
+            if matches!(status, RunStatus::Failed | RunStatus::PublishIncomplete) {
                 eprintln!("  fix the cause, then: restock resume {}", outcome.run_id);
             }
             Err(Exit::RunEnded(outcome.run_id, status).into())
@@ -354,70 +381,26 @@ async fn execute(
     }
 }
 
-async fn resume(
-    id: &str,
-    state: Arc<dyn StateStore>,
-    max_parallel: usize,
-    quiet: bool,
-    force: bool,
-    cancel: CancellationToken,
-) -> Result<()> {
+async fn resume(id: &str, state: Arc<dyn StateStore>, opts: &jobs::JobOptions) -> Result<()> {
     let run = state.get_run(id)?;
-    match run.status {
-        RunStatus::Succeeded => bail!("run {} already succeeded; nothing to resume", run.info.run_id),
-        RunStatus::Running if !force => bail!(
-            "run {} is marked running: another process may still be running it. If its process died, resume with --force",
-            run.info.run_id
-        ),
-        RunStatus::Running | RunStatus::Failed | RunStatus::Cancelled => {}
-    }
-    // The exact pipeline text of the original run; SQL files are re-read from disk.
-    let spec = spec::parse(Path::new(&run.info.pipeline_path), run.info.spec_text.clone()).map_err(Exit::Invalid)?;
-    let params: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_str(&run.info.params_json)?;
-    let opts = PlanOptions {
-        run_id: run.info.run_id.clone(),
-        run_date: NaiveDate::parse_from_str(&run.info.run_date, "%Y-%m-%d")?,
-        params: params.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect(),
-        lake_override: Some(run.info.lake.clone()),
-        base_dir: cwd()?,
+    let quiet = opts.quiet;
+    let announce = |what: &jobs::ResumePlan| {
+        if quiet {
+            return;
+        }
+        match what {
+            jobs::ResumePlan::PublishOnly => {
+                eprintln!("resuming run {}: it is past its commit point; finishing its publish", run.info.run_id)
+            }
+            jobs::ResumePlan::Stages { rerun, reused } => eprintln!(
+                "resuming run {}: re-running {} (reusing {reused} stage(s))",
+                run.info.run_id,
+                if rerun.is_empty() { "nothing, publishing only".into() } else { rerun.join(", ") },
+            ),
+        }
     };
-    let plan = plan::build(&spec, &opts, &Registry::builtin()).map_err(Exit::Invalid)?;
-    plan::check_schemas(&plan).await.map_err(Exit::Invalid)?;
-    let attempts = state.attempts(&run.info.run_id)?;
-    let mut succeeded: HashSet<&str> = HashSet::new();
-    for s in &plan.stages {
-        if !attempts.iter().filter(|a| a.stage_id == s.id).last().is_some_and(|a| a.status.is_reusable()) {
-            continue;
-        }
-        // `restock gc` may have deleted the staged outputs since: then the stage runs again.
-        let mut staged = true;
-        for o in &s.outputs {
-            staged &= plan.lake.has_objects(&plan.lake.staging_url(&run.info.run_id, &o.name)).await?;
-        }
-        if staged {
-            succeeded.insert(s.id.as_str());
-        } else if !quiet {
-            eprintln!("stage {}: its staged outputs are gone (collected by `restock gc`?); running it again", s.id);
-        }
-    }
-    let mut rerun: HashSet<usize> = HashSet::new();
-    for (i, s) in plan.stages.iter().enumerate() {
-        if !succeeded.contains(s.id.as_str()) {
-            rerun.extend(plan.downstream(i));
-        }
-    }
-    let reuse: HashSet<usize> = (0..plan.stages.len()).filter(|i| !rerun.contains(i)).collect();
-    if !quiet {
-        let names: Vec<&str> = plan.stages.iter().enumerate().filter(|(i, _)| rerun.contains(i)).map(|(_, s)| s.id.as_str()).collect();
-        eprintln!(
-            "resuming run {}: re-running {} (reusing {} stage(s))",
-            run.info.run_id,
-            if names.is_empty() { "nothing, publishing only".into() } else { names.join(", ") },
-            reuse.len()
-        );
-    }
-    state.set_run_status(&run.info.run_id, RunStatus::Running, None)?;
-    execute(plan, state, max_parallel, quiet, reuse, cancel).await.map(|_| ())
+    let outcome = jobs::resume(&run, state.clone(), opts, &cwd()?, announce).await?;
+    report_outcome(outcome, quiet).map(|_| ())
 }
 
 fn print_collected(collected: &[crate::gc::Collected], dry_run: bool) {
@@ -522,7 +505,11 @@ fn show_run(state: Arc<dyn StateStore>, id: &str, plans: bool) -> Result<()> {
     }
     let pubs = state.publications(&run.info.run_id)?;
     if !pubs.is_empty() {
-        println!("published: {}", pubs.iter().map(|p| format!("{} v{}", p.table, p.version)).collect::<Vec<_>>().join(", "));
+        let list = pubs.iter().map(|p| format!("{} v{}", p.table, p.version)).collect::<Vec<_>>().join(", ");
+        match run.status {
+            RunStatus::Succeeded => println!("published: {list}"),
+            _ => println!("committed so far, not visible until the publish completes (restock resume): {list}"),
+        }
     }
     if plans {
         for a in &attempts {

@@ -113,14 +113,47 @@ pub fn apply_settings(ctx: &SessionContext, settings: &[(String, String)]) -> Re
     Ok(())
 }
 
-/// Syntax check alone (no schemas needed). [`sql_pos`] finds the position in the message.
-pub fn parse_sql(sql: &str) -> Result<(), String> {
-    use datafusion::sql::parser::DFParser;
-    match DFParser::parse_sql(sql) {
-        Ok(statements) if statements.len() == 1 => Ok(()),
-        Ok(statements) if statements.is_empty() => Err("the SQL is empty".into()),
-        Ok(_) => Err("a stage runs one SQL statement; found several (split them into stages)".into()),
-        Err(e) => Err(e.to_string()),
+/// Why a stage's SQL text cannot run, found without schemas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlProblem {
+    /// A parse error (or not exactly one statement); [`sql_pos`] finds the position in the message.
+    Syntax(String),
+    /// A statement that is not a query (EXPLAIN, DDL, DML, SET, COPY): stages only read.
+    NotAQuery { keyword: String, line: u64, column: u64 },
+}
+
+/// Syntax check alone (no schemas needed): exactly one statement, and a query.
+pub fn parse_sql(sql: &str) -> Result<(), SqlProblem> {
+    use datafusion::sql::parser::{DFParser, Statement};
+    use datafusion::sql::sqlparser::ast::Statement as Ast;
+    let statements = DFParser::parse_sql(sql).map_err(|e| SqlProblem::Syntax(e.to_string()))?;
+    match statements.len() {
+        0 => return Err(SqlProblem::Syntax("the SQL is empty".into())),
+        1 => {}
+        _ => return Err(SqlProblem::Syntax("a stage runs one SQL statement; found several (split them into stages)".into())),
+    }
+    if matches!(&statements[0], Statement::Statement(s) if matches!(s.as_ref(), Ast::Query(_))) {
+        return Ok(());
+    }
+    // Position of the statement's first word (comments and blank lines skipped).
+    let body = skip_comments(sql);
+    let start = sql.len() - body.len();
+    let keyword: String = body.chars().take_while(|c| c.is_ascii_alphabetic()).collect::<String>().to_ascii_uppercase();
+    let (line, column) = line_col(sql, start);
+    Err(SqlProblem::NotAQuery { keyword, line, column })
+}
+
+/// `sql` from its first character that is neither whitespace nor inside a `--` or `/* */` comment.
+fn skip_comments(mut sql: &str) -> &str {
+    loop {
+        let t = sql.trim_start();
+        if let Some(rest) = t.strip_prefix("--") {
+            sql = rest.split_once('\n').map_or("", |(_, r)| r);
+        } else if let Some(rest) = t.strip_prefix("/*") {
+            sql = rest.split_once("*/").map_or("", |(_, r)| r);
+        } else {
+            return t;
+        }
     }
 }
 

@@ -3,7 +3,9 @@
 //! A failed or cancelled run keeps its staged outputs so `restock resume` can reuse the stages
 //! that succeeded; nothing else ever deletes them. `gc` removes those older than a cut-off, plus
 //! staging no run history knows (another history store, or a deleted one), dated by the
-//! timestamp in the run id. It never touches a run marked `running`, nor a published table.
+//! timestamp in the run id. It never touches a run marked `running`, a run holding a live lease
+//! on the lake (whatever history recorded it), a run past its commit point whose publish is not
+//! finished (its staged data is what the roll-forward commits), nor a published table.
 //! Resuming a collected run still works: stages whose staged outputs are gone run again.
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -13,7 +15,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 
 use crate::plan::RUN_ID_TIME_FORMAT;
 use crate::state::{RunStatus, StateStore};
-use crate::storage::Lake;
+use crate::storage::{Lake, commit, lease};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Collected {
@@ -45,7 +47,11 @@ pub async fn collect(
                 continue;
             }
         };
+        let live: std::collections::HashSet<String> = lease::live_runs(&lake).await?.into_iter().collect();
         for run_id in lake.subfolders(&lake.root.join("_staging/")?).await? {
+            if live.contains(&run_id) || commit::is_pending(&lake, &run_id).await? {
+                continue;
+            }
             let run = runs.get(&run_id);
             let started = match run {
                 Some(r) => Some(r.started_at),
@@ -53,7 +59,7 @@ pub async fn collect(
             };
             let old_enough = started.is_some_and(|t| t < cutoff);
             let status = run.map(|r| r.status);
-            if !old_enough || status == Some(RunStatus::Running) {
+            if !old_enough || matches!(status, Some(RunStatus::Running | RunStatus::PublishIncomplete)) {
                 continue;
             }
             let url = lake.run_staging_url(&run_id);

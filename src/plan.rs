@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
-use crate::spec::{self, Config, InputSource, OutputSpec, ParamType, PartitionCol, SpecFile, YamlValue, is_identifier};
+use crate::spec::{self, Config, FileLayout, InputSource, OutputSpec, ParamType, SpecFile, YamlValue, is_identifier};
 use crate::stage::{Registry, StageDecl, StageTask};
 use crate::storage::{self, Lake};
 use crate::template::{self, RunVars};
@@ -59,8 +59,7 @@ impl RetryPolicy {
 pub enum Source {
     Parquet {
         url: Url,
-        partitions: Vec<PartitionCol>,
-        sorted_by: Vec<String>,
+        layout: FileLayout,
     },
     Table {
         name: String,
@@ -142,9 +141,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 /// The start-time part of a run id (UTC), which `restock gc` reads back to date staging.
 pub const RUN_ID_TIME_FORMAT: &str = "%Y%m%d-%H%M%S";
 
-/// `YYYYMMDD-HHMMSS-xxxx`: sortable by start time, unique enough for one lake.
+/// `YYYYMMDD-HHMMSS-mmmr`: the UTC start time to the millisecond (`mmm`) and a random hex digit
+/// (`r`). Run ids sort by start time, which the publish's no-stale-overwrite rule relies on.
 pub fn new_run_id() -> String {
-    format!("{}-{:04x}", chrono::Utc::now().format(RUN_ID_TIME_FORMAT), rand::random::<u16>())
+    let now = chrono::Utc::now();
+    format!("{}-{:03}{:x}", now.format(RUN_ID_TIME_FORMAT), now.timestamp_subsec_millis().min(999), rand::random::<u8>() % 16)
 }
 
 /// Check a pipeline and turn it into an executable plan.
@@ -305,11 +306,7 @@ pub fn build(spec: &SpecFile, opts: &PlanOptions, registry: &Registry) -> Result
                     };
                     let Some(lake) = &lake else { continue };
                     match lake.resolve(&rendered) {
-                        Ok(url) => Source::Parquet {
-                            url,
-                            partitions: spec_in.value.partitions.clone(),
-                            sorted_by: spec_in.value.sorted_by.clone(),
-                        },
+                        Ok(url) => Source::Parquet { url, layout: spec_in.value.layout.clone() },
                         Err(e) => {
                             diags.push(Diagnostic::new(p.clone(), format!("input `{input_name}`: {e:#}")).stage(id));
                             continue;
@@ -317,7 +314,7 @@ pub fn build(spec: &SpecFile, opts: &PlanOptions, registry: &Registry) -> Result
                     }
                 }
             };
-            for part in &spec_in.value.partitions {
+            for part in &spec_in.value.layout.partitions {
                 if let Err(e) = storage::inputs::partition_type(part) {
                     diags.push(Diagnostic::new(p.clone(), e.to_string()).stage(id));
                 }
@@ -675,36 +672,38 @@ pub async fn check_schemas(plan: &Plan) -> Result<SchemaReport, Diagnostics> {
     let mut diags = Diagnostics::default();
     let mut report = SchemaReport::default();
     let mut output_schemas: HashMap<String, Option<SchemaRef>> = HashMap::new();
+    // Unpinned `table:` inputs read the last completed publish (see storage::commit).
+    let visible = storage::commit::visible_versions(&plan.lake).await.unwrap_or_default();
     for stage in &plan.stages {
         let mut schemas = BTreeMap::new();
         let mut missing: Option<String> = None;
         for input in &stage.inputs {
             let schema = match &input.source {
-                Source::Parquet { url, partitions, sorted_by } => {
-                    match storage::inputs::inspect(&ctx, &plan.lake, url, partitions, sorted_by, &input.name).await {
-                        Ok(p) => Some(p.table_schema()),
-                        Err(e) if e.downcast_ref::<storage::inputs::MissingInput>().is_some() => {
-                            missing.get_or_insert(format!("{e:#}"));
+                Source::Parquet { url, layout } => match storage::inputs::inspect(&ctx, &plan.lake, url, layout, &input.name).await {
+                    Ok(p) => Some(p.table_schema()),
+                    Err(e) if e.downcast_ref::<storage::inputs::MissingInput>().is_some() => {
+                        missing.get_or_insert(format!("{e:#}"));
+                        None
+                    }
+                    Err(e) => {
+                        report.input_problems.push((stage.id.clone(), format!("{e:#}")));
+                        missing.get_or_insert(format!("input `{}` is broken (see above)", input.name));
+                        None
+                    }
+                },
+                Source::Table { name, version } => {
+                    match storage::delta::open(&plan.lake, name, version.or(visible.get(name).copied())).await {
+                        Ok(Some(t)) => t.snapshot().ok().map(|s| s.snapshot().arrow_schema()),
+                        Ok(None) => {
+                            missing.get_or_insert(format!("published table `{name}` does not exist yet"));
                             None
                         }
                         Err(e) => {
-                            report.input_problems.push((stage.id.clone(), format!("{e:#}")));
-                            missing.get_or_insert(format!("input `{}` is broken (see above)", input.name));
+                            missing.get_or_insert(format!("{e:#}"));
                             None
                         }
                     }
                 }
-                Source::Table { name, version } => match storage::delta::open(&plan.lake, name, *version).await {
-                    Ok(Some(t)) => t.snapshot().ok().map(|s| s.snapshot().arrow_schema()),
-                    Ok(None) => {
-                        missing.get_or_insert(format!("published table `{name}` does not exist yet"));
-                        None
-                    }
-                    Err(e) => {
-                        missing.get_or_insert(format!("{e:#}"));
-                        None
-                    }
-                },
                 Source::Output { name, .. } => {
                     let s = output_schemas.get(name).cloned().flatten();
                     if s.is_none() {

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 
-use crate::storage::{Lake, delta};
+use crate::storage::{Lake, commit, delta};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -21,8 +21,11 @@ pub async fn session(lake: &Lake) -> Result<(SessionContext, Vec<String>)> {
     let ctx = crate::engine::session();
     lake.register(&ctx);
     let tables = delta::list_tables(lake).await?;
+    // The versions of the last completed publish of each table: a run that is half-way through
+    // committing its tables is not seen (see storage::commit).
+    let visible = commit::visible_versions(lake).await?;
     for t in &tables {
-        delta::register(&ctx, lake, t, None, t).await?;
+        delta::register(&ctx, lake, t, visible.get(t).copied(), t).await?;
     }
     Ok((ctx, tables))
 }

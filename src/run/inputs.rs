@@ -2,42 +2,61 @@
 use anyhow::{Result, bail};
 use datafusion::prelude::SessionContext;
 
+use crate::errors::BadData;
 use crate::plan::{Plan, PlannedStage, Source};
-use crate::storage::{delta, inputs};
+use crate::spec::FileLayout;
+use crate::storage::{commit, delta, inputs};
 
-#[derive(Debug, Default, Clone, Copy)]
+/// What a stage was given to read.
+#[derive(Debug, Default, Clone)]
 pub struct InputStats {
     pub rows: u64,
     pub bytes: u64,
+    /// The Parquet inputs, to find the file at fault if decoding fails later.
+    pub parquet: Vec<inputs::ParquetInput>,
 }
 
 pub async fn register(ctx: &SessionContext, plan: &Plan, stage: &PlannedStage, run_id: &str) -> Result<InputStats> {
     let mut stats = InputStats::default();
+    let visible = tokio::sync::OnceCell::new();
     for input in &stage.inputs {
         match &input.source {
-            Source::Parquet { url, partitions, sorted_by } => {
-                let p = inputs::inspect(ctx, &plan.lake, url, partitions, sorted_by, &input.name).await?;
+            Source::Parquet { url, layout } => {
+                let p = inputs::inspect(ctx, &plan.lake, url, layout, &input.name).await?;
                 if p.rows == 0 && !input.allow_empty {
-                    bail!(
+                    bail!(BadData(format!(
                         "input `{}` is empty: 0 rows in {} file(s) at {} (set `allow_empty: true` on the input if that is expected)",
                         input.name,
                         p.files.len(),
                         url
-                    );
+                    )));
                 }
                 stats.rows += p.rows;
                 stats.bytes += p.bytes;
                 inputs::register(ctx, &input.name, &p)?;
+                stats.parquet.push(p);
             }
             Source::Output { name, .. } => {
                 let url = plan.lake.staging_url(run_id, name);
-                let p = inputs::inspect(ctx, &plan.lake, &url, &[], &[], &input.name).await?;
+                let p = inputs::inspect(ctx, &plan.lake, &url, &FileLayout::default(), &input.name).await?;
                 stats.rows += p.rows;
                 stats.bytes += p.bytes;
                 inputs::register(ctx, &input.name, &p)?;
+                stats.parquet.push(p);
             }
             Source::Table { name, version } => {
-                delta::register(ctx, &plan.lake, name, *version, &input.name).await?;
+                // Unpinned: the version of the last completed publish, never one mid-publish.
+                let version = match version {
+                    Some(v) => Some(*v),
+                    None => visible
+                        .get_or_init(|| commit::visible_versions(&plan.lake))
+                        .await
+                        .as_ref()
+                        .map_err(|e| anyhow::anyhow!("{e:#}"))?
+                        .get(name)
+                        .copied(),
+                };
+                delta::register(ctx, &plan.lake, name, version, &input.name).await?;
             }
         }
     }

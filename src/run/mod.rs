@@ -4,24 +4,28 @@
 //! * A stage starts only after all its dependencies succeeded in this run (or were reused).
 //! * A failed stage skips its dependents; independent stages still finish.
 //! * Stages write only to `_staging/<run_id>/`; nothing is published unless every stage
-//!   (including `check` stages) succeeded. Publishing commits one Delta version per table.
+//!   (including `check` stages) succeeded. Publishing goes through one commit point, the run
+//!   manifest (`crate::publish`): before it nothing is visible, after it the run is finished
+//!   even through signals and crashes.
 //! * Every attempt is recorded in the state store before it starts and when it ends, so a
 //!   crash or Ctrl-C leaves a history that `restock resume` can continue from.
 mod inputs;
 pub mod progress;
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::errors::{ErrorClass, classify};
 use crate::plan::Plan;
+use crate::publish;
 use crate::stage::{StageCx, StageReport};
 use crate::state::{AttemptMetrics, AttemptStatus, RunInfo, RunStatus, StateStore};
-use crate::storage::delta::{self, PublishRequest, Published};
+use crate::storage::commit::{Manifest, TableOutcome};
 pub use progress::Progress;
 
 pub struct RunOptions {
@@ -30,6 +34,55 @@ pub struct RunOptions {
     pub quiet: bool,
     /// Stages whose staged outputs from an earlier attempt of this run are reused (resume).
     pub reuse: HashSet<usize>,
+    /// Shared with the signal handler: whether the run is past its commit point.
+    pub commit: Arc<CommitGate>,
+}
+
+/// The line between "a signal cancels the run" and "the run is committed, finish publishing".
+/// The executor crosses it only if the run was not cancelled; a signal handler asks it whether
+/// to cancel. Both happen under one lock, so a signal can never land between the check and the
+/// commit point.
+#[derive(Debug, Default)]
+pub struct CommitGate {
+    committed: Mutex<bool>,
+}
+
+/// What a signal did to the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupted {
+    /// Before the commit point: stages stop, nothing is published.
+    Cancelled,
+    /// Past the commit point: the publish is being finished.
+    Finishing,
+}
+
+impl CommitGate {
+    pub fn interrupt(&self, cancel: &CancellationToken) -> Interrupted {
+        let committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
+        if *committed {
+            Interrupted::Finishing
+        } else {
+            cancel.cancel();
+            Interrupted::Cancelled
+        }
+    }
+
+    /// Cross the commit point unless the run was cancelled.
+    fn enter(&self, cancel: &CancellationToken) -> bool {
+        let mut committed = self.committed.lock().unwrap_or_else(|p| p.into_inner());
+        if cancel.is_cancelled() {
+            return false;
+        }
+        *committed = true;
+        true
+    }
+}
+
+/// A table a run made visible.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub table: String,
+    pub version: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -120,7 +173,16 @@ pub async fn execute(plan: Arc<Plan>, state: Arc<dyn StateStore>, opts: RunOptio
             }
         }
         let Some(joined) = running.join_next().await else { break };
-        let (i, outcome) = joined.map_err(|e| anyhow!("stage task crashed: {e}"))?;
+        let (i, outcome) = match joined {
+            Ok(done) => done,
+            Err(e) => {
+                // Panics inside a stage are caught per attempt; this is the executor itself.
+                let msg = format!("stage task crashed: {e}");
+                progress.finish();
+                state.set_run_status(&run_id, RunStatus::Failed, Some(&msg))?;
+                return Err(anyhow!(msg));
+            }
+        };
         slots[i] = Slot::Done(outcome.status);
         if outcome.status != AttemptStatus::Succeeded && outcome.status != AttemptStatus::Cancelled {
             for j in plan.downstream(i).into_iter().skip(1) {
@@ -147,25 +209,84 @@ pub async fn execute(plan: Arc<Plan>, state: Arc<dyn StateStore>, opts: RunOptio
     let all_ok = stages.iter().all(|s| s.status == AttemptStatus::Succeeded);
 
     let (status, error, published) = if opts.cancel.is_cancelled() {
-        (RunStatus::Cancelled, Some("cancelled by signal; nothing was published".to_string()), vec![])
+        (RunStatus::Cancelled, Some(NOTHING_PUBLISHED_CANCELLED.to_string()), vec![])
     } else if !all_ok {
         let failed: Vec<&str> =
             stages.iter().filter(|s| matches!(s.status, AttemptStatus::Failed | AttemptStatus::TimedOut)).map(|s| s.id.as_str()).collect();
         (RunStatus::Failed, Some(format!("stage(s) failed: {}; nothing was published", failed.join(", "))), vec![])
     } else {
         progress.message("publishing");
-        match publish_all(&plan, &state, &progress).await {
-            Ok(published) => {
-                // Staged data has been committed; keep the lake tidy.
-                let _ = plan.lake.delete_prefix(&plan.lake.run_staging_url(&run_id)).await;
-                (RunStatus::Succeeded, None, published)
-            }
-            Err(e) => (RunStatus::Failed, Some(format!("publish failed: {e:#}")), vec![]),
-        }
+        publish_run(&plan, &state, &progress, &opts).await
     };
     progress.finish();
     state.set_run_status(&run_id, status, error.as_deref())?;
     Ok(RunOutcome { run_id, status, stages, published, error })
+}
+
+const NOTHING_PUBLISHED_CANCELLED: &str = "cancelled by signal; nothing was published";
+
+/// Prepare, cross the commit point, roll forward. Errors become the run's status and message.
+async fn publish_run(
+    plan: &Plan,
+    state: &Arc<dyn StateStore>,
+    progress: &Progress,
+    opts: &RunOptions,
+) -> (RunStatus, Option<String>, Vec<Published>) {
+    let manifest = match publish::prepare(plan).await {
+        Ok(m) => m,
+        Err(e) => return (RunStatus::Failed, Some(format!("publish refused: {e:#}; nothing was published")), vec![]),
+    };
+    if !opts.commit.enter(&opts.cancel) {
+        return (RunStatus::Cancelled, Some(NOTHING_PUBLISHED_CANCELLED.to_string()), vec![]);
+    }
+    let manifest = match crate::storage::commit::write_manifest(&plan.lake, &manifest).await {
+        Ok(m) => m,
+        Err(e) => {
+            let msg = format!("cannot write the run manifest (the commit point): {e:#}; nothing was published");
+            return (RunStatus::Failed, Some(msg), vec![]);
+        }
+    };
+    finish_publish(&plan.lake, state, progress, &manifest).await
+}
+
+/// Roll a committed manifest forward and record the outcome (also what `resume` does for a run
+/// whose publish was interrupted).
+pub async fn finish_publish(
+    lake: &crate::storage::Lake,
+    state: &Arc<dyn StateStore>,
+    progress: &Progress,
+    manifest: &Manifest,
+) -> (RunStatus, Option<String>, Vec<Published>) {
+    let run_id = &manifest.run_id;
+    let mut recorded: Result<()> = Ok(());
+    let mut on_table = |d: &publish::TableDone| match &d.outcome {
+        TableOutcome { version: Some(v), .. } => {
+            if recorded.is_ok() {
+                recorded = state.record_publication(run_id, &d.table, *v);
+            }
+            progress.line(format!("⇪ committed {} v{}{}", d.table, v, if d.committed_now { "" } else { " (earlier attempt)" }));
+        }
+        TableOutcome { superseded_by: by, .. } => {
+            progress.line(format!("⇪ {} left as it is: newer run {} published it", d.table, by.as_deref().unwrap_or("?")))
+        }
+    };
+    let result = publish::roll_forward(lake, manifest, &mut on_table).await;
+    let completion = match result.and_then(|c| recorded.map(|_| c)) {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = format!(
+                "publish incomplete: {e:#}. The run is past its commit point: readers still see the previous version of \
+                 every table of this run until it completes. Fix the cause, then `restock resume {run_id}` finishes it \
+                 (the next run on this lake does too)"
+            );
+            return (RunStatus::PublishIncomplete, Some(msg), vec![]);
+        }
+    };
+    // Committed: keep the lake tidy.
+    let _ = lake.delete_prefix(&lake.run_staging_url(run_id)).await;
+    let published =
+        completion.tables.iter().filter_map(|(t, o)| o.version.map(|version| Published { table: t.clone(), version })).collect();
+    (RunStatus::Succeeded, None, published)
 }
 
 async fn run_stage(plan: &Plan, i: usize, state: Arc<dyn StateStore>, cancel: CancellationToken, progress: &Progress) -> StageOutcome {
@@ -182,6 +303,10 @@ async fn run_stage(plan: &Plan, i: usize, state: Arc<dyn StateStore>, cancel: Ca
         let attempt_started = Instant::now();
         let stage_cancel = cancel.child_token();
         let result = attempt_once(plan, i, &stage_cancel).await;
+        let class = match &result {
+            Err(AttemptError::Failed(e)) => classify(e),
+            _ => ErrorClass::Transient,
+        };
         let (status, err, report, metrics) = match result {
             Ok((report, inputs)) => {
                 let metrics = AttemptMetrics {
@@ -240,7 +365,7 @@ async fn run_stage(plan: &Plan, i: usize, state: Arc<dyn StateStore>, cancel: Ca
             }
             _ => {
                 let msg = err.unwrap_or_default();
-                if retry < stage.retry.max_retries && !cancel.is_cancelled() {
+                if retry < stage.retry.max_retries && !cancel.is_cancelled() && class == ErrorClass::Transient {
                     retry += 1;
                     let delay = stage.retry.delay(retry);
                     progress.stage_done(
@@ -252,6 +377,11 @@ async fn run_stage(plan: &Plan, i: usize, state: Arc<dyn StateStore>, cancel: Ca
                         _ = cancel.cancelled() => return failed(stage.id.clone(), AttemptStatus::Cancelled, retry, "cancelled".into(), started),
                     }
                 }
+                let msg = if class == ErrorClass::Deterministic && retry < stage.retry.max_retries {
+                    format!("{msg} (not retried: the same input fails the same way)")
+                } else {
+                    msg
+                };
                 progress.stage_done(bar, format!("✖ {} {status}: {msg}", stage.id));
                 return failed(stage.id.clone(), status, retry + 1, msg, started);
             }
@@ -284,8 +414,19 @@ async fn attempt_once(plan: &Plan, i: usize, cancel: &CancellationToken) -> Resu
             outputs.push((o.name.clone(), url));
         }
         let cx = StageCx { stage_id: stage.id.clone(), ctx, outputs, cancel: cancel.clone() };
-        let report = stage.task.run(&cx).await?;
-        Ok::<_, anyhow::Error>((report, stats))
+        match stage.task.run(&cx).await {
+            Ok(report) => Ok::<_, anyhow::Error>((report, stats)),
+            Err(e) => Err(name_the_file(plan, &stats, e).await),
+        }
+    };
+    // A stage that panics (libtorch raises C++ exceptions through tch as panics) is a failed
+    // attempt with the panic's message, not a crashed executor.
+    let work = async {
+        use futures::FutureExt;
+        match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+            Ok(r) => r,
+            Err(panic) => Err(anyhow!("stage panicked: {}", panic_message(panic.as_ref()))),
+        }
     };
     let timeout = stage.timeout.unwrap_or(Duration::from_secs(60 * 60 * 24 * 365));
     tokio::select! {
@@ -297,36 +438,21 @@ async fn attempt_once(plan: &Plan, i: usize, cancel: &CancellationToken) -> Resu
     }
 }
 
-/// Commit every published output. Schemas are checked for all tables before the first commit,
-/// so a schema conflict in the last table cannot leave the first ones updated.
-async fn publish_all(plan: &Plan, state: &Arc<dyn StateStore>, progress: &Progress) -> Result<Vec<Published>> {
-    let run_id = &plan.vars.run_id;
-    let ctx = crate::engine::session();
-    plan.lake.register(&ctx);
-    let outputs: Vec<_> = plan.stages.iter().flat_map(|s| s.outputs.iter().filter(|o| o.publish).map(move |o| (s, o))).collect();
-    for (_, o) in &outputs {
-        delta::check_compatible(&ctx, &plan.lake, &o.name, &plan.lake.staging_url(run_id, &o.name), o.schema_mode).await?;
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// A query that failed decoding Parquet says nothing of which file: find it and say so.
+async fn name_the_file(plan: &Plan, stats: &inputs::InputStats, e: anyhow::Error) -> anyhow::Error {
+    if !crate::errors::is_decoding(&e) || stats.parquet.is_empty() {
+        return e;
     }
-    let mut published = vec![];
-    for (stage, o) in outputs {
-        let staged = plan.lake.staging_url(run_id, &o.name);
-        let p = delta::publish(
-            &ctx,
-            &plan.lake,
-            PublishRequest {
-                table: &o.name,
-                staged: &staged,
-                run_id,
-                pipeline: &plan.name,
-                stage: &stage.id,
-                schema_mode: o.schema_mode,
-                partition_by: &o.partition_by,
-            },
-        )
-        .await?;
-        state.record_publication(run_id, &p.table, p.version)?;
-        progress.line(format!("⇪ published {} v{}", p.table, p.version));
-        published.push(p);
+    match crate::storage::inputs::find_corrupt_file(&plan.lake, &stats.parquet).await {
+        Some(which) => e.context(which),
+        None => e,
     }
-    Ok(published)
 }

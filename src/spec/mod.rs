@@ -120,11 +120,29 @@ pub struct RetrySpec {
 pub struct InputSpec {
     pub source: InputSource,
     pub allow_empty: bool,
+    /// How the files of a `path` input are laid out (empty for other inputs).
+    pub layout: FileLayout,
+}
+
+/// How the Parquet files of a `path` input are laid out, as declared on the input.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FileLayout {
     /// Hive partition columns of a Parquet folder (`year=2025/month=01/`), typed by name.
     pub partitions: Vec<PartitionCol>,
     /// Columns each Parquet file is sorted by (ascending), outermost first. Lets DataFusion
     /// aggregate, join and window over that order by streaming instead of hashing or sorting.
     pub sorted_by: Vec<String>,
+    pub missing_columns: MissingColumns,
+}
+
+/// What a file that lacks a column its sibling files have means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MissingColumns {
+    /// An error naming the file and the column (a broken or partial export).
+    #[default]
+    Error,
+    /// The column reads as null in that file; allowed only for nullable columns.
+    Null,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -187,6 +205,18 @@ struct InputMap {
     partitions: Vec<PartitionCol>,
     #[serde(default)]
     sorted_by: Vec<String>,
+    #[serde(default, deserialize_with = "missing_columns_field")]
+    missing_columns: Option<MissingColumns>,
+}
+
+/// `missing_columns: null` (YAML null, or the string) or `missing_columns: error`; absent is
+/// `None` (the default, an error), so a written `null` must not read as absent.
+fn missing_columns_field<'de, D: Deserializer<'de>>(d: D) -> Result<Option<MissingColumns>, D::Error> {
+    match Option::<String>::deserialize(d)?.as_deref() {
+        None | Some("null") => Ok(Some(MissingColumns::Null)),
+        Some("error") => Ok(Some(MissingColumns::Error)),
+        Some(other) => Err(de::Error::custom(format!("`missing_columns` is `null` or `error`, not `{other}`"))),
+    }
 }
 
 impl<'de> Deserialize<'de> for InputSpec {
@@ -199,7 +229,7 @@ impl<'de> Deserialize<'de> for InputSpec {
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<InputSpec, E> {
                 let source = InputSource::parse_shorthand(s).map_err(E::custom)?;
-                Ok(InputSpec { source, allow_empty: false, partitions: vec![], sorted_by: vec![] })
+                Ok(InputSpec { source, allow_empty: false, layout: FileLayout::default() })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<InputSpec, A::Error> {
                 let m = InputMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
@@ -212,10 +242,14 @@ impl<'de> Deserialize<'de> for InputSpec {
                 if m.version.is_some() && !matches!(source, InputSource::Table { .. }) {
                     return Err(de::Error::custom("`version` only applies to `table` inputs"));
                 }
-                if !matches!(source, InputSource::Parquet(_)) && !(m.partitions.is_empty() && m.sorted_by.is_empty()) {
-                    return Err(de::Error::custom("`partitions` and `sorted_by` only apply to `path` inputs"));
+                if !matches!(source, InputSource::Parquet(_))
+                    && !(m.partitions.is_empty() && m.sorted_by.is_empty() && m.missing_columns.is_none())
+                {
+                    return Err(de::Error::custom("`partitions`, `sorted_by` and `missing_columns` only apply to `path` inputs"));
                 }
-                Ok(InputSpec { source, allow_empty: m.allow_empty, partitions: m.partitions, sorted_by: m.sorted_by })
+                let layout =
+                    FileLayout { partitions: m.partitions, sorted_by: m.sorted_by, missing_columns: m.missing_columns.unwrap_or_default() };
+                Ok(InputSpec { source, allow_empty: m.allow_empty, layout })
             }
         }
         d.deserialize_any(V)
@@ -233,7 +267,7 @@ pub struct OutputSpec {
 }
 
 /// What publishing does when the new data's schema differs from the published table's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SchemaMode {
     /// Refuse: a changed column type is almost always an upstream bug; analysts keep the old data.

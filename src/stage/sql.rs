@@ -2,7 +2,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use serde::Deserialize;
@@ -65,9 +65,22 @@ pub fn load_sql(
     }
     let sql = crate::template::render(&raw, decl.vars)
         .map_err(|e| template_diag(decl, &origin, e.line.map(|l| l as u64), &format!("template error: {}", e.message)))?;
-    if let Err(msg) = engine::parse_sql(&sql) {
-        let (pos, suffix) = engine::sql_pos(&origin, &sql, &msg);
-        return Err(Diagnostic::new(pos, format!("SQL syntax error: {}{suffix}", clean_parser_message(&msg))).stage(decl.id));
+    match engine::parse_sql(&sql) {
+        Ok(()) => {}
+        Err(engine::SqlProblem::Syntax(msg)) => {
+            let (pos, suffix) = engine::sql_pos(&origin, &sql, &msg);
+            return Err(Diagnostic::new(pos, format!("SQL syntax error: {}{suffix}", clean_parser_message(&msg))).stage(decl.id));
+        }
+        Err(engine::SqlProblem::NotAQuery { keyword, line, column }) => {
+            let at = format!("Line: {line}, Column: {column}");
+            let (pos, suffix) = engine::sql_pos(&origin, &sql, &at);
+            return Err(Diagnostic::new(
+                pos,
+                format!("`{keyword}` is not a query: a stage runs one read-only query (SELECT, WITH or VALUES){suffix}"),
+            )
+            .stage(decl.id)
+            .help("EXPLAIN, DDL (CREATE, DROP), DML (INSERT, UPDATE, DELETE, COPY) and SET are refused; see plans with `restock show RUN --plans`"));
+        }
     }
     Ok((sql, origin, raw))
 }
@@ -140,6 +153,6 @@ impl SqlTask {
     fn runtime_error(&self, e: &datafusion::error::DataFusionError) -> anyhow::Error {
         let msg = engine::explain(e);
         let (pos, suffix) = engine::sql_pos(&self.origin, &self.sql, &msg);
-        anyhow!("SQL failed at {pos}{suffix}: {msg}")
+        crate::errors::Explained::new(format!("SQL failed at {pos}{suffix}: {msg}"), e).into()
     }
 }

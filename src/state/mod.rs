@@ -22,6 +22,10 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     Cancelled,
+    /// Past its commit point (the run manifest is in the lake) but not every table is committed
+    /// yet: readers still see the previous versions; `resume` (or the next run on the lake)
+    /// rolls it forward.
+    PublishIncomplete,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,7 +53,10 @@ macro_rules! str_enum {
         }
     };
 }
-str_enum!(RunStatus { Running => "running", Succeeded => "succeeded", Failed => "failed", Cancelled => "cancelled" });
+str_enum!(RunStatus {
+    Running => "running", Succeeded => "succeeded", Failed => "failed", Cancelled => "cancelled",
+    PublishIncomplete => "publish_incomplete",
+});
 str_enum!(AttemptStatus {
     Running => "running", Succeeded => "succeeded", Failed => "failed", TimedOut => "timed_out",
     Cancelled => "cancelled", Skipped => "skipped",
@@ -147,18 +154,29 @@ pub trait StateStore: Send + Sync {
     fn publications(&self, run_id: &str) -> Result<Vec<Publication>>;
 }
 
+/// How a command uses run history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `run`, `resume`, `gc`: records runs.
+    ReadWrite,
+    /// `runs`, `show`: never writes, so works on a read-only database (or none yet).
+    ReadOnly,
+}
+
 /// Open the state store named by a URL: `sqlite://PATH` (relative to `base_dir`) or a bare path.
-pub fn open(url: &str, base_dir: &Path) -> Result<Arc<dyn StateStore>> {
-    if let Some(path) = url.strip_prefix("sqlite://") {
+pub fn open(url: &str, base_dir: &Path, access: Access) -> Result<Arc<dyn StateStore>> {
+    let path = if let Some(path) = url.strip_prefix("sqlite://") {
         let p = Path::new(path);
-        let p = if p.is_absolute() { p.to_path_buf() } else { base_dir.join(p) };
-        return Ok(Arc::new(SqliteStore::open(&p)?));
-    }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        if p.is_absolute() { p.to_path_buf() } else { base_dir.join(p) }
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         bail!("state store `{url}`: Postgres is not supported yet; use sqlite://PATH");
-    }
-    if url.contains("://") {
+    } else if url.contains("://") {
         bail!("state store `{url}`: unsupported scheme (use sqlite://PATH)");
-    }
-    Ok(Arc::new(SqliteStore::open(&base_dir.join(url))?))
+    } else {
+        base_dir.join(url)
+    };
+    Ok(Arc::new(match access {
+        Access::ReadWrite => SqliteStore::open(&path)?,
+        Access::ReadOnly => SqliteStore::open_read_only(&path)?,
+    }))
 }

@@ -70,19 +70,52 @@ impl SqliteStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         }
-        let conn = Connection::open(path).with_context(|| format!("cannot open state database {}", path.display()))?;
+        Self::open_rw(path).map_err(|e| explain_open_error(path, e))
+    }
+
+    fn open_rw(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // WAL + NORMAL: a commit survives a crash of restock (not of the OS) without an fsync per
         // write, which would otherwise dominate the per-stage overhead.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version > SCHEMA_VERSION {
-            bail!("state database {} was written by a newer restock (schema {version} > {SCHEMA_VERSION})", path.display());
-        }
+        check_schema_version(&conn, path)?;
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        Ok(Self { conn: Mutex::new(conn) })
+    }
+
+    /// For commands that only read history. A database that does not exist yet reads as empty;
+    /// one that is not writable (or whose `-wal`/`-shm` files are not) is still readable.
+    pub fn open_read_only(path: &Path) -> Result<Self> {
+        use rusqlite::OpenFlags;
+        if !path.exists() {
+            let conn = Connection::open_in_memory()?;
+            conn.execute_batch(SCHEMA)?;
+            return Ok(Self { conn: Mutex::new(conn) });
+        }
+        let open = |flags: OpenFlags| -> Result<Connection> {
+            let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            check_schema_version(&conn, path)?;
+            conn.query_row("SELECT COUNT(*) FROM runs", [], |_| Ok(()))?;
+            Ok(conn)
+        };
+        let conn = open(OpenFlags::SQLITE_OPEN_READ_ONLY).or_else(|first| {
+            // A WAL database needs a writable `-shm` to read; where it is not, read the file as an
+            // immutable snapshot instead (what a crashed writer left in `-wal` is not seen).
+            let folder_unwritable = path.parent().is_some_and(unwritable);
+            if unwritable(&wal_file(path, "-shm")) || unwritable(path) || folder_unwritable {
+                let uri = format!("file:{}?immutable=1", path.display());
+                let conn = Connection::open_with_flags(uri, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI)?;
+                conn.query_row("SELECT COUNT(*) FROM runs", [], |_| Ok(()))?;
+                return Ok(conn);
+            }
+            Err(first)
+        });
+        let conn = conn.map_err(|e| explain_open_error(path, e))?;
         Ok(Self { conn: Mutex::new(conn) })
     }
 
@@ -90,6 +123,48 @@ impl SqliteStore {
         // A panic while holding the lock cannot leave SQLite inconsistent (statements are atomic).
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+fn check_schema_version(conn: &Connection, path: &Path) -> Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        bail!("state database {} was written by a newer restock (schema {version} > {SCHEMA_VERSION})", path.display());
+    }
+    Ok(())
+}
+
+fn wal_file(db: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(suffix);
+    s.into()
+}
+
+/// Whether a file exists and this process may not write it.
+fn unwritable(p: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else { return false };
+    p.exists() && unsafe { libc::access(c.as_ptr(), libc::W_OK) } != 0
+}
+
+/// A state-database error that names the file at fault: the database, its `-wal` or `-shm`
+/// file, or the folder (SQLite creates the latter two beside the database).
+fn explain_open_error(path: &Path, e: anyhow::Error) -> anyhow::Error {
+    let mut culprits: Vec<String> = [path.to_path_buf(), wal_file(path, "-wal"), wal_file(path, "-shm")]
+        .iter()
+        .filter(|f| unwritable(f))
+        .map(|f| format!("{} is read-only", f.display()))
+        .collect();
+    if let Some(dir) = path.parent().filter(|d| unwritable(d)) {
+        culprits.push(format!("its folder {} is read-only", dir.display()));
+    }
+    if culprits.is_empty() {
+        return e.context(format!("cannot use state database {}", path.display()));
+    }
+    anyhow::anyhow!(
+        "cannot use state database {}: {} ({e:#}). Fix the permissions, or pass --state sqlite://OTHER.db",
+        path.display(),
+        culprits.join(", ")
+    )
 }
 
 fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RunRecord, String)> {

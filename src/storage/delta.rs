@@ -14,7 +14,6 @@ use deltalake::logstore::{LogStore, LogStoreFactory, ObjectStoreRef, StorageConf
 use deltalake::operations::write::SchemaMode as DeltaSchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
-use futures::TryStreamExt;
 use url::Url;
 
 use super::{Lake, store_key};
@@ -82,7 +81,8 @@ pub async fn open(lake: &Lake, name: &str, version: Option<i64>) -> Result<Optio
     }
 }
 
-/// Register a published table in a DataFusion session under `alias`.
+/// Register a published table in a DataFusion session under `alias`. `version: None` reads the
+/// latest version.
 pub async fn register(ctx: &SessionContext, lake: &Lake, name: &str, version: Option<i64>, alias: &str) -> Result<()> {
     let table = open(lake, name, version)
         .await?
@@ -91,13 +91,6 @@ pub async fn register(ctx: &SessionContext, lake: &Lake, name: &str, version: Op
     let provider = table.table_provider().await?;
     ctx.register_table(alias, provider)?;
     Ok(())
-}
-
-/// The run id recorded in the latest commit of a table, if any.
-pub async fn latest_run_id(table: &DeltaTable) -> Result<Option<String>> {
-    let mut history = table.history(Some(1));
-    let Some(info) = history.try_next().await? else { return Ok(None) };
-    Ok(info.info.get(RUN_ID_KEY).and_then(|v| v.as_str()).map(str::to_string))
 }
 
 pub struct PublishRequest<'a> {
@@ -118,15 +111,10 @@ pub struct Published {
     pub committed_now: bool,
 }
 
-/// Commit a staged output as the new version of its table (overwrite). Idempotent per run:
-/// re-publishing after a crash between two tables' commits does not write a table twice.
+/// Commit a staged output as the new version of its table (overwrite). Not idempotent by
+/// itself: `crate::publish` first asks [`version_of_run`] whether the run already committed it.
 pub async fn publish(ctx: &SessionContext, lake: &Lake, req: PublishRequest<'_>) -> Result<Published> {
     let existing = open(lake, req.table, None).await?;
-    if let Some(t) = &existing {
-        if latest_run_id(t).await?.as_deref() == Some(req.run_id) {
-            return Ok(Published { table: req.table.into(), version: t.version().unwrap_or(0) as i64, committed_now: false });
-        }
-    }
     let table = match existing {
         Some(t) => t,
         None => builder(lake, &lake.table_url(req.table))?.build()?,
@@ -163,12 +151,56 @@ pub async fn publish(ctx: &SessionContext, lake: &Lake, req: PublishRequest<'_>)
     Ok(Published { table: req.table.into(), version: table.version().unwrap_or(0) as i64, committed_now: true })
 }
 
+/// The version of `table` whose commit carries `run_id`, searching from its latest version down
+/// to `after + 1` (the version the run found when it wrote its manifest). Reads the commit files
+/// themselves, so it is exact even when another writer committed after the run.
+pub async fn version_of_run(lake: &Lake, table: &str, run_id: &str, after: Option<i64>, latest: i64) -> Result<Option<i64>> {
+    let first = after.map_or(0, |a| a + 1);
+    for v in (first..=latest).rev() {
+        if commit_run_id(lake, table, v).await?.as_deref() == Some(run_id) {
+            return Ok(Some(v));
+        }
+    }
+    Ok(None)
+}
+
+/// The run id in the commit info of version `v` of a table (`None` for other writers' commits).
+pub async fn commit_run_id(lake: &Lake, table: &str, v: i64) -> Result<Option<String>> {
+    use object_store::ObjectStoreExt;
+    let url = lake.table_url(table).join(&format!("_delta_log/{v:020}.json"))?;
+    let bytes = match lake.store.get(&super::object_path(&url)?).await {
+        Ok(r) => r.bytes().await?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {url}")),
+    };
+    for line in bytes.split(|&b| b == b'\n') {
+        let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
+        if let Some(id) = action.get("commitInfo").and_then(|c| c.get(RUN_ID_KEY)).and_then(|v| v.as_str()) {
+            return Ok(Some(id.to_string()));
+        }
+    }
+    Ok(None)
+}
+
+/// A table's latest version and the run that wrote it; `None` if the table does not exist.
+pub async fn head(lake: &Lake, table: &str) -> Result<Option<(i64, Option<String>)>> {
+    let Some(t) = open(lake, table, None).await? else { return Ok(None) };
+    let v = t.version().unwrap_or(0) as i64;
+    Ok(Some((v, commit_run_id(lake, table, v).await?)))
+}
+
 fn explain_write_error(table: &str, e: DeltaTableError) -> anyhow::Error {
     let msg = e.to_string();
     if matches!(e, DeltaTableError::SchemaMismatch { .. }) {
         anyhow::anyhow!(
             "publishing `{table}` refused: its schema differs from the published table ({msg}). \
              If the change is intended, set `schema_mode: merge` or `overwrite` on that output."
+        )
+    } else if matches!(e, DeltaTableError::Transaction { .. } | DeltaTableError::VersionAlreadyExists(_)) {
+        anyhow::anyhow!(
+            "publishing `{table}` failed: another writer committed a new version of the table at the same time ({}); \
+             nothing of this run is visible yet, `restock resume` finishes it",
+            msg.lines().next().unwrap_or_default()
         )
     } else {
         anyhow::anyhow!("publishing `{table}` failed: {msg}")

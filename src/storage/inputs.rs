@@ -20,8 +20,9 @@ use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::statistics::Statistics;
 use url::Url;
 
-use super::{Lake, store_for};
-use crate::spec::PartitionCol;
+use super::Lake;
+use crate::errors::BadData;
+use crate::spec::{FileLayout, MissingColumns, PartitionCol};
 
 /// Footers read by this process, keyed by (path, size, last modified, e-tag): a file rewritten
 /// in place gets a new key, so a stale footer is never used. Bounded: cleared when full.
@@ -106,16 +107,10 @@ pub fn listing_url(url: &Url) -> Result<ListingTableUrl> {
 }
 
 /// List, read footers, check schema agreement. `what` names the input in messages.
-pub async fn inspect(
-    ctx: &SessionContext,
-    lake: &Lake,
-    url: &Url,
-    partitions: &[PartitionCol],
-    sorted_by: &[String],
-    what: &str,
-) -> Result<ParquetInput> {
+pub async fn inspect(ctx: &SessionContext, lake: &Lake, url: &Url, layout: &FileLayout, what: &str) -> Result<ParquetInput> {
+    let sorted_by = &layout.sorted_by;
     lake.register_url(ctx, url)?;
-    let store = if super::store_key(url) == super::store_key(&lake.root) { lake.store.clone() } else { store_for(url)? };
+    let store = lake.store_of(url)?;
     let listing = listing_url(url)?;
     let state = ctx.state();
     let mut files: Vec<ObjectMeta> = listing
@@ -138,18 +133,18 @@ pub async fn inspect(
             let footers = lake.footers.clone();
             async move {
                 let unreadable = |e: anyhow::Error| {
-                    anyhow!("input `{what}`: file {} is not a readable Parquet file (corrupt or truncated?): {e}", meta.location)
+                    bad(format!("input `{what}`: file {} is not a readable Parquet file (corrupt or truncated?): {e}", meta.location))
                 };
                 let md = footers.get_or_read(store.as_ref(), &meta).await.map_err(unreadable)?;
                 let fm = md.file_metadata();
                 let schema = parquet::arrow::parquet_to_arrow_schema(fm.schema_descr(), fm.key_value_metadata())
                     .map_err(|e| unreadable(e.into()))?;
                 if let Err(why) = check_sorted(&md, sorted_by) {
-                    bail!(
+                    return Err(bad(format!(
                         "input `{what}`: file {} is not sorted by [{}] as `sorted_by` declares: {why}",
                         meta.location,
                         sorted_by.join(", ")
-                    );
+                    )));
                 }
                 let rows = fm.num_rows().max(0) as u64;
                 Ok::<_, anyhow::Error>((meta, Arc::new(schema), rows))
@@ -169,14 +164,16 @@ pub async fn inspect(
     for (meta, schema, _) in &footers[1..] {
         for field in schema.fields() {
             match merged.iter_mut().find(|(f, _)| f.name() == field.name()) {
-                Some((seen, seen_in)) if !types_compatible(seen.data_type(), field.data_type()) => bail!(
-                    "input `{what}`: column `{}` is {} in {} but {} in {} (a column changed type)",
-                    field.name(),
-                    field.data_type(),
-                    meta.location,
-                    seen.data_type(),
-                    seen_in
-                ),
+                Some((seen, seen_in)) if !types_compatible(seen.data_type(), field.data_type()) => {
+                    return Err(bad(format!(
+                        "input `{what}`: column `{}` is {} in {} but {} in {} (a column changed type)",
+                        field.name(),
+                        field.data_type(),
+                        meta.location,
+                        seen.data_type(),
+                        seen_in
+                    )));
+                }
                 // Writers mark a column non-nullable when a file happens to hold no nulls; the
                 // table is nullable if any file says so, or reading the other files fails.
                 Some((seen, _)) if field.is_nullable() && !seen.is_nullable() => {
@@ -187,14 +184,9 @@ pub async fn inspect(
             }
         }
     }
-    // A column some files lack reads as null there.
-    let in_every_file = |name: &str| footers.iter().all(|(_, s, _)| s.field_with_name(name).is_ok());
-    let fields: Vec<_> = merged
-        .into_iter()
-        .map(|(f, _)| if f.is_nullable() || in_every_file(f.name()) { f } else { Arc::new(f.as_ref().clone().with_nullable(true)) })
-        .collect();
+    let fields = check_missing_columns(merged, &footers, layout.missing_columns, what)?;
     let schema = Arc::new(Schema::new(fields));
-    let partitions = partitions.iter().map(|p| Ok((p.name.clone(), partition_type(p)?))).collect::<Result<Vec<_>>>()?;
+    let partitions = layout.partitions.iter().map(|p| Ok((p.name.clone(), partition_type(p)?))).collect::<Result<Vec<_>>>()?;
     for (name, _) in &partitions {
         if schema.field_with_name(name).is_ok() {
             bail!("input `{what}`: partition column `{name}` is also a column inside the files");
@@ -203,6 +195,49 @@ pub async fn inspect(
     let rows = footers.iter().map(|f| f.2).sum();
     let bytes = files.iter().map(|f| f.size).sum();
     Ok(ParquetInput { url: url.clone(), files, schema, partitions, sorted_by: sorted_by.to_vec(), rows, bytes })
+}
+
+fn bad(msg: String) -> anyhow::Error {
+    BadData(msg).into()
+}
+
+/// A column some files lack: an error naming the file and the column, unless the input says
+/// `missing_columns: null` and the column is nullable, when it reads as null in those files.
+fn check_missing_columns(
+    merged: Vec<(Arc<datafusion::arrow::datatypes::Field>, String)>,
+    footers: &[(ObjectMeta, SchemaRef, u64)],
+    policy: MissingColumns,
+    what: &str,
+) -> Result<Vec<Arc<datafusion::arrow::datatypes::Field>>> {
+    let mut fields = Vec::with_capacity(merged.len());
+    for (f, seen_in) in merged {
+        let Some((lacking, _, _)) = footers.iter().find(|(_, s, _)| s.field_with_name(f.name()).is_err()) else {
+            fields.push(f);
+            continue;
+        };
+        let lacks = footers.iter().filter(|(_, s, _)| s.field_with_name(f.name()).is_err()).count();
+        let others = if lacks > 1 { format!(" (and {} other file(s))", lacks - 1) } else { String::new() };
+        match policy {
+            MissingColumns::Null if f.is_nullable() => fields.push(Arc::new(f.as_ref().clone().with_nullable(true))),
+            MissingColumns::Null => {
+                return Err(bad(format!(
+                    "input `{what}`: file {}{others} lacks column `{}`, which is non-nullable in {seen_in}; \
+                     `missing_columns: null` only fills nullable columns",
+                    lacking.location,
+                    f.name()
+                )));
+            }
+            MissingColumns::Error => {
+                return Err(bad(format!(
+                    "input `{what}`: file {}{others} lacks column `{}`, which {seen_in} has (a partial or broken export?). \
+                     If files without it are expected, set `missing_columns: null` on the input to read it as null there",
+                    lacking.location,
+                    f.name()
+                )));
+            }
+        }
+    }
+    Ok(fields)
 }
 
 /// Does a file's footer bear out a declared ascending sort order? Parquet records the order a
@@ -265,6 +300,33 @@ fn stats_less(next: &Statistics, prev: &Statistics) -> bool {
         }
         _ => false,
     }
+}
+
+/// After a query failed while decoding Parquet, find the input file at fault: decode every
+/// file fully (only on that failure path) and return a message naming the first that fails.
+pub async fn find_corrupt_file(lake: &Lake, inputs: &[ParquetInput]) -> Option<String> {
+    for input in inputs {
+        let store = lake.store_of(&input.url).ok()?;
+        for meta in &input.files {
+            if let Err(e) = decode_all(store.clone(), meta).await {
+                return Some(format!("file {} cannot be decoded (corrupt data pages?): {e}", meta.location));
+            }
+        }
+    }
+    None
+}
+
+async fn decode_all(store: Arc<dyn ObjectStore>, meta: &ObjectMeta) -> Result<()> {
+    let bytes = store.get(&meta.location).await?.bytes().await?;
+    // CPU-bound: off the async runtime.
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
+        for batch in reader {
+            batch?;
+        }
+        Ok(())
+    })
+    .await?
 }
 
 /// A Parquet footer: two small range reads, no data pages.

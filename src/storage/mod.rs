@@ -4,10 +4,16 @@
 //! <root>/raw/...                         source data (the demo writes here)
 //! <root>/tables/<name>/                  published Delta tables (what analysts query)
 //! <root>/_staging/<run_id>/<output>/     a run's outputs before publish (write-audit-publish)
+//! <root>/_restock/commits/<run_id>.json  run manifests: the commit point of a publish (`commit.rs`)
+//! <root>/_restock/complete/<run_id>.json ... and their completions
+//! <root>/_restock/leases/<pipeline>/     one run of a pipeline at a time (`lease.rs`)
 //! ```
 //! This module may not know about stages or runs beyond those path conventions.
+pub mod commit;
 pub mod delta;
+pub mod faults;
 pub mod inputs;
+pub mod lease;
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -86,6 +92,10 @@ fn normalize(p: &Path) -> std::path::PathBuf {
 pub const CLOUD_SCHEMES: [&str; 7] = ["s3", "s3a", "gs", "az", "abfs", "abfss", "azure"];
 
 pub fn store_for(url: &Url) -> Result<Arc<dyn ObjectStore>> {
+    faults::wrap(plain_store_for(url)?)
+}
+
+fn plain_store_for(url: &Url) -> Result<Arc<dyn ObjectStore>> {
     Ok(match url.scheme() {
         "file" => Arc::new(LocalFileSystem::new()),
         "memory" => memory_store(),
@@ -145,6 +155,11 @@ impl Lake {
     /// Make this lake's store (and the store of any other URL it reads) known to DataFusion.
     pub fn register(&self, ctx: &SessionContext) {
         ctx.runtime_env().register_object_store(&store_key(&self.root), self.store.clone());
+    }
+
+    /// The store holding `url`: the lake's own, or a store for a foreign URL.
+    pub fn store_of(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
+        if store_key(url) == store_key(&self.root) { Ok(self.store.clone()) } else { store_for(url) }
     }
 
     /// Register the store for a foreign URL (an input outside the lake root).

@@ -59,6 +59,13 @@ impl Project {
         c
     }
 
+    /// The same command as [`Project::cmd`], as a std `Command` (to spawn and signal it).
+    pub fn std_cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("restock"));
+        c.current_dir(self.path()).args(["--quiet"]).args(args).env_remove("RESTOCK_LAKE").env_remove("RESTOCK_STATE");
+        c
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().expect("run restock")
     }

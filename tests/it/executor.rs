@@ -37,6 +37,8 @@ struct TestConfig {
     fail_first: u32,
     #[serde(default)]
     always_fail: bool,
+    #[serde(default)]
+    panic: bool,
 }
 
 #[derive(Debug)]
@@ -45,6 +47,7 @@ struct TestTask {
     ms: u64,
     fail_first: u32,
     always_fail: bool,
+    panic: bool,
 }
 
 struct ProbeRef(Arc<Probe>);
@@ -65,6 +68,7 @@ impl StageKind for TestKind {
             ms: c.ms,
             fail_first: c.fail_first,
             always_fail: c.always_fail,
+            panic: c.panic,
         }))
     }
 }
@@ -89,6 +93,9 @@ impl StageTask for TestTask {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(self.ms)) => {}
             _ = cx.cancel.cancelled() => anyhow::bail!("cancelled"),
+        }
+        if self.panic {
+            panic!("C++ exception: shape mismatch");
         }
         if self.always_fail || call < self.fail_first {
             anyhow::bail!("planned failure (call {call})");
@@ -123,9 +130,13 @@ async fn run_yaml(env: &Env, yaml: &str, max_parallel: usize, cancel: Cancellati
         base_dir: env.base.clone(),
     };
     let plan = plan::build(&spec, &opts, &registry).unwrap_or_else(|d| panic!("{d}"));
-    run::start(Arc::new(plan), env.state.clone(), RunOptions { max_parallel, cancel, quiet: true, reuse: Default::default() })
-        .await
-        .expect("state store works")
+    run::start(
+        Arc::new(plan),
+        env.state.clone(),
+        RunOptions { max_parallel, cancel, quiet: true, reuse: Default::default(), commit: Default::default() },
+    )
+    .await
+    .expect("state store works")
 }
 
 fn stage<'a>(o: &'a RunOutcome, id: &str) -> &'a run::StageOutcome {
@@ -326,7 +337,13 @@ stages:
     let o = run::start(
         Arc::new(plan),
         env.state.clone(),
-        RunOptions { max_parallel: 2, cancel: CancellationToken::new(), quiet: true, reuse: Default::default() },
+        RunOptions {
+            max_parallel: 2,
+            cancel: CancellationToken::new(),
+            quiet: true,
+            reuse: Default::default(),
+            commit: Default::default(),
+        },
     )
     .await
     .unwrap();
@@ -372,4 +389,34 @@ stages:
     assert!(seen.len() >= 2, "the reader polled during the run: {seen:?}");
     assert!(seen.iter().all(|c| c == "1000" || c == "3000000"), "a reader saw a partial table: {seen:?}");
     assert_eq!(seen.last().unwrap(), "3000000");
+}
+
+/// A stage that panics (as libtorch errors reach Rust through tch) is a failed attempt with the
+/// panic's message; its dependents are skipped, independent stages finish, and the run ends
+/// `failed` instead of staying `running`.
+#[tokio::test]
+async fn a_panicking_stage_fails_its_attempt_and_the_run_still_ends() {
+    let env = env();
+    let o = run_yaml(
+        &env,
+        r#"
+name: p
+stages:
+  - { id: boom, kind: test, config: { panic: true } }
+  - { id: after, kind: noop, needs: [boom] }
+  - { id: other, kind: test, config: { ms: 50 } }
+"#,
+        4,
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(o.status, RunStatus::Failed);
+    let boom = stage(&o, "boom");
+    assert_eq!(boom.status, AttemptStatus::Failed);
+    assert!(boom.error.as_deref().unwrap_or_default().contains("stage panicked: C++ exception: shape mismatch"), "{boom:?}");
+    assert_eq!(stage(&o, "after").status, AttemptStatus::Skipped);
+    assert_eq!(stage(&o, "other").status, AttemptStatus::Succeeded);
+    assert_eq!(env.state.get_run(&o.run_id).unwrap().status, RunStatus::Failed);
+    let attempts = env.state.attempts(&o.run_id).unwrap();
+    assert!(attempts.iter().all(|a| a.status != AttemptStatus::Running), "{attempts:?}");
 }

@@ -37,7 +37,8 @@ async fn explain_group_by(p: &Project, sorted_by: &[&str]) -> anyhow::Result<Str
     lake.register(&ctx);
     let url = lake.resolve("raw/sales/")?;
     let sorted_by: Vec<String> = sorted_by.iter().map(|s| s.to_string()).collect();
-    let input = inputs::inspect(&ctx, &lake, &url, &[], &sorted_by, "sales").await?;
+    let layout = restock::spec::FileLayout { sorted_by, ..Default::default() };
+    let input = inputs::inspect(&ctx, &lake, &url, &layout, "sales").await?;
     inputs::register(&ctx, "sales", &input)?;
     let sql = "SELECT sale_id, SUM(amount) AS amount FROM sales GROUP BY sale_id";
     let batches = ctx.sql(&format!("EXPLAIN {sql}")).await?.collect().await?;
@@ -99,9 +100,9 @@ async fn footers_are_read_once_and_never_stale() {
     let lake = Lake::open("file://./lake", p.path()).unwrap();
     let ctx = restock::engine::session();
     let url = lake.resolve("raw/sales/").unwrap();
-    let first = inputs::inspect(&ctx, &lake, &url, &[], &[], "sales").await.unwrap();
+    let first = inputs::inspect(&ctx, &lake, &url, &Default::default(), "sales").await.unwrap();
     assert_eq!((first.rows, lake.footers.len()), (20, 2));
-    inputs::inspect(&ctx, &lake, &url, &[], &[], "sales").await.unwrap();
+    inputs::inspect(&ctx, &lake, &url, &Default::default(), "sales").await.unwrap();
     assert_eq!(lake.footers.len(), 2, "the second look reads no footer again");
 
     // A file rewritten in place is a new file: its new footer is read (by the next stage's
@@ -109,6 +110,6 @@ async fn footers_are_read_once_and_never_stale() {
     std::thread::sleep(std::time::Duration::from_millis(20));
     write_ids(&p, "lake/raw/sales/month=02.parquet", (10..40).collect(), false);
     let ctx = restock::engine::session();
-    let again = inputs::inspect(&ctx, &lake, &url, &[], &[], "sales").await.unwrap();
+    let again = inputs::inspect(&ctx, &lake, &url, &Default::default(), "sales").await.unwrap();
     assert_eq!(again.rows, 40);
 }

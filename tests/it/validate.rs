@@ -110,7 +110,21 @@ const CASES: &[(&str, &[&str], &[&str])] = &[
     (
         "32-sorted-by-on-an-upstream-output.yaml",
         &[],
-        &["32-sorted-by-on-an-upstream-output.yaml:10:10:", "stage `b`", "`partitions` and `sorted_by` only apply to `path` inputs"],
+        &[
+            "32-sorted-by-on-an-upstream-output.yaml:10:10:",
+            "stage `b`",
+            "`partitions`, `sorted_by` and `missing_columns` only apply to `path` inputs",
+        ],
+    ),
+    (
+        "33-explain-in-a-sql-stage.yaml",
+        &[],
+        &["33-explain-in-a-sql-stage.yaml:8:9:", "stage `a`", "`EXPLAIN` is not a query", "(line 2, column 1 of the SQL)"],
+    ),
+    (
+        "34-ddl-in-a-sql-stage.yaml",
+        &[],
+        &["34-ddl-in-a-sql-stage.yaml:6:", "stage `make`", "`CREATE` is not a query", "(line 1, column 1 of the SQL)"],
     ),
 ];
 

@@ -1,0 +1,193 @@
+//! One way into a run, for the CLI (and the scheduler and backfill to come): take the
+//! pipeline's lease on the lake, finish any publish a dead process left past its commit point,
+//! record the run, execute it, give the lease back.
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use chrono::NaiveDate;
+use tokio_util::sync::CancellationToken;
+
+use crate::diag::Diagnostics;
+use crate::plan::{self, Plan, PlanOptions};
+use crate::publish;
+use crate::run::{self, CommitGate, Progress, RunOptions, RunOutcome};
+use crate::stage::Registry;
+use crate::state::{RunRecord, RunStatus, StateStore};
+use crate::storage::Lake;
+use crate::storage::lease::{self, Lease};
+
+/// How a run is executed, whatever started it.
+#[derive(Clone)]
+pub struct JobOptions {
+    pub max_parallel: usize,
+    pub quiet: bool,
+    pub cancel: CancellationToken,
+    pub commit: Arc<CommitGate>,
+    /// How long to wait for another live run of the same pipeline to finish (0: refuse at once).
+    pub lease_wait: Duration,
+}
+
+/// A pipeline that failed validation (exit code 2) rather than a run that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub Diagnostics);
+
+/// Load, build and schema-check a pipeline file.
+pub async fn load_plan(file: &Path, opts: &PlanOptions) -> Result<(Plan, plan::SchemaReport)> {
+    let spec = crate::spec::load(file).map_err(Invalid)?;
+    let plan = plan::build(&spec, opts, &Registry::builtin()).map_err(Invalid)?;
+    let report = plan::check_schemas(&plan).await.map_err(Invalid)?;
+    Ok((plan, report))
+}
+
+/// Start a new run of a planned pipeline.
+pub async fn start(plan: Plan, state: Arc<dyn StateStore>, opts: &JobOptions) -> Result<RunOutcome> {
+    let lease = Lease::acquire(&plan.lake, &plan.name, &plan.vars.run_id, opts.lease_wait).await?;
+    recover_lake(&plan.lake, &lease, &state, opts.quiet).await?;
+    state.create_run(&run::new_run_record(&plan)?)?;
+    execute(plan, state, opts, HashSet::new(), lease).await
+}
+
+/// Execute under a held lease; a lease lost to another process (this one presumed dead)
+/// cancels the run if it has not reached its commit point.
+async fn execute(plan: Plan, state: Arc<dyn StateStore>, opts: &JobOptions, reuse: HashSet<usize>, lease: Lease) -> Result<RunOutcome> {
+    let watch = {
+        let (lost, cancel, commit) = (lease.lost(), opts.cancel.clone(), opts.commit.clone());
+        tokio::spawn(async move {
+            lost.cancelled().await;
+            eprintln!("the run lease was taken over by another process (this one was presumed dead): stopping");
+            commit.interrupt(&cancel);
+        })
+    };
+    let run_opts =
+        RunOptions { max_parallel: opts.max_parallel, cancel: opts.cancel.clone(), quiet: opts.quiet, reuse, commit: opts.commit.clone() };
+    let outcome = run::execute(Arc::new(plan), state, run_opts).await;
+    watch.abort();
+    if let Err(e) = lease.release().await {
+        tracing::warn!("could not release the run lease (it expires by itself): {e:#}");
+    }
+    outcome
+}
+
+/// Roll forward publishes that processes died in the middle of (past their commit point), and
+/// record the outcome in this run history where it knows the run.
+async fn recover_lake(lake: &Lake, held: &Lease, state: &Arc<dyn StateStore>, quiet: bool) -> Result<()> {
+    for r in publish::recover(lake, Some(held)).await? {
+        let known = state.get_run(&r.run_id).is_ok();
+        match &r.result {
+            Ok(c) => {
+                if !quiet {
+                    let tables: Vec<String> =
+                        c.tables.iter().map(|(t, o)| format!("{t} v{}", o.version.map_or("-".into(), |v| v.to_string()))).collect();
+                    eprintln!("finished the interrupted publish of run {} (pipeline `{}`): {}", r.run_id, r.pipeline, tables.join(", "));
+                }
+                if known {
+                    for (t, o) in &c.tables {
+                        if let Some(v) = o.version {
+                            state.record_publication(&r.run_id, t, v)?;
+                        }
+                    }
+                    state.set_run_status(&r.run_id, RunStatus::Succeeded, None)?;
+                }
+            }
+            Err(e) => {
+                eprintln!("warning: the interrupted publish of run {} (pipeline `{}`) cannot finish yet: {e:#}", r.run_id, r.pipeline);
+                if known {
+                    state.set_run_status(&r.run_id, RunStatus::PublishIncomplete, Some(&format!("publish incomplete: {e:#}")))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What `resume` will do.
+pub enum ResumePlan {
+    /// The run is past its commit point: only its publish is finished.
+    PublishOnly,
+    /// Re-run these stages (and publish); the others are reused.
+    Stages { rerun: Vec<String>, reused: usize },
+}
+
+/// Continue a run: finish its publish if it got past its commit point, otherwise re-run its
+/// failed or cancelled stages (and their dependents), reusing the staged outputs of the rest.
+pub async fn resume(
+    run: &RunRecord,
+    state: Arc<dyn StateStore>,
+    opts: &JobOptions,
+    base_dir: &Path,
+    announce: impl FnOnce(&ResumePlan),
+) -> Result<RunOutcome> {
+    let run_id = run.info.run_id.clone();
+    if run.status == RunStatus::Succeeded {
+        bail!("run {run_id} already succeeded; nothing to resume");
+    }
+    let plan = replan(run, base_dir).await?;
+    lease::ensure_not_running(&plan.lake, &plan.name, &run_id).await?;
+    let lease = Lease::acquire(&plan.lake, &plan.name, &run_id, opts.lease_wait).await?;
+    if let Some(manifest) = crate::storage::commit::read_manifest(&plan.lake, &run_id).await? {
+        announce(&ResumePlan::PublishOnly);
+        state.set_run_status(&run_id, RunStatus::Running, None)?;
+        let progress = Progress::new(0, opts.quiet);
+        let (status, error, published) = run::finish_publish(&plan.lake, &state, &progress, &manifest).await;
+        progress.finish();
+        state.set_run_status(&run_id, status, error.as_deref())?;
+        lease.release().await?;
+        return Ok(RunOutcome { run_id, status, stages: vec![], published, error });
+    }
+    recover_lake(&plan.lake, &lease, &state, opts.quiet).await?;
+    // Refuse before re-running anything if a newer run has published these tables since.
+    publish::table_heads(&plan, &run_id).await?;
+    let reuse = reusable_stages(&plan, &state, &run_id, opts.quiet).await?;
+    let rerun = plan.stages.iter().enumerate().filter(|(i, _)| !reuse.contains(i)).map(|(_, s)| s.id.clone()).collect();
+    announce(&ResumePlan::Stages { rerun, reused: reuse.len() });
+    state.set_run_status(&run_id, RunStatus::Running, None)?;
+    execute(plan, state, opts, reuse, lease).await
+}
+
+/// The plan of a recorded run: its exact pipeline text and params (SQL files are re-read).
+async fn replan(run: &RunRecord, base_dir: &Path) -> Result<Plan> {
+    let spec = crate::spec::parse(Path::new(&run.info.pipeline_path), run.info.spec_text.clone()).map_err(Invalid)?;
+    let params: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_str(&run.info.params_json)?;
+    let opts = PlanOptions {
+        run_id: run.info.run_id.clone(),
+        run_date: NaiveDate::parse_from_str(&run.info.run_date, "%Y-%m-%d").context("run date in history")?,
+        params: params.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect(),
+        lake_override: Some(run.info.lake.clone()),
+        base_dir: base_dir.to_path_buf(),
+    };
+    let plan = plan::build(&spec, &opts, &Registry::builtin()).map_err(Invalid)?;
+    plan::check_schemas(&plan).await.map_err(Invalid)?;
+    Ok(plan)
+}
+
+/// Stages whose last attempt succeeded and whose staged outputs are still there (not collected
+/// by `restock gc`), and whose upstream stages are all reusable too.
+async fn reusable_stages(plan: &Plan, state: &Arc<dyn StateStore>, run_id: &str, quiet: bool) -> Result<HashSet<usize>> {
+    let attempts = state.attempts(run_id)?;
+    let mut succeeded: HashSet<&str> = HashSet::new();
+    for s in &plan.stages {
+        if !attempts.iter().filter(|a| a.stage_id == s.id).last().is_some_and(|a| a.status.is_reusable()) {
+            continue;
+        }
+        let mut staged = true;
+        for o in &s.outputs {
+            staged &= plan.lake.has_objects(&plan.lake.staging_url(run_id, &o.name)).await?;
+        }
+        if staged {
+            succeeded.insert(s.id.as_str());
+        } else if !quiet {
+            eprintln!("stage {}: its staged outputs are gone (collected by `restock gc`?); running it again", s.id);
+        }
+    }
+    let mut rerun: HashSet<usize> = HashSet::new();
+    for (i, s) in plan.stages.iter().enumerate() {
+        if !succeeded.contains(s.id.as_str()) {
+            rerun.extend(plan.downstream(i));
+        }
+    }
+    Ok((0..plan.stages.len()).filter(|i| !rerun.contains(i)).collect())
+}
