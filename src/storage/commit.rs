@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{Context, Result};
 use futures::{StreamExt, TryStreamExt};
-use object_store::{ObjectStore as _, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use super::{Lake, object_path};
@@ -68,30 +67,17 @@ pub struct Completion {
     pub tables: BTreeMap<String, TableOutcome>,
 }
 
-fn doc_url(lake: &Lake, folder: &str, run_id: &str) -> Result<url::Url> {
-    Ok(lake.root.join(&format!("_restock/{folder}/{run_id}.json"))?)
+fn doc_path(lake: &Lake, folder: &str, run_id: &str) -> Result<object_store::path::Path> {
+    object_path(&lake.root.join(&format!("_restock/{folder}/{run_id}.json"))?)
 }
 
 /// Write a document once. `Ok(false)` if it already exists (written by an earlier attempt).
 async fn put_once<T: Serialize>(lake: &Lake, folder: &str, run_id: &str, doc: &T) -> Result<bool> {
-    let url = doc_url(lake, folder, run_id)?;
-    let bytes = serde_json::to_vec_pretty(doc)?;
-    let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-    match lake.store.put_opts(&object_path(&url)?, PutPayload::from(bytes), opts).await {
-        Ok(_) => Ok(true),
-        Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-        Err(e) => Err(e).with_context(|| format!("cannot write {url}")),
-    }
+    lake.create_json(&doc_path(lake, folder, run_id)?, doc).await
 }
 
-async fn get_doc<T: for<'de> Deserialize<'de>>(lake: &Lake, folder: &str, run_id: &str) -> Result<Option<T>> {
-    let url = doc_url(lake, folder, run_id)?;
-    let bytes = match lake.store.get(&object_path(&url)?).await {
-        Ok(r) => r.bytes().await.with_context(|| format!("cannot read {url}"))?,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {url}")),
-    };
-    Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("{url} is not a valid restock document"))?))
+async fn get_doc<T: serde::de::DeserializeOwned>(lake: &Lake, folder: &str, run_id: &str) -> Result<Option<T>> {
+    lake.get_json(&doc_path(lake, folder, run_id)?).await
 }
 
 /// Write the run manifest: the commit point. Returns the manifest in force, which is the one an

@@ -166,13 +166,8 @@ pub async fn version_of_run(lake: &Lake, table: &str, run_id: &str, after: Optio
 
 /// The run id in the commit info of version `v` of a table (`None` for other writers' commits).
 pub async fn commit_run_id(lake: &Lake, table: &str, v: i64) -> Result<Option<String>> {
-    use object_store::ObjectStoreExt;
     let url = lake.table_url(table).join(&format!("_delta_log/{v:020}.json"))?;
-    let bytes = match lake.store.get(&super::object_path(&url)?).await {
-        Ok(r) => r.bytes().await?,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {url}")),
-    };
+    let Some(bytes) = lake.get_if_present(&super::object_path(&url)?).await? else { return Ok(None) };
     for line in bytes.split(|&b| b == b'\n') {
         let Ok(action) = serde_json::from_slice::<serde_json::Value>(line) else { continue };
         if let Some(id) = action.get("commitInfo").and_then(|c| c.get(RUN_ID_KEY)).and_then(|v| v.as_str()) {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
-use object_store::{ObjectStore as _, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -119,13 +119,7 @@ async fn highest_generation(lake: &Lake, pipeline: &str) -> Result<Option<u64>> 
 }
 
 async fn read(lake: &Lake, pipeline: &str, generation: u64) -> Result<Option<LeaseInfo>> {
-    let path = gen_path(lake, pipeline, generation)?;
-    let bytes = match lake.store.get(&path).await {
-        Ok(r) => r.bytes().await?,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot read lease {path}")),
-    };
-    Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("lease {path} is not valid"))?))
+    lake.get_json(&gen_path(lake, pipeline, generation)?).await
 }
 
 /// Run ids holding a live lease on this lake, over every pipeline (for `restock gc`).
@@ -165,12 +159,9 @@ impl Lease {
                 continue;
             }
             let info = new_info(pipeline, run_id, highest.map_or(1, |g| g + 1));
-            let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
             let path = gen_path(lake, pipeline, info.generation)?;
-            match lake.store.put_opts(&path, PutPayload::from(serde_json::to_vec_pretty(&info)?), opts).await {
-                Ok(_) => {}
-                Err(object_store::Error::AlreadyExists { .. }) => continue, // another process won this generation
-                Err(e) => return Err(e).with_context(|| format!("cannot take the run lease {path}")),
+            if !lake.create_json(&path, &info).await.context("cannot take the run lease")? {
+                continue; // another process won this generation
             }
             forget_older(lake, pipeline, info.generation).await;
             return Ok(Lease::start(lake.clone(), info));
@@ -224,9 +215,7 @@ impl Lease {
         let mut info = self.info.clone();
         info.released = true;
         info.expires_at = Utc::now();
-        let path = gen_path(&self.lake, &info.pipeline, info.generation)?;
-        self.lake.store.put(&path, PutPayload::from(serde_json::to_vec_pretty(&info)?)).await?;
-        Ok(())
+        self.lake.put_json(&gen_path(&self.lake, &info.pipeline, info.generation)?, &info).await
     }
 }
 
@@ -258,8 +247,7 @@ async fn renew(lake: &Lake, info: &mut LeaseInfo) -> Result<bool> {
         return Ok(false);
     }
     info.expires_at = Utc::now() + chrono::Duration::from_std(ttl()).unwrap_or_default();
-    let path = gen_path(lake, &info.pipeline, info.generation)?;
-    lake.store.put(&path, PutPayload::from(serde_json::to_vec_pretty(info)?)).await?;
+    lake.put_json(&gen_path(lake, &info.pipeline, info.generation)?, info).await?;
     Ok(true)
 }
 

@@ -171,6 +171,41 @@ impl Lake {
         Ok(())
     }
 
+    /// An object's bytes; `None` if there is no such object.
+    pub async fn get_if_present(&self, path: &ObjPath) -> Result<Option<bytes::Bytes>> {
+        use object_store::ObjectStoreExt;
+        match self.store.get(path).await {
+            Ok(r) => Ok(Some(r.bytes().await.with_context(|| format!("cannot read {path}"))?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {path}")),
+        }
+    }
+
+    /// A JSON document restock keeps in the lake (manifests, leases); `None` if absent.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &ObjPath) -> Result<Option<T>> {
+        let Some(bytes) = self.get_if_present(path).await? else { return Ok(None) };
+        Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("{path} is not a valid restock document"))?))
+    }
+
+    /// Write a JSON document unless one exists there: `Ok(false)` if it did. The stores enforce
+    /// this (a local create-if-absent, S3 `If-None-Match: *`, GCS and Azure preconditions), so
+    /// of two writers exactly one gets `true`.
+    pub async fn create_json<T: serde::Serialize>(&self, path: &ObjPath, doc: &T) -> Result<bool> {
+        let opts = object_store::PutOptions { mode: object_store::PutMode::Create, ..Default::default() };
+        match self.store.put_opts(path, serde_json::to_vec_pretty(doc)?.into(), opts).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("cannot write {path}")),
+        }
+    }
+
+    /// Write (or replace) a JSON document.
+    pub async fn put_json<T: serde::Serialize>(&self, path: &ObjPath, doc: &T) -> Result<()> {
+        use object_store::ObjectStoreExt;
+        self.store.put(path, serde_json::to_vec_pretty(doc)?.into()).await.with_context(|| format!("cannot write {path}"))?;
+        Ok(())
+    }
+
     /// Whether any object exists under a URL prefix.
     pub async fn has_objects(&self, url: &Url) -> Result<bool> {
         use futures::StreamExt;
