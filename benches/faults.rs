@@ -18,7 +18,7 @@ fn main() {
     let bin = Path::new(env!("CARGO_BIN_EXE_restock")).to_path_buf();
     let demo = Command::new(&bin)
         .current_dir(dir.path())
-        .args(["--quiet", "demo", "--no-run", "--skus", "40", "--locations", "3", "--days", "180", "--start", "2026-05-01"])
+        .args(["--quiet", "demo", "--no-run", "--skus", "200", "--locations", "5", "--days", "365", "--start", "2025-10-29"])
         .status()
         .expect("restock demo");
     assert!(demo.success(), "demo lake");
@@ -32,10 +32,15 @@ fn main() {
         date: "2026-10-28".into(),
     };
     let started = std::time::Instant::now();
-    let (reference, run_time) = h.reference().expect("reference run");
-    println!("reference run: {:.2}s, {} tables; {trials} trials, seed {seed}", run_time.as_secs_f64(), reference.len());
+    let (reference, timeline) = h.reference().expect("reference run");
+    println!(
+        "reference run: commit point at {:.2}s, done at {:.2}s, {} tables; {trials} trials, seed {seed}",
+        timeline.commit_at.as_secs_f64(),
+        timeline.end.as_secs_f64(),
+        reference.len()
+    );
     let mut done = vec![];
-    for (n, fault) in harness::draw_faults(trials, seed, run_time, harness::can_fill_disk()).into_iter().enumerate() {
+    for (n, fault) in harness::draw_faults(trials, seed, timeline, harness::can_fill_disk()).into_iter().enumerate() {
         let t = h.trial(n + 1, fault, &reference).expect("trial ran");
         eprintln!("trial {:>3}: {} -> {} ({} violations)", t.n, t.fault, t.left, t.violations.len());
         done.push(t);

@@ -18,6 +18,13 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
+/// When, in an uninterrupted run, its commit point comes and it ends.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeline {
+    pub commit_at: Duration,
+    pub end: Duration,
+}
+
 pub struct Harness {
     /// The restock binary.
     pub bin: PathBuf,
@@ -121,19 +128,30 @@ impl Harness {
         ids("commits").iter().filter(|c| !complete.contains(c)).count()
     }
 
-    /// One uninterrupted run: the reference outputs and how long a run takes.
-    pub fn reference(&self) -> Result<(Snapshot, Duration), String> {
+    /// One uninterrupted run: the reference outputs, and when in a run the commit point comes
+    /// and the run ends.
+    pub fn reference(&self) -> Result<(Snapshot, Timeline), String> {
+        let commits = self.dir.join("lake/_restock/commits");
+        let before = std::fs::read_dir(&commits).map(|d| d.count()).unwrap_or(0);
         let started = Instant::now();
-        let out = self.restock(&self.run_args().iter().map(String::as_str).collect::<Vec<_>>()).output().map_err(|e| e.to_string())?;
+        let mut child = self.restock(&self.run_args().iter().map(String::as_str).collect::<Vec<_>>()).spawn().map_err(|e| e.to_string())?;
+        let mut commit_at = None;
+        while child.try_wait().map_err(|e| e.to_string())?.is_none() {
+            if commit_at.is_none() && std::fs::read_dir(&commits).map(|d| d.count()).unwrap_or(0) > before {
+                commit_at = Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
         if !out.status.success() {
             return Err(format!("reference run failed: {}", String::from_utf8_lossy(&out.stderr)));
         }
-        let took = started.elapsed();
+        let end = started.elapsed();
         let (snap, errors) = self.snapshot()?;
         if !errors.is_empty() || snap.is_empty() {
             return Err(format!("reference lake unreadable: {errors:?}"));
         }
-        Ok((snap, took))
+        Ok((snap, Timeline { commit_at: commit_at.unwrap_or(end), end }))
     }
 
     pub fn trial(&self, n: usize, fault: Fault, reference: &Snapshot) -> Result<Trial, String> {
@@ -297,10 +315,10 @@ fn store_fault(rng: &mut ChaCha8Rng) -> String {
     rules[rng.random_range(0..rules.len())].clone()
 }
 
-/// Draw `n` faults: two in three are kills spread uniformly over a run's duration (stage work
-/// and publish), the rest injected store faults, and (where `disk_full`) one in ten a full disk
-/// under a published table.
-pub fn draw_faults(n: usize, seed: u64, run_time: Duration, disk_full: bool) -> Vec<Fault> {
+/// Draw `n` faults: two in three are kills (half of them uniform over the whole run, half over
+/// its publish: from just before the commit point to the end), the rest injected store faults,
+/// and (where `disk_full`) one in ten a full disk under a published table.
+pub fn draw_faults(n: usize, seed: u64, run: Timeline, disk_full: bool) -> Vec<Fault> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..n)
         .map(|_| {
@@ -309,7 +327,9 @@ pub fn draw_faults(n: usize, seed: u64, run_time: Duration, disk_full: bool) -> 
                 return Fault::DiskFull { table: table.into() };
             }
             if rng.random_range(0..3) < 2 {
-                Fault::Kill { after: run_time.mul_f64(rng.random_range(0.0..1.05)) }
+                let from = if rng.random_bool(0.5) { Duration::ZERO } else { run.commit_at.mul_f64(0.97) };
+                let to = run.end.mul_f64(1.05);
+                Fault::Kill { after: from + (to - from).mul_f64(rng.random_range(0.0..1.0)) }
             } else {
                 Fault::Store(store_fault(&mut rng))
             }
@@ -328,9 +348,14 @@ pub fn print_trials(trials: &[Trial]) {
     let disks = trials.iter().filter(|t| matches!(t.fault, Fault::DiskFull { .. })).count();
     let violations: usize = trials.iter().map(|t| t.violations.len()).sum();
     let mut left: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut kills_left: BTreeMap<&str, usize> = BTreeMap::new();
     for t in trials {
         *left.entry(t.left.as_str()).or_default() += 1;
+        if matches!(t.fault, Fault::Kill { .. }) {
+            *kills_left.entry(t.left.as_str()).or_default() += 1;
+        }
     }
+    println!("the SIGKILLs left runs: {kills_left:?} (running: killed in stage work; pending publish: past the commit point)");
     println!(
         "{} trials: {kills} SIGKILLs, {} store faults, {disks} full disks; left as {left:?}; {violations} violations",
         trials.len(),

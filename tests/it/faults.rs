@@ -19,10 +19,10 @@ fn kills_and_store_faults_never_leave_a_mixed_or_older_lake() {
         pipeline: "pipelines/nightly.yaml".into(),
         date: "2026-10-28".into(),
     };
-    let (reference, run_time) = h.reference().expect("reference run");
+    let (reference, timeline) = h.reference().expect("reference run");
     assert!(reference.contains_key("forecasts") && reference.contains_key("sales_clean"), "{reference:?}");
     // Kills early, mid-run and late, and store faults in the publish.
-    let mut faults = harness::draw_faults(4, 3, run_time, false);
+    let mut faults = harness::draw_faults(4, 3, timeline, false);
     faults.push(harness::Fault::Store("put@tables/forecasts:1+:denied".into()));
     faults.push(harness::Fault::Store("cput@_restock/complete/:1:503".into()));
     if harness::can_fill_disk() {
