@@ -16,8 +16,8 @@ use crate::publish;
 use crate::run::{self, CommitGate, Progress, RunOptions, RunOutcome};
 use crate::stage::Registry;
 use crate::state::{RunRecord, RunStatus, StateStore};
-use crate::storage::Lake;
 use crate::storage::lease::{self, Lease};
+use crate::storage::{Lake, commit};
 
 /// How a run is executed, whatever started it.
 #[derive(Clone)]
@@ -72,33 +72,36 @@ async fn execute(plan: Plan, state: Arc<dyn StateStore>, opts: &JobOptions, reus
     outcome
 }
 
-/// Roll forward publishes that processes died in the middle of (past their commit point), and
-/// record the outcome in this run history where it knows the run.
+/// Roll forward the publishes that processes died in the middle of (past their commit point),
+/// recording the outcome where this run history knows the run. `held` covers its own pipeline's
+/// manifests; for another pipeline's, that pipeline's lease is taken first, and a manifest whose
+/// run still holds it (it is publishing right now) is left alone.
 async fn recover_lake(lake: &Lake, held: &Lease, state: &Arc<dyn StateStore>, quiet: bool) -> Result<()> {
-    for r in publish::recover(lake, Some(held)).await? {
-        let known = state.get_run(&r.run_id).is_ok();
-        match &r.result {
-            Ok(c) => {
-                if !quiet {
-                    let tables: Vec<String> =
-                        c.tables.iter().map(|(t, o)| format!("{t} v{}", o.version.map_or("-".into(), |v| v.to_string()))).collect();
-                    eprintln!("finished the interrupted publish of run {} (pipeline `{}`): {}", r.run_id, r.pipeline, tables.join(", "));
-                }
-                if known {
-                    for (t, o) in &c.tables {
-                        if let Some(v) = o.version {
-                            state.record_publication(&r.run_id, t, v)?;
-                        }
-                    }
-                    state.set_run_status(&r.run_id, RunStatus::Succeeded, None)?;
-                }
+    for m in commit::pending(lake).await? {
+        let other = if m.pipeline == held.info().pipeline {
+            None
+        } else {
+            match Lease::acquire(lake, &m.pipeline, &m.run_id, Duration::ZERO).await {
+                Ok(l) => Some(l),
+                Err(e) if e.downcast_ref::<lease::Held>().is_some() => continue,
+                Err(e) => return Err(e),
             }
-            Err(e) => {
-                eprintln!("warning: the interrupted publish of run {} (pipeline `{}`) cannot finish yet: {e:#}", r.run_id, r.pipeline);
-                if known {
-                    state.set_run_status(&r.run_id, RunStatus::PublishIncomplete, Some(&format!("publish incomplete: {e:#}")))?;
-                }
+        };
+        let known = state.get_run(&m.run_id).is_ok();
+        let (status, error, published) = run::finish_publish(lake, known.then_some(state), &Progress::new(0, true), &m).await;
+        if known {
+            state.set_run_status(&m.run_id, status, error.as_deref())?;
+        }
+        match status {
+            RunStatus::Succeeded if !quiet => {
+                let tables: Vec<String> = published.iter().map(|p| format!("{} v{}", p.table, p.version)).collect();
+                eprintln!("finished the interrupted publish of run {} (pipeline `{}`): {}", m.run_id, m.pipeline, tables.join(", "));
             }
+            RunStatus::Succeeded => {}
+            _ => eprintln!("warning: run {} (pipeline `{}`): {}", m.run_id, m.pipeline, error.unwrap_or_default()),
+        }
+        if let Some(l) = other {
+            l.release().await?;
         }
     }
     Ok(())
@@ -132,7 +135,7 @@ pub async fn resume(
         announce(&ResumePlan::PublishOnly);
         state.set_run_status(&run_id, RunStatus::Running, None)?;
         let progress = Progress::new(0, opts.quiet);
-        let (status, error, published) = run::finish_publish(&plan.lake, &state, &progress, &manifest).await;
+        let (status, error, published) = run::finish_publish(&plan.lake, Some(&state), &progress, &manifest).await;
         progress.finish();
         state.set_run_status(&run_id, status, error.as_deref())?;
         lease.release().await?;

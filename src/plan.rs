@@ -673,7 +673,7 @@ pub async fn check_schemas(plan: &Plan) -> Result<SchemaReport, Diagnostics> {
     let mut report = SchemaReport::default();
     let mut output_schemas: HashMap<String, Option<SchemaRef>> = HashMap::new();
     // Unpinned `table:` inputs read the last completed publish (see storage::commit).
-    let visible = storage::commit::visible_versions(&plan.lake).await.unwrap_or_default();
+    let visible = storage::commit::Visible::default();
     for stage in &plan.stages {
         let mut schemas = BTreeMap::new();
         let mut missing: Option<String> = None;
@@ -692,7 +692,11 @@ pub async fn check_schemas(plan: &Plan) -> Result<SchemaReport, Diagnostics> {
                     }
                 },
                 Source::Table { name, version } => {
-                    match storage::delta::open(&plan.lake, name, version.or(visible.get(name).copied())).await {
+                    let opened = match visible.version(&plan.lake, name, *version).await {
+                        Ok(v) => storage::delta::open(&plan.lake, name, v).await,
+                        Err(e) => Err(e),
+                    };
+                    match opened {
                         Ok(Some(t)) => t.snapshot().ok().map(|s| s.snapshot().arrow_schema()),
                         Ok(None) => {
                             missing.get_or_insert(format!("published table `{name}` does not exist yet"));

@@ -9,7 +9,7 @@
 //! 3. **Roll forward** ([`roll_forward`]): one Delta commit per table, skipping those this run
 //!    already committed (found in the table's log by run id), then the completion document.
 //!    A process that dies here leaves a pending manifest; `resume` and the next run on the lake
-//!    ([`recover`]) roll it forward. Readers that go through restock only ever see completed
+//!    (`crate::jobs`) roll it forward. Readers that go through restock only ever see completed
 //!    manifests' versions.
 //!
 //! Run ids sort by start time, so "newer run" means a run id that sorts after this one.
@@ -22,7 +22,6 @@ use crate::plan::Plan;
 use crate::storage::Lake;
 use crate::storage::commit::{self, Completion, Manifest, TableCommit, TableOutcome};
 use crate::storage::delta::{self, PublishRequest};
-use crate::storage::lease::{self, Lease};
 
 /// A newer run already published some of this run's tables.
 #[derive(Debug, thiserror::Error)]
@@ -142,39 +141,4 @@ async fn commit_table(ctx: &datafusion::prelude::SessionContext, lake: &Lake, m:
     )
     .await?;
     Ok(done(Some(p.version), None, true))
-}
-
-/// A pending manifest that [`recover`] rolled forward (or could not).
-pub struct Recovered {
-    pub run_id: String,
-    pub pipeline: String,
-    pub result: Result<Completion>,
-}
-
-/// Roll forward every pending manifest on the lake whose run is not alive. `held` is the lease
-/// this process already holds (its pipeline's pending manifests need no other); for another
-/// pipeline's manifest, that pipeline's lease is taken first, and skipped if a live run holds it.
-pub async fn recover(lake: &Lake, held: Option<&Lease>) -> Result<Vec<Recovered>> {
-    let mut out = vec![];
-    for m in commit::pending(lake).await? {
-        let ours = held.is_some_and(|l| l.info().pipeline == m.pipeline);
-        let other = if ours {
-            None
-        } else {
-            match Lease::acquire(lake, &m.pipeline, &m.run_id, std::time::Duration::ZERO).await {
-                Ok(l) => Some(l),
-                Err(e) if e.downcast_ref::<lease::Held>().is_some() => continue,
-                Err(e) => return Err(e),
-            }
-        };
-        let result = roll_forward(lake, &m, &mut |_| {}).await;
-        if result.is_ok() {
-            let _ = lake.delete_prefix(&lake.run_staging_url(&m.run_id)).await;
-        }
-        if let Some(l) = other {
-            l.release().await?;
-        }
-        out.push(Recovered { run_id: m.run_id.clone(), pipeline: m.pipeline.clone(), result });
-    }
-    Ok(out)
 }

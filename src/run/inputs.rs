@@ -18,7 +18,7 @@ pub struct InputStats {
 
 pub async fn register(ctx: &SessionContext, plan: &Plan, stage: &PlannedStage, run_id: &str) -> Result<InputStats> {
     let mut stats = InputStats::default();
-    let visible = tokio::sync::OnceCell::new();
+    let visible = commit::Visible::default();
     for input in &stage.inputs {
         match &input.source {
             Source::Parquet { url, layout } => {
@@ -46,16 +46,7 @@ pub async fn register(ctx: &SessionContext, plan: &Plan, stage: &PlannedStage, r
             }
             Source::Table { name, version } => {
                 // Unpinned: the version of the last completed publish, never one mid-publish.
-                let version = match version {
-                    Some(v) => Some(*v),
-                    None => visible
-                        .get_or_init(|| commit::visible_versions(&plan.lake))
-                        .await
-                        .as_ref()
-                        .map_err(|e| anyhow::anyhow!("{e:#}"))?
-                        .get(name)
-                        .copied(),
-                };
+                let version = visible.version(&plan.lake, name, *version).await?;
                 delta::register(ctx, &plan.lake, name, version, &input.name).await?;
             }
         }

@@ -246,14 +246,15 @@ async fn publish_run(
             return (RunStatus::Failed, Some(msg), vec![]);
         }
     };
-    finish_publish(&plan.lake, state, progress, &manifest).await
+    finish_publish(&plan.lake, Some(state), progress, &manifest).await
 }
 
-/// Roll a committed manifest forward and record the outcome (also what `resume` does for a run
-/// whose publish was interrupted).
+/// Roll a committed manifest forward, recording each table in `state` (when this history knows
+/// the run), and say how the run ends. Also what `resume` and the recovery of a dead process's
+/// publish do.
 pub async fn finish_publish(
     lake: &crate::storage::Lake,
-    state: &Arc<dyn StateStore>,
+    state: Option<&Arc<dyn StateStore>>,
     progress: &Progress,
     manifest: &Manifest,
 ) -> (RunStatus, Option<String>, Vec<Published>) {
@@ -261,7 +262,7 @@ pub async fn finish_publish(
     let mut recorded: Result<()> = Ok(());
     let mut on_table = |d: &publish::TableDone| match &d.outcome {
         TableOutcome { version: Some(v), .. } => {
-            if recorded.is_ok() {
+            if let (Some(state), true) = (state, recorded.is_ok()) {
                 recorded = state.record_publication(run_id, &d.table, *v);
             }
             progress.line(format!("⇪ committed {} v{}{}", d.table, v, if d.committed_now { "" } else { " (earlier attempt)" }));

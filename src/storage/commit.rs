@@ -131,6 +131,22 @@ pub async fn is_pending(lake: &Lake, run_id: &str) -> Result<bool> {
     Ok(read_manifest(lake, run_id).await?.is_some() && read_completion(lake, run_id).await?.is_none())
 }
 
+/// [`visible_versions`], read from the lake the first time a table asks (most stages read no
+/// published table, and pay nothing).
+#[derive(Debug, Default)]
+pub struct Visible(tokio::sync::OnceCell<HashMap<String, i64>>);
+
+impl Visible {
+    /// The version an unpinned `table:` input reads: `pinned` if given, else the table's last
+    /// completed publish (`None`: its latest version, for a table no manifest names).
+    pub async fn version(&self, lake: &Lake, table: &str, pinned: Option<i64>) -> Result<Option<i64>> {
+        if pinned.is_some() {
+            return Ok(pinned);
+        }
+        Ok(self.0.get_or_try_init(|| visible_versions(lake)).await?.get(table).copied())
+    }
+}
+
 /// The version of each table that readers going through restock see: the highest version a
 /// completed run committed. Tables no manifest names (written before run manifests existed, or
 /// by other tools) are absent: read their latest version.
