@@ -40,7 +40,7 @@ fn main() {
         reference.len()
     );
     let mut done = vec![];
-    for (n, fault) in harness::draw_faults(trials, seed, timeline, harness::can_fill_disk()).into_iter().enumerate() {
+    for (n, fault) in harness::draw_faults(trials, seed, timeline, harness::can_mount()).into_iter().enumerate() {
         let t = h.trial(n + 1, fault, &reference).expect("trial ran");
         eprintln!("trial {:>3}: {} -> {} ({} violations)", t.n, t.fault, t.left, t.violations.len());
         done.push(t);

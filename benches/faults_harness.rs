@@ -48,6 +48,10 @@ pub enum Fault {
     DiskFull {
         table: String,
     },
+    /// The table's folder read-only (a read-only bind mount: even root cannot write it).
+    ReadOnly {
+        table: String,
+    },
 }
 
 impl std::fmt::Display for Fault {
@@ -56,6 +60,7 @@ impl std::fmt::Display for Fault {
             Fault::Kill { after } => write!(f, "SIGKILL at {:.2}s", after.as_secs_f64()),
             Fault::Store(rule) => write!(f, "{rule}"),
             Fault::DiskFull { table } => write!(f, "disk full under tables/{table}"),
+            Fault::ReadOnly { table } => write!(f, "read-only tables/{table}"),
         }
     }
 }
@@ -162,8 +167,13 @@ impl Harness {
         if let Fault::Store(rule) = &fault {
             cmd.env("RESTOCK_FAULTS", rule);
         }
-        if let Fault::DiskFull { table } = &fault {
-            fill_disk(&self.dir.join("lake/tables").join(table))?;
+        let tables = self.dir.join("lake/tables");
+        match &fault {
+            Fault::DiskFull { table } => fill_disk(&tables.join(table))?,
+            Fault::ReadOnly { table } => {
+                sh(&format!("mount --bind {0} {0} && mount -o remount,ro,bind {0}", tables.join(table).display()))?
+            }
+            _ => {}
         }
         let mut child = cmd.spawn().map_err(|e| e.to_string())?;
         let exit = match &fault {
@@ -175,10 +185,12 @@ impl Harness {
                 let _ = child.kill();
                 child.wait().map_err(|e| e.to_string())?.code()
             }
-            Fault::Store(_) | Fault::DiskFull { .. } => child.wait().map_err(|e| e.to_string())?.code(),
+            Fault::Store(_) | Fault::DiskFull { .. } | Fault::ReadOnly { .. } => child.wait().map_err(|e| e.to_string())?.code(),
         };
-        if let Fault::DiskFull { table } = &fault {
-            free_disk(&self.dir.join("lake/tables").join(table))?;
+        match &fault {
+            Fault::DiskFull { table } => free_disk(&tables.join(table))?,
+            Fault::ReadOnly { table } => sh(&format!("umount {}", tables.join(table).display()))?,
+            _ => {}
         }
         let mut violations = vec![];
         let (after_fault, errors) = self.snapshot()?;
@@ -232,11 +244,13 @@ impl Harness {
     }
 }
 
-/// Whether this machine lets us mount a tmpfs (root, or a user namespace that allows it).
-pub fn can_fill_disk() -> bool {
-    let probe = std::env::temp_dir().join(format!("restock-tmpfs-probe-{}", std::process::id()));
+/// Whether this machine lets us mount (a tmpfs, a read-only bind mount): root, or a user
+/// namespace that allows it.
+pub fn can_mount() -> bool {
+    let probe = std::env::temp_dir().join(format!("restock-mount-probe-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&probe);
-    let ok = sh(&format!("mount -t tmpfs -o size=64k tmpfs {0} && umount {0}", probe.display())).is_ok();
+    let script = format!("mount -t tmpfs -o size=64k tmpfs {0} && umount {0} && mount --bind {0} {0} && umount {0}", probe.display());
+    let ok = sh(&script).is_ok();
     let _ = std::fs::remove_dir(&probe);
     ok
 }
@@ -317,14 +331,14 @@ fn store_fault(rng: &mut ChaCha8Rng) -> String {
 
 /// Draw `n` faults: two in three are kills (half of them uniform over the whole run, half over
 /// its publish: from just before the commit point to the end), the rest injected store faults,
-/// and (where `disk_full`) one in ten a full disk under a published table.
-pub fn draw_faults(n: usize, seed: u64, run: Timeline, disk_full: bool) -> Vec<Fault> {
+/// and (where `mounts`) one in ten a full disk or a read-only folder under a published table.
+pub fn draw_faults(n: usize, seed: u64, run: Timeline, mounts: bool) -> Vec<Fault> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..n)
         .map(|_| {
-            if disk_full && rng.random_range(0..10) == 0 {
-                let table = ["forecasts", "demand_daily", "sales_clean"][rng.random_range(0..3)];
-                return Fault::DiskFull { table: table.into() };
+            if mounts && rng.random_range(0..10) == 0 {
+                let table = ["forecasts", "demand_daily", "sales_clean"][rng.random_range(0..3)].to_string();
+                return if rng.random_bool(0.5) { Fault::DiskFull { table } } else { Fault::ReadOnly { table } };
             }
             if rng.random_range(0..3) < 2 {
                 let from = if rng.random_bool(0.5) { Duration::ZERO } else { run.commit_at.mul_f64(0.97) };
@@ -345,7 +359,7 @@ pub fn print_trials(trials: &[Trial]) {
         println!("{:>3}  {:<34} {:>6}  {:<18} {:<8} {v}", t.n, t.fault.to_string(), exit, t.left, t.recovery);
     }
     let kills = trials.iter().filter(|t| matches!(t.fault, Fault::Kill { .. })).count();
-    let disks = trials.iter().filter(|t| matches!(t.fault, Fault::DiskFull { .. })).count();
+    let disks = trials.iter().filter(|t| matches!(t.fault, Fault::DiskFull { .. } | Fault::ReadOnly { .. })).count();
     let violations: usize = trials.iter().map(|t| t.violations.len()).sum();
     let mut left: BTreeMap<&str, usize> = BTreeMap::new();
     let mut kills_left: BTreeMap<&str, usize> = BTreeMap::new();
@@ -357,7 +371,7 @@ pub fn print_trials(trials: &[Trial]) {
     }
     println!("the SIGKILLs left runs: {kills_left:?} (running: killed in stage work; pending publish: past the commit point)");
     println!(
-        "{} trials: {kills} SIGKILLs, {} store faults, {disks} full disks; left as {left:?}; {violations} violations",
+        "{} trials: {kills} SIGKILLs, {} store faults, {disks} full disks or read-only folders; left as {left:?}; {violations} violations",
         trials.len(),
         trials.len() - kills - disks
     );
