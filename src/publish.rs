@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use url::Url;
 
+use crate::errors::{ErrorClass, classify};
 use crate::plan::Plan;
 use crate::storage::Lake;
 use crate::storage::commit::{self, Completion, Manifest, TableCommit, TableOutcome};
@@ -99,14 +100,44 @@ pub async fn roll_forward(lake: &Lake, m: &Manifest, on_table: &mut (dyn FnMut(&
     lake.register(&ctx);
     let mut tables = BTreeMap::new();
     for t in &m.tables {
-        let done = commit_table(&ctx, lake, m, t).await?;
+        let done = retry_transient(&format!("committing `{}`", t.table), || commit_table(&ctx, lake, m, t)).await?;
         on_table(&done);
         tables.insert(done.table, done.outcome);
     }
     let completion =
         Completion { run_id: m.run_id.clone(), pipeline: m.pipeline.clone(), completed_at: chrono::Utc::now().to_rfc3339(), tables };
-    commit::write_completion(lake, &completion).await?;
+    retry_transient("writing the completion", || commit::write_completion(lake, &completion)).await?;
     Ok(completion)
+}
+
+/// Write the run manifest (the commit point), retrying transient store errors. Create-if-absent
+/// makes a retry after a lost reply safe: the manifest already there is the one in force.
+pub async fn commit(lake: &Lake, manifest: &Manifest) -> Result<Manifest> {
+    retry_transient("writing the run manifest", || commit::write_manifest(lake, manifest)).await
+}
+
+/// Every step of the publish is idempotent (a table's log is searched for the run's commit
+/// before committing; documents are create-if-absent), so a transient store error (a 503, a
+/// dropped connection) is retried a few times before the publish is left incomplete.
+async fn retry_transient<T, F, Fut>(what: &str, mut step: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    const ATTEMPTS: u32 = 4;
+    let mut delay = std::time::Duration::from_millis(200);
+    let mut attempt = 1;
+    loop {
+        match step().await {
+            Err(e) if attempt < ATTEMPTS && classify(&e) == ErrorClass::Transient => {
+                tracing::warn!("{what} failed (attempt {attempt} of {ATTEMPTS}), retrying in {delay:?}: {e:#}");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
 }
 
 async fn commit_table(ctx: &datafusion::prelude::SessionContext, lake: &Lake, m: &Manifest, t: &TableCommit) -> Result<TableDone> {

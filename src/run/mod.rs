@@ -239,7 +239,7 @@ async fn publish_run(
     if !opts.commit.enter(&opts.cancel) {
         return (RunStatus::Cancelled, Some(NOTHING_PUBLISHED_CANCELLED.to_string()), vec![]);
     }
-    let manifest = match crate::storage::commit::write_manifest(&plan.lake, &manifest).await {
+    let manifest = match publish::commit(&plan.lake, &manifest).await {
         Ok(m) => m,
         Err(e) => {
             let msg = format!("cannot write the run manifest (the commit point): {e:#}; nothing was published");
