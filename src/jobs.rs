@@ -129,7 +129,6 @@ pub async fn resume(
         bail!("run {run_id} already succeeded; nothing to resume");
     }
     let plan = replan(run, base_dir).await?;
-    lease::ensure_not_running(&plan.lake, &plan.name, &run_id).await?;
     let lease = Lease::acquire(&plan.lake, &plan.name, &run_id, opts.lease_wait).await?;
     if let Some(manifest) = crate::storage::commit::read_manifest(&plan.lake, &run_id).await? {
         announce(&ResumePlan::PublishOnly);

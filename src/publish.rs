@@ -157,7 +157,7 @@ async fn commit_table(ctx: &datafusion::prelude::SessionContext, lake: &Lake, m:
         }
     }
     let staged = Url::parse(&t.staged).with_context(|| format!("run manifest of {}: bad staged URL", m.run_id))?;
-    let p = delta::publish(
+    let version = delta::publish(
         ctx,
         lake,
         PublishRequest {
@@ -171,5 +171,5 @@ async fn commit_table(ctx: &datafusion::prelude::SessionContext, lake: &Lake, m:
         },
     )
     .await?;
-    Ok(done(Some(p.version), None, true))
+    Ok(done(Some(version), None, true))
 }

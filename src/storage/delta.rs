@@ -103,17 +103,10 @@ pub struct PublishRequest<'a> {
     pub partition_by: &'a [String],
 }
 
-#[derive(Debug, Clone)]
-pub struct Published {
-    pub table: String,
-    pub version: i64,
-    /// False when an earlier, interrupted publish of the same run already committed this table.
-    pub committed_now: bool,
-}
-
-/// Commit a staged output as the new version of its table (overwrite). Not idempotent by
-/// itself: `crate::publish` first asks [`version_of_run`] whether the run already committed it.
-pub async fn publish(ctx: &SessionContext, lake: &Lake, req: PublishRequest<'_>) -> Result<Published> {
+/// Commit a staged output as the new version of its table (overwrite); returns that version.
+/// Not idempotent by itself: `crate::publish` first asks [`version_of_run`] whether the run
+/// already committed it.
+pub async fn publish(ctx: &SessionContext, lake: &Lake, req: PublishRequest<'_>) -> Result<i64> {
     let existing = open(lake, req.table, None).await?;
     let table = match existing {
         Some(t) => t,
@@ -148,7 +141,7 @@ pub async fn publish(ctx: &SessionContext, lake: &Lake, req: PublishRequest<'_>)
         write = write.with_partition_columns(req.partition_by.to_vec());
     }
     let table = write.await.map_err(|e| explain_write_error(req.table, e))?;
-    Ok(Published { table: req.table.into(), version: table.version().unwrap_or(0) as i64, committed_now: true })
+    Ok(table.version().unwrap_or(0) as i64)
 }
 
 /// The version of `table` whose commit carries `run_id`, searching from its latest version down

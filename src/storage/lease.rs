@@ -13,7 +13,7 @@
 //! own has lost the lease and must stop (see [`Lease::lost`]).
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
@@ -262,12 +262,4 @@ async fn forget_older(lake: &Lake, pipeline: &str, generation: u64) {
             let _ = lake.store.delete(&m.location).await;
         }
     }
-}
-
-/// Refuse to go on if `run_id`'s pipeline lease is held by a live process (for `resume`).
-pub async fn ensure_not_running(lake: &Lake, pipeline: &str, run_id: &str) -> Result<()> {
-    if let Some(h) = current(lake, pipeline).await?.filter(|h| h.is_live() && h.run_id == run_id) {
-        bail!("run {run_id} is still running: {}", h.describe());
-    }
-    Ok(())
 }
