@@ -47,9 +47,11 @@ pub async fn collect(
                 continue;
             }
         };
-        let live: std::collections::HashSet<String> = lease::live_runs(&lake).await?.into_iter().collect();
+        // Runs holding a live lease, and publishes past their commit point: their staging stays.
+        let keep: std::collections::HashSet<String> =
+            lease::live_runs(&lake).await?.into_iter().chain(commit::pending_ids(&lake).await?).collect();
         for run_id in lake.subfolders(&lake.root.join("_staging/")?).await? {
-            if live.contains(&run_id) || commit::is_pending(&lake, &run_id).await? {
+            if keep.contains(&run_id) {
                 continue;
             }
             let run = runs.get(&run_id);

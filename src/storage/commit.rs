@@ -114,21 +114,20 @@ async fn ids_in(lake: &Lake, folder: &str) -> Result<Vec<String>> {
     Ok(ids)
 }
 
-/// Manifests past their commit point whose tables are not all committed yet, oldest first.
-pub async fn pending(lake: &Lake) -> Result<Vec<Manifest>> {
+/// Run ids with a manifest but no completion (their staging must be kept), oldest first. Two
+/// listings, no reads.
+pub async fn pending_ids(lake: &Lake) -> Result<Vec<String>> {
     let complete: std::collections::HashSet<String> = ids_in(lake, "complete").await?.into_iter().collect();
-    let mut out = vec![];
-    for id in ids_in(lake, "commits").await? {
-        if !complete.contains(&id) {
-            out.extend(read_manifest(lake, &id).await?);
-        }
-    }
-    Ok(out)
+    Ok(ids_in(lake, "commits").await?.into_iter().filter(|id| !complete.contains(id)).collect())
 }
 
-/// Whether `run_id` has a manifest but no completion (its staging must be kept).
-pub async fn is_pending(lake: &Lake, run_id: &str) -> Result<bool> {
-    Ok(read_manifest(lake, run_id).await?.is_some() && read_completion(lake, run_id).await?.is_none())
+/// Manifests past their commit point whose tables are not all committed yet, oldest first.
+pub async fn pending(lake: &Lake) -> Result<Vec<Manifest>> {
+    let mut out = vec![];
+    for id in pending_ids(lake).await? {
+        out.extend(read_manifest(lake, &id).await?);
+    }
+    Ok(out)
 }
 
 /// [`visible_versions`], read from the lake the first time a table asks (most stages read no
