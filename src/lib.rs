@@ -5,11 +5,13 @@
 //! [`storage`] (object stores, Parquet inputs, Delta tables). [`state`] records history.
 //! See ARCHITECTURE.md for the code map and the invariants each module keeps.
 pub mod cli;
+pub mod datasets;
 pub mod demo;
 pub mod device;
 pub mod diag;
 pub mod engine;
 pub mod errors;
+pub mod evaluate;
 pub mod forecast;
 pub mod gc;
 pub mod jobs;

@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::errors::{ErrorClass, classify};
 use crate::plan::Plan;
 use crate::publish;
-use crate::stage::{StageCx, StageReport};
+use crate::stage::{StageCx, StageProgress, StageReport};
 use crate::state::{AttemptMetrics, AttemptStatus, RunInfo, RunStatus, StateStore};
 use crate::storage::commit::{Manifest, TableOutcome};
 pub use progress::Progress;
@@ -303,7 +303,8 @@ async fn run_stage(plan: &Plan, i: usize, state: Arc<dyn StateStore>, cancel: Ca
         let bar = progress.stage_started(&stage.id, retry + 1);
         let attempt_started = Instant::now();
         let stage_cancel = cancel.child_token();
-        let result = attempt_once(plan, i, &stage_cancel).await;
+        let label = if retry > 0 { format!("{} (attempt {})", stage.id, retry + 1) } else { stage.id.clone() };
+        let result = attempt_once(plan, i, &stage_cancel, StageProgress::new(bar.clone(), &label)).await;
         let class = match &result {
             Err(AttemptError::Failed(e)) => classify(e),
             _ => ErrorClass::Transient,
@@ -400,7 +401,12 @@ enum AttemptError {
     Failed(anyhow::Error),
 }
 
-async fn attempt_once(plan: &Plan, i: usize, cancel: &CancellationToken) -> Result<(StageReport, inputs::InputStats), AttemptError> {
+async fn attempt_once(
+    plan: &Plan,
+    i: usize,
+    cancel: &CancellationToken,
+    progress: StageProgress,
+) -> Result<(StageReport, inputs::InputStats), AttemptError> {
     let stage = &plan.stages[i];
     let run_id = &plan.vars.run_id;
     let work = async {
@@ -414,7 +420,7 @@ async fn attempt_once(plan: &Plan, i: usize, cancel: &CancellationToken) -> Resu
             plan.lake.delete_prefix(&url).await?;
             outputs.push((o.name.clone(), url));
         }
-        let cx = StageCx { stage_id: stage.id.clone(), ctx, outputs, cancel: cancel.clone() };
+        let cx = StageCx { stage_id: stage.id.clone(), ctx, outputs, cancel: cancel.clone(), progress };
         match stage.task.run(&cx).await {
             Ok(report) => Ok::<_, anyhow::Error>((report, stats)),
             Err(e) => Err(name_the_file(plan, &stats, e).await),

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 use async_trait::async_trait;
 use chrono::{Months, NaiveDate};
 use datafusion::arrow::array::{Array, ArrayRef, Date32Array, Float64Array, Int32Array, RecordBatch, StringArray, UInt32Array};
@@ -13,25 +13,11 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use serde::Deserialize;
 
-use super::{StageCx, StageDecl, StageKind, StageReport, StageTask};
+use super::{Cancelled, StageCx, StageDecl, StageKind, StageProgress, StageReport, StageTask};
 use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
-use crate::forecast::{quantile_column, seasonal_naive};
+use crate::forecast::{Forecaster, Method, Request, quantile_column};
 
 pub struct ForecastKind;
-
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-enum Method {
-    SeasonalNaive,
-}
-
-impl Method {
-    fn as_str(self) -> &'static str {
-        match self {
-            Method::SeasonalNaive => "seasonal_naive",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
@@ -65,7 +51,11 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ForecastConfig {
-    method: Method,
+    /// naive, seasonal_naive, ets, theta, croston, sba, tsb or ensemble.
+    method: String,
+    /// Methods an `ensemble` takes the median of (default: ets, theta, seasonal_naive).
+    #[serde(default)]
+    members: Vec<String>,
     /// Columns that identify a series (e.g. sku_id, location_id).
     series: Vec<String>,
     /// A DATE column.
@@ -89,7 +79,34 @@ pub struct ForecastTask {
     stage: String,
     input: String,
     cfg: ForecastConfig,
+    forecaster: Forecaster,
     pos: BTreeMap<&'static str, Pos>,
+}
+
+/// `method` (and `members`) → what to run, or a diagnostic naming the bad name.
+fn forecaster(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<Forecaster, Diagnostics> {
+    let names = || Method::ALL.iter().map(|m| m.as_str()).chain(["ensemble"]);
+    let parse = |name: &str, at: String| {
+        Method::parse(name).ok_or_else(|| {
+            decl.error(
+                decl.config.pos(&at),
+                format!("unknown forecast method `{name}` (methods: {})", names().collect::<Vec<_>>().join(", ")),
+            )
+            .help_opt(did_you_mean(name, names()))
+        })
+    };
+    if cfg.method == "ensemble" {
+        let members = if cfg.members.is_empty() {
+            Forecaster::DEFAULT_MEMBERS.to_vec()
+        } else {
+            cfg.members.iter().enumerate().map(|(i, m)| parse(m, format!("members/{i}"))).collect::<Result<_, _>>()?
+        };
+        return Ok(Forecaster::Ensemble(members));
+    }
+    if !cfg.members.is_empty() {
+        return Err(decl.error(decl.config.pos("members"), "`members` is only for `method: ensemble`").into());
+    }
+    Ok(Forecaster::One(parse(&cfg.method, "method".into())?))
 }
 
 impl StageKind for ForecastKind {
@@ -123,8 +140,9 @@ impl StageKind for ForecastKind {
             }
         }
         diags.into_result(())?;
+        let forecaster = forecaster(decl, &cfg)?;
         let pos = [("series", decl.config.pos("series")), ("time", decl.config.pos("time")), ("target", decl.config.pos("target"))].into();
-        Ok(Arc::new(ForecastTask { stage: decl.id.into(), input: decl.inputs[0].clone(), cfg, pos }))
+        Ok(Arc::new(ForecastTask { stage: decl.id.into(), input: decl.inputs[0].clone(), cfg, forecaster, pos }))
     }
 }
 
@@ -205,80 +223,113 @@ impl StageTask for ForecastTask {
         let history_schema = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await?;
         let all = concat_batches(&history_schema, &batches)?;
-        let n_keys = self.cfg.series.len();
         let rows_in = all.num_rows() as u64;
         if all.num_rows() == 0 {
             bail!("input `{}` has no rows to forecast", self.input);
         }
-
-        let key_cols: Vec<ArrayRef> = all.columns()[..n_keys].to_vec();
-        let converter = RowConverter::new(key_cols.iter().map(|c| SortField::new(c.data_type().clone())).collect())?;
-        let key_rows = converter.convert_columns(&key_cols)?;
-        let dates = all.column(n_keys).as_any().downcast_ref::<Date32Array>().expect("time column is DATE (checked)");
-        let values = all.column(n_keys + 1).as_any().downcast_ref::<Float64Array>().expect("target cast to DOUBLE");
-
-        let horizon = self.cfg.horizon as usize;
-        let levels = &self.cfg.quantiles;
-        let mut take_idx: Vec<u32> = vec![];
-        let mut out_dates: Vec<i32> = vec![];
-        let mut steps: Vec<i32> = vec![];
-        let mut point: Vec<f64> = vec![];
-        let mut qs: Vec<Vec<f64>> = vec![vec![]; levels.len()];
-        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
-        let mut start = 0usize;
-        let mut n_series = 0u64;
-        let n = all.num_rows();
-        while start < n {
-            let mut end = start + 1;
-            while end < n && key_rows.row(end) == key_rows.row(start) {
-                end += 1;
-            }
-            if n_series % 256 == 0 && cx.cancel.is_cancelled() {
-                bail!("cancelled");
-            }
-            let history: Vec<f64> = (start..end).map(|i| if values.is_null(i) { f64::NAN } else { values.value(i) }).collect();
-            let f = match self.cfg.method {
-                Method::SeasonalNaive => seasonal_naive(&history, self.cfg.season_length, horizon, levels, self.cfg.nonnegative),
-            };
-            let last = epoch + chrono::Duration::days(dates.value(end - 1) as i64);
-            for h in 0..horizon {
-                take_idx.push(start as u32);
-                let d = self.cfg.freq.step(last, h as u32 + 1);
-                out_dates.push((d - epoch).num_days() as i32);
-                steps.push(h as i32 + 1);
-                point.push(f.point[h]);
-                for (k, qv) in f.quantiles.iter().enumerate() {
-                    qs[k].push(qv[h]);
-                }
-            }
-            n_series += 1;
-            start = end;
-        }
-
-        let idx = UInt32Array::from(take_idx);
-        let mut columns: Vec<ArrayRef> = vec![];
-        for (i, col) in key_cols.iter().enumerate() {
-            let taken = take(col.as_ref(), &idx, None)?;
-            columns.push(cast(&taken, out_schema.field(i).data_type())?);
-        }
-        let len = idx.len();
-        columns.push(Arc::new(Date32Array::from(out_dates)));
-        columns.push(Arc::new(Int32Array::from(steps)));
-        columns.push(Arc::new(Float64Array::from(point)));
-        for q in qs {
-            columns.push(Arc::new(Float64Array::from(q)));
-        }
-        columns.push(Arc::new(StringArray::from(vec![self.cfg.method.as_str(); len])));
-        let batch = RecordBatch::try_new(out_schema, columns)?;
+        let (cfg, forecaster) = (self.cfg.clone(), self.forecaster.clone());
+        let (batch, n_series) =
+            cx.blocking(move |cancel, progress| forecast_all(&all, &cfg, &forecaster, out_schema, cancel, progress)).await?;
         let df = cx.ctx.read_batch(batch)?;
         let written = cx.write_output(0, df).await?;
         Ok(StageReport {
             rows_out: written.rows,
             bytes_out: written.bytes,
             details: Some(
-                serde_json::json!({ "series": n_series, "history_rows": rows_in, "method": self.cfg.method.as_str(), "horizon": horizon }),
+                serde_json::json!({ "series": n_series, "history_rows": rows_in, "method": self.forecaster.name(), "horizon": self.cfg.horizon }),
             ),
             warnings: vec![],
         })
+    }
+}
+
+/// Forecast every series of `all` (keys…, DATE, DOUBLE, sorted by keys then date): the CPU-bound
+/// part, run on a blocking thread. Returns the output batch and the number of series.
+fn forecast_all(
+    all: &RecordBatch,
+    cfg: &ForecastConfig,
+    forecaster: &Forecaster,
+    out_schema: SchemaRef,
+    cancel: &tokio_util::sync::CancellationToken,
+    progress: &StageProgress,
+) -> Result<(RecordBatch, u64)> {
+    let n_keys = cfg.series.len();
+    let key_cols: Vec<ArrayRef> = all.columns()[..n_keys].to_vec();
+    let converter = RowConverter::new(key_cols.iter().map(|c| SortField::new(c.data_type().clone())).collect())?;
+    let key_rows = converter.convert_columns(&key_cols)?;
+    let dates = all.column(n_keys).as_any().downcast_ref::<Date32Array>().expect("time column is DATE (checked)");
+    let values = all.column(n_keys + 1).as_any().downcast_ref::<Float64Array>().expect("target cast to DOUBLE");
+    let horizon = cfg.horizon as usize;
+    let req = Request { horizon, season: cfg.season_length, levels: &cfg.quantiles, nonnegative: cfg.nonnegative };
+    let mut out = Rows { qs: vec![vec![]; cfg.quantiles.len()], ..Rows::default() };
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
+    let (n, mut start, mut n_series) = (all.num_rows(), 0usize, 0u64);
+    let started = std::time::Instant::now();
+    while start < n {
+        let mut end = start + 1;
+        while end < n && key_rows.row(end) == key_rows.row(start) {
+            end += 1;
+        }
+        if n_series % 64 == 0 {
+            if cancel.is_cancelled() {
+                return Err(Cancelled.into());
+            }
+            let rate = n_series as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            progress.set(format!("{n_series} series · {rate:.0}/s"));
+        }
+        let history: Vec<f64> = (start..end).map(|i| if values.is_null(i) { f64::NAN } else { values.value(i) }).collect();
+        let f = forecaster.forecast(&history, &req).map_err(|_| {
+            let key: Vec<String> =
+                key_cols.iter().map(|c| datafusion::arrow::util::display::array_value_to_string(c, start).unwrap_or_default()).collect();
+            anyhow!(
+                "series ({}) = ({}) has no observed `{}` value: nothing to forecast from",
+                cfg.series.join(", "),
+                key.join(", "),
+                cfg.target
+            )
+        })?;
+        let last = epoch + chrono::Duration::days(dates.value(end - 1) as i64);
+        for h in 0..horizon {
+            out.take_idx.push(start as u32);
+            out.dates.push((cfg.freq.step(last, h as u32 + 1) - epoch).num_days() as i32);
+            out.steps.push(h as i32 + 1);
+            out.point.push(f.point[h]);
+            for (k, qv) in f.quantiles.iter().enumerate() {
+                out.qs[k].push(qv[h]);
+            }
+        }
+        n_series += 1;
+        start = end;
+    }
+    Ok((out.into_batch(&key_cols, out_schema, forecaster.name())?, n_series))
+}
+
+/// Output rows as they accumulate, one entry per (series, step).
+#[derive(Default)]
+struct Rows {
+    take_idx: Vec<u32>,
+    dates: Vec<i32>,
+    steps: Vec<i32>,
+    point: Vec<f64>,
+    qs: Vec<Vec<f64>>,
+}
+
+impl Rows {
+    fn into_batch(self, key_cols: &[ArrayRef], schema: SchemaRef, model: &str) -> Result<RecordBatch> {
+        let idx = UInt32Array::from(self.take_idx);
+        let mut columns: Vec<ArrayRef> = vec![];
+        for (i, col) in key_cols.iter().enumerate() {
+            let taken = take(col.as_ref(), &idx, None)?;
+            columns.push(cast(&taken, schema.field(i).data_type())?);
+        }
+        let len = idx.len();
+        columns.push(Arc::new(Date32Array::from(self.dates)));
+        columns.push(Arc::new(Int32Array::from(self.steps)));
+        columns.push(Arc::new(Float64Array::from(self.point)));
+        for q in self.qs {
+            columns.push(Arc::new(Float64Array::from(q)));
+        }
+        columns.push(Arc::new(StringArray::from(vec![model; len])));
+        Ok(RecordBatch::try_new(schema, columns)?)
     }
 }

@@ -84,7 +84,34 @@ pub struct StageCx {
     pub outputs: Vec<(String, Url)>,
     /// Cancelled on timeout, Ctrl-C or SIGTERM; CPU-bound tasks poll it.
     pub cancel: CancellationToken,
+    /// The stage's line in the run's display: long stages report steps, loss, rates here.
+    pub progress: StageProgress,
 }
+
+/// A long stage's live status line (a spinner message on a terminal; nothing in logs).
+#[derive(Clone, Default)]
+pub struct StageProgress {
+    bar: Option<indicatif::ProgressBar>,
+    prefix: String,
+}
+
+impl StageProgress {
+    pub fn new(bar: indicatif::ProgressBar, stage_id: &str) -> Self {
+        Self { bar: Some(bar), prefix: stage_id.to_string() }
+    }
+
+    /// Replace the status shown after the stage's name, e.g. "step 120/800 · loss 2.31 · 4.1k tok/s".
+    pub fn set(&self, status: impl AsRef<str>) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("{} · {}", self.prefix, status.as_ref()));
+        }
+    }
+}
+
+/// Why CPU-bound work stopped early.
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled")]
+pub struct Cancelled;
 
 #[derive(Debug, Default, Clone)]
 pub struct StageReport {
@@ -107,6 +134,24 @@ pub struct Written {
 }
 
 impl StageCx {
+    /// Run CPU- or GPU-bound work on a blocking thread, off the async runtime, so a stage's
+    /// `timeout:` and Ctrl-C can fire while it computes. The work gets the stage's cancellation
+    /// token and its progress line; it checks the token between steps and returns [`Cancelled`]
+    /// when it fires. A panic inside (libtorch errors reach Rust as panics) is re-raised here,
+    /// where the executor turns it into a failed attempt.
+    pub async fn blocking<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&CancellationToken, &StageProgress) -> Result<T> + Send + 'static,
+    {
+        let (cancel, progress) = (self.cancel.clone(), self.progress.clone());
+        match tokio::task::spawn_blocking(move || work(&cancel, &progress)).await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(e) => Err(anyhow::anyhow!("stage work was aborted: {e}")),
+        }
+    }
+
     /// Write a DataFrame as the staged Parquet of output `index`.
     pub async fn write_output(&self, index: usize, df: DataFrame) -> Result<Written> {
         let (name, url) = &self.outputs[index];

@@ -420,3 +420,32 @@ stages:
     let attempts = env.state.attempts(&o.run_id).unwrap();
     assert!(attempts.iter().all(|a| a.status != AttemptStatus::Running), "{attempts:?}");
 }
+
+/// A stage that computes without yielding (here `noop` with `busy:`, as a training loop would)
+/// is still stopped by its `timeout:` and by Ctrl-C: the work runs on a blocking thread and
+/// checks the stage's cancellation token between steps. The runtime is dropped inside the
+/// timing, and dropping it waits for blocking threads, so a thread that kept spinning would
+/// show up as a 60 s test.
+#[test]
+fn a_spinning_stage_is_stopped_by_timeout_and_by_ctrl_c() {
+    for by_signal in [false, true] {
+        let env = env();
+        let started = Instant::now();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let cancel = CancellationToken::new();
+        if by_signal {
+            let c2 = cancel.clone();
+            rt.spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                c2.cancel();
+            });
+        }
+        let timeout = if by_signal { "" } else { "timeout: 300ms, " };
+        let yaml = format!("name: p\nstages:\n  - {{ id: spin, kind: noop, {timeout}config: {{ busy: 60s }} }}\n");
+        let o = rt.block_on(run_yaml(&env, &yaml, 1, cancel));
+        drop(rt);
+        let want = if by_signal { AttemptStatus::Cancelled } else { AttemptStatus::TimedOut };
+        assert_eq!(stage(&o, "spin").status, want);
+        assert!(started.elapsed() < Duration::from_secs(5), "{want:?} took {:?}", started.elapsed());
+    }
+}

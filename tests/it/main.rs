@@ -4,6 +4,7 @@ mod common;
 mod device;
 mod executor;
 mod faults;
+mod forecasting;
 mod parquet_inputs;
 mod pipelines;
 mod publish;

@@ -1,0 +1,270 @@
+//! `restock evaluate`: rolling-origin backtests of forecast methods over a long table
+//! (`series_id, ts, value`), scored by WQL, MASE and 80 % coverage, side by side with wall time.
+//!
+//! Reads with DataFusion, then hands plain series to `forecast/` (and, for `lm`, to `lm/`);
+//! no stages, no run history.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use datafusion::arrow::array::{Array, ArrayRef, Date32Array, Float64Array, Int32Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+
+use crate::forecast::metrics::{WqlSums, coverage, mase};
+use crate::forecast::{Forecaster, Method, QuantileForecast, Request};
+
+/// The quantile levels every method is scored on (WQL averages over them).
+pub const LEVELS: [f64; 9] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
+
+/// One series of the long table, observations in time order.
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub id: String,
+    /// Days since 1970-01-01.
+    pub ts: Vec<i32>,
+    pub values: Vec<f64>,
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub horizon: usize,
+    pub season: usize,
+    pub windows: usize,
+}
+
+/// One method's scores over every series and window.
+#[derive(Debug, Clone)]
+pub struct Score {
+    pub method: String,
+    pub wql: f64,
+    /// Mean over series × windows of MASE of the median forecast.
+    pub mase: f64,
+    /// Share of held-out points inside [q0.1, q0.9].
+    pub coverage80: f64,
+    pub seconds: f64,
+    pub forecasts: usize,
+}
+
+/// A forecast for one series at one rolling origin.
+#[derive(Debug, Clone)]
+pub struct Backtest {
+    pub series: usize,
+    /// 0 = the earliest origin.
+    pub window: usize,
+    pub origin: usize,
+    pub forecast: QuantileForecast,
+}
+
+/// Read LONG (and optionally TEXT) Parquet into series, checking columns and types.
+pub async fn load(data: &Path, text: Option<&Path>) -> Result<Vec<Series>> {
+    let ctx = SessionContext::new();
+    let path = data.to_str().context("data path is not UTF-8")?;
+    ctx.register_parquet("long", path, ParquetReadOptions::default()).await.with_context(|| format!("reading {}", data.display()))?;
+    let schema = ctx.table_provider("long").await?.schema();
+    for col in ["series_id", "ts", "value"] {
+        if schema.field_with_name(col).is_err() {
+            let have: Vec<_> = schema.fields().iter().map(|f| f.name().clone()).collect();
+            bail!("{}: no column `{col}` (a long table has series_id, ts, value; this one has {})", data.display(), have.join(", "));
+        }
+    }
+    let df = ctx
+        .sql("SELECT arrow_cast(series_id, 'Utf8') AS id, CAST(ts AS DATE) AS ts, CAST(value AS DOUBLE) AS v FROM long ORDER BY id, ts")
+        .await?;
+    let batches = df.collect().await.with_context(|| format!("reading {}", data.display()))?;
+    let mut out: Vec<Series> = vec![];
+    for b in &batches {
+        let ids = b.column(0).as_any().downcast_ref::<StringArray>().context("series_id")?;
+        let ts = b.column(1).as_any().downcast_ref::<Date32Array>().context("ts")?;
+        let vs = b.column(2).as_any().downcast_ref::<Float64Array>().context("value")?;
+        for i in 0..b.num_rows() {
+            if ids.is_null(i) || ts.is_null(i) {
+                bail!("{}: row with a null series_id or ts", data.display());
+            }
+            let id = ids.value(i);
+            if out.last().is_none_or(|s| s.id != id) {
+                out.push(Series { id: id.to_string(), ts: vec![], values: vec![], text: None });
+            }
+            let s = out.last_mut().expect("pushed");
+            s.ts.push(ts.value(i));
+            s.values.push(if vs.is_null(i) { f64::NAN } else { vs.value(i) });
+        }
+    }
+    if let Some(text) = text {
+        attach_text(&ctx, text, &mut out).await?;
+    }
+    Ok(out)
+}
+
+async fn attach_text(ctx: &SessionContext, text: &Path, series: &mut [Series]) -> Result<()> {
+    let path = text.to_str().context("text path is not UTF-8")?;
+    ctx.register_parquet("text", path, ParquetReadOptions::default()).await.with_context(|| format!("reading {}", text.display()))?;
+    let df = ctx
+        .sql("SELECT arrow_cast(series_id, 'Utf8'), arrow_cast(text, 'Utf8') FROM text")
+        .await
+        .with_context(|| format!("{}: a text table has columns series_id, text", text.display()))?;
+    let mut by_id = std::collections::HashMap::new();
+    for b in df.collect().await? {
+        let ids = b.column(0).as_any().downcast_ref::<StringArray>().context("series_id")?;
+        let ts = b.column(1).as_any().downcast_ref::<StringArray>().context("text")?;
+        for i in 0..b.num_rows() {
+            if !ids.is_null(i) && !ts.is_null(i) {
+                by_id.insert(ids.value(i).to_string(), ts.value(i).to_string());
+            }
+        }
+    }
+    for s in series.iter_mut() {
+        s.text = by_id.get(&s.id).cloned();
+    }
+    Ok(())
+}
+
+/// Rolling origins of one series: each window holds out `horizon` points, the last window the
+/// series' last points. Origins that leave fewer than 3 points of history are skipped.
+pub fn origins(len: usize, opts: &Options) -> Vec<(usize, usize)> {
+    (0..opts.windows)
+        .filter_map(|w| {
+            let back = opts.horizon * (opts.windows - w);
+            (len >= back + 3).then(|| (w, len - back))
+        })
+        .collect()
+}
+
+/// Forecast every (series, window) with one forecaster, on all cores.
+pub fn backtest(series: &[Series], f: &Forecaster, opts: &Options) -> Vec<Backtest> {
+    let req = Request { horizon: opts.horizon, season: opts.season, levels: &LEVELS, nonnegative: false };
+    let jobs: Vec<(usize, usize, usize)> =
+        series.iter().enumerate().flat_map(|(i, s)| origins(s.values.len(), opts).into_iter().map(move |(w, o)| (i, w, o))).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len().max(1));
+    let chunk = jobs.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .filter_map(|&(i, w, o)| {
+                            let fc = f.forecast(&series[i].values[..o], &req).ok()?;
+                            Some(Backtest { series: i, window: w, origin: o, forecast: fc })
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("forecast thread")).collect()
+    })
+}
+
+/// Score backtests against the held-out actuals.
+pub fn score(method: &str, series: &[Series], tests: &[Backtest], opts: &Options, seconds: f64) -> Score {
+    let mut wql = WqlSums::default();
+    let (mut mases, mut inside, mut total) = (vec![], 0, 0);
+    let median = LEVELS.iter().position(|q| *q == 0.5).expect("0.5 is scored");
+    for t in tests {
+        let y = &series[t.series].values;
+        let actual = &y[t.origin..t.origin + opts.horizon];
+        wql.add(actual, &LEVELS, &t.forecast.quantiles);
+        if let Some(m) = mase(&y[..t.origin], actual, &t.forecast.quantiles[median], opts.season) {
+            mases.push(m);
+        }
+        let (i, n) = coverage(actual, &t.forecast.quantiles[0], &t.forecast.quantiles[LEVELS.len() - 1]);
+        inside += i;
+        total += n;
+    }
+    Score {
+        method: method.to_string(),
+        wql: wql.wql(),
+        mase: mases.iter().sum::<f64>() / mases.len().max(1) as f64,
+        coverage80: inside as f64 / total.max(1) as f64,
+        seconds,
+        forecasts: tests.len(),
+    }
+}
+
+/// Run each method, timing it, and score it.
+pub fn run_methods(series: &[Series], methods: &[Forecaster], opts: &Options) -> Vec<(Score, Vec<Backtest>)> {
+    methods
+        .iter()
+        .map(|m| {
+            let started = Instant::now();
+            let tests = backtest(series, m, opts);
+            let s = score(m.name(), series, &tests, opts, started.elapsed().as_secs_f64());
+            (s, tests)
+        })
+        .collect()
+}
+
+/// `--methods a,b,c` → forecasters (`ensemble` = median of ets, theta, seasonal_naive).
+pub fn parse_methods(list: &str) -> Result<Vec<Forecaster>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|name| {
+            if name == "ensemble" {
+                return Ok(Forecaster::Ensemble(Forecaster::DEFAULT_MEMBERS.to_vec()));
+            }
+            Method::parse(name).map(Forecaster::One).with_context(|| {
+                let all: Vec<_> = Method::ALL.iter().map(|m| m.as_str()).collect();
+                format!("unknown method `{name}` (methods: {}, ensemble)", all.join(", "))
+            })
+        })
+        .collect()
+}
+
+/// Write `method, series_id, ts, step, mean, q0.1 … q0.9` (one row per forecast step).
+pub fn write_forecasts(path: &PathBuf, series: &[Series], results: &[(Score, Vec<Backtest>)], horizon: usize) -> Result<()> {
+    let mut fields = vec![
+        Field::new("method", DataType::Utf8, false),
+        Field::new("series_id", DataType::Utf8, false),
+        Field::new("ts", DataType::Date32, false),
+        Field::new("window", DataType::Int32, false),
+        Field::new("step", DataType::Int32, false),
+        Field::new("mean", DataType::Float64, false),
+    ];
+    fields.extend(LEVELS.iter().map(|q| Field::new(format!("q{q}"), DataType::Float64, false)));
+    let schema = Arc::new(Schema::new(fields));
+    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None)?;
+    for (score, tests) in results {
+        let rows = tests.len() * horizon;
+        let (mut ids, mut ts, mut win, mut step, mut mean) = (vec![], vec![], vec![], vec![], vec![]);
+        let mut qs: Vec<Vec<f64>> = vec![Vec::with_capacity(rows); LEVELS.len()];
+        for t in tests {
+            let s = &series[t.series];
+            for h in 0..horizon {
+                ids.push(s.id.as_str());
+                ts.push(s.ts[t.origin + h]);
+                win.push(t.window as i32);
+                step.push(h as i32 + 1);
+                mean.push(t.forecast.point[h]);
+                qs.iter_mut().zip(&t.forecast.quantiles).for_each(|(col, q)| col.push(q[h]));
+            }
+        }
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![score.method.as_str(); rows])),
+            Arc::new(StringArray::from(ids)),
+            Arc::new(Date32Array::from(ts)),
+            Arc::new(Int32Array::from(win)),
+            Arc::new(Int32Array::from(step)),
+            Arc::new(Float64Array::from(mean)),
+        ];
+        cols.extend(qs.into_iter().map(|q| Arc::new(Float64Array::from(q)) as ArrayRef));
+        writer.write(&RecordBatch::try_new(schema.clone(), cols)?)?;
+    }
+    writer.close()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_step_back_by_horizon_and_skip_short_series() {
+        let opts = Options { horizon: 3, season: 1, windows: 2 };
+        assert_eq!(origins(20, &opts), vec![(0, 14), (1, 17)]);
+        assert_eq!(origins(8, &opts), vec![(1, 5)]);
+    }
+}
