@@ -15,6 +15,7 @@ pub mod evaluate;
 pub mod forecast;
 pub mod gc;
 pub mod jobs;
+pub mod lm;
 pub mod plan;
 pub mod publish;
 pub mod query;

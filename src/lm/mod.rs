@@ -1,0 +1,7 @@
+//! The demand-forecasting language model, nanoGPT-style: `tokens.rs` (value tokens),
+//! `model.rs` (the transformer, one file). Pure: no Arrow, no stages; every path into libtorch
+//! goes through `device::best()` first.
+pub mod model;
+pub mod sample;
+pub mod tokens;
+pub mod train;

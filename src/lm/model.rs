@@ -1,0 +1,265 @@
+//! The forecasting language model, in one file, top to bottom like nanoGPT: a decoder-only
+//! transformer over product-text tokens, a separator, then value tokens; it predicts the next
+//! value token. RMSNorm, rotary positions, SwiGLU, causal scaled-dot-product attention, a KV
+//! cache for decoding. Known future covariates (calendar, price, promotion) are projected and
+//! added to the value embeddings.
+//!
+//! Vocabulary: ids [0, 4096) are value tokens (`tokens.rs`), then `SEP`, then text ids.
+use serde::{Deserialize, Serialize};
+use tch::nn::{self, Module};
+use tch::{Device, Kind, Tensor};
+
+use super::tokens::N_VALUE_IDS;
+
+/// The separator between product text and the series.
+pub const SEP: i64 = N_VALUE_IDS;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub d_model: i64,
+    pub n_layers: i64,
+    pub n_heads: i64,
+    /// SwiGLU hidden width.
+    pub d_ff: i64,
+    /// Longest sequence (text + separator + context + horizon) the model is trained for.
+    pub max_len: i64,
+    /// Text (BPE) vocabulary size; 0 = a model without text.
+    #[serde(default)]
+    pub text_vocab: i64,
+    /// Covariates per step added to value embeddings (0 = none).
+    #[serde(default)]
+    pub n_covariates: i64,
+    /// Output head shares the value-token embedding matrix.
+    #[serde(default)]
+    pub tied: bool,
+}
+
+impl Config {
+    pub fn vocab(&self) -> i64 {
+        N_VALUE_IDS + 1 + self.text_vocab
+    }
+
+    /// Shape errors a config can have, in words.
+    pub fn check(&self) -> Result<(), String> {
+        let positive = [
+            ("d_model", self.d_model),
+            ("n_layers", self.n_layers),
+            ("n_heads", self.n_heads),
+            ("d_ff", self.d_ff),
+            ("max_len", self.max_len),
+        ];
+        if let Some((k, v)) = positive.iter().find(|(_, v)| *v <= 0) {
+            return Err(format!("`{k}` must be positive, got {v}"));
+        }
+        if self.d_model % self.n_heads != 0 || (self.d_model / self.n_heads) % 2 != 0 {
+            return Err(format!("`d_model` ({}) must split into `n_heads` ({}) heads of even width", self.d_model, self.n_heads));
+        }
+        if self.text_vocab < 0 || self.n_covariates < 0 {
+            return Err("`text_vocab` and `n_covariates` cannot be negative".into());
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct RmsNorm {
+    weight: Tensor,
+}
+
+impl RmsNorm {
+    fn new(p: nn::Path, d: i64) -> Self {
+        Self { weight: p.ones("weight", &[d]) }
+    }
+}
+
+impl Module for RmsNorm {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let norm = (x.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float) + 1e-6).rsqrt();
+        (x * norm).to_kind(x.kind()) * &self.weight
+    }
+}
+
+/// Keys and values of one layer, [batch, heads, time, head_dim].
+#[derive(Debug, Default)]
+pub struct LayerCache {
+    k: Option<Tensor>,
+    v: Option<Tensor>,
+}
+
+#[derive(Debug)]
+struct Block {
+    norm1: RmsNorm,
+    qkv: nn::Linear,
+    out: nn::Linear,
+    norm2: RmsNorm,
+    gate_up: nn::Linear,
+    down: nn::Linear,
+    n_heads: i64,
+}
+
+impl LayerCache {
+    /// Repeat every series' keys and values `n` times along the batch: the sample paths of a
+    /// series share its prefilled context.
+    pub fn repeat(&mut self, n: i64) {
+        for t in [&mut self.k, &mut self.v].into_iter().flatten() {
+            *t = t.repeat_interleave_self_int(n, 0, None);
+        }
+    }
+}
+
+impl Block {
+    fn new(p: nn::Path, c: &Config) -> Self {
+        let nb = nn::LinearConfig { bias: false, ..Default::default() };
+        Self {
+            norm1: RmsNorm::new(&p / "norm1", c.d_model),
+            qkv: nn::linear(&p / "qkv", c.d_model, 3 * c.d_model, nb),
+            out: nn::linear(&p / "out", c.d_model, c.d_model, nb),
+            norm2: RmsNorm::new(&p / "norm2", c.d_model),
+            gate_up: nn::linear(&p / "gate_up", c.d_model, 2 * c.d_ff, nb),
+            down: nn::linear(&p / "down", c.d_ff, c.d_model, nb),
+            n_heads: c.n_heads,
+        }
+    }
+
+    /// x: [B, T, D]; `rope` the (cos, sin) for these T positions; `mask` [B, 1, T, T_total]
+    /// (true = may attend), else causal attention (`causal`, a prefill) or attention to every
+    /// cached key (a decoding step).
+    fn forward(&self, x: &Tensor, rope: &(Tensor, Tensor), mask: Option<&Tensor>, causal: bool, cache: Option<&mut LayerCache>) -> Tensor {
+        let (b, t, d) = x.size3().expect("[B, T, D]");
+        let hd = d / self.n_heads;
+        let qkv = self.qkv.forward(&self.norm1.forward(x)).view([b, t, 3, self.n_heads, hd]).permute([2, 0, 3, 1, 4]);
+        let (q, k, v) = (apply_rope(&qkv.get(0), rope), apply_rope(&qkv.get(1), rope), qkv.get(2));
+        let (k, v) = match cache {
+            Some(c) => {
+                let k = match &c.k {
+                    Some(old) => Tensor::cat(&[old, &k], 2),
+                    None => k,
+                };
+                let v = match &c.v {
+                    Some(old) => Tensor::cat(&[old, &v], 2),
+                    None => v,
+                };
+                c.k = Some(k.shallow_clone());
+                c.v = Some(v.shallow_clone());
+                (k, v)
+            }
+            None => (k, v),
+        };
+        let att = Tensor::scaled_dot_product_attention(&q, &k, &v, mask, 0.0, causal && mask.is_none(), None, false);
+        let x = x + self.out.forward(&att.transpose(1, 2).contiguous().view([b, t, d]));
+        let gu = self.gate_up.forward(&self.norm2.forward(&x)).chunk(2, -1);
+        &x + self.down.forward(&(gu[0].silu() * &gu[1]))
+    }
+}
+
+/// Rotary embedding: rotate channel pairs of q/k ([B, H, T, hd]) by position-dependent angles.
+fn apply_rope(x: &Tensor, (cos, sin): &(Tensor, Tensor)) -> Tensor {
+    let half = x.size()[3] / 2;
+    let (x1, x2) = (x.narrow(3, 0, half), x.narrow(3, half, half));
+    Tensor::cat(&[&x1 * cos - &x2 * sin, &x1 * sin + &x2 * cos], 3)
+}
+
+/// (cos, sin) tables for positions [start, start + len), shaped [1, 1, len, hd/2].
+fn rope_tables(start: i64, len: i64, hd: i64, device: Device) -> (Tensor, Tensor) {
+    let inv = Tensor::arange_start_step(0, hd, 2, (Kind::Float, device)).divide_scalar(hd as f64).multiply_scalar(-(10_000f64.ln())).exp();
+    let pos = Tensor::arange_start(start, start + len, (Kind::Float, device));
+    let angles = pos.unsqueeze(1) * inv.unsqueeze(0);
+    (angles.cos().view([1, 1, len, hd / 2]), angles.sin().view([1, 1, len, hd / 2]))
+}
+
+#[derive(Debug)]
+pub struct Model {
+    pub config: Config,
+    embed: nn::Embedding,
+    covariates: Option<nn::Linear>,
+    blocks: Vec<Block>,
+    norm: RmsNorm,
+    head: Option<nn::Linear>,
+}
+
+impl Model {
+    pub fn new(vs: &nn::Path, config: Config) -> Self {
+        let c = &config;
+        let embed = nn::embedding(
+            vs / "embed",
+            c.vocab(),
+            c.d_model,
+            nn::EmbeddingConfig { ws_init: nn::Init::Randn { mean: 0.0, stdev: 0.02 }, ..Default::default() },
+        );
+        let covariates = (c.n_covariates > 0).then(|| nn::linear(vs / "covariates", c.n_covariates, c.d_model, Default::default()));
+        let blocks = (0..c.n_layers).map(|i| Block::new(vs / "blocks" / i, c)).collect();
+        let head =
+            (!c.tied).then(|| nn::linear(vs / "head", c.d_model, N_VALUE_IDS, nn::LinearConfig { bias: false, ..Default::default() }));
+        Self { norm: RmsNorm::new(vs / "norm", c.d_model), config, embed, covariates, blocks, head }
+    }
+
+    /// Logits over value ids for every position: ids [B, T] → [B, T, 4096].
+    /// `start` is the position of ids[:, 0] (non-zero when decoding with a cache); `mask` as in
+    /// [`Block::forward`]; `covariates` [B, T, n_covariates] when the model takes them.
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        start: i64,
+        mask: Option<&Tensor>,
+        covariates: Option<&Tensor>,
+        mut cache: Option<&mut Vec<LayerCache>>,
+    ) -> Tensor {
+        let (_, t) = ids.size2().expect("[B, T]");
+        let mut x = self.embed.forward(ids);
+        if let (Some(proj), Some(cov)) = (&self.covariates, covariates) {
+            x = x + proj.forward(&cov.to_kind(Kind::Float));
+        }
+        let hd = self.config.d_model / self.config.n_heads;
+        let rope = rope_tables(start, t, hd, ids.device());
+        let rope = (rope.0.to_kind(x.kind()), rope.1.to_kind(x.kind()));
+        if let Some(c) = cache.as_deref_mut() {
+            c.resize_with(self.blocks.len(), LayerCache::default);
+        }
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(&x, &rope, mask, start == 0, cache.as_deref_mut().map(|c| &mut c[i]));
+        }
+        let x = self.norm.forward(&x);
+        match &self.head {
+            Some(h) => h.forward(&x),
+            None => x.matmul(&self.embed.ws.narrow(0, 0, N_VALUE_IDS).tr()),
+        }
+    }
+
+    pub fn parameters(vs: &nn::VarStore) -> i64 {
+        vs.trainable_variables().iter().map(|t| t.numel() as i64).sum()
+    }
+}
+
+/// Read a model config (`models/*.yaml`), naming the file and the field on any error.
+pub fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    use anyhow::Context;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading model config {}", path.display()))?;
+    let c: Config = serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    c.check().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_configs_have_the_documented_sizes_and_bad_shapes_are_named() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        for (name, lo, hi) in [("tiny", 0.3e6, 1e6), ("small", 5e6, 8e6), ("base", 90e6, 110e6)] {
+            let c = load_config(&dir.join(format!("{name}.yaml"))).unwrap();
+            let vs = nn::VarStore::new(Device::Cpu);
+            let _ = Model::new(&vs.root(), c);
+            let n = Model::parameters(&vs) as f64;
+            assert!(n > lo && n < hi, "{name}: {n} parameters");
+        }
+        let bad = tempfile::NamedTempFile::with_suffix(".yaml").unwrap();
+        std::fs::write(bad.path(), "d_model: 100\nn_layers: 2\nn_heads: 3\nd_ff: 64\nmax_len: 32\n").unwrap();
+        let err = load_config(bad.path()).unwrap_err().to_string();
+        assert!(err.contains(".yaml") && err.contains("`n_heads` (3)"), "{err}");
+        std::fs::write(bad.path(), "d_model: 64\nn_layer: 2\n").unwrap();
+        let err = load_config(bad.path()).unwrap_err().to_string();
+        assert!(err.contains("n_layer"), "{err}");
+    }
+}

@@ -1,0 +1,93 @@
+//! Value tokens, the Chronos scheme (Ansari et al. 2024): a series is mean-scaled, then each
+//! value falls in one of 4093 uniform bins on [-15, 15]. Ids 0 and 1 are PAD and EOS, so a value
+//! vocabulary has 4096 ids. Missing values become PAD and are never targets; censored
+//! (stockout) observations are inputs but not targets, since the demand behind them is unknown.
+
+pub const PAD: i64 = 0;
+pub const EOS: i64 = 1;
+pub const N_SPECIAL: i64 = 2;
+pub const N_VALUE_IDS: i64 = 4096;
+const N_CENTRES: usize = (N_VALUE_IDS - N_SPECIAL - 1) as usize;
+const LOW: f64 = -15.0;
+const HIGH: f64 = 15.0;
+
+/// One series in tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    pub ids: Vec<i64>,
+    /// Whether position t may be a training target (observed and not censored).
+    pub target: Vec<bool>,
+    pub scale: f64,
+}
+
+fn step() -> f64 {
+    (HIGH - LOW) / (N_CENTRES - 1) as f64
+}
+
+fn centre(i: usize) -> f64 {
+    LOW + i as f64 * step()
+}
+
+/// Mean |x| over the observed values (1 when that is 0 or nothing is observed).
+pub fn scale_of(context: &[f64]) -> f64 {
+    let obs: Vec<f64> = context.iter().copied().filter(|v| v.is_finite()).collect();
+    let s = obs.iter().map(|v| v.abs()).sum::<f64>() / obs.len().max(1) as f64;
+    if s > 0.0 && s.is_finite() { s } else { 1.0 }
+}
+
+/// Id of one scaled value: the number of bin edges ≤ x (torch.bucketize, right=True) + 2.
+pub fn value_id(scaled: f64) -> i64 {
+    // Edges: -1e20, the midpoints between centres, +1e20. Edge j (1 ≤ j < N_CENTRES) sits at
+    // LOW + (j - 0.5)·step; count those ≤ x in closed form, then the -1e20 edge.
+    let j = ((scaled - LOW) / step() + 0.5).floor();
+    let inner = j.clamp(0.0, (N_CENTRES - 1) as f64) as i64;
+    1 + inner + N_SPECIAL
+}
+
+/// Encode a context with `scale` from its observed values. `censored[t]` marks stockout days.
+pub fn encode(context: &[f64], censored: Option<&[bool]>) -> Encoded {
+    encode_with_scale(context, censored, scale_of(context))
+}
+
+/// Encode with a given scale (the forecast horizon reuses the context's).
+pub fn encode_with_scale(values: &[f64], censored: Option<&[bool]>, scale: f64) -> Encoded {
+    let ids = values.iter().map(|v| if v.is_finite() { value_id(v / scale) } else { PAD }).collect();
+    let target = values.iter().enumerate().map(|(t, v)| v.is_finite() && !censored.is_some_and(|c| c[t])).collect();
+    Encoded { ids, target, scale }
+}
+
+/// A value id back to a value: its bin centre times the scale (special ids decode to 0).
+pub fn decode(id: i64, scale: f64) -> f64 {
+    if id < N_SPECIAL {
+        return 0.0;
+    }
+    let i = (id - N_SPECIAL - 1).clamp(0, N_CENTRES as i64 - 1) as usize;
+    centre(i) * scale
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_known_vector_and_round_trips() {
+        let e = encode(&[1.0, 2.0, 3.0, 4.0], None);
+        assert_eq!(e.scale, 2.5);
+        assert_eq!(e.ids, vec![2104, 2158, 2213, 2267]);
+        for (id, v) in e.ids.iter().zip([1.0, 2.0, 3.0, 4.0]) {
+            assert!((decode(*id, e.scale) - v).abs() <= step() * e.scale / 2.0 + 1e-12);
+        }
+        assert_eq!(value_id(-1e9), N_SPECIAL + 1, "below the range: first bin");
+        assert_eq!(value_id(1e9), N_VALUE_IDS - 1, "above the range: last bin");
+        assert_eq!(decode(value_id(0.0), 7.0), 0.0, "zero stays exactly zero");
+    }
+
+    #[test]
+    fn missing_values_are_pad_and_censored_days_are_not_targets() {
+        let e = encode(&[2.0, f64::NAN, 0.0, 4.0], Some(&[false, false, true, false]));
+        assert_eq!(e.scale, 2.0, "mean |x| over observed values only");
+        assert_eq!(e.ids[1], PAD);
+        assert_eq!(e.target, vec![true, false, false, true]);
+        assert_eq!(encode(&[0.0, 0.0], None).scale, 1.0);
+    }
+}
