@@ -4,15 +4,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
 
-use crate::common::Project;
-
-fn write_parquet(p: &Project, rel: &str, batch: RecordBatch) {
-    let path = p.file(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-}
+use crate::common::{Project, write_parquet};
 
 fn orders(ids: &[&str], qty: &[i32]) -> RecordBatch {
     RecordBatch::try_from_iter(vec![

@@ -104,6 +104,15 @@ impl Project {
     }
 }
 
+/// Write one batch as a Parquet file at `rel` inside the project.
+pub fn write_parquet(p: &Project, rel: &str, batch: datafusion::arrow::array::RecordBatch) {
+    let path = p.file(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
 /// The attempt rows of `stage` in `restock show` output.
 pub fn stage_rows<'a>(show: &'a str, stage: &str) -> Vec<&'a str> {
     let prefix = format!("│ {stage} ");

@@ -3,15 +3,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Date32Array, Float64Array, RecordBatch, StringArray};
 
-use crate::common::{Project, stdout};
-
-fn write_parquet(p: &Project, rel: &str, batch: RecordBatch) {
-    let path = p.file(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-}
+use crate::common::{Project, stdout, write_parquet};
 
 /// Daily series with a weekly cycle; `null_sku` gets no observed value at all.
 fn demand(skus: &[&str], days: i32, null_sku: Option<&str>) -> RecordBatch {
