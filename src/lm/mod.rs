@@ -1,6 +1,8 @@
 //! The demand-forecasting language model, nanoGPT-style: `tokens.rs` (value tokens),
-//! `model.rs` (the transformer, one file). Pure: no Arrow, no stages; every path into libtorch
+//! `model.rs` (the transformer, one file), `train.rs` (the loop), `sample.rs` (KV-cache
+//! decoding), `corpus.rs` (synthetic pretraining series). Pure: no Arrow, no stages; every path into libtorch
 //! goes through `device::best()` first.
+pub mod corpus;
 pub mod model;
 pub mod sample;
 pub mod tokens;
