@@ -599,9 +599,10 @@ async fn evaluate_cmd(
     if series.is_empty() {
         bail!("{}: no rows", data.display());
     }
-    let results = tokio::task::spawn_blocking({
-        let (series, opts) = (series.clone(), opts.clone());
-        move || evaluate::run_methods(&series, &methods, &opts)
+    let opts_owned = opts.clone();
+    let (series, results) = tokio::task::spawn_blocking(move || {
+        let results = evaluate::run_methods(&series, &methods, &opts_owned);
+        (series, results)
     })
     .await?;
     let mut t = Table::new();

@@ -13,7 +13,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 use crate::forecast::metrics::{WqlSums, coverage, mase};
-use crate::forecast::{Forecaster, Method, QuantileForecast, Request};
+use crate::forecast::{Forecaster, QuantileForecast, Request};
 
 /// The quantile levels every method is scored on (WQL averages over them).
 pub const LEVELS: [f64; 9] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
@@ -198,19 +198,7 @@ pub fn run_methods(series: &[Series], methods: &[Forecaster], opts: &Options) ->
 
 /// `--methods a,b,c` → forecasters (`ensemble` = median of ets, theta, seasonal_naive).
 pub fn parse_methods(list: &str) -> Result<Vec<Forecaster>> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|name| {
-            if name == "ensemble" {
-                return Ok(Forecaster::Ensemble(Forecaster::DEFAULT_MEMBERS.to_vec()));
-            }
-            Method::parse(name).map(Forecaster::One).with_context(|| {
-                let all: Vec<_> = Method::ALL.iter().map(|m| m.as_str()).collect();
-                format!("unknown method `{name}` (methods: {}, ensemble)", all.join(", "))
-            })
-        })
-        .collect()
+    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|name| Forecaster::from_name(name).map_err(anyhow::Error::msg)).collect()
 }
 
 /// Write `method, series_id, ts, step, mean, q0.1 … q0.9` (one row per forecast step).

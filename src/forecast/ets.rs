@@ -55,7 +55,6 @@ pub struct Fit {
     pub aicc: f64,
     pub sigma: f64,
     n: usize,
-    m: usize,
 }
 
 impl Form3 {
@@ -184,7 +183,7 @@ pub fn fit(y: &[f64], m: usize, form: Form3) -> Option<Fit> {
     let np = n_par as f64;
     let aicc = lik + 2.0 * np + 2.0 * np * (np + 1.0) / (n as f64 - np - 1.0);
     let sigma = (sse / (n as f64 - np).max(1.0)).sqrt();
-    Some(Fit { form, params, last, aicc, sigma, n, m: k })
+    Some(Fit { form, params, last, aicc, sigma, n })
 }
 
 /// Parameter vector → (params, initial state); `None` outside the usual region
@@ -303,10 +302,6 @@ impl Fit {
     /// Fitted smoothing parameters (alpha, beta, gamma, phi) for reports and tests.
     pub fn params(&self) -> [f64; 4] {
         [self.params.alpha, self.params.beta, self.params.gamma, self.params.phi]
-    }
-
-    pub fn season_length(&self) -> usize {
-        self.m
     }
 }
 

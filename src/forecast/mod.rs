@@ -13,7 +13,6 @@ pub mod theta;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 pub use seasonal_naive::seasonal_naive;
-use serde::Deserialize;
 
 /// A probabilistic forecast of one series: a point path and one path per quantile level.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,8 +34,7 @@ pub struct Request<'a> {
 }
 
 /// The statistical methods. `lm` is not here: it needs a model, so the stage calls `crate::lm`.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Naive,
     SeasonalNaive,
@@ -72,14 +70,15 @@ impl Method {
         if !history.iter().any(|v| v.is_finite()) {
             return Err(NoData);
         }
+        let variant = |v| intermittent::forecast(&fill_gaps(history), v, req);
         let f = match self {
             Method::Naive => seasonal_naive(history, 1, req.horizon, req.levels, false),
             Method::SeasonalNaive => seasonal_naive(history, req.season, req.horizon, req.levels, false),
             Method::Ets => ets::auto_ets(&fill_gaps(history), req),
             Method::Theta => theta::auto_theta(&fill_gaps(history), req),
-            Method::Croston => intermittent::forecast(&fill_gaps(history), intermittent::Variant::Croston, req),
-            Method::Sba => intermittent::forecast(&fill_gaps(history), intermittent::Variant::Sba, req),
-            Method::Tsb => intermittent::forecast(&fill_gaps(history), intermittent::Variant::Tsb, req),
+            Method::Croston => variant(intermittent::Variant::Croston),
+            Method::Sba => variant(intermittent::Variant::Sba),
+            Method::Tsb => variant(intermittent::Variant::Tsb),
         };
         Ok(if req.nonnegative { f.clipped() } else { f })
     }
@@ -96,6 +95,21 @@ pub enum Forecaster {
 impl Forecaster {
     /// Members an `ensemble` gets when the config names none.
     pub const DEFAULT_MEMBERS: [Method; 3] = [Method::Ets, Method::Theta, Method::SeasonalNaive];
+
+    /// Every name `from_name` knows, for error messages.
+    pub fn names() -> impl Iterator<Item = &'static str> + Clone {
+        Method::ALL.into_iter().map(Method::as_str).chain(["ensemble"])
+    }
+
+    /// A method by name; `ensemble` with the default members.
+    pub fn from_name(name: &str) -> Result<Forecaster, String> {
+        if name == "ensemble" {
+            return Ok(Forecaster::Ensemble(Self::DEFAULT_MEMBERS.to_vec()));
+        }
+        Method::parse(name)
+            .map(Forecaster::One)
+            .ok_or_else(|| format!("unknown forecast method `{name}` (methods: {})", Self::names().collect::<Vec<_>>().join(", ")))
+    }
 
     pub fn name(&self) -> &'static str {
         match self {

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::{Cancelled, StageCx, StageDecl, StageKind, StageProgress, StageReport, StageTask};
 use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
-use crate::forecast::{Forecaster, Method, Request, quantile_column};
+use crate::forecast::{Forecaster, Request, quantile_column};
 
 pub struct ForecastKind;
 
@@ -85,28 +85,21 @@ pub struct ForecastTask {
 
 /// `method` (and `members`) → what to run, or a diagnostic naming the bad name.
 fn forecaster(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<Forecaster, Diagnostics> {
-    let names = || Method::ALL.iter().map(|m| m.as_str()).chain(["ensemble"]);
-    let parse = |name: &str, at: String| {
-        Method::parse(name).ok_or_else(|| {
-            decl.error(
-                decl.config.pos(&at),
-                format!("unknown forecast method `{name}` (methods: {})", names().collect::<Vec<_>>().join(", ")),
-            )
-            .help_opt(did_you_mean(name, names()))
-        })
+    let parse = |name: &str, at: &str| {
+        Forecaster::from_name(name).map_err(|e| decl.error(decl.config.pos(at), e).help_opt(did_you_mean(name, Forecaster::names())))
     };
-    if cfg.method == "ensemble" {
-        let members = if cfg.members.is_empty() {
-            Forecaster::DEFAULT_MEMBERS.to_vec()
-        } else {
-            cfg.members.iter().enumerate().map(|(i, m)| parse(m, format!("members/{i}"))).collect::<Result<_, _>>()?
-        };
-        return Ok(Forecaster::Ensemble(members));
+    let chosen = parse(&cfg.method, "method")?;
+    if cfg.members.is_empty() {
+        return Ok(chosen);
     }
-    if !cfg.members.is_empty() {
+    if chosen.name() != "ensemble" {
         return Err(decl.error(decl.config.pos("members"), "`members` is only for `method: ensemble`").into());
     }
-    Ok(Forecaster::One(parse(&cfg.method, "method".into())?))
+    let members = cfg.members.iter().enumerate().map(|(i, m)| match parse(m, &format!("members/{i}"))? {
+        Forecaster::One(m) => Ok(m),
+        Forecaster::Ensemble(_) => Err(decl.error(decl.config.pos(&format!("members/{i}")), "an ensemble cannot be its own member")),
+    });
+    Ok(Forecaster::Ensemble(members.collect::<Result<_, _>>()?))
 }
 
 impl StageKind for ForecastKind {

@@ -109,5 +109,5 @@ fn evaluate_scores_methods_and_writes_forecasts() {
     let err = p.fails(&["evaluate", "--data", "fc.parquet", "--horizon", "7", "--season", "7"], 1);
     assert!(err.contains("fc.parquet") && err.contains("no column `value`"), "{err}");
     let out = p.run(&["evaluate", "--data", "long.parquet", "--horizon", "7", "--season", "7", "--methods", "arima"]);
-    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown method `arima`"), "{}", stdout(&out));
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown forecast method `arima`"), "{}", stdout(&out));
 }
