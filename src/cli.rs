@@ -151,6 +151,38 @@ enum Command {
         /// Also write every forecast: method, series_id, ts, window, step, mean, q0.1 … q0.9.
         #[arg(long)]
         forecasts: Option<PathBuf>,
+        /// The model folder `lm` forecasts with (config.yaml + model.safetensors).
+        #[arg(long, default_value = "models/small")]
+        model: PathBuf,
+        /// Sample paths per series for `lm`.
+        #[arg(long, default_value_t = 20)]
+        paths: i64,
+    },
+    /// Train a forecasting model from scratch on the built-in synthetic corpus (plus any long
+    /// tables given), checkpointing every N steps: a killed run resumes where it stopped.
+    Pretrain {
+        /// Model shape: models/tiny.yaml, models/small.yaml or models/base.yaml.
+        #[arg(long, default_value = "models/small.yaml")]
+        config: PathBuf,
+        /// Output folder: config.yaml, model.safetensors (bf16), metrics.json.
+        #[arg(long, default_value = "models/small")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 2000)]
+        steps: usize,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Values per training window.
+        #[arg(long, default_value_t = 256)]
+        window: usize,
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Long tables (series_id, ts, value) mixed into the corpus (repeatable).
+        #[arg(long)]
+        data: Vec<PathBuf>,
+        #[arg(long, default_value_t = 100)]
+        checkpoint_every: usize,
     },
     /// Public benchmark data sets in the long format `evaluate` reads.
     Datasets {
@@ -307,9 +339,16 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let outcome = run_pipeline(&args, open_state(&cli.state, state::Access::ReadWrite)?, &opts).await?;
             demo::print_summary(&lake_root, &outcome).await
         }
-        Command::Evaluate { data, text, horizon, season, windows, methods, forecasts } => {
+        Command::Evaluate { data, text, horizon, season, windows, methods, forecasts, model, paths } => {
             let opts = crate::evaluate::Options { horizon, season, windows };
-            evaluate_cmd(&data, text.as_deref(), &opts, &methods, forecasts.as_ref()).await
+            let lm = crate::lm::forecast::LmOptions { paths, ..Default::default() };
+            let methods = crate::evaluate::parse_methods(&methods, &model, &lm)?;
+            evaluate_cmd(&data, text.as_deref(), &opts, methods, forecasts.as_ref()).await
+        }
+        Command::Pretrain { config, out, steps, batch, window, lr, seed, data, checkpoint_every } => {
+            let train =
+                crate::lm::train::TrainConfig { steps, batch, window, lr, warmup: (steps / 20).max(1), weight_decay: 0.1, clip: 1.0, seed };
+            pretrain_cmd(&config, out, train, &data, checkpoint_every, cli.quiet).await
         }
         Command::Datasets { command: DatasetsCommand::Fetch { name, from, out } } => {
             let ds = crate::datasets::find(&name)?;
@@ -587,14 +626,13 @@ async fn evaluate_cmd(
     data: &std::path::Path,
     text: Option<&std::path::Path>,
     opts: &crate::evaluate::Options,
-    methods: &str,
+    methods: Vec<crate::evaluate::Candidate>,
     forecasts: Option<&PathBuf>,
 ) -> Result<()> {
     use crate::evaluate;
     if opts.horizon == 0 || opts.season == 0 || opts.windows == 0 {
         bail!("--horizon, --season and --windows must be at least 1");
     }
-    let methods = evaluate::parse_methods(methods)?;
     let series = evaluate::load(data, text).await?;
     if series.is_empty() {
         bail!("{}: no rows", data.display());
@@ -605,6 +643,7 @@ async fn evaluate_cmd(
         (series, results)
     })
     .await?;
+    let results = results?;
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header(["method", "WQL", "MASE", "80% coverage", "forecasts", "seconds"]);
@@ -623,5 +662,57 @@ async fn evaluate_cmd(
         evaluate::write_forecasts(path, &series, &results, opts.horizon)?;
         println!("forecasts written to {}", path.display());
     }
+    Ok(())
+}
+
+async fn pretrain_cmd(
+    config: &std::path::Path,
+    out: PathBuf,
+    train: crate::lm::train::TrainConfig,
+    data: &[PathBuf],
+    checkpoint_every: usize,
+    quiet: bool,
+) -> Result<()> {
+    use crate::lm::pretrain::{PretrainOptions, pretrain};
+    let config = crate::lm::model::load_config(config)?;
+    let mut real = vec![];
+    for path in data {
+        real.extend(crate::evaluate::load(path, None).await?.into_iter().map(|s| s.values));
+    }
+    let opts = PretrainOptions { config, out, train, real, checkpoint_every };
+    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(train.steps as u64) };
+    // Logs (no terminal) get a line every 50 steps instead of a bar.
+    let lines = !quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30.cyan/blue}] step {pos}/{len} {msg} (eta {eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let report = tokio::task::spawn_blocking(move || {
+        let device = crate::device::best();
+        pretrain(&opts, device, |step, loss, tps| {
+            bar.set_position(step as u64 + 1);
+            bar.set_message(format!("loss {loss:.3} · {tps:.0} tok/s"));
+            if lines && (step + 1) % 50 == 0 {
+                eprintln!("step {}/{} · loss {loss:.3} · {tps:.0} tok/s", step + 1, bar.length().unwrap_or(0));
+            }
+            true
+        })
+        .map(|r| (r, opts.out))
+    })
+    .await??;
+    let (r, out) = report;
+    println!(
+        "{}: {} steps, {} tokens in {:.0} s ({:.0} tok/s on {}), final train loss {:.3}, validation loss {:.3}, {} parameters",
+        out.display(),
+        r.steps,
+        r.tokens,
+        r.seconds,
+        r.tokens_per_second,
+        r.device,
+        r.final_train_loss,
+        r.validation_loss,
+        r.parameters
+    );
     Ok(())
 }

@@ -134,3 +134,8 @@ mod tests {
         assert_eq!(classify(&anyhow::anyhow!("a stage's own error")), ErrorClass::Transient);
     }
 }
+
+/// Why CPU-bound work (a stage's blocking part, training, decoding) stopped early.
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled")]
+pub struct Cancelled;

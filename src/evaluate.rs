@@ -14,6 +14,8 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 use crate::forecast::metrics::{WqlSums, coverage, mase};
 use crate::forecast::{Forecaster, QuantileForecast, Request};
+use crate::lm::checkpoint::Checkpoint;
+use crate::lm::forecast::{Input, LmOptions};
 
 /// The quantile levels every method is scored on (WQL averages over them).
 pub const LEVELS: [f64; 9] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
@@ -132,11 +134,47 @@ pub fn origins(len: usize, opts: &Options) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// Forecast every (series, window) with one forecaster, on all cores.
-pub fn backtest(series: &[Series], f: &Forecaster, opts: &Options) -> Vec<Backtest> {
+/// A method under test: a statistical forecaster, or the language model from a checkpoint.
+pub enum Candidate {
+    Stat(Forecaster),
+    Lm { name: String, ck: Box<Checkpoint>, opts: LmOptions },
+}
+
+impl Candidate {
+    pub fn name(&self) -> &str {
+        match self {
+            Candidate::Stat(f) => f.name(),
+            Candidate::Lm { name, .. } => name,
+        }
+    }
+}
+
+/// Every (series index, window, origin) to forecast.
+fn jobs(series: &[Series], opts: &Options) -> Vec<(usize, usize, usize)> {
+    series.iter().enumerate().flat_map(|(i, s)| origins(s.values.len(), opts).into_iter().map(move |(w, o)| (i, w, o))).collect()
+}
+
+/// Forecast every (series, window) with one candidate.
+pub fn backtest(series: &[Series], c: &Candidate, opts: &Options) -> Result<Vec<Backtest>> {
+    match c {
+        Candidate::Stat(f) => Ok(backtest_stat(series, f, opts)),
+        Candidate::Lm { ck, opts: lm, .. } => backtest_lm(series, ck, lm, opts),
+    }
+}
+
+/// The language model, batched over all (series, window) contexts; libtorch uses the cores.
+fn backtest_lm(series: &[Series], ck: &Checkpoint, lm: &LmOptions, opts: &Options) -> Result<Vec<Backtest>> {
     let req = Request { horizon: opts.horizon, season: opts.season, levels: &LEVELS, nonnegative: false };
-    let jobs: Vec<(usize, usize, usize)> =
-        series.iter().enumerate().flat_map(|(i, s)| origins(s.values.len(), opts).into_iter().map(move |(w, o)| (i, w, o))).collect();
+    let jobs = jobs(series, opts);
+    let inputs: Vec<Input> = jobs.iter().map(|&(i, _, o)| Input { history: &series[i].values[..o], text: None }).collect();
+    let forecasts = crate::lm::forecast::forecast(ck, &inputs, &req, lm, |_| true)?;
+    Ok(jobs.into_iter().zip(forecasts).map(|((i, w, o), forecast)| Backtest { series: i, window: w, origin: o, forecast }).collect())
+}
+
+/// A statistical forecaster on all cores.
+fn backtest_stat(series: &[Series], f: &Forecaster, opts: &Options) -> Vec<Backtest> {
+    let req = Request { horizon: opts.horizon, season: opts.season, levels: &LEVELS, nonnegative: false };
+    let jobs = jobs(series, opts);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len().max(1));
     let chunk = jobs.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
@@ -184,21 +222,32 @@ pub fn score(method: &str, series: &[Series], tests: &[Backtest], opts: &Options
 }
 
 /// Run each method, timing it, and score it.
-pub fn run_methods(series: &[Series], methods: &[Forecaster], opts: &Options) -> Vec<(Score, Vec<Backtest>)> {
+pub fn run_methods(series: &[Series], methods: &[Candidate], opts: &Options) -> Result<Vec<(Score, Vec<Backtest>)>> {
     methods
         .iter()
         .map(|m| {
             let started = Instant::now();
-            let tests = backtest(series, m, opts);
+            let tests = backtest(series, m, opts)?;
             let s = score(m.name(), series, &tests, opts, started.elapsed().as_secs_f64());
-            (s, tests)
+            Ok((s, tests))
         })
         .collect()
 }
 
-/// `--methods a,b,c` → forecasters (`ensemble` = median of ets, theta, seasonal_naive).
-pub fn parse_methods(list: &str) -> Result<Vec<Forecaster>> {
-    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|name| Forecaster::from_name(name).map_err(anyhow::Error::msg)).collect()
+/// `--methods a,b,c` → candidates (`ensemble` = median of ets, theta, seasonal_naive; `lm` =
+/// the model in `model_dir`, loaded once onto the best device).
+pub fn parse_methods(list: &str, model_dir: &Path, lm: &LmOptions) -> Result<Vec<Candidate>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|name| {
+            if name == "lm" {
+                let ck = Checkpoint::load(model_dir, crate::device::best())?;
+                return Ok(Candidate::Lm { name: "lm".into(), ck: Box::new(ck), opts: *lm });
+            }
+            Forecaster::from_name(name).map(Candidate::Stat).map_err(anyhow::Error::msg)
+        })
+        .collect()
 }
 
 /// Write `method, series_id, ts, step, mean, q0.1 … q0.9` (one row per forecast step).

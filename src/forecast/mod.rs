@@ -96,9 +96,10 @@ impl Forecaster {
     /// Members an `ensemble` gets when the config names none.
     pub const DEFAULT_MEMBERS: [Method; 3] = [Method::Ets, Method::Theta, Method::SeasonalNaive];
 
-    /// Every name `from_name` knows, for error messages.
+    /// Every method name a user may write, for error messages: these, and `lm` (the language
+    /// model, which callers handle before asking here).
     pub fn names() -> impl Iterator<Item = &'static str> + Clone {
-        Method::ALL.into_iter().map(Method::as_str).chain(["ensemble"])
+        Method::ALL.into_iter().map(Method::as_str).chain(["ensemble", "lm"])
     }
 
     /// A method by name; `ensemble` with the default members.

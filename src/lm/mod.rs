@@ -2,8 +2,11 @@
 //! `model.rs` (the transformer, one file), `train.rs` (the loop), `sample.rs` (KV-cache
 //! decoding), `corpus.rs` (synthetic pretraining series). Pure: no Arrow, no stages; every path into libtorch
 //! goes through `device::best()` first.
+pub mod checkpoint;
 pub mod corpus;
+pub mod forecast;
 pub mod model;
+pub mod pretrain;
 pub mod sample;
 pub mod tokens;
 pub mod train;

@@ -57,31 +57,46 @@ pub fn batch(windows: &[Encoded], device: Device) -> (Tensor, Tensor) {
     (Tensor::from_slice(&ids).view([n, -1]).to_device(device), Tensor::from_slice(&target).view([n, -1]).to_device(device))
 }
 
-/// Train on windows drawn by `draw`; `on_step(step, loss)` after each step may stop training
-/// by returning false (cancellation). Returns the loss of every step.
+/// Train steps `start..c.steps` on windows drawn by `draw` (seeded by the seed and `start`, so
+/// a resumed run is as reproducible as a whole one); `on_step(step, loss)` after each step may
+/// stop training by returning false (cancellation). Returns the loss of every step taken.
 pub fn train(
     model: &Model,
     vs: &nn::VarStore,
     c: &TrainConfig,
+    start: usize,
     mut draw: impl FnMut(&mut ChaCha8Rng) -> Encoded,
     mut on_step: impl FnMut(usize, f64) -> bool,
 ) -> anyhow::Result<Vec<f64>> {
-    tch::manual_seed(c.seed as i64);
-    let mut rng = ChaCha8Rng::seed_from_u64(c.seed);
+    tch::manual_seed(c.seed as i64 + start as i64);
+    let mut rng = ChaCha8Rng::seed_from_u64(c.seed.wrapping_add(start as u64));
     let mut opt = nn::AdamW { beta1: 0.9, beta2: 0.95, wd: c.weight_decay, eps: 1e-8, amsgrad: false }.build(vs, c.lr)?;
-    let mut losses = Vec::with_capacity(c.steps);
-    for step in 0..c.steps {
+    let mut losses = Vec::with_capacity(c.steps.saturating_sub(start));
+    for step in start..c.steps {
         opt.set_lr(lr_at(step, c));
         let windows: Vec<Encoded> = (0..c.batch).map(|_| draw(&mut rng)).collect();
         let (ids, target) = batch(&windows, vs.device());
         let l = loss(model, &ids, &target);
         opt.backward_step_clip_norm(&l, c.clip);
         losses.push(l.double_value(&[]));
-        if !on_step(step, losses[step]) {
+        if !on_step(step, losses[losses.len() - 1]) {
             break;
         }
     }
     Ok(losses)
+}
+
+/// Mean loss over fixed windows, without gradients (validation).
+pub fn eval_loss(model: &Model, windows: &[Encoded], batch_size: usize, device: tch::Device) -> f64 {
+    let _guard = tch::no_grad_guard();
+    let parts: Vec<f64> = windows
+        .chunks(batch_size.max(1))
+        .map(|w| {
+            let (ids, target) = batch(w, device);
+            loss(model, &ids, &target).double_value(&[])
+        })
+        .collect();
+    parts.iter().sum::<f64>() / parts.len().max(1) as f64
 }
 
 #[cfg(test)]
@@ -107,7 +122,7 @@ mod tests {
         let model = Model::new(&vs.root(), tiny());
         assert!(Model::parameters(&vs) < 1_000_000, "tiny is under 1 M parameters");
         let cfg = TrainConfig { steps: 150, batch: 16, window: 42, lr: 3e-3, warmup: 10, weight_decay: 0.01, clip: 1.0, seed: 7 };
-        let losses = train(&model, &vs, &cfg, |rng| window(&series, cfg.window, rng), |_, _| true).unwrap();
+        let losses = train(&model, &vs, &cfg, 0, |rng| window(&series, cfg.window, rng), |_, _| true).unwrap();
         let first = losses[..10].iter().sum::<f64>() / 10.0;
         let last = losses[losses.len() - 10..].iter().sum::<f64>() / 10.0;
         assert!(last < 0.5 * first, "loss {first:.3} -> {last:.3}");

@@ -2,6 +2,7 @@
 //!
 //! Ships the `seasonal_naive` method; learned models plug in as further methods or kinds.
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Result, anyhow, bail};
@@ -15,7 +16,9 @@ use serde::Deserialize;
 
 use super::{Cancelled, StageCx, StageDecl, StageKind, StageProgress, StageReport, StageTask};
 use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
-use crate::forecast::{Forecaster, Request, quantile_column};
+use crate::forecast::{Forecaster, QuantileForecast, Request, quantile_column};
+use crate::lm::checkpoint::Checkpoint;
+use crate::lm::forecast::{Input, LmOptions};
 
 pub struct ForecastKind;
 
@@ -72,6 +75,40 @@ struct ForecastConfig {
     /// Demand cannot be negative: clip forecasts at zero.
     #[serde(default = "yes")]
     nonnegative: bool,
+    /// `lm` only: the model folder (config.yaml + model.safetensors), relative to the pipeline file.
+    model: Option<String>,
+    /// `lm` only: sample paths per series, sampling temperature, top-k (0 = all), seed.
+    #[serde(default = "default_paths")]
+    paths: i64,
+    #[serde(default = "default_temperature")]
+    temperature: f64,
+    #[serde(default)]
+    top_k: i64,
+    #[serde(default)]
+    seed: i64,
+}
+
+fn default_paths() -> i64 {
+    20
+}
+fn default_temperature() -> f64 {
+    1.0
+}
+
+/// What the stage runs: a statistical forecaster, or the language model in a folder.
+#[derive(Debug, Clone)]
+enum StageMethod {
+    Stat(Forecaster),
+    Lm { dir: PathBuf, opts: LmOptions },
+}
+
+impl StageMethod {
+    fn name(&self) -> &'static str {
+        match self {
+            StageMethod::Stat(f) => f.name(),
+            StageMethod::Lm { .. } => "lm",
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -79,18 +116,54 @@ pub struct ForecastTask {
     stage: String,
     input: String,
     cfg: ForecastConfig,
-    forecaster: Forecaster,
+    method: StageMethod,
     pos: BTreeMap<&'static str, Pos>,
 }
 
+/// `method: lm`: the model folder must hold a readable config and weights, and the horizon fit.
+fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, Diagnostics> {
+    let Some(model) = &cfg.model else {
+        return Err(decl.error(decl.config.pos("method"), "`method: lm` needs `model:` (a folder made by `restock pretrain`)").into());
+    };
+    let dir = decl.pipeline_dir.join(model);
+    let config = crate::lm::model::load_config(&dir.join(crate::lm::checkpoint::CONFIG))
+        .map_err(|e| decl.error(decl.config.pos("model"), format!("{e:#}")))?;
+    let weights = dir.join(crate::lm::checkpoint::WEIGHTS);
+    if !weights.is_file() {
+        return Err(decl
+            .error(decl.config.pos("model"), format!("{}: no such checkpoint (train one with `restock pretrain`)", weights.display()))
+            .into());
+    }
+    let max = (config.max_len - 2).max(0);
+    if cfg.horizon as i64 > max {
+        return Err(decl
+            .error(
+                decl.config.pos("horizon"),
+                format!("horizon {} is longer than the model allows ({max} for max_len {})", cfg.horizon, config.max_len),
+            )
+            .into());
+    }
+    if cfg.paths < 1 || cfg.temperature <= 0.0 || cfg.top_k < 0 {
+        return Err(decl.error(decl.config.pos("paths"), "`paths` must be ≥ 1, `temperature` > 0 and `top_k` ≥ 0").into());
+    }
+    let opts = LmOptions { paths: cfg.paths, temperature: cfg.temperature, top_k: cfg.top_k, seed: cfg.seed, ..LmOptions::default() };
+    Ok(StageMethod::Lm { dir, opts })
+}
+
 /// `method` (and `members`) → what to run, or a diagnostic naming the bad name.
-fn forecaster(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<Forecaster, Diagnostics> {
+fn method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, Diagnostics> {
+    if cfg.method == "lm" {
+        return lm_method(decl, cfg);
+    }
+    if cfg.model.is_some() {
+        return Err(decl.error(decl.config.pos("model"), "`model` is only for `method: lm`").into());
+    }
     let parse = |name: &str, at: &str| {
         Forecaster::from_name(name).map_err(|e| decl.error(decl.config.pos(at), e).help_opt(did_you_mean(name, Forecaster::names())))
     };
     let chosen = parse(&cfg.method, "method")?;
     if cfg.members.is_empty() {
-        return Ok(chosen);
+        return Ok(StageMethod::Stat(chosen));
     }
     if chosen.name() != "ensemble" {
         return Err(decl.error(decl.config.pos("members"), "`members` is only for `method: ensemble`").into());
@@ -99,7 +172,7 @@ fn forecaster(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<Forecaster, 
         Forecaster::One(m) => Ok(m),
         Forecaster::Ensemble(_) => Err(decl.error(decl.config.pos(&format!("members/{i}")), "an ensemble cannot be its own member")),
     });
-    Ok(Forecaster::Ensemble(members.collect::<Result<_, _>>()?))
+    Ok(StageMethod::Stat(Forecaster::Ensemble(members.collect::<Result<_, _>>()?)))
 }
 
 impl StageKind for ForecastKind {
@@ -133,9 +206,9 @@ impl StageKind for ForecastKind {
             }
         }
         diags.into_result(())?;
-        let forecaster = forecaster(decl, &cfg)?;
+        let method = method(decl, &cfg)?;
         let pos = [("series", decl.config.pos("series")), ("time", decl.config.pos("time")), ("target", decl.config.pos("target"))].into();
-        Ok(Arc::new(ForecastTask { stage: decl.id.into(), input: decl.inputs[0].clone(), cfg, forecaster, pos }))
+        Ok(Arc::new(ForecastTask { stage: decl.id.into(), input: decl.inputs[0].clone(), cfg, method, pos }))
     }
 }
 
@@ -220,16 +293,16 @@ impl StageTask for ForecastTask {
         if all.num_rows() == 0 {
             bail!("input `{}` has no rows to forecast", self.input);
         }
-        let (cfg, forecaster) = (self.cfg.clone(), self.forecaster.clone());
+        let (cfg, method) = (self.cfg.clone(), self.method.clone());
         let (batch, n_series) =
-            cx.blocking(move |cancel, progress| forecast_all(&all, &cfg, &forecaster, out_schema, cancel, progress)).await?;
+            cx.blocking(move |cancel, progress| forecast_all(&all, &cfg, &method, out_schema, cancel, progress)).await?;
         let df = cx.ctx.read_batch(batch)?;
         let written = cx.write_output(0, df).await?;
         Ok(StageReport {
             rows_out: written.rows,
             bytes_out: written.bytes,
             details: Some(
-                serde_json::json!({ "series": n_series, "history_rows": rows_in, "method": self.forecaster.name(), "horizon": self.cfg.horizon }),
+                serde_json::json!({ "series": n_series, "history_rows": rows_in, "method": self.method.name(), "horizon": self.cfg.horizon }),
             ),
             warnings: vec![],
         })
@@ -241,7 +314,7 @@ impl StageTask for ForecastTask {
 fn forecast_all(
     all: &RecordBatch,
     cfg: &ForecastConfig,
-    forecaster: &Forecaster,
+    method: &StageMethod,
     out_schema: SchemaRef,
     cancel: &tokio_util::sync::CancellationToken,
     progress: &StageProgress,
@@ -252,37 +325,27 @@ fn forecast_all(
     let key_rows = converter.convert_columns(&key_cols)?;
     let dates = all.column(n_keys).as_any().downcast_ref::<Date32Array>().expect("time column is DATE (checked)");
     let values = all.column(n_keys + 1).as_any().downcast_ref::<Float64Array>().expect("target cast to DOUBLE");
-    let horizon = cfg.horizon as usize;
-    let req = Request { horizon, season: cfg.season_length, levels: &cfg.quantiles, nonnegative: cfg.nonnegative };
+    let mut bounds: Vec<(usize, usize)> = vec![];
+    for i in 0..all.num_rows() {
+        match bounds.last_mut() {
+            Some((start, end)) if key_rows.row(*start) == key_rows.row(i) => *end = i + 1,
+            _ => bounds.push((i, i + 1)),
+        }
+    }
+    let histories: Vec<Vec<f64>> =
+        bounds.iter().map(|&(s, e)| (s..e).map(|i| if values.is_null(i) { f64::NAN } else { values.value(i) }).collect()).collect();
+    if let Some(k) = histories.iter().position(|h| !h.iter().any(|v| v.is_finite())) {
+        let key: Vec<String> =
+            key_cols.iter().map(|c| datafusion::arrow::util::display::array_value_to_string(c, bounds[k].0).unwrap_or_default()).collect();
+        bail!("series ({}) = ({}) has no observed `{}` value: nothing to forecast from", cfg.series.join(", "), key.join(", "), cfg.target);
+    }
+    let req = Request { horizon: cfg.horizon as usize, season: cfg.season_length, levels: &cfg.quantiles, nonnegative: cfg.nonnegative };
+    let forecasts = forecasts(method, &histories, &req, cancel, progress)?;
     let mut out = Rows { qs: vec![vec![]; cfg.quantiles.len()], ..Rows::default() };
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
-    let (n, mut start, mut n_series) = (all.num_rows(), 0usize, 0u64);
-    let started = std::time::Instant::now();
-    while start < n {
-        let mut end = start + 1;
-        while end < n && key_rows.row(end) == key_rows.row(start) {
-            end += 1;
-        }
-        if n_series % 64 == 0 {
-            if cancel.is_cancelled() {
-                return Err(Cancelled.into());
-            }
-            let rate = n_series as f64 / started.elapsed().as_secs_f64().max(1e-3);
-            progress.set(format!("{n_series} series · {rate:.0}/s"));
-        }
-        let history: Vec<f64> = (start..end).map(|i| if values.is_null(i) { f64::NAN } else { values.value(i) }).collect();
-        let f = forecaster.forecast(&history, &req).map_err(|_| {
-            let key: Vec<String> =
-                key_cols.iter().map(|c| datafusion::arrow::util::display::array_value_to_string(c, start).unwrap_or_default()).collect();
-            anyhow!(
-                "series ({}) = ({}) has no observed `{}` value: nothing to forecast from",
-                cfg.series.join(", "),
-                key.join(", "),
-                cfg.target
-            )
-        })?;
+    for (&(start, end), f) in bounds.iter().zip(&forecasts) {
         let last = epoch + chrono::Duration::days(dates.value(end - 1) as i64);
-        for h in 0..horizon {
+        for h in 0..req.horizon {
             out.take_idx.push(start as u32);
             out.dates.push((cfg.freq.step(last, h as u32 + 1) - epoch).num_days() as i32);
             out.steps.push(h as i32 + 1);
@@ -291,10 +354,46 @@ fn forecast_all(
                 out.qs[k].push(qv[h]);
             }
         }
-        n_series += 1;
-        start = end;
     }
-    Ok((out.into_batch(&key_cols, out_schema, forecaster.name())?, n_series))
+    Ok((out.into_batch(&key_cols, out_schema, method.name())?, bounds.len() as u64))
+}
+
+/// One forecast per history (each has an observed value), checking cancellation and reporting
+/// series/s as it goes.
+fn forecasts(
+    method: &StageMethod,
+    histories: &[Vec<f64>],
+    req: &Request,
+    cancel: &tokio_util::sync::CancellationToken,
+    progress: &StageProgress,
+) -> Result<Vec<QuantileForecast>> {
+    let started = std::time::Instant::now();
+    let report = |done: usize| {
+        progress.set(format!("{done}/{} series · {:.0}/s", histories.len(), done as f64 / started.elapsed().as_secs_f64().max(1e-3)))
+    };
+    match method {
+        StageMethod::Stat(f) => {
+            let mut out = Vec::with_capacity(histories.len());
+            for (i, h) in histories.iter().enumerate() {
+                if i % 64 == 0 {
+                    if cancel.is_cancelled() {
+                        return Err(Cancelled.into());
+                    }
+                    report(i);
+                }
+                out.push(f.forecast(h, req).map_err(|_| anyhow!("no observed value"))?);
+            }
+            Ok(out)
+        }
+        StageMethod::Lm { dir, opts } => {
+            let ck = Checkpoint::load(dir, crate::device::best())?;
+            let inputs: Vec<Input> = histories.iter().map(|h| Input { history: h, text: None }).collect();
+            crate::lm::forecast::forecast(&ck, &inputs, req, opts, |done| {
+                report(done);
+                !cancel.is_cancelled()
+            })
+        }
+    }
 }
 
 /// Output rows as they accumulate, one entry per (series, step).

@@ -108,10 +108,7 @@ impl StageProgress {
     }
 }
 
-/// Why CPU-bound work stopped early.
-#[derive(Debug, thiserror::Error)]
-#[error("cancelled")]
-pub struct Cancelled;
+pub use crate::errors::Cancelled;
 
 #[derive(Debug, Default, Clone)]
 pub struct StageReport {

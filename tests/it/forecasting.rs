@@ -111,3 +111,28 @@ fn evaluate_scores_methods_and_writes_forecasts() {
     let out = p.run(&["evaluate", "--data", "long.parquet", "--horizon", "7", "--season", "7", "--methods", "arima"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown forecast method `arima`"), "{}", stdout(&out));
 }
+
+#[test]
+fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validation() {
+    let p = Project::empty();
+    write_parquet(&p, "lake/raw/demand/part-0.parquet", demand(&["a", "b"], 40, None));
+    let tiny = format!("{}/models/tiny.yaml", crate::common::REPO);
+    let out = p.ok(&["pretrain", "--config", &tiny, "--out", "model", "--steps", "6", "--batch", "2", "--window", "32"]);
+    assert!(out.contains("6 steps, 384 tokens"), "{out}");
+    let lm = |extra: &str| pipeline(&format!("lm, {extra} paths: 8"));
+    p.write("p.yaml", &lm("model: model,"));
+    p.ok(&["run", "p.yaml"]);
+    let rows =
+        p.query("SELECT count(*), sum(CASE WHEN p10 <= p50 AND p50 <= p90 AND p10 >= 0 THEN 1 ELSE 0 END), min(model) FROM forecasts");
+    assert_eq!(rows, vec!["14,14,lm".to_string()]);
+
+    p.write("p.yaml", &lm("model: nowhere,"));
+    let err = p.fails(&["validate", "p.yaml"], 2);
+    assert!(err.contains("p.yaml:") && err.contains("nowhere/config.yaml"), "{err}");
+    p.write("p.yaml", &lm(""));
+    let err = p.fails(&["validate", "p.yaml"], 2);
+    assert!(err.contains("`method: lm` needs `model:`"), "{err}");
+    p.write("p.yaml", &lm("model: model,").replace("horizon: 7", "horizon: 500"));
+    let err = p.fails(&["validate", "p.yaml"], 2);
+    assert!(err.contains("horizon 500 is longer than the model allows (126 for max_len 128)"), "{err}");
+}

@@ -1,0 +1,56 @@
+//! A model on disk: a folder with `config.yaml` (the shape), `model.safetensors` (bf16 weights)
+//! and `metrics.json` (how it was trained). Loading names the file at fault.
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow};
+use tch::nn::VarStore;
+use tch::{Device, Kind};
+
+use super::model::{Config, Model, load_config};
+
+pub const CONFIG: &str = "config.yaml";
+pub const WEIGHTS: &str = "model.safetensors";
+pub const METRICS: &str = "metrics.json";
+
+pub struct Checkpoint {
+    pub vs: VarStore,
+    pub model: Model,
+}
+
+impl Checkpoint {
+    /// A freshly initialised model (seeded) on `device`.
+    pub fn init(config: Config, device: Device, seed: i64) -> Self {
+        tch::manual_seed(seed);
+        let vs = VarStore::new(device);
+        let model = Model::new(&vs.root(), config);
+        Self { vs, model }
+    }
+
+    /// Load `dir/config.yaml` and `dir/model.safetensors` onto `device`.
+    pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        let config = load_config(&dir.join(CONFIG))?;
+        let mut ck = Self::init(config, device, 0);
+        let weights = dir.join(WEIGHTS);
+        if !weights.exists() {
+            return Err(anyhow!("{}: no such checkpoint (train one with `restock pretrain`)", weights.display()));
+        }
+        ck.vs.load(&weights).map_err(|e| anyhow!("{}: not a checkpoint of this config ({e})", weights.display()))?;
+        Ok(ck)
+    }
+
+    /// Write config, weights (as `kind`: bf16 to ship, f32 to resume training without losing
+    /// precision) and metrics into `dir` (created if needed). The weights go to a temporary name
+    /// first, so a kill never leaves a half-written checkpoint.
+    pub fn save(&self, dir: &Path, kind: Kind, metrics: &serde_json::Value) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let config = serde_saphyr::to_string(&self.model.config).map_err(|e| anyhow!("{e}"))?;
+        std::fs::write(dir.join(CONFIG), config).with_context(|| format!("writing {}", dir.join(CONFIG).display()))?;
+        let named: Vec<(String, tch::Tensor)> =
+            self.vs.variables().into_iter().map(|(k, v)| (k, v.to_kind(kind).to_device(Device::Cpu))).collect();
+        let tmp = dir.join(format!(".{WEIGHTS}.tmp"));
+        tch::Tensor::write_safetensors(&named, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, dir.join(WEIGHTS))?;
+        std::fs::write(dir.join(METRICS), serde_json::to_vec_pretty(metrics)?)?;
+        Ok(())
+    }
+}

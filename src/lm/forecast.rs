@@ -1,0 +1,83 @@
+//! Forecasts from the language model: each series' recent history (and product text, when the
+//! model reads text) becomes a context; N sample paths are decoded per series; the point is the
+//! paths' mean and the quantiles theirs. Batched over series.
+use anyhow::{Result, bail};
+
+use super::checkpoint::Checkpoint;
+use super::model::SEP;
+use super::sample::{SampleConfig, sample};
+use super::tokens::encode;
+use crate::forecast::{QuantileForecast, Request};
+
+#[derive(Debug, Clone, Copy)]
+pub struct LmOptions {
+    pub paths: i64,
+    pub temperature: f64,
+    pub top_k: i64,
+    pub seed: i64,
+    /// Series decoded together (each with all its paths).
+    pub batch: usize,
+    /// Most product-text tokens put before the series.
+    pub max_text: usize,
+}
+
+impl Default for LmOptions {
+    fn default() -> Self {
+        Self { paths: 20, temperature: 1.0, top_k: 0, seed: 0, batch: 64, max_text: 48 }
+    }
+}
+
+/// One series to forecast: its history (NaN = missing) and, optionally, its text as token ids.
+pub struct Input<'a> {
+    pub history: &'a [f64],
+    pub text: Option<&'a [i64]>,
+}
+
+/// The longest horizon the model allows (it must see at least one value of context).
+pub fn max_horizon(ck: &Checkpoint) -> usize {
+    (ck.model.config.max_len - 2).max(0) as usize
+}
+
+/// The token context of one series: text ids (shifted past the value vocabulary) + SEP, then the
+/// most recent values that fit in `max_len - horizon`. Returns (ids, scale).
+fn context(ck: &Checkpoint, input: &Input, horizon: usize, o: &LmOptions) -> (Vec<i64>, f64) {
+    let cfg = &ck.model.config;
+    let mut ids = vec![];
+    if let (Some(text), true) = (input.text, cfg.text_vocab > 0) {
+        ids.extend(text.iter().take(o.max_text).map(|t| SEP + 1 + t.clamp(&0, &(cfg.text_vocab - 1))));
+        ids.push(SEP);
+    }
+    let room = (cfg.max_len as usize).saturating_sub(horizon + ids.len()).max(1);
+    let hist = &input.history[input.history.len().saturating_sub(room)..];
+    let enc = encode(hist, None);
+    ids.extend(enc.ids);
+    (ids, enc.scale)
+}
+
+/// Forecast every input; `on_batch(done)` after each batch may return false to stop (cancel).
+pub fn forecast(
+    ck: &Checkpoint,
+    inputs: &[Input],
+    req: &Request,
+    o: &LmOptions,
+    mut on_batch: impl FnMut(usize) -> bool,
+) -> Result<Vec<QuantileForecast>> {
+    if req.horizon > max_horizon(ck) {
+        bail!("horizon {} is longer than the model allows ({} for max_len {})", req.horizon, max_horizon(ck), ck.model.config.max_len);
+    }
+    let sc = SampleConfig { paths: o.paths, horizon: req.horizon as i64, temperature: o.temperature, top_k: o.top_k, seed: o.seed };
+    let mut out = Vec::with_capacity(inputs.len());
+    for (b, chunk) in inputs.chunks(o.batch.max(1)).enumerate() {
+        let (ctx, scales): (Vec<Vec<i64>>, Vec<f64>) = chunk.iter().map(|i| context(ck, i, req.horizon, o)).unzip();
+        let sc = SampleConfig { seed: sc.seed + b as i64, ..sc };
+        for paths in sample(&ck.model, &ctx, &scales, &sc, ck.vs.device()) {
+            let mean = (0..req.horizon).map(|h| paths.iter().map(|p| p[h]).sum::<f64>() / paths.len() as f64).collect();
+            let f = QuantileForecast::from_paths(mean, &paths, req.levels);
+            out.push(if req.nonnegative { f.clipped() } else { f });
+        }
+        if !on_batch(out.len()) {
+            return Err(crate::errors::Cancelled.into());
+        }
+    }
+    Ok(out)
+}

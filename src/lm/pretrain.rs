@@ -1,0 +1,160 @@
+//! `restock pretrain`: train a model from scratch on the synthetic corpus (plus any long tables
+//! the user names), checkpointing as it goes so a killed run resumes where it stopped.
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind};
+
+use super::checkpoint::{Checkpoint, WEIGHTS};
+use super::corpus;
+use super::model::Config;
+use super::train::{TrainConfig, eval_loss, train, window};
+
+#[derive(Debug, Clone)]
+pub struct PretrainOptions {
+    pub config: Config,
+    pub out: PathBuf,
+    pub train: TrainConfig,
+    /// Real series (from long tables) mixed into the corpus: a third of windows when given.
+    pub real: Vec<Vec<f64>>,
+    /// Save a resumable checkpoint every this many steps.
+    pub checkpoint_every: usize,
+}
+
+/// What a pretraining run did (also written to `metrics.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PretrainReport {
+    pub steps: usize,
+    pub tokens: u64,
+    pub seconds: f64,
+    pub tokens_per_second: f64,
+    /// Mean training loss over the last 5 % of steps.
+    pub final_train_loss: f64,
+    pub validation_loss: f64,
+    pub parameters: i64,
+    pub device: String,
+    pub resumed_from: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ResumeState {
+    step: usize,
+    tokens: u64,
+    seconds: f64,
+}
+
+fn resume_dir(out: &Path) -> PathBuf {
+    out.join(".resume")
+}
+
+/// One training window: synthetic, or (a third of the time, when there are any) a real series.
+fn draw(o: &PretrainOptions, rng: &mut ChaCha8Rng) -> super::tokens::Encoded {
+    let len = o.train.window;
+    let long: Vec<&Vec<f64>> = o.real.iter().filter(|s| s.len() >= len).collect();
+    if !long.is_empty() && rng.random_bool(1.0 / 3.0) {
+        return window(long[rng.random_range(0..long.len())], len, rng);
+    }
+    window(&corpus::series(len, rng), len, rng)
+}
+
+/// Train; `on_step(step, loss, tokens_per_second)` may stop by returning false (the checkpoint
+/// taken at the last multiple of `checkpoint_every` stays, so the next call resumes there).
+pub fn pretrain(o: &PretrainOptions, device: Device, mut on_step: impl FnMut(usize, f64, f64) -> bool) -> Result<PretrainReport> {
+    let resume = resume_dir(&o.out);
+    let (ck, state) = match std::fs::read(resume.join("state.json")) {
+        Ok(bytes) if resume.join(WEIGHTS).exists() => (Checkpoint::load(&resume, device)?, serde_json::from_slice(&bytes)?),
+        _ => (Checkpoint::init(o.config.clone(), device, o.train.seed as i64), ResumeState { step: 0, tokens: 0, seconds: 0.0 }),
+    };
+    let mut val_rng = crate::forecast::rng();
+    let validation: Vec<_> = (0..64).map(|_| draw(o, &mut val_rng)).collect();
+    let started = Instant::now();
+    let tokens_per_step = (o.train.batch * o.train.window) as u64;
+    let mut done = state.step;
+    let mut saved: Result<()> = Ok(());
+    let losses = train(
+        &ck.model,
+        &ck.vs,
+        &o.train,
+        state.step,
+        |rng| draw(o, rng),
+        |step, loss| {
+            done = step + 1;
+            let secs = state.seconds + started.elapsed().as_secs_f64();
+            let tokens = state.tokens + tokens_per_step * (done - state.step) as u64;
+            if done % o.checkpoint_every.max(1) == 0 && done < o.train.steps {
+                let st = ResumeState { step: done, tokens, seconds: secs };
+                saved = ck
+                    .save(&resume, Kind::Float, &serde_json::json!({}))
+                    .and_then(|()| Ok(std::fs::write(resume.join("state.json"), serde_json::to_vec(&st)?)?));
+                if saved.is_err() {
+                    return false;
+                }
+            }
+            on_step(step, loss, tokens as f64 / secs.max(1e-9))
+        },
+    )?;
+    saved.context("saving the resumable checkpoint")?;
+    let seconds = state.seconds + started.elapsed().as_secs_f64();
+    let tokens = state.tokens + tokens_per_step * (done - state.step) as u64;
+    let tail = &losses[losses.len() - (losses.len() / 20).max(1).min(losses.len())..];
+    let report = PretrainReport {
+        steps: done,
+        tokens,
+        seconds,
+        tokens_per_second: tokens as f64 / seconds.max(1e-9),
+        final_train_loss: tail.iter().sum::<f64>() / tail.len().max(1) as f64,
+        validation_loss: eval_loss(&ck.model, &validation, o.train.batch, device),
+        parameters: super::model::Model::parameters(&ck.vs),
+        device: format!("{device:?}"),
+        resumed_from: state.step,
+    };
+    if done < o.train.steps {
+        anyhow::bail!(crate::errors::Cancelled);
+    }
+    ck.save(&o.out, Kind::BFloat16, &serde_json::to_value(&report)?).with_context(|| format!("saving the model to {}", o.out.display()))?;
+    let _ = std::fs::remove_dir_all(&resume);
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forecast::Request;
+    use crate::lm::forecast::{Input, LmOptions, forecast};
+    use crate::lm::model::load_config;
+
+    /// A run stopped at step 25 resumes from its step-20 checkpoint and finishes; the saved
+    /// model then forecasts, and a horizon beyond max_len is refused in words.
+    #[test]
+    fn pretraining_resumes_after_a_stop_and_the_model_forecasts() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = load_config(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny.yaml")).unwrap();
+        let train = TrainConfig { steps: 30, batch: 4, window: 64, lr: 1e-3, warmup: 3, weight_decay: 0.1, clip: 1.0, seed: 3 };
+        let o = PretrainOptions { config, out: dir.path().join("m"), train, real: vec![vec![1.0; 100]], checkpoint_every: 10 };
+        let err = pretrain(&o, Device::Cpu, |step, _, _| step < 24).unwrap_err();
+        assert!(err.is::<crate::errors::Cancelled>(), "{err:#}");
+        assert!(!o.out.join(WEIGHTS).exists(), "no final model from a stopped run");
+        let report = pretrain(&o, Device::Cpu, |_, _, _| true).unwrap();
+        assert_eq!((report.resumed_from, report.steps, report.tokens), (20, 30, 30 * 4 * 64));
+        assert!(report.validation_loss.is_finite() && !resume_dir(&o.out).exists());
+
+        let ck = Checkpoint::load(&o.out, Device::Cpu).unwrap();
+        let history: Vec<f64> = (0..50).map(|t| (t % 7) as f64).collect();
+        let levels = [0.1, 0.5, 0.9];
+        let req = Request { horizon: 5, season: 7, levels: &levels, nonnegative: true };
+        let inputs = [Input { history: &history, text: None }, Input { history: &history[..3], text: None }];
+        let f = forecast(&ck, &inputs, &req, &LmOptions { paths: 8, ..Default::default() }, |_| true).unwrap();
+        assert_eq!(f.len(), 2);
+        assert!(f.iter().all(|f| f.point.len() == 5 && f.quantiles[0].iter().zip(&f.quantiles[2]).all(|(a, b)| 0.0 <= *a && a <= b)));
+        let long = Request { horizon: 200, ..req };
+        let err = forecast(&ck, &inputs, &long, &LmOptions::default(), |_| true).unwrap_err().to_string();
+        assert!(err.contains("horizon 200 is longer than the model allows (126 for max_len 128)"), "{err}");
+        std::fs::write(o.out.join(WEIGHTS), b"not safetensors").unwrap();
+        let err = format!("{:#}", Checkpoint::load(&o.out, Device::Cpu).err().unwrap());
+        assert!(err.contains("model.safetensors") && err.contains("not a checkpoint"), "{err}");
+    }
+}
