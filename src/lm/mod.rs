@@ -8,5 +8,6 @@ pub mod forecast;
 pub mod model;
 pub mod pretrain;
 pub mod sample;
+pub mod text;
 pub mod tokens;
 pub mod train;

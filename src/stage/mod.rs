@@ -9,6 +9,7 @@ pub mod check;
 pub mod forecast;
 pub mod noop;
 pub mod sql;
+pub mod tokenizer;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -202,6 +203,7 @@ impl Registry {
         r.register(Arc::new(check::CheckKind));
         r.register(Arc::new(forecast::ForecastKind));
         r.register(Arc::new(noop::NoopKind));
+        r.register(Arc::new(tokenizer::TokenizerKind));
         r
     }
 

@@ -136,3 +136,52 @@ fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validatio
     let err = p.fails(&["validate", "p.yaml"], 2);
     assert!(err.contains("horizon 500 is longer than the model allows (126 for max_len 128)"), "{err}");
 }
+
+/// The tokenizer stage publishes a tokenizer.json that Python's `tokenizers` (PyPI) reads and
+/// encodes to the same ids as restock.
+#[test]
+fn tokenizer_stage_publishes_a_tokenizer_python_reads_identically() {
+    let p = Project::empty();
+    let texts: Vec<String> = (0..200)
+        .map(|i| {
+            format!(
+                "{} tea, {} bags — {} flavour, rated {}/5",
+                ["Green", "Black", "Oolong"][i % 3],
+                10 + i % 4 * 10,
+                ["mint", "lemon", "café"][i % 3],
+                i % 5 + 1
+            )
+        })
+        .collect();
+    let batch = RecordBatch::try_from_iter(vec![("text", Arc::new(StringArray::from(texts)) as ArrayRef)]).unwrap();
+    write_parquet(&p, "lake/raw/products/part-0.parquet", batch);
+    p.write(
+        "p.yaml",
+        "name: tok\nlake: file://./lake\nstages:\n  - { id: tok, kind: tokenizer, inputs: { products: raw/products/ }, outputs: [tokenizer], config: { vocab_size: 300 } }\n",
+    );
+    p.ok(&["run", "p.yaml"]);
+    let out = p.ok(&["query", "--format", "json", "SELECT vocab_size, documents, tokenizer_json FROM tokenizer"]);
+    let parsed: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let row = if parsed.is_array() { &parsed[0] } else { &parsed };
+    assert_eq!(row["documents"], 200);
+    let json = row["tokenizer_json"].as_str().unwrap();
+    std::fs::write(p.file("tokenizer.json"), json).unwrap();
+    let sample = "Green tea, 20 bags — café flavour, rated 4/5 and something new: ünïcode";
+    let tk = restock::lm::text::TextTokenizer::from_json(json).unwrap();
+    let ours = tk.encode(sample).unwrap();
+    let py = std::process::Command::new("python3")
+        .args(["-c", "import sys, tokenizers; t = tokenizers.Tokenizer.from_file(sys.argv[1]); print(t.encode(sys.argv[2], add_special_tokens=False).ids)"])
+        .arg(p.file("tokenizer.json"))
+        .arg(sample)
+        .output()
+        .expect("python3 with tokenizers (scripts/test installs it)");
+    assert!(py.status.success(), "{}", String::from_utf8_lossy(&py.stderr));
+    assert_eq!(String::from_utf8_lossy(&py.stdout).trim(), format!("{ours:?}"));
+    let seen = "Green tea, 20 bags — mint flavour, rated 4/5";
+    let n = tk.encode(seen).unwrap().len();
+    assert!(n < seen.len() / 3, "merges learned from the catalog: {n} ids for {} bytes", seen.len());
+
+    p.write("p.yaml", &std::fs::read_to_string(p.file("p.yaml")).unwrap().replace("vocab_size: 300", "column: title"));
+    let err = p.fails(&["validate", "p.yaml"], 2);
+    assert!(err.contains("column `title` not in input `products`") && err.contains("p.yaml:"), "{err}");
+}
