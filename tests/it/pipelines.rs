@@ -17,7 +17,7 @@ fn nightly_pipeline_cleans_forecasts_publishes_and_records_history() {
     let out = p.ok(&["validate", "pipelines/nightly.yaml"]);
     let planned =
         out.lines().find_map(|l| l.split_once("planned against input schemas: ")).map(|(_, s)| s).unwrap_or_else(|| panic!("{out}"));
-    for stage in ["clean_sales", "product_text", "demand_daily", "audit", "forecast_baseline", "audit_forecasts"] {
+    for stage in ["clean_sales", "product_text", "demand_daily", "audit", "tokenizer", "forecast_baseline", "audit_forecasts"] {
         assert!(planned.split(", ").any(|s| s.trim() == stage), "{stage} not planned: {out}");
     }
     assert!(!out.contains("not schema-checked"), "every stage must be checked against real schemas:\n{out}");
@@ -34,13 +34,15 @@ fn nightly_pipeline_cleans_forecasts_publishes_and_records_history() {
     assert_eq!(p.query("SELECT COUNT(*) FROM forecasts WHERE NOT (p10 <= p50 AND p50 <= p90) OR forecast < 0"), vec!["0"]);
     assert_eq!(p.query("SELECT CAST(MIN(date) AS VARCHAR) FROM forecasts"), vec!["2026-10-29"]);
     assert_eq!(p.query("SELECT COUNT(*) FROM product_text WHERE text LIKE '%|%'"), vec!["12"]);
+    // The tokenizer was trained on the 12 product texts.
+    assert_eq!(p.query("SELECT documents, vocab_size > 256, length(tokenizer_json) > 1000 FROM tokenizer"), vec!["12,true,true"]);
 
     let run_id = p.last_run_id();
     let show = p.ok(&["show", &run_id]);
-    for stage in ["clean_sales", "demand_daily", "product_text", "audit", "forecast_baseline", "audit_forecasts"] {
+    for stage in ["clean_sales", "demand_daily", "product_text", "audit", "tokenizer", "forecast_baseline", "audit_forecasts"] {
         assert!(stage_rows(&show, stage).iter().any(|l| l.contains("succeeded")), "{stage} missing in:\n{show}");
     }
-    assert!(show.contains("published: demand_daily v0, forecasts v0, product_text v0, sales_clean v0"), "{show}");
+    assert!(show.contains("published: demand_daily v0, forecasts v0, product_text v0, sales_clean v0, tokenizer v0"), "{show}");
     // Plans as executed, with metrics. The sales feed is sorted by sale_id (`sorted_by`), so the
     // dedup aggregate streams instead of hashing every line.
     let plans = p.ok(&["show", &run_id, "--plans"]);
