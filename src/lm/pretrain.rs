@@ -51,10 +51,10 @@ fn resume_dir(out: &Path) -> PathBuf {
     out.join(".resume")
 }
 
-/// One training window: synthetic, or (a third of the time, when there are any) a real series.
-fn draw(o: &PretrainOptions, rng: &mut ChaCha8Rng) -> super::tokens::Encoded {
+/// One training window: synthetic, or (a third of the time, when there are any) one of the real
+/// series `long` enough for a whole window.
+fn draw(o: &PretrainOptions, long: &[&Vec<f64>], rng: &mut ChaCha8Rng) -> super::tokens::Encoded {
     let len = o.train.window;
-    let long: Vec<&Vec<f64>> = o.real.iter().filter(|s| s.len() >= len).collect();
     if !long.is_empty() && rng.random_bool(1.0 / 3.0) {
         return window(long[rng.random_range(0..long.len())], len, rng);
     }
@@ -69,8 +69,9 @@ pub fn pretrain(o: &PretrainOptions, device: Device, mut on_step: impl FnMut(usi
         Ok(bytes) if resume.join(WEIGHTS).exists() => (Checkpoint::load(&resume, device)?, serde_json::from_slice(&bytes)?),
         _ => (Checkpoint::init(o.config.clone(), device, o.train.seed as i64), ResumeState { step: 0, tokens: 0, seconds: 0.0 }),
     };
+    let long: Vec<&Vec<f64>> = o.real.iter().filter(|s| s.len() >= o.train.window).collect();
     let mut val_rng = crate::forecast::rng();
-    let validation: Vec<_> = (0..64).map(|_| draw(o, &mut val_rng)).collect();
+    let validation: Vec<_> = (0..64).map(|_| draw(o, &long, &mut val_rng)).collect();
     let started = Instant::now();
     let tokens_per_step = (o.train.batch * o.train.window) as u64;
     let mut done = state.step;
@@ -80,7 +81,7 @@ pub fn pretrain(o: &PretrainOptions, device: Device, mut on_step: impl FnMut(usi
         &ck.vs,
         &o.train,
         state.step,
-        |rng| draw(o, rng),
+        |rng| draw(o, &long, rng),
         |step, loss| {
             done = step + 1;
             let secs = state.seconds + started.elapsed().as_secs_f64();

@@ -115,13 +115,13 @@ impl StageTask for TokenizerTask {
         }
         let cfg = self.cfg.clone();
         let documents = texts.len() as i64;
-        let json = cx
+        let (json, vocab) = cx
             .blocking(move |_, progress| {
                 progress.set(format!("training BPE on {documents} texts"));
-                TextTokenizer::train(texts.iter().map(String::as_str), cfg.vocab_size, cfg.min_frequency)?.to_json()
+                let tk = TextTokenizer::train(texts.iter().map(String::as_str), cfg.vocab_size, cfg.min_frequency)?;
+                Ok((tk.to_json()?, tk.vocab_size() as i64))
             })
             .await?;
-        let vocab = TextTokenizer::from_json(&json)?.vocab_size() as i64;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from(vec![vocab])),
             Arc::new(Int64Array::from(vec![self.cfg.min_frequency as i64])),
