@@ -80,11 +80,24 @@ impl Module for RmsNorm {
     }
 }
 
-/// Keys and values of one layer, [batch, heads, time, head_dim].
+/// Keys and values of one layer, [batch, heads, time, head_dim]. After [`LayerCache::share`],
+/// the prefilled context is kept once per series and the rows (its sample paths) cache only the
+/// tokens they generated.
 #[derive(Debug, Default)]
 pub struct LayerCache {
     k: Option<Tensor>,
     v: Option<Tensor>,
+    prefix: Option<Prefix>,
+}
+
+/// A series' prefilled keys and values, shared by its `paths` rows; `bias` is 0 for real keys
+/// and −∞ for padding, shaped [series, 1, 1, 1, T].
+#[derive(Debug)]
+struct Prefix {
+    k: Tensor,
+    v: Tensor,
+    bias: Tensor,
+    paths: i64,
 }
 
 #[derive(Debug)]
@@ -99,13 +112,29 @@ struct Block {
 }
 
 impl LayerCache {
-    /// Repeat every series' keys and values `n` times along the batch: the sample paths of a
-    /// series share its prefilled context.
-    pub fn repeat(&mut self, n: i64) {
-        for t in [&mut self.k, &mut self.v].into_iter().flatten() {
-            *t = t.repeat_interleave_self_int(n, 0, None);
-        }
+    /// Freeze the cached context as a prefix shared by `paths` consecutive rows per series
+    /// (`valid` [series, T] marks real keys): decoding then attends to it by broadcasting
+    /// instead of copying it per path.
+    pub fn share(&mut self, paths: i64, valid: &Tensor) {
+        let (Some(k), Some(v)) = (self.k.take(), self.v.take()) else { return };
+        let (b, t) = valid.size2().expect("[series, T]");
+        let bias = Tensor::zeros([b, t], (k.kind(), k.device())).masked_fill(&valid.logical_not(), f64::NEG_INFINITY).view([b, 1, 1, 1, t]);
+        self.prefix = Some(Prefix { k, v, bias, paths });
     }
+}
+
+/// Attention of rows' queries q [N, H, tq, hd] to their series' shared prefix and to their own
+/// generated keys k, v [N, H, t, hd] (all in the past of every query: one token per step).
+fn shared_attention(q: &Tensor, p: &Prefix, k: &Tensor, v: &Tensor) -> Tensor {
+    let (n, h, tq, hd) = q.size4().expect("[N, H, tq, hd]");
+    let (b, tp, t) = (n / p.paths, p.k.size()[2], k.size()[2]);
+    let scale = 1.0 / (hd as f64).sqrt();
+    let q5 = q.view([b, p.paths, h, tq, hd]);
+    let to_prefix = q5.matmul(&p.k.unsqueeze(1).transpose(-1, -2)) * scale + &p.bias;
+    let to_own = q.matmul(&k.transpose(-1, -2)).view([b, p.paths, h, tq, t]) * scale;
+    let w = Tensor::cat(&[to_prefix, to_own], -1).softmax(-1, q.kind());
+    let out = w.narrow(-1, 0, tp).matmul(&p.v.unsqueeze(1)) + w.narrow(-1, tp, t).matmul(&v.view([b, p.paths, h, t, hd]));
+    out.view([n, h, tq, hd])
 }
 
 impl Block {
@@ -142,11 +171,20 @@ impl Block {
                 };
                 c.k = Some(k.shallow_clone());
                 c.v = Some(v.shallow_clone());
+                if let Some(p) = &c.prefix {
+                    return self.finish(x, &shared_attention(&q, p, &k, &v));
+                }
                 (k, v)
             }
             None => (k, v),
         };
         let att = Tensor::scaled_dot_product_attention(&q, &k, &v, mask, 0.0, causal && mask.is_none(), None, false);
+        self.finish(x, &att)
+    }
+
+    /// Attention output [B, H, T, hd] → residual, then the SwiGLU MLP.
+    fn finish(&self, x: &Tensor, att: &Tensor) -> Tensor {
+        let (b, t, d) = x.size3().expect("[B, T, D]");
         let x = x + self.out.forward(&att.transpose(1, 2).contiguous().view([b, t, d]));
         let gu = self.gate_up.forward(&self.norm2.forward(&x)).chunk(2, -1);
         &x + self.down.forward(&(gu[0].silu() * &gu[1]))
