@@ -157,6 +157,9 @@ enum Command {
         /// Sample paths per series for `lm`.
         #[arg(long, default_value_t = 20)]
         paths: i64,
+        /// Most recent values per series `lm` reads (default: all that fit in the model).
+        #[arg(long, default_value_t = 512)]
+        context: usize,
     },
     /// Train a forecasting model from scratch on the built-in synthetic corpus (plus any long
     /// tables given), checkpointing every N steps: a killed run resumes where it stopped.
@@ -339,9 +342,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let outcome = run_pipeline(&args, open_state(&cli.state, state::Access::ReadWrite)?, &opts).await?;
             demo::print_summary(&lake_root, &outcome).await
         }
-        Command::Evaluate { data, text, horizon, season, windows, methods, forecasts, model, paths } => {
+        Command::Evaluate { data, text, horizon, season, windows, methods, forecasts, model, paths, context } => {
             let opts = crate::evaluate::Options { horizon, season, windows };
-            let lm = crate::lm::forecast::LmOptions { paths, ..Default::default() };
+            let lm = crate::lm::forecast::LmOptions { paths, max_context: context.max(1), ..Default::default() };
             let methods = crate::evaluate::parse_methods(&methods, &model, &lm)?;
             evaluate_cmd(&data, text.as_deref(), &opts, methods, forecasts.as_ref()).await
         }

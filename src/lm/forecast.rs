@@ -21,11 +21,14 @@ pub struct LmOptions {
     pub batch: usize,
     /// Most product-text tokens put before the series.
     pub max_text: usize,
+    /// Most recent values a series shows the model (also bounded by max_len − horizon):
+    /// prefilling long daily histories is most of the cost.
+    pub max_context: usize,
 }
 
 impl Default for LmOptions {
     fn default() -> Self {
-        Self { paths: 20, temperature: 1.0, top_k: 0, seed: 0, batch: 16, max_text: 48 }
+        Self { paths: 20, temperature: 1.0, top_k: 0, seed: 0, batch: 16, max_text: 48, max_context: 512 }
     }
 }
 
@@ -49,7 +52,7 @@ fn context(ck: &Checkpoint, input: &Input, horizon: usize, o: &LmOptions) -> (Ve
         ids.extend(text.iter().take(o.max_text).map(|t| SEP + 1 + t.clamp(&0, &(cfg.text_vocab - 1))));
         ids.push(SEP);
     }
-    let room = (cfg.max_len as usize).saturating_sub(horizon + ids.len()).max(1);
+    let room = (cfg.max_len as usize).saturating_sub(horizon + ids.len()).min(o.max_context).max(1);
     let hist = &input.history[input.history.len().saturating_sub(room)..];
     let enc = encode(hist, None);
     ids.extend(enc.ids);

@@ -86,6 +86,8 @@ struct ForecastConfig {
     top_k: i64,
     #[serde(default)]
     seed: i64,
+    /// `lm` only: most recent values each series shows the model (default: all that fit).
+    context: Option<usize>,
 }
 
 fn default_paths() -> i64 {
@@ -146,7 +148,9 @@ fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, 
     if cfg.paths < 1 || cfg.temperature <= 0.0 || cfg.top_k < 0 {
         return Err(decl.error(decl.config.pos("paths"), "`paths` must be ≥ 1, `temperature` > 0 and `top_k` ≥ 0").into());
     }
-    let opts = LmOptions { paths: cfg.paths, temperature: cfg.temperature, top_k: cfg.top_k, seed: cfg.seed, ..LmOptions::default() };
+    let d = LmOptions::default();
+    let max_context = cfg.context.unwrap_or(d.max_context).max(1);
+    let opts = LmOptions { paths: cfg.paths, temperature: cfg.temperature, top_k: cfg.top_k, seed: cfg.seed, max_context, ..d };
     Ok(StageMethod::Lm { dir, opts })
 }
 

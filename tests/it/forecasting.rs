@@ -120,7 +120,7 @@ fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validatio
     let out = p.ok(&["pretrain", "--config", &tiny, "--out", "model", "--steps", "6", "--batch", "2", "--window", "32"]);
     assert!(out.contains("6 steps, 384 tokens"), "{out}");
     let lm = |extra: &str| pipeline(&format!("lm, {extra} paths: 8"));
-    p.write("p.yaml", &lm("model: model,"));
+    p.write("p.yaml", &lm("model: model, context: 16,"));
     p.ok(&["run", "p.yaml"]);
     let rows =
         p.query("SELECT count(*), sum(CASE WHEN p10 <= p50 AND p50 <= p90 AND p10 >= 0 THEN 1 ELSE 0 END), min(model) FROM forecasts");
