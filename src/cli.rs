@@ -186,6 +186,9 @@ enum Command {
         data: Vec<PathBuf>,
         #[arg(long, default_value_t = 100)]
         checkpoint_every: usize,
+        /// Continue from this model folder's weights (same config) instead of a random start.
+        #[arg(long)]
+        init: Option<PathBuf>,
     },
     /// Public benchmark data sets in the long format `evaluate` reads.
     Datasets {
@@ -348,10 +351,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let methods = crate::evaluate::parse_methods(&methods, &model, &lm)?;
             evaluate_cmd(&data, text.as_deref(), &opts, methods, forecasts.as_ref()).await
         }
-        Command::Pretrain { config, out, steps, batch, window, lr, seed, data, checkpoint_every } => {
+        Command::Pretrain { config, out, steps, batch, window, lr, seed, data, checkpoint_every, init } => {
             let train =
                 crate::lm::train::TrainConfig { steps, batch, window, lr, warmup: (steps / 20).max(1), weight_decay: 0.1, clip: 1.0, seed };
-            pretrain_cmd(&config, out, train, &data, checkpoint_every, cli.quiet).await
+            pretrain_cmd(&config, out, train, &data, checkpoint_every, init, cli.quiet).await
         }
         Command::Datasets { command: DatasetsCommand::Fetch { name, from, out } } => {
             let ds = crate::datasets::find(&name)?;
@@ -674,6 +677,7 @@ async fn pretrain_cmd(
     train: crate::lm::train::TrainConfig,
     data: &[PathBuf],
     checkpoint_every: usize,
+    init: Option<PathBuf>,
     quiet: bool,
 ) -> Result<()> {
     use crate::lm::pretrain::{PretrainOptions, pretrain};
@@ -682,7 +686,7 @@ async fn pretrain_cmd(
     for path in data {
         real.extend(crate::evaluate::load(path, None).await?.into_iter().map(|s| s.values));
     }
-    let opts = PretrainOptions { config, out, train, real, checkpoint_every };
+    let opts = PretrainOptions { config, out, train, real, checkpoint_every, init };
     let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(train.steps as u64) };
     // Logs (no terminal) get a line every 50 steps instead of a bar.
     let lines = !quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -23,6 +23,9 @@ pub struct PretrainOptions {
     pub real: Vec<Vec<f64>>,
     /// Save a resumable checkpoint every this many steps.
     pub checkpoint_every: usize,
+    /// Start from this model folder's weights instead of a random initialisation (continued
+    /// pretraining); its config must be `config`.
+    pub init: Option<PathBuf>,
 }
 
 /// What a pretraining run did (also written to `metrics.json`).
@@ -61,13 +64,23 @@ fn draw(o: &PretrainOptions, long: &[&Vec<f64>], rng: &mut ChaCha8Rng) -> super:
     window(&corpus::series(len, rng), len, rng)
 }
 
+/// The model a fresh run starts from: `init`'s weights, or a seeded random initialisation.
+fn start(o: &PretrainOptions, device: Device) -> Result<Checkpoint> {
+    let Some(dir) = &o.init else { return Ok(Checkpoint::init(o.config.clone(), device, o.train.seed as i64)) };
+    let ck = Checkpoint::load(dir, device)?;
+    if ck.model.config != o.config {
+        anyhow::bail!("{}: its config differs from the one given ({:?} vs {:?})", dir.display(), ck.model.config, o.config);
+    }
+    Ok(ck)
+}
+
 /// Train; `on_step(step, loss, tokens_per_second)` may stop by returning false (the checkpoint
 /// taken at the last multiple of `checkpoint_every` stays, so the next call resumes there).
 pub fn pretrain(o: &PretrainOptions, device: Device, mut on_step: impl FnMut(usize, f64, f64) -> bool) -> Result<PretrainReport> {
     let resume = resume_dir(&o.out);
     let (ck, state) = match std::fs::read(resume.join("state.json")) {
         Ok(bytes) if resume.join(WEIGHTS).exists() => (Checkpoint::load(&resume, device)?, serde_json::from_slice(&bytes)?),
-        _ => (Checkpoint::init(o.config.clone(), device, o.train.seed as i64), ResumeState { step: 0, tokens: 0, seconds: 0.0 }),
+        _ => (start(o, device)?, ResumeState { step: 0, tokens: 0, seconds: 0.0 }),
     };
     let long: Vec<&Vec<f64>> = o.real.iter().filter(|s| s.len() >= o.train.window).collect();
     let mut val_rng = crate::forecast::rng();
@@ -135,7 +148,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = load_config(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny.yaml")).unwrap();
         let train = TrainConfig { steps: 30, batch: 4, window: 64, lr: 1e-3, warmup: 3, weight_decay: 0.1, clip: 1.0, seed: 3 };
-        let o = PretrainOptions { config, out: dir.path().join("m"), train, real: vec![vec![1.0; 100]], checkpoint_every: 10 };
+        let o = PretrainOptions { config, out: dir.path().join("m"), train, real: vec![vec![1.0; 100]], checkpoint_every: 10, init: None };
         let err = pretrain(&o, Device::Cpu, |step, _, _| step < 24).unwrap_err();
         assert!(err.is::<crate::errors::Cancelled>(), "{err:#}");
         assert!(!o.out.join(WEIGHTS).exists(), "no final model from a stopped run");
@@ -143,6 +156,18 @@ mod tests {
         assert_eq!((report.resumed_from, report.steps, report.tokens), (20, 30, 30 * 4 * 64));
         assert!(report.validation_loss.is_finite() && !resume_dir(&o.out).exists());
 
+        // Continued pretraining starts from the saved weights, and only with the same shape.
+        let wider = Config { d_ff: 256, ..o.config.clone() };
+        let cont = PretrainOptions { config: wider, out: dir.path().join("m2"), init: Some(o.out.clone()), ..o.clone() };
+        let err = pretrain(&cont, Device::Cpu, |_, _, _| true).unwrap_err().to_string();
+        assert!(err.contains("its config differs"), "{err}");
+        let cont = PretrainOptions { config: o.config.clone(), train: TrainConfig { steps: 0, ..train }, ..cont };
+        pretrain(&cont, Device::Cpu, |_, _, _| true).unwrap();
+        assert_eq!(
+            std::fs::read(cont.out.join(WEIGHTS)).unwrap(),
+            std::fs::read(o.out.join(WEIGHTS)).unwrap(),
+            "zero steps from init: its weights"
+        );
         let ck = Checkpoint::load(&o.out, Device::Cpu).unwrap();
         let history: Vec<f64> = (0..50).map(|t| (t % 7) as f64).collect();
         let levels = [0.1, 0.5, 0.9];
