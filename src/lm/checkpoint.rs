@@ -54,3 +54,16 @@ impl Checkpoint {
         Ok(())
     }
 }
+
+impl Checkpoint {
+    /// The weights as safetensors bytes (as `kind`): how a trained model travels inside a table.
+    pub fn to_bytes(&self, kind: Kind) -> Result<Vec<u8>> {
+        let tmp = std::env::temp_dir().join(format!("restock-{}.safetensors", uuid::Uuid::now_v7()));
+        let named: Vec<(String, tch::Tensor)> =
+            self.vs.variables().into_iter().map(|(k, v)| (k, v.to_kind(kind).to_device(Device::Cpu))).collect();
+        tch::Tensor::write_safetensors(&named, &tmp)?;
+        let bytes = std::fs::read(&tmp);
+        let _ = std::fs::remove_file(&tmp);
+        Ok(bytes?)
+    }
+}

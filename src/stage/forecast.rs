@@ -281,22 +281,8 @@ impl StageTask for ForecastTask {
     async fn run(&self, cx: &StageCx) -> Result<StageReport> {
         let input_schema = cx.ctx.table_provider(self.input.as_str()).await?.schema();
         let out_schema = self.output_schema(&input_schema).map_err(|d| anyhow::anyhow!("{d}"))?;
-        let q = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
-        let keys = self.cfg.series.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ");
-        let sql = format!(
-            "SELECT {keys}, {t}, CAST({y} AS DOUBLE) AS y FROM {input} WHERE {t} IS NOT NULL ORDER BY {keys}, {t}",
-            t = q(&self.cfg.time),
-            y = q(&self.cfg.target),
-            input = q(&self.input)
-        );
-        let df = cx.ctx.sql(&sql).await?;
-        let history_schema = Arc::new(df.schema().as_arrow().clone());
-        let batches = df.collect().await?;
-        let all = concat_batches(&history_schema, &batches)?;
+        let all = long_history(cx, &self.input, &self.cfg.series, &self.cfg.time, &self.cfg.target).await?;
         let rows_in = all.num_rows() as u64;
-        if all.num_rows() == 0 {
-            bail!("input `{}` has no rows to forecast", self.input);
-        }
         let (cfg, method) = (self.cfg.clone(), self.method.clone());
         let (batch, n_series) =
             cx.blocking(move |cancel, progress| forecast_all(&all, &cfg, &method, out_schema, cancel, progress)).await?;
@@ -325,19 +311,8 @@ fn forecast_all(
 ) -> Result<(RecordBatch, u64)> {
     let n_keys = cfg.series.len();
     let key_cols: Vec<ArrayRef> = all.columns()[..n_keys].to_vec();
-    let converter = RowConverter::new(key_cols.iter().map(|c| SortField::new(c.data_type().clone())).collect())?;
-    let key_rows = converter.convert_columns(&key_cols)?;
     let dates = all.column(n_keys).as_any().downcast_ref::<Date32Array>().expect("time column is DATE (checked)");
-    let values = all.column(n_keys + 1).as_any().downcast_ref::<Float64Array>().expect("target cast to DOUBLE");
-    let mut bounds: Vec<(usize, usize)> = vec![];
-    for i in 0..all.num_rows() {
-        match bounds.last_mut() {
-            Some((start, end)) if key_rows.row(*start) == key_rows.row(i) => *end = i + 1,
-            _ => bounds.push((i, i + 1)),
-        }
-    }
-    let histories: Vec<Vec<f64>> =
-        bounds.iter().map(|&(s, e)| (s..e).map(|i| if values.is_null(i) { f64::NAN } else { values.value(i) }).collect()).collect();
+    let (bounds, histories) = split_series(all, n_keys)?;
     if let Some(k) = histories.iter().position(|h| !h.iter().any(|v| v.is_finite())) {
         let key: Vec<String> =
             key_cols.iter().map(|c| datafusion::arrow::util::display::array_value_to_string(c, bounds[k].0).unwrap_or_default()).collect();
@@ -360,6 +335,39 @@ fn forecast_all(
         }
     }
     Ok((out.into_batch(&key_cols, out_schema, method.name())?, bounds.len() as u64))
+}
+
+/// Keys…, DATE, the target as DOUBLE, sorted by keys then date: a long table read for a model.
+pub(crate) async fn long_history(cx: &StageCx, input: &str, series: &[String], time: &str, target: &str) -> Result<RecordBatch> {
+    let q = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+    let keys = series.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ");
+    let (t, y) = (q(time), q(target));
+    let sql = format!("SELECT {keys}, {t}, CAST({y} AS DOUBLE) AS y FROM {} WHERE {t} IS NOT NULL ORDER BY {keys}, {t}", q(input));
+    let df = cx.ctx.sql(&sql).await?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let all = concat_batches(&schema, &df.collect().await?)?;
+    if all.num_rows() == 0 {
+        bail!("input `{input}` has no rows");
+    }
+    Ok(all)
+}
+
+/// Row ranges of each series in a [`long_history`] batch, and each series' values (NaN = null).
+pub(crate) fn split_series(all: &RecordBatch, n_keys: usize) -> Result<(Vec<(usize, usize)>, Vec<Vec<f64>>)> {
+    let key_cols: Vec<ArrayRef> = all.columns()[..n_keys].to_vec();
+    let converter = RowConverter::new(key_cols.iter().map(|c| SortField::new(c.data_type().clone())).collect())?;
+    let key_rows = converter.convert_columns(&key_cols)?;
+    let values = all.column(n_keys + 1).as_any().downcast_ref::<Float64Array>().expect("target cast to DOUBLE");
+    let mut bounds: Vec<(usize, usize)> = vec![];
+    for i in 0..all.num_rows() {
+        match bounds.last_mut() {
+            Some((start, end)) if key_rows.row(*start) == key_rows.row(i) => *end = i + 1,
+            _ => bounds.push((i, i + 1)),
+        }
+    }
+    let histories =
+        bounds.iter().map(|&(s, e)| (s..e).map(|i| if values.is_null(i) { f64::NAN } else { values.value(i) }).collect()).collect();
+    Ok((bounds, histories))
 }
 
 /// One forecast per history (each has an observed value), checking cancellation and reporting

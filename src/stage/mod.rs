@@ -10,6 +10,7 @@ pub mod forecast;
 pub mod noop;
 pub mod sql;
 pub mod tokenizer;
+pub mod train;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -204,6 +205,7 @@ impl Registry {
         r.register(Arc::new(forecast::ForecastKind));
         r.register(Arc::new(noop::NoopKind));
         r.register(Arc::new(tokenizer::TokenizerKind));
+        r.register(Arc::new(train::TrainKind));
         r
     }
 

@@ -126,6 +126,20 @@ fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validatio
         p.query("SELECT count(*), sum(CASE WHEN p10 <= p50 AND p50 <= p90 AND p10 >= 0 THEN 1 ELSE 0 END), min(model) FROM forecasts");
     assert_eq!(rows, vec!["14,14,lm".to_string()]);
 
+    // Nightly fine-tuning: the result is published as a table, registered or not by validation.
+    let train = |base: &str| {
+        format!(
+            "name: ft\nlake: file://./lake\nstages:\n  - {{ id: ft, kind: train, inputs: {{ demand: raw/demand/ }}, outputs: [lm_model], config: {{ series: [sku_id], time: date, target: units, base: {base}, steps: 5, batch: 2, window: 16 }} }}\n"
+        )
+    };
+    p.write("ft.yaml", &train("model"));
+    p.ok(&["run", "ft.yaml"]);
+    let rows = p.query("SELECT series, steps, base_validation_loss > 0, validation_loss > 0, weights IS NOT NULL, (validation_loss <= base_validation_loss) = registered FROM lm_model");
+    assert_eq!(rows, vec!["2,5,true,true,true,true".to_string()]);
+    p.write("ft.yaml", &train("nowhere"));
+    let err = p.fails(&["validate", "ft.yaml"], 2);
+    assert!(err.contains("ft.yaml:") && err.contains("nowhere/config.yaml"), "{err}");
+
     p.write("p.yaml", &lm("model: nowhere,"));
     let err = p.fails(&["validate", "p.yaml"], 2);
     assert!(err.contains("p.yaml:") && err.contains("nowhere/config.yaml"), "{err}");

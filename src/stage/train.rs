@@ -1,0 +1,190 @@
+//! `train`: nightly fine-tuning of the forecasting model on the run's demand table. Starts from
+//! a model folder (`base:`), trains on windows of the run's series, and compares validation
+//! loss (each series' most recent window) before and after. The result is published as a
+//! one-row table holding the weights, so a model becomes visible only when the run publishes,
+//! with every other output, and never from a failed or cancelled run. A fine-tune that does
+//! not beat its base publishes the base weights with `registered = false` and says why.
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Result, bail};
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, BinaryArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use rand::Rng;
+use serde::Deserialize;
+use tch::Kind;
+
+use super::forecast::{long_history, split_series};
+use super::{Cancelled, StageCx, StageDecl, StageKind, StageReport, StageTask};
+use crate::diag::Diagnostics;
+use crate::lm::checkpoint::Checkpoint;
+use crate::lm::tokens::{Encoded, encode_with_scale, scale_of};
+use crate::lm::train::{TrainConfig, eval_loss, train};
+
+pub struct TrainKind;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainStageConfig {
+    series: Vec<String>,
+    time: String,
+    target: String,
+    /// The model folder to fine-tune (relative to the pipeline file).
+    base: String,
+    #[serde(default = "default_steps")]
+    steps: usize,
+    #[serde(default = "default_batch")]
+    batch: usize,
+    /// Values per training window; the last quarter of each series' final window is held out.
+    #[serde(default = "default_window")]
+    window: usize,
+    #[serde(default = "default_lr")]
+    lr: f64,
+    #[serde(default)]
+    seed: u64,
+}
+
+fn default_steps() -> usize {
+    200
+}
+fn default_batch() -> usize {
+    8
+}
+fn default_window() -> usize {
+    128
+}
+fn default_lr() -> f64 {
+    3e-4
+}
+
+#[derive(Debug)]
+struct TrainTask {
+    stage: String,
+    input: String,
+    base: PathBuf,
+    cfg: TrainStageConfig,
+}
+
+impl StageKind for TrainKind {
+    fn name(&self) -> &'static str {
+        "train"
+    }
+
+    fn prepare(&self, decl: &StageDecl<'_>) -> Result<Arc<dyn StageTask>, Diagnostics> {
+        let cfg: TrainStageConfig = decl.config.parse().map_err(|d| d.stage(decl.id))?;
+        decl.expect_outputs("train", 1)?;
+        if decl.inputs.len() != 1 {
+            return Err(decl
+                .error(decl.pos.clone(), format!("a `train` stage reads exactly 1 input, this one declares {}", decl.inputs.len()))
+                .into());
+        }
+        let base = decl.pipeline_dir.join(&cfg.base);
+        let config = crate::lm::model::load_config(&base.join(crate::lm::checkpoint::CONFIG))
+            .map_err(|e| decl.error(decl.config.pos("base"), format!("{e:#}")))?;
+        if cfg.window < 8 || cfg.window as i64 > config.max_len || cfg.steps == 0 || cfg.batch == 0 || cfg.lr <= 0.0 {
+            let msg = format!("need 8 ≤ window ≤ max_len ({}), steps ≥ 1, batch ≥ 1, lr > 0", config.max_len);
+            return Err(decl.error(decl.config.pos("window"), msg).into());
+        }
+        Ok(Arc::new(TrainTask { stage: decl.id.into(), input: decl.inputs[0].clone(), base, cfg }))
+    }
+}
+
+fn output_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("base", DataType::Utf8, false),
+        Field::new("registered", DataType::Boolean, false),
+        Field::new("base_validation_loss", DataType::Float64, false),
+        Field::new("validation_loss", DataType::Float64, false),
+        Field::new("steps", DataType::Int64, false),
+        Field::new("series", DataType::Int64, false),
+        Field::new("config_yaml", DataType::Utf8, false),
+        Field::new("weights", DataType::Binary, false),
+    ]))
+}
+
+/// Training and validation windows: validation = each long-enough series' last window (its
+/// last quarter is what the loss scores); training windows end before that quarter.
+fn windows(histories: &[Vec<f64>], len: usize) -> (Vec<&[f64]>, Vec<Encoded>) {
+    let held = len / 4;
+    let mut train = vec![];
+    let mut valid = vec![];
+    for h in histories.iter().filter(|h| h.len() >= len + held) {
+        train.push(&h[..h.len() - held]);
+        let w = &h[h.len() - len..];
+        valid.push(encode_with_scale(w, None, scale_of(&w[..len - held])));
+    }
+    (train, valid)
+}
+
+#[async_trait]
+impl StageTask for TrainTask {
+    async fn plan(&self, _inputs: &BTreeMap<String, SchemaRef>) -> Result<Vec<SchemaRef>, Diagnostics> {
+        Ok(vec![output_schema()])
+    }
+
+    async fn run(&self, cx: &StageCx) -> Result<StageReport> {
+        let all = long_history(cx, &self.input, &self.cfg.series, &self.cfg.time, &self.cfg.target).await?;
+        let (_, histories) = split_series(&all, self.cfg.series.len())?;
+        let (cfg, base, stage) = (self.cfg.clone(), self.base.clone(), self.stage.clone());
+        let (row, warning) = cx.blocking(move |cancel, progress| fine_tune(&histories, &cfg, &base, &stage, cancel, progress)).await?;
+        let df = cx.ctx.read_batch(row)?;
+        let written = cx.write_output(0, df).await?;
+        Ok(StageReport { rows_out: written.rows, bytes_out: written.bytes, details: None, warnings: warning.into_iter().collect() })
+    }
+}
+
+/// The CPU/GPU part: load the base, score it, train, score again, build the output row.
+fn fine_tune(
+    histories: &[Vec<f64>],
+    cfg: &TrainStageConfig,
+    base: &std::path::Path,
+    stage: &str,
+    cancel: &tokio_util::sync::CancellationToken,
+    progress: &super::StageProgress,
+) -> Result<(RecordBatch, Option<String>)> {
+    let ck = Checkpoint::load(base, crate::device::best())?;
+    let device = ck.vs.device();
+    let (series, valid) = windows(histories, cfg.window);
+    if series.is_empty() {
+        bail!("no series has the {} values a window of {} plus its held-out quarter needs", cfg.window + cfg.window / 4, cfg.window);
+    }
+    let base_loss = eval_loss(&ck.model, &valid, cfg.batch, device);
+    let base_bytes = ck.to_bytes(Kind::BFloat16)?;
+    let tc = TrainConfig {
+        steps: cfg.steps,
+        batch: cfg.batch,
+        window: cfg.window,
+        lr: cfg.lr,
+        warmup: (cfg.steps / 10).max(1),
+        weight_decay: 0.1,
+        clip: 1.0,
+        seed: cfg.seed,
+    };
+    let draw = |rng: &mut rand_chacha::ChaCha8Rng| crate::lm::train::window(series[rng.random_range(0..series.len())], cfg.window, rng);
+    train(&ck.model, &ck.vs, &tc, 0, draw, |step, loss| {
+        progress.set(format!("step {}/{} · loss {loss:.3}", step + 1, cfg.steps));
+        !cancel.is_cancelled()
+    })?;
+    if cancel.is_cancelled() {
+        return Err(Cancelled.into());
+    }
+    let loss = eval_loss(&ck.model, &valid, cfg.batch, device);
+    let registered = loss <= base_loss;
+    let warning = (!registered)
+        .then(|| format!("{stage}: fine-tuning made validation loss worse ({loss:.4} > {base_loss:.4}); the base model is kept"));
+    let weights = if registered { ck.to_bytes(Kind::BFloat16)? } else { base_bytes };
+    let config_yaml = serde_saphyr::to_string(&ck.model.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec![base.display().to_string()])),
+        Arc::new(BooleanArray::from(vec![registered])),
+        Arc::new(Float64Array::from(vec![base_loss])),
+        Arc::new(Float64Array::from(vec![loss])),
+        Arc::new(Int64Array::from(vec![cfg.steps as i64])),
+        Arc::new(Int64Array::from(vec![series.len() as i64])),
+        Arc::new(StringArray::from(vec![config_yaml])),
+        Arc::new(BinaryArray::from(vec![weights.as_slice()])),
+    ];
+    Ok((RecordBatch::try_new(output_schema(), columns)?, warning))
+}
