@@ -188,10 +188,8 @@ impl StageKind for ForecastKind {
         let cfg: ForecastConfig = decl.config.parse().map_err(|d| d.stage(decl.id))?;
         decl.expect_outputs("forecast", 1)?;
         let mut diags = Diagnostics::default();
-        if decl.inputs.len() != 1 {
-            diags.push(
-                decl.error(decl.pos.clone(), format!("a `forecast` stage reads exactly 1 input, this one declares {}", decl.inputs.len())),
-            );
+        if let Err(d) = decl.expect_inputs("forecast", 1) {
+            diags.push(d);
         }
         if cfg.horizon == 0 || cfg.horizon > 10_000 {
             diags.push(decl.error(decl.config.pos("horizon"), "`horizon` must be between 1 and 10000"));

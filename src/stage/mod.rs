@@ -51,6 +51,14 @@ impl StageDecl<'_> {
         Diagnostic::new(pos, message).stage(self.id)
     }
 
+    /// Kinds that read exactly N inputs say so here.
+    pub fn expect_inputs(&self, kind: &str, n: usize) -> Result<(), Diagnostic> {
+        if self.inputs.len() == n {
+            return Ok(());
+        }
+        Err(self.error(self.pos.clone(), format!("a `{kind}` stage reads exactly {n} input(s), this one declares {}", self.inputs.len())))
+    }
+
     /// Kinds that produce exactly N outputs say so here.
     pub fn expect_outputs(&self, kind: &str, n: usize) -> Result<(), Diagnostic> {
         if self.outputs.len() == n {

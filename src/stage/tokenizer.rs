@@ -58,10 +58,7 @@ impl StageKind for TokenizerKind {
     fn prepare(&self, decl: &StageDecl<'_>) -> Result<Arc<dyn StageTask>, Diagnostics> {
         let cfg: TokenizerConfig = decl.config.parse().map_err(|d| d.stage(decl.id))?;
         decl.expect_outputs("tokenizer", 1)?;
-        if decl.inputs.len() != 1 {
-            let msg = format!("a `tokenizer` stage reads exactly 1 input, this one declares {}", decl.inputs.len());
-            return Err(decl.error(decl.pos.clone(), msg).into());
-        }
+        decl.expect_inputs("tokenizer", 1)?;
         if !(260..=1_000_000).contains(&cfg.vocab_size) {
             return Err(decl
                 .error(decl.config.pos("vocab_size"), "`vocab_size` must be between 260 and 1000000 (256 byte symbols come first)")

@@ -75,11 +75,7 @@ impl StageKind for TrainKind {
     fn prepare(&self, decl: &StageDecl<'_>) -> Result<Arc<dyn StageTask>, Diagnostics> {
         let cfg: TrainStageConfig = decl.config.parse().map_err(|d| d.stage(decl.id))?;
         decl.expect_outputs("train", 1)?;
-        if decl.inputs.len() != 1 {
-            return Err(decl
-                .error(decl.pos.clone(), format!("a `train` stage reads exactly 1 input, this one declares {}", decl.inputs.len()))
-                .into());
-        }
+        decl.expect_inputs("train", 1)?;
         let base = decl.pipeline_dir.join(&cfg.base);
         let config = crate::lm::model::load_config(&base.join(crate::lm::checkpoint::CONFIG))
             .map_err(|e| decl.error(decl.config.pos("base"), format!("{e:#}")))?;
