@@ -35,3 +35,14 @@ if [ ! -f "$VENV/.torch-$TORCH_VERSION" ]; then
 fi
 use_env
 export LIBTORCH_USE_PYTORCH=1
+
+# HiGHS (the `highs` crate, for the allocate stage) builds from source: it needs cmake and
+# libclang (bindgen). Installed with apt-get where missing and we may (root, as in CI).
+if ! command -v cmake >/dev/null 2>&1 || ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing cmake and libclang-dev for the HiGHS build (one time)…" >&2
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends cmake libclang-dev) >&2
+    else
+        echo "warning: building HiGHS needs cmake and libclang-dev; install them (e.g. sudo apt-get install cmake libclang-dev)" >&2
+    fi
+fi

@@ -109,14 +109,16 @@ enum Command {
         #[arg(long, env = "RESTOCK_LAKE", default_value = crate::storage::DEFAULT_LAKE)]
         lake: String,
     },
-    /// The main job: generate the seeded demo lake (if absent) and run pipelines/nightly.yaml.
+    /// The main job: generate the seeded demo lake (if absent), run pipelines/nightly.yaml, then
+    /// pipelines/weekly_plan.yaml on what it published.
     Demo {
         #[command(flatten)]
         size: demo::DemoSize,
         #[arg(long, env = "RESTOCK_LAKE", default_value = crate::storage::DEFAULT_LAKE)]
         lake: String,
-        #[arg(long, default_value = "pipelines/nightly.yaml")]
-        pipeline: PathBuf,
+        /// Pipelines to run, in order (repeat the flag).
+        #[arg(long, default_values = ["pipelines/nightly.yaml", "pipelines/weekly_plan.yaml"])]
+        pipeline: Vec<PathBuf>,
         /// Rebuild the raw data even if it exists.
         #[arg(long)]
         regenerate: bool,
@@ -189,6 +191,45 @@ enum Command {
         /// Continue from this model folder's weights (same config) instead of a random start.
         #[arg(long)]
         init: Option<PathBuf>,
+    },
+    /// Replay the weekly policy over the last weeks of the lake's published demand_daily (weeks
+    /// the forecasts did not see), once per forecast method: holding, ordering, purchase and
+    /// shortage cost, fill rate and cycle service level, per ABC class and in total.
+    Simulate {
+        #[arg(long, env = "RESTOCK_LAKE", default_value = crate::storage::DEFAULT_LAKE)]
+        lake: String,
+        /// Weeks held out and replayed.
+        #[arg(long, default_value_t = 8)]
+        weeks: usize,
+        /// Comma-separated forecast methods to compare (the first is the baseline).
+        #[arg(long, default_value = "seasonal_naive,ets,theta,ensemble")]
+        methods: String,
+        /// At most this many SKU-locations, spread evenly (0: all).
+        #[arg(long, default_value_t = 200)]
+        series: usize,
+        /// fill_rate=0.98, cycle_service_level=0.95 or newsvendor=SHORTAGE,HOLDING (per unit).
+        #[arg(long, default_value = "fill_rate=0.98")]
+        target: String,
+        #[arg(long, default_value_t = 7)]
+        review_days: usize,
+        /// What demand that finds no stock does: lost or backorder.
+        #[arg(long, default_value = "lost")]
+        shortage: String,
+        /// Holding cost per unit-year as a fraction of unit cost.
+        #[arg(long, default_value_t = 0.25)]
+        holding_rate: f64,
+        #[arg(long, default_value_t = 25.0)]
+        order_cost: f64,
+        /// Cost per unit short.
+        #[arg(long, default_value_t = 4.0)]
+        shortage_cost: f64,
+        #[arg(long, default_value_t = 1.0)]
+        case_pack: f64,
+        /// Season length of the forecasts (days).
+        #[arg(long, default_value_t = 7)]
+        season: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
     /// Public benchmark data sets in the long format `evaluate` reads.
     Datasets {
@@ -341,9 +382,12 @@ async fn dispatch(cli: Cli) -> Result<()> {
             if no_run {
                 return Ok(());
             }
-            let args = RunArgs { file: pipeline, date: None, params: vec![], lake: Some(lake.clone()) };
-            let outcome = run_pipeline(&args, open_state(&cli.state, state::Access::ReadWrite)?, &opts).await?;
-            demo::print_summary(&lake_root, &outcome).await
+            for file in pipeline {
+                let args = RunArgs { file, date: None, params: vec![], lake: Some(lake.clone()) };
+                let outcome = run_pipeline(&args, open_state(&cli.state, state::Access::ReadWrite)?, &opts).await?;
+                demo::print_summary(&lake_root, &outcome).await?;
+            }
+            Ok(())
         }
         Command::Evaluate { data, text, horizon, season, windows, methods, forecasts, model, paths, context } => {
             let opts = crate::evaluate::Options { horizon, season, windows };
@@ -355,6 +399,42 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let train =
                 crate::lm::train::TrainConfig { steps, batch, window, lr, warmup: (steps / 20).max(1), weight_decay: 0.1, clip: 1.0, seed };
             pretrain_cmd(&config, out, train, &data, checkpoint_every, init, cli.quiet).await
+        }
+        Command::Simulate {
+            lake,
+            weeks,
+            methods,
+            series,
+            target,
+            review_days,
+            shortage,
+            holding_rate,
+            order_cost,
+            shortage_cost,
+            case_pack,
+            season,
+            seed,
+        } => {
+            let lake = crate::storage::Lake::open(&lake, &cwd()?)?;
+            let shortage = match shortage.as_str() {
+                "lost" => crate::policy::simulate::Shortage::LostSales,
+                "backorder" => crate::policy::simulate::Shortage::Backorder,
+                other => anyhow::bail!("--shortage must be `lost` or `backorder`, not `{other}`"),
+            };
+            let cfg = crate::policy::simulate::SimConfig {
+                review_days: review_days.max(1),
+                target: crate::simulate::parse_target(&target)?,
+                holding_rate_per_year: holding_rate,
+                order_cost,
+                shortage_cost,
+                case_pack: case_pack.max(1.0),
+                shortage,
+                paths: 200,
+                dependence: 0.5,
+                draws_per_path: 2,
+            };
+            let opts = crate::simulate::Options { weeks: weeks.max(1), max_series: series, season: season.max(1), seed };
+            simulate_cmd(&lake, &methods, &cfg, &opts).await
         }
         Command::Datasets { command: DatasetsCommand::Fetch { name, from, out } } => {
             let ds = crate::datasets::find(&name)?;
@@ -450,6 +530,31 @@ fn cancel_on_signal(commit: Arc<run::CommitGate>) -> CancellationToken {
         std::process::exit(130);
     });
     token
+}
+
+async fn simulate_cmd(
+    lake: &crate::storage::Lake,
+    methods: &str,
+    cfg: &crate::policy::simulate::SimConfig,
+    opts: &crate::simulate::Options,
+) -> Result<()> {
+    let series = crate::simulate::load(lake, opts).await?;
+    eprintln!(
+        "replaying {} weeks of {} SKU-locations ({} target {}, {} shortages, review every {} days)",
+        opts.weeks,
+        series.len(),
+        cfg.target.kind(),
+        cfg.target.value(),
+        if cfg.shortage == crate::policy::simulate::Shortage::LostSales { "lost-sales" } else { "backordered" },
+        cfg.review_days
+    );
+    let mut results = vec![];
+    for m in methods.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let (series, cfg, opts, m) = (series.clone(), *cfg, opts.clone(), m.to_string());
+        results.push(tokio::task::spawn_blocking(move || crate::simulate::run_method(&series, &m, &cfg, &opts)).await??);
+    }
+    println!("{}", crate::simulate::report(&results));
+    Ok(())
 }
 
 async fn run_pipeline(args: &RunArgs, state: Arc<dyn StateStore>, opts: &jobs::JobOptions) -> Result<RunOutcome> {

@@ -64,6 +64,23 @@ pub fn session() -> SessionContext {
 }
 
 /// Stage SQL and `restock query` may only read.
+/// A query's rows as one batch with string columns as plain `Utf8` (Parquet reads them as
+/// views): what code that turns tables into plain data reads.
+pub async fn collect_plain(df: datafusion::prelude::DataFrame) -> anyhow::Result<datafusion::arrow::array::RecordBatch> {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batch = datafusion::arrow::compute::concat_batches(&schema, &df.collect().await?)?;
+    let plain = |t: &DataType| if matches!(t, DataType::Utf8View | DataType::LargeUtf8) { DataType::Utf8 } else { t.clone() };
+    let fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone().with_data_type(plain(f.data_type()))).collect();
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(&fields)
+        .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(datafusion::arrow::array::RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+}
+
 pub fn read_only() -> SQLOptions {
     SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
 }

@@ -4,6 +4,7 @@
 //! tasks) -> [`run`] (execution, retries, cancellation, publish) -> [`stage`] kinds ->
 //! [`storage`] (object stores, Parquet inputs, Delta tables). [`state`] records history.
 //! See ARCHITECTURE.md for the code map and the invariants each module keeps.
+pub mod alloc;
 pub mod cli;
 pub mod datasets;
 pub mod demo;
@@ -17,9 +18,11 @@ pub mod gc;
 pub mod jobs;
 pub mod lm;
 pub mod plan;
+pub mod policy;
 pub mod publish;
 pub mod query;
 pub mod run;
+pub mod simulate;
 pub mod spec;
 pub mod stage;
 pub mod state;

@@ -134,8 +134,15 @@ fn pos(path: &Path, loc: &serde_saphyr::Location) -> Pos {
     Pos::from_saphyr(path, loc)
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// A duration as written in a pipeline (`30s`, `10m`, `2h`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. `30s`, `10m`, `2h`"))
+}
+
+/// Serde `deserialize_with` for a duration field of a stage's config.
+pub fn deserialize_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = <String as serde::Deserialize>::deserialize(d)?;
+    parse_duration(&s).map_err(serde::de::Error::custom)
 }
 
 /// The start-time part of a run id (UTC), which `restock gc` reads back to date staging.

@@ -62,7 +62,7 @@ impl Default for DemoSize {
 
 const MARKER: &str = "raw/_DEMO.json";
 /// Bumped whenever the generator's output changes, so an old lake is regenerated, not reused.
-const GENERATOR_VERSION: u32 = 2;
+const GENERATOR_VERSION: u32 = 3;
 
 #[derive(Serialize, Deserialize, PartialEq)]
 struct Marker {
@@ -540,7 +540,7 @@ async fn write_suppliers(lake: &Lake, skus: &[Sku], rng: &mut ChaCha8Rng) -> Res
             let lm: f64 = (sku.lead_time * rng.random_range(0.7..1.4)).round().max(2.0);
             lt_mean.push(lm);
             lt_sd.push((lm * rng.random_range(0.1..0.35) * 10.0).round() / 10.0);
-            cap.push(((sku.base * 70.0 * rng.random_range(0.5..3.0)).ceil() as i32).max(20));
+            cap.push(((sku.base * 70.0 * rng.random_range(2.0..5.0)).ceil() as i32).max(20));
             moq.push([1, 6, 12, 24, 48, 100][rng.random_range(0..6)]);
             reliability.push((on_time[s] + rng.random_range(-0.05..0.03)).clamp(0.5, 1.0));
             let tiers = rng.random_range(1..=3);
@@ -611,12 +611,22 @@ pub async fn print_summary(lake: &Lake, outcome: &RunOutcome) -> Result<()> {
             rows.first().map(|b| datafusion::arrow::util::display::array_value_to_string(b.column(0), 0)).transpose()?.unwrap_or_default();
         println!("  {:<16} version {:<4} {:>10} rows", p.table, p.version, n);
     }
-    let sql = "SELECT f.sku_id, c.title, ROUND(SUM(f.forecast), 1) AS next_28d, ROUND(SUM(f.p90), 1) AS sum_daily_p90 \
-               FROM forecasts f JOIN product_text c ON f.sku_id = c.sku_id \
-               GROUP BY f.sku_id, c.title ORDER BY next_28d DESC LIMIT 5";
-    println!("\nSample query: restock query \"{sql}\"");
-    let batches = crate::query::run_sql(lake, sql).await?;
-    println!("{}", datafusion::arrow::util::pretty::pretty_format_batches(&batches)?);
+    let has = |t: &str| outcome.published.iter().any(|p| p.table == t);
+    let sql = if has("allocations") {
+        "SELECT supplier_id, COUNT(*) AS lines, SUM(quantity) AS units, ROUND(SUM(line_cost), 0) AS cost, MIN(expected_arrival) AS first_arrival \
+         FROM allocations GROUP BY supplier_id ORDER BY cost DESC LIMIT 5"
+    } else if has("forecasts") {
+        "SELECT f.sku_id, c.title, ROUND(SUM(f.forecast), 1) AS next_28d, ROUND(SUM(f.p90), 1) AS sum_daily_p90 \
+         FROM forecasts f JOIN product_text c ON f.sku_id = c.sku_id \
+         GROUP BY f.sku_id, c.title ORDER BY next_28d DESC LIMIT 5"
+    } else {
+        ""
+    };
+    if !sql.is_empty() {
+        println!("\nSample query: restock query \"{sql}\"");
+        let batches = crate::query::run_sql(lake, sql).await?;
+        println!("{}", datafusion::arrow::util::pretty::pretty_format_batches(&batches)?);
+    }
     println!("Run history: restock show {}", outcome.run_id);
     Ok(())
 }

@@ -5,9 +5,11 @@
 //! without touching data, which lets validation plan SQL through the whole DAG, and (2) run.
 //! Tasks see their inputs as tables already registered in a DataFusion session and write their
 //! outputs to the staging URLs they are given: they never publish and never touch run history.
+pub mod allocate;
 pub mod check;
 pub mod forecast;
 pub mod noop;
+pub mod policy;
 pub mod sql;
 pub mod tokenizer;
 pub mod train;
@@ -159,6 +161,12 @@ impl StageCx {
         }
     }
 
+    /// Run a query over the inputs and return its rows as one batch, with string columns as
+    /// plain `Utf8` (Parquet reads them as views): what a kind converts into plain data.
+    pub async fn sql_batch(&self, sql: &str) -> Result<datafusion::arrow::array::RecordBatch> {
+        crate::engine::collect_plain(self.ctx.sql(sql).await?).await
+    }
+
     /// Write a DataFrame as the staged Parquet of output `index`.
     pub async fn write_output(&self, index: usize, df: DataFrame) -> Result<Written> {
         let (name, url) = &self.outputs[index];
@@ -209,9 +217,11 @@ impl Registry {
     pub fn builtin() -> Self {
         let mut r = Self::empty();
         r.register(Arc::new(sql::SqlKind));
+        r.register(Arc::new(allocate::AllocateKind));
         r.register(Arc::new(check::CheckKind));
         r.register(Arc::new(forecast::ForecastKind));
         r.register(Arc::new(noop::NoopKind));
+        r.register(Arc::new(policy::PolicyKind));
         r.register(Arc::new(tokenizer::TokenizerKind));
         r.register(Arc::new(train::TrainKind));
         r

@@ -66,6 +66,13 @@ impl Project {
         c
     }
 
+    /// Run without `--quiet`: stdout and stderr together, as a user sees them (stage warnings).
+    pub fn loud(&self, args: &[&str]) -> (bool, String) {
+        let mut c = Command::cargo_bin("restock").expect("binary built");
+        let out = c.current_dir(self.path()).args(args).env_remove("RESTOCK_LAKE").env_remove("RESTOCK_STATE").output().expect("run");
+        (out.status.success(), format!("{}{}", stdout(&out), stderr(&out)))
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd(args).output().expect("run restock")
     }

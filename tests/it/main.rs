@@ -7,6 +7,7 @@ mod faults;
 mod forecasting;
 mod parquet_inputs;
 mod pipelines;
+mod planning;
 mod publish;
 mod real_data;
 mod s3_lake;

@@ -81,8 +81,12 @@ fn nightly_pipeline_on_an_s3_lake_publishes_delta_tables_there() {
     let demand = run(&["query", "--lake", lake, "--format", "csv", "SELECT COUNT(*) FROM demand_daily"]);
     assert_eq!(demand.lines().nth(1), Some("1440"), "8 SKUs x 2 locations x 90 days:\n{demand}");
 
-    // A second run commits version 1 next to version 0, in the bucket.
+    // The weekly plan ran after the nightly pipeline, on its forecasts, in the bucket.
+    let plan = run(&["query", "--lake", lake, "--format", "csv", "SELECT COUNT(*) FROM policies"]);
+    assert_eq!(plan.lines().nth(1), Some("16"), "8 SKUs x 2 locations:\n{plan}");
+
+    // A second demo commits version 1 next to version 0 (the last run is the weekly plan's).
     run(&demo);
     let show = run(&["show", &p.last_run_id()]);
-    assert!(show.contains("forecasts v1"), "{show}");
+    assert!(show.contains("policies v1") && show.contains("allocation_summary v1"), "{show}");
 }
