@@ -97,6 +97,27 @@ fn allocation_problem(skus: usize, budget_factor: f64) -> Problem {
     Problem { suppliers, needs, budget: (budget_factor > 0.0).then_some(base_cost * budget_factor), max_share: None, lead_time_cost: 0.0 }
 }
 
+/// The allocation instance as JSON, for the Python peer (benches/planning_vs_python.py).
+fn dump(p: &Problem) -> serde_json::Value {
+    let needs: Vec<serde_json::Value> = p
+        .needs
+        .iter()
+        .map(|n| {
+            let offers: Vec<serde_json::Value> = n
+                .offers
+                .iter()
+                .map(|o| {
+                    let breaks: Vec<[f64; 2]> = o.breaks.iter().map(|t| [t.min_qty, t.unit_cost]).collect();
+                    serde_json::json!({ "supplier": o.supplier, "unit_cost": o.unit_cost, "breaks": breaks, "capacity": o.capacity,
+                        "moq": o.moq, "reliability": o.reliability })
+                })
+                .collect();
+            serde_json::json!({ "quantity": n.quantity, "shortage_cost": n.shortage_cost, "offers": offers })
+        })
+        .collect();
+    serde_json::json!({ "suppliers": p.suppliers.len(), "budget": p.budget, "needs": needs })
+}
+
 fn main() {
     let locations = arg("--locations", 50_000);
     let skus = arg("--skus", 20_000);
@@ -113,6 +134,10 @@ fn main() {
     );
     let budget = arg("--budget-percent", 110) as f64 / 100.0;
     let problem = allocation_problem(skus, budget);
+    if let Some(i) = std::env::args().position(|a| a == "--dump") {
+        let path = std::env::args().nth(i + 1).expect("--dump FILE");
+        std::fs::write(&path, dump(&problem).to_string()).expect("write the instance");
+    }
     let started = Instant::now();
     let sol = restock::alloc::solve(&problem, Limits { time_limit_s: 120.0, mip_rel_gap: 0.005, threads: 2 }).expect("solves");
     println!(
