@@ -65,8 +65,20 @@ pub fn forecast(
     inputs: &[Input],
     req: &Request,
     o: &LmOptions,
-    mut on_batch: impl FnMut(usize) -> bool,
+    on_batch: impl FnMut(usize) -> bool,
 ) -> Result<Vec<QuantileForecast>> {
+    Ok(forecast_paths(ck, inputs, req, o, on_batch)?.into_iter().map(|(f, _)| f).collect())
+}
+
+/// [`forecast`], keeping each input's sample paths (`paths[path][step]`, clipped at zero when
+/// the request is non-negative) beside its quantiles.
+pub fn forecast_paths(
+    ck: &Checkpoint,
+    inputs: &[Input],
+    req: &Request,
+    o: &LmOptions,
+    mut on_batch: impl FnMut(usize) -> bool,
+) -> Result<Vec<(QuantileForecast, Vec<Vec<f64>>)>> {
     if req.horizon > max_horizon(ck) {
         bail!("horizon {} is longer than the model allows ({} for max_len {})", req.horizon, max_horizon(ck), ck.model.config.max_len);
     }
@@ -75,10 +87,13 @@ pub fn forecast(
     for (b, chunk) in inputs.chunks(o.batch.max(1)).enumerate() {
         let (ctx, scales): (Vec<Vec<i64>>, Vec<f64>) = chunk.iter().map(|i| context(ck, i, req.horizon, o)).unzip();
         let sc = SampleConfig { seed: sc.seed + b as i64, ..sc };
-        for paths in sample(&ck.model, &ctx, &scales, &sc, ck.vs.device()) {
+        for mut paths in sample(&ck.model, &ctx, &scales, &sc, ck.vs.device()) {
+            if req.nonnegative {
+                paths.iter_mut().flatten().for_each(|v| *v = v.max(0.0));
+            }
             let mean = (0..req.horizon).map(|h| paths.iter().map(|p| p[h]).sum::<f64>() / paths.len() as f64).collect();
             let f = QuantileForecast::from_paths(mean, &paths, req.levels);
-            out.push(if req.nonnegative { f.clipped() } else { f });
+            out.push((if req.nonnegative { f.clipped() } else { f }, paths));
         }
         if !on_batch(out.len()) {
             return Err(crate::errors::Cancelled.into());

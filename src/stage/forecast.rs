@@ -120,6 +120,8 @@ pub struct ForecastTask {
     cfg: ForecastConfig,
     method: StageMethod,
     pos: BTreeMap<&'static str, Pos>,
+    /// A second output holds the sample paths (keys…, time, step, path, value).
+    paths: bool,
 }
 
 /// `method: lm`: the model folder must hold a readable config and weights, and the horizon fit.
@@ -186,8 +188,16 @@ impl StageKind for ForecastKind {
 
     fn prepare(&self, decl: &StageDecl<'_>) -> Result<Arc<dyn StageTask>, Diagnostics> {
         let cfg: ForecastConfig = decl.config.parse().map_err(|d| d.stage(decl.id))?;
-        decl.expect_outputs("forecast", 1)?;
+        if decl.outputs.len() != 2 {
+            decl.expect_outputs("forecast", 1)?;
+        }
         let mut diags = Diagnostics::default();
+        if decl.outputs.len() == 2 && cfg.method != "lm" {
+            diags.push(decl.error(
+                decl.pos.clone(),
+                "a second output (sample paths) needs `method: lm`; for statistical methods the `policy` stage draws paths from the quantiles",
+            ));
+        }
         if let Err(d) = decl.expect_inputs("forecast", 1) {
             diags.push(d);
         }
@@ -210,7 +220,8 @@ impl StageKind for ForecastKind {
         diags.into_result(())?;
         let method = method(decl, &cfg)?;
         let pos = [("series", decl.config.pos("series")), ("time", decl.config.pos("time")), ("target", decl.config.pos("target"))].into();
-        Ok(Arc::new(ForecastTask { stage: decl.id.into(), input: decl.inputs[0].clone(), cfg, method, pos }))
+        let paths = decl.outputs.len() == 2;
+        Ok(Arc::new(ForecastTask { stage: decl.id.into(), input: decl.inputs[0].clone(), cfg, method, pos, paths }))
     }
 }
 
@@ -273,7 +284,8 @@ impl ForecastTask {
 impl StageTask for ForecastTask {
     async fn plan(&self, inputs: &BTreeMap<String, SchemaRef>) -> Result<Vec<SchemaRef>, Diagnostics> {
         let schema = inputs.get(&self.input).expect("planner passes every declared input");
-        Ok(vec![self.output_schema(schema)?])
+        let out = self.output_schema(schema)?;
+        Ok(if self.paths { vec![out.clone(), paths_schema(&out, self.cfg.series.len())] } else { vec![out] })
     }
 
     async fn run(&self, cx: &StageCx) -> Result<StageReport> {
@@ -281,11 +293,14 @@ impl StageTask for ForecastTask {
         let out_schema = self.output_schema(&input_schema).map_err(|d| anyhow::anyhow!("{d}"))?;
         let all = long_history(cx, &self.input, &self.cfg.series, &self.cfg.time, &self.cfg.target).await?;
         let rows_in = all.num_rows() as u64;
-        let (cfg, method) = (self.cfg.clone(), self.method.clone());
-        let (batch, n_series) =
-            cx.blocking(move |cancel, progress| forecast_all(&all, &cfg, &method, out_schema, cancel, progress)).await?;
-        let df = cx.ctx.read_batch(batch)?;
-        let written = cx.write_output(0, df).await?;
+        let (cfg, method, want_paths) = (self.cfg.clone(), self.method.clone(), self.paths);
+        let (batch, paths, n_series) =
+            cx.blocking(move |cancel, progress| forecast_all(&all, &cfg, &method, out_schema, want_paths, cancel, progress)).await?;
+        let mut written = cx.write_output(0, cx.ctx.read_batch(batch)?).await?;
+        if let Some(paths) = paths {
+            let w = cx.write_output(1, cx.ctx.read_batch(paths)?).await?;
+            (written.rows, written.bytes) = (written.rows + w.rows, written.bytes + w.bytes);
+        }
         Ok(StageReport {
             rows_out: written.rows,
             bytes_out: written.bytes,
@@ -298,15 +313,17 @@ impl StageTask for ForecastTask {
 }
 
 /// Forecast every series of `all` (keys…, DATE, DOUBLE, sorted by keys then date): the CPU-bound
-/// part, run on a blocking thread. Returns the output batch and the number of series.
+/// part, run on a blocking thread. Returns the output batch, the sample paths' batch when asked
+/// (method `lm`), and the number of series.
 fn forecast_all(
     all: &RecordBatch,
     cfg: &ForecastConfig,
     method: &StageMethod,
     out_schema: SchemaRef,
+    want_paths: bool,
     cancel: &tokio_util::sync::CancellationToken,
     progress: &StageProgress,
-) -> Result<(RecordBatch, u64)> {
+) -> Result<(RecordBatch, Option<RecordBatch>, u64)> {
     let n_keys = cfg.series.len();
     let key_cols: Vec<ArrayRef> = all.columns()[..n_keys].to_vec();
     let dates = all.column(n_keys).as_any().downcast_ref::<Date32Array>().expect("time column is DATE (checked)");
@@ -317,7 +334,7 @@ fn forecast_all(
         bail!("series ({}) = ({}) has no observed `{}` value: nothing to forecast from", cfg.series.join(", "), key.join(", "), cfg.target);
     }
     let req = Request { horizon: cfg.horizon as usize, season: cfg.season_length, levels: &cfg.quantiles, nonnegative: cfg.nonnegative };
-    let forecasts = forecasts(method, &histories, &req, cancel, progress)?;
+    let (forecasts, paths) = forecasts(method, &histories, &req, want_paths, cancel, progress)?;
     let mut out = Rows { qs: vec![vec![]; cfg.quantiles.len()], ..Rows::default() };
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
     for (&(start, end), f) in bounds.iter().zip(&forecasts) {
@@ -332,7 +349,47 @@ fn forecast_all(
             }
         }
     }
-    Ok((out.into_batch(&key_cols, out_schema, method.name())?, bounds.len() as u64))
+    let paths = match paths {
+        Some(p) => Some(paths_batch(&key_cols, &out, &p, paths_schema(&out_schema, n_keys))?),
+        None => None,
+    };
+    Ok((out.into_batch(&key_cols, out_schema, method.name())?, paths, bounds.len() as u64))
+}
+
+/// The sample-paths output: keys…, time, step, path, value.
+fn paths_schema(forecasts: &Schema, n_keys: usize) -> SchemaRef {
+    let mut fields: Vec<Field> = forecasts.fields().iter().take(n_keys + 2).map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new("path", DataType::Int32, false));
+    fields.push(Field::new("value", DataType::Float64, false));
+    Arc::new(Schema::new(fields))
+}
+
+/// One row per (series, step, path), from the forecast rows (one per series and step, in order).
+fn paths_batch(key_cols: &[ArrayRef], rows: &Rows, paths: &[Vec<Vec<f64>>], schema: SchemaRef) -> Result<RecordBatch> {
+    let (mut take_idx, mut dates, mut steps, mut path_no, mut values) = (vec![], vec![], vec![], vec![], vec![]);
+    let horizon = rows.steps.len() / paths.len().max(1);
+    for (s, series) in paths.iter().enumerate() {
+        for h in 0..horizon {
+            let r = s * horizon + h;
+            for (p, path) in series.iter().enumerate() {
+                take_idx.push(rows.take_idx[r]);
+                dates.push(rows.dates[r]);
+                steps.push(rows.steps[r]);
+                path_no.push(p as i32);
+                values.push(path[h]);
+            }
+        }
+    }
+    let idx = UInt32Array::from(take_idx);
+    let mut columns: Vec<ArrayRef> = vec![];
+    for (i, col) in key_cols.iter().enumerate() {
+        columns.push(cast(&take(col.as_ref(), &idx, None)?, schema.field(i).data_type())?);
+    }
+    columns.push(Arc::new(Date32Array::from(dates)));
+    columns.push(Arc::new(Int32Array::from(steps)));
+    columns.push(Arc::new(Int32Array::from(path_no)));
+    columns.push(Arc::new(Float64Array::from(values)));
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
 /// Keys…, DATE, the target as DOUBLE, sorted by keys then date: a long table read for a model.
@@ -374,9 +431,10 @@ fn forecasts(
     method: &StageMethod,
     histories: &[Vec<f64>],
     req: &Request,
+    want_paths: bool,
     cancel: &tokio_util::sync::CancellationToken,
     progress: &StageProgress,
-) -> Result<Vec<QuantileForecast>> {
+) -> Result<(Vec<QuantileForecast>, Option<Vec<Vec<Vec<f64>>>>)> {
     let started = std::time::Instant::now();
     let report = |done: usize| {
         progress.set(format!("{done}/{} series · {:.0}/s", histories.len(), done as f64 / started.elapsed().as_secs_f64().max(1e-3)))
@@ -393,15 +451,17 @@ fn forecasts(
                 }
                 out.push(f.forecast(h, req).map_err(|_| anyhow!("no observed value"))?);
             }
-            Ok(out)
+            Ok((out, None))
         }
         StageMethod::Lm { dir, opts } => {
             let ck = Checkpoint::load(dir, crate::device::best())?;
             let inputs: Vec<Input> = histories.iter().map(|h| Input { history: h, text: None }).collect();
-            crate::lm::forecast::forecast(&ck, &inputs, req, opts, |done| {
+            let both = crate::lm::forecast::forecast_paths(&ck, &inputs, req, opts, |done| {
                 report(done);
                 !cancel.is_cancelled()
-            })
+            })?;
+            let (f, p): (Vec<QuantileForecast>, Vec<Vec<Vec<f64>>>) = both.into_iter().unzip();
+            Ok((f, want_paths.then_some(p)))
         }
     }
 }

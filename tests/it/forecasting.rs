@@ -125,6 +125,20 @@ fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validatio
     let rows =
         p.query("SELECT count(*), sum(CASE WHEN p10 <= p50 AND p50 <= p90 AND p10 >= 0 THEN 1 ELSE 0 END), min(model) FROM forecasts");
     assert_eq!(rows, vec!["14,14,lm".to_string()]);
+    // A second output keeps the sample paths: 2 series × 7 steps × 8 paths, non-negative, and
+    // their per-step quantiles are the published ones.
+    p.write("p.yaml", &lm("model: model, context: 16,").replace("outputs: [forecasts]", "outputs: [forecasts, forecast_paths]"));
+    p.ok(&["run", "p.yaml"]);
+    let rows = p.query("SELECT count(*), count(DISTINCT path), min(value) >= 0, max(step) FROM forecast_paths");
+    assert_eq!(rows, vec!["112,8,true,7".to_string()]);
+    let medians = p.query(
+        "SELECT count(*) FROM (SELECT sku_id, step, approx_percentile_cont(value, 0.5) AS m FROM forecast_paths GROUP BY 1, 2) q \
+         JOIN forecasts f USING (sku_id, step) WHERE q.m < f.p10 OR q.m > f.p90",
+    );
+    assert_eq!(medians, vec!["0".to_string()]);
+    p.write("p.yaml", &pipeline("ets").replace("outputs: [forecasts]", "outputs: [forecasts, forecast_paths]"));
+    let err = p.fails(&["validate", "p.yaml"], 2);
+    assert!(err.contains("second output (sample paths) needs `method: lm`"), "{err}");
 
     // Nightly fine-tuning: the result is published as a table, registered or not by validation.
     let train = |base: &str| {

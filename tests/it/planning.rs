@@ -224,3 +224,37 @@ fn weekly_pipeline_and_simulate_on_the_demo_lake() {
     let err = p.fails(&["simulate", "--target", "fill_rate=1.5"], 1);
     assert!(err.contains("--target") && err.contains("between 0 and 1"), "{err}");
 }
+
+#[test]
+fn policies_from_sample_paths() {
+    let p = Project::empty();
+    lake(&p, 0.0);
+    // Paths for A at L1: half the paths sell 10 a day, half 20 (no quantiles could say which).
+    let (mut sku, mut loc, mut path, mut step, mut value) = (vec![], vec![], vec![], vec![], vec![]);
+    for k in 0..10 {
+        for t in 1..=28 {
+            sku.push("A");
+            loc.push("L1");
+            path.push(k);
+            step.push(t);
+            value.push(if k < 5 { 10.0 } else { 20.0 });
+        }
+    }
+    let batch = RecordBatch::try_from_iter(vec![
+        ("sku_id", Arc::new(StringArray::from(sku)) as ArrayRef),
+        ("location_id", Arc::new(StringArray::from(loc))),
+        ("path", Arc::new(Int32Array::from(path))),
+        ("step", Arc::new(Int32Array::from(step))),
+        ("value", Arc::new(Float64Array::from(value))),
+    ])
+    .unwrap();
+    write_parquet(&p, "lake/raw/paths/p.parquet", batch);
+    let yaml = pipeline("{ cycle_service_level: 0.9 }", "")
+        .replace("offers: raw/offers/ }\n    outputs: [policies]", "offers: raw/offers/, paths: raw/paths/ }\n    outputs: [policies]");
+    p.write("plan.yaml", &yaml);
+    p.ok(&["run", "plan.yaml"]);
+    // R + L = 14 days (S2's lead time is exact): demand 140 or 280; the 0.9 quantile is 280.
+    let rows = p.query("SELECT location_id, demand_source, order_up_to, demand_mean FROM policies WHERE sku_id = 'A' ORDER BY 1");
+    assert_eq!(rows[0], "L1,paths,280.0,210.0");
+    assert!(rows[1].starts_with("L2,\"quantiles (Gaussian AR(1) copula"), "{rows:?}");
+}
