@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::{Cancelled, StageCx, StageDecl, StageKind, StageReport, StageTask};
 use crate::alloc::{Bend, Family, Limits, Need, Offer, Problem, Solution, Tier};
-use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
+use crate::diag::{Diagnostics, Pos};
 
 pub struct AllocateKind;
 
@@ -132,14 +132,8 @@ impl AllocateTask {
     fn check_inputs(&self, inputs: &BTreeMap<String, SchemaRef>) -> Result<(), Diagnostics> {
         let mut diags = Diagnostics::default();
         let mut need = |input: &str, cols: Vec<&str>| {
-            let Some(schema) = inputs.get(input) else { return };
-            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-            for c in cols.into_iter().filter(|c| !names.contains(c)) {
-                diags.push(
-                    Diagnostic::new(self.pos.clone(), format!("input `{input}` has no column `{c}` (columns: {})", names.join(", ")))
-                        .stage(&self.stage)
-                        .help_opt(did_you_mean(c, names.iter().copied())),
-                );
+            for d in super::missing_columns(&self.stage, &self.pos, inputs, input, &cols) {
+                diags.push(d);
             }
         };
         let mut order_cols: Vec<&str> = self.cfg.series.iter().map(String::as_str).collect();

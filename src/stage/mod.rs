@@ -203,6 +203,21 @@ async fn staged_bytes(ctx: &SessionContext, url: &Url) -> Result<u64> {
     Ok(metas.iter().map(|m| m.size).sum())
 }
 
+/// A diagnostic for each of `cols` that input `input` lacks, naming the stage, the input and its
+/// columns (nothing when the stage declares no such input).
+pub fn missing_columns(stage: &str, pos: &Pos, inputs: &BTreeMap<String, SchemaRef>, input: &str, cols: &[&str]) -> Vec<Diagnostic> {
+    let Some(schema) = inputs.get(input) else { return vec![] };
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    cols.iter()
+        .filter(|c| !names.contains(c))
+        .map(|c| {
+            Diagnostic::new(pos.clone(), format!("input `{input}` has no column `{c}` (columns: {})", names.join(", ")))
+                .stage(stage)
+                .help_opt(crate::diag::did_you_mean(c, names.iter().copied()))
+        })
+        .collect()
+}
+
 /// The set of stage kinds a pipeline may use.
 pub struct Registry {
     kinds: BTreeMap<&'static str, Arc<dyn StageKind>>,

@@ -173,16 +173,8 @@ impl PolicyTask {
         let mut diags = Diagnostics::default();
         let series: Vec<&str> = self.cfg.series.iter().map(String::as_str).collect();
         let mut need = |input: &str, cols: Vec<&str>| {
-            let Some(schema) = inputs.get(input) else { return };
-            let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-            for c in cols {
-                if !names.contains(&c) {
-                    diags.push(
-                        Diagnostic::new(self.pos.clone(), format!("input `{input}` has no column `{c}` (columns: {})", names.join(", ")))
-                            .stage(&self.stage)
-                            .help_opt(did_you_mean(c, names.iter().copied())),
-                    );
-                }
+            for d in super::missing_columns(&self.stage, &self.pos, inputs, input, &cols) {
+                diags.push(d);
             }
         };
         need("forecasts", [series.clone(), vec!["step"]].concat());
