@@ -201,7 +201,7 @@ enum Command {
         /// Weeks held out and replayed.
         #[arg(long, default_value_t = 8)]
         weeks: usize,
-        /// Comma-separated forecast methods to compare (the first is the baseline).
+        /// Comma-separated forecast methods to compare (the first is the baseline); `lm` uses --model.
         #[arg(long, default_value = "seasonal_naive,ets,theta,ensemble")]
         methods: String,
         /// At most this many SKU-locations, spread evenly (0: all).
@@ -230,6 +230,14 @@ enum Command {
         season: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// The model folder method `lm` forecasts with.
+        #[arg(long, default_value = "models/small")]
+        model: PathBuf,
+        /// Sample paths per forecast for `lm`, and the most recent values it reads.
+        #[arg(long, default_value_t = 20)]
+        lm_paths: i64,
+        #[arg(long, default_value_t = 128)]
+        context: usize,
     },
     /// Public benchmark data sets in the long format `evaluate` reads.
     Datasets {
@@ -414,6 +422,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
             case_pack,
             season,
             seed,
+            model,
+            lm_paths,
+            context,
         } => {
             let lake = crate::storage::Lake::open(&lake, &cwd()?)?;
             let shortage = match shortage.as_str() {
@@ -434,7 +445,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 draws_per_path: 2,
             };
             let opts = crate::simulate::Options { weeks: weeks.max(1), max_series: series, season: season.max(1), seed };
-            simulate_cmd(&lake, &methods, &cfg, &opts).await
+            let lm = crate::lm::forecast::LmOptions { paths: lm_paths.max(1), max_context: context.max(1), ..Default::default() };
+            let methods = crate::evaluate::parse_methods(&methods, &model, &lm)?;
+            simulate_cmd(&lake, methods, &cfg, &opts).await
         }
         Command::Datasets { command: DatasetsCommand::Fetch { name, from, out } } => {
             let ds = crate::datasets::find(&name)?;
@@ -534,7 +547,7 @@ fn cancel_on_signal(commit: Arc<run::CommitGate>) -> CancellationToken {
 
 async fn simulate_cmd(
     lake: &crate::storage::Lake,
-    methods: &str,
+    methods: Vec<crate::evaluate::Candidate>,
     cfg: &crate::policy::simulate::SimConfig,
     opts: &crate::simulate::Options,
 ) -> Result<()> {
@@ -548,11 +561,11 @@ async fn simulate_cmd(
         if cfg.shortage == crate::policy::simulate::Shortage::LostSales { "lost-sales" } else { "backordered" },
         cfg.review_days
     );
-    let mut results = vec![];
-    for m in methods.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-        let (series, cfg, opts, m) = (series.clone(), *cfg, opts.clone(), m.to_string());
-        results.push(tokio::task::spawn_blocking(move || crate::simulate::run_method(&series, &m, &cfg, &opts)).await??);
-    }
+    let (cfg, opts) = (*cfg, opts.clone());
+    let results = tokio::task::spawn_blocking(move || {
+        methods.iter().map(|m| crate::simulate::run_method(&series, m, &cfg, &opts)).collect::<Result<Vec<_>>>()
+    })
+    .await??;
     println!("{}", crate::simulate::report(&results));
     Ok(())
 }

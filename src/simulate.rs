@@ -14,7 +14,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::forecast::{Forecaster, Request};
+use crate::evaluate::Candidate;
+use crate::forecast::{QuantileForecast, Request};
+use crate::lm::forecast::Input;
 use crate::policy::LeadTime;
 use crate::policy::simulate::{Outcome, SimConfig, SimItem, simulate};
 use crate::storage::Lake;
@@ -164,34 +166,41 @@ fn classify(series: &mut [Series], replay_days: usize) {
     }
 }
 
-/// Replay every series under one forecast method (in parallel over series).
-pub fn run_method(series: &[Series], method: &str, cfg: &SimConfig, opts: &Options) -> Result<MethodResult> {
-    let forecaster = Forecaster::from_name(method).map_err(anyhow::Error::msg)?;
+/// Replay every series under one forecast method: statistical methods in parallel over
+/// series, the language model one series at a time (its forecasts batch over paths).
+pub fn run_method(series: &[Series], method: &Candidate, cfg: &SimConfig, opts: &Options) -> Result<MethodResult> {
     let started = std::time::Instant::now();
-    let replay = opts.weeks * 7;
-    let outcomes: Vec<(char, Outcome)> = series
-        .par_iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let split = s.demand.len() - replay;
-            let horizon = ((cfg.review_days as f64 + s.lead.mean + 3.0 * s.lead.sd).ceil() as usize).max(28);
-            let forecast = |history: &[f64]| {
-                let req = Request { horizon, season: opts.season, levels: &LEVELS, nonnegative: true };
-                let f = forecaster.forecast(history, &req).expect("history has observed values");
-                (0..horizon).map(|h| f.quantiles.iter().map(|q| q[h]).collect()).collect()
-            };
-            let item = SimItem {
-                history: &s.demand[..split],
-                actual: &s.demand[split..],
-                lead: s.lead,
-                unit_cost: s.unit_cost,
-                moq: s.moq,
-                start_stock: s.start_stock,
-            };
-            let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            (s.class, simulate(&item, cfg, &LEVELS, &forecast, &mut rng))
-        })
-        .collect();
+    let outcomes: Vec<(char, Outcome)> = match method {
+        Candidate::Stat(f) => series
+            .par_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let forecast = |history: &[f64], req: &Request| f.forecast(history, req).expect("history has observed values");
+                replay(i, s, cfg, opts, &forecast)
+            })
+            .collect(),
+        Candidate::Lm { ck, opts: lm, .. } => {
+            let longest = series.iter().map(|s| horizon(s, cfg)).max().unwrap_or(0);
+            let most = crate::lm::forecast::max_horizon(ck);
+            if longest > most {
+                bail!(
+                    "method lm: the replay needs forecasts {longest} days ahead (review + lead time), more than the model allows ({most})"
+                );
+            }
+            series
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let forecast = |history: &[f64], req: &Request| {
+                        let input = [Input { history, text: None }];
+                        let mut f = crate::lm::forecast::forecast(ck, &input, req, lm, |_| true).expect("the model forecasts");
+                        f.remove(0)
+                    };
+                    replay(i, s, cfg, opts, &forecast)
+                })
+                .collect()
+        }
+    };
     let mut by: HashMap<char, Outcome> = HashMap::new();
     let mut total = Outcome::default();
     for (c, o) in &outcomes {
@@ -200,7 +209,39 @@ pub fn run_method(series: &[Series], method: &str, cfg: &SimConfig, opts: &Optio
     }
     let mut by_class: Vec<(char, Outcome)> = by.into_iter().collect();
     by_class.sort_by_key(|c| c.0);
-    Ok(MethodResult { method: method.into(), by_class, total, seconds: started.elapsed().as_secs_f64() })
+    Ok(MethodResult { method: method.name().into(), by_class, total, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// Days each forecast covers: the review period plus a generous lead time, at least 28.
+fn horizon(s: &Series, cfg: &SimConfig) -> usize {
+    ((cfg.review_days as f64 + s.lead.mean + 3.0 * s.lead.sd).ceil() as usize).max(28)
+}
+
+/// One series' replay, its forecasts from `forecast(history, request)`.
+fn replay(
+    i: usize,
+    s: &Series,
+    cfg: &SimConfig,
+    opts: &Options,
+    forecast: &dyn Fn(&[f64], &Request) -> QuantileForecast,
+) -> (char, Outcome) {
+    let split = s.demand.len() - opts.weeks * 7;
+    let horizon = horizon(s, cfg);
+    let quantiles = |history: &[f64]| {
+        let req = Request { horizon, season: opts.season, levels: &LEVELS, nonnegative: true };
+        let f = forecast(history, &req);
+        (0..horizon).map(|h| f.quantiles.iter().map(|q| q[h]).collect()).collect()
+    };
+    let item = SimItem {
+        history: &s.demand[..split],
+        actual: &s.demand[split..],
+        lead: s.lead,
+        unit_cost: s.unit_cost,
+        moq: s.moq,
+        start_stock: s.start_stock,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    (s.class, simulate(&item, cfg, &LEVELS, &quantiles, &mut rng))
 }
 
 /// The side-by-side table: one row per method and class, then totals, with the cost relative

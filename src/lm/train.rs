@@ -86,6 +86,46 @@ pub fn train(
     Ok(losses)
 }
 
+/// Validation-based early stopping: score every `every` steps, remember the best, and stop
+/// after `patience` scores in a row without improvement.
+#[derive(Debug, Clone, Default)]
+pub struct EarlyStopping {
+    pub every: usize,
+    pub patience: usize,
+    /// (step, validation loss) of the best score so far.
+    pub best: Option<(usize, f64)>,
+    worse: usize,
+}
+
+/// What one validation score means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Improved,
+    Worse,
+    Stop,
+}
+
+impl EarlyStopping {
+    pub fn new(every: usize, patience: usize) -> Self {
+        Self { every, patience, ..Self::default() }
+    }
+
+    /// Whether step `step` (0-based) ends with a validation score.
+    pub fn due(&self, step: usize) -> bool {
+        self.every > 0 && (step + 1) % self.every == 0
+    }
+
+    pub fn record(&mut self, step: usize, loss: f64) -> Verdict {
+        if self.best.is_none_or(|(_, best)| loss < best) {
+            self.best = Some((step, loss));
+            self.worse = 0;
+            return Verdict::Improved;
+        }
+        self.worse += 1;
+        if self.worse >= self.patience.max(1) { Verdict::Stop } else { Verdict::Worse }
+    }
+}
+
 /// Mean loss over fixed windows, without gradients (validation).
 pub fn eval_loss(model: &Model, windows: &[Encoded], batch_size: usize, device: tch::Device) -> f64 {
     let _guard = tch::no_grad_guard();
@@ -101,6 +141,17 @@ pub fn eval_loss(model: &Model, windows: &[Encoded], batch_size: usize, device: 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn early_stopping_keeps_the_best_and_stops_after_patience() {
+        let mut es = super::EarlyStopping::new(10, 2);
+        assert!(!es.due(0) && es.due(9) && es.due(19));
+        use super::Verdict::*;
+        let verdicts: Vec<_> =
+            [(9, 3.0), (19, 2.5), (29, 2.6), (39, 2.4), (49, 2.45), (59, 2.5)].iter().map(|&(s, l)| es.record(s, l)).collect();
+        assert_eq!(verdicts, vec![Improved, Improved, Worse, Improved, Worse, Stop]);
+        assert_eq!(es.best, Some((39, 2.4)));
+    }
+
     use super::*;
     use crate::lm::model::Config;
     use crate::lm::sample::{SampleConfig, sample};

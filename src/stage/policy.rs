@@ -222,6 +222,9 @@ fn output_schema(series: &[String]) -> SchemaRef {
     }
     fields.push(Field::new("target", DataType::Utf8, false));
     fields.push(Field::new("target_value", DataType::Float64, false));
+    for name in ["shortage_cost", "holding_cost", "order_cost"] {
+        fields.push(Field::new(name, DataType::Float64, true));
+    }
     for name in ["order_up_to", "safety_stock", "reorder_point", "cycle_service", "fill_rate", "eoq"] {
         fields.push(Field::new(name, DataType::Float64, true));
     }
@@ -522,6 +525,13 @@ fn into_batch(rows: Vec<Row>, cfg: &PolicyConfig, target: Target) -> Result<Reco
     cols.push(pol(|p| Some(p.demand_quantiles[2])));
     cols.push(Arc::new(StringArray::from(vec![target.kind(); rows.len()])));
     cols.push(Arc::new(Float64Array::from(vec![target.value(); rows.len()])));
+    let (shortage, holding) = match target {
+        Target::Costs { shortage, holding } => (Some(shortage), Some(holding)),
+        _ => (None, None),
+    };
+    for v in [shortage, holding, cfg.order_cost] {
+        cols.push(Arc::new(Float64Array::from(vec![v; rows.len()])));
+    }
     cols.push(pol(|p| Some(p.order_up_to)));
     cols.push(pol(|p| Some(p.safety_stock)));
     cols.push(pol(|p| Some(p.reorder_point)));

@@ -21,7 +21,7 @@ use super::{Cancelled, StageCx, StageDecl, StageKind, StageReport, StageTask};
 use crate::diag::Diagnostics;
 use crate::lm::checkpoint::Checkpoint;
 use crate::lm::tokens::{Encoded, encode_with_scale, scale_of};
-use crate::lm::train::{TrainConfig, eval_loss, train};
+use crate::lm::train::{EarlyStopping, TrainConfig, Verdict, eval_loss, train};
 
 pub struct TrainKind;
 
@@ -44,8 +44,20 @@ struct TrainStageConfig {
     lr: f64,
     #[serde(default)]
     seed: u64,
+    /// Score validation every this many steps (0: only at the end) and keep the best weights…
+    #[serde(default = "default_eval_every")]
+    eval_every: usize,
+    /// …stopping after this many scores in a row without improvement.
+    #[serde(default = "default_patience")]
+    patience: usize,
 }
 
+fn default_eval_every() -> usize {
+    25
+}
+fn default_patience() -> usize {
+    3
+}
 fn default_steps() -> usize {
     200
 }
@@ -97,6 +109,7 @@ fn output_schema() -> SchemaRef {
         Field::new("series", DataType::Int64, false),
         Field::new("config_yaml", DataType::Utf8, false),
         Field::new("weights", DataType::Binary, false),
+        Field::new("best_step", DataType::Int64, false),
     ]))
 }
 
@@ -159,28 +172,48 @@ fn fine_tune(
         seed: cfg.seed,
     };
     let draw = |rng: &mut rand_chacha::ChaCha8Rng| crate::lm::train::window(series[rng.random_range(0..series.len())], cfg.window, rng);
+    let mut es = EarlyStopping::new(cfg.eval_every, cfg.patience);
+    let mut best_bytes: Option<Vec<u8>> = None;
+    let mut ran = 0;
     train(&ck.model, &ck.vs, &tc, 0, draw, |step, loss| {
-        progress.set(format!("step {}/{} · loss {loss:.3}", step + 1, cfg.steps));
+        ran = step + 1;
+        let mut status = format!("step {}/{} · loss {loss:.3}", step + 1, cfg.steps);
+        if es.due(step) {
+            let v = eval_loss(&ck.model, &valid, cfg.batch, device);
+            match es.record(step, v) {
+                Verdict::Improved => best_bytes = ck.to_bytes(Kind::BFloat16).ok(),
+                Verdict::Stop => return false,
+                Verdict::Worse => {}
+            }
+            status.push_str(&format!(" · validation {v:.3}"));
+        }
+        progress.set(status);
         !cancel.is_cancelled()
     })?;
     if cancel.is_cancelled() {
         return Err(Cancelled.into());
     }
-    let loss = eval_loss(&ck.model, &valid, cfg.batch, device);
+    // The last weights, unless an earlier validation score was better.
+    let last = eval_loss(&ck.model, &valid, cfg.batch, device);
+    let (loss, best_step, tuned) = match (es.best, best_bytes) {
+        (Some((step, best)), Some(bytes)) if best < last => (best, step + 1, bytes),
+        _ => (last, ran, ck.to_bytes(Kind::BFloat16)?),
+    };
     let registered = loss <= base_loss;
     let warning = (!registered)
         .then(|| format!("{stage}: fine-tuning made validation loss worse ({loss:.4} > {base_loss:.4}); the base model is kept"));
-    let weights = if registered { ck.to_bytes(Kind::BFloat16)? } else { base_bytes };
+    let weights = if registered { tuned } else { base_bytes };
     let config_yaml = serde_saphyr::to_string(&ck.model.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(vec![base.display().to_string()])),
         Arc::new(BooleanArray::from(vec![registered])),
         Arc::new(Float64Array::from(vec![base_loss])),
         Arc::new(Float64Array::from(vec![loss])),
-        Arc::new(Int64Array::from(vec![cfg.steps as i64])),
+        Arc::new(Int64Array::from(vec![ran as i64])),
         Arc::new(Int64Array::from(vec![series.len() as i64])),
         Arc::new(StringArray::from(vec![config_yaml])),
         Arc::new(BinaryArray::from(vec![weights.as_slice()])),
+        Arc::new(Int64Array::from(vec![if registered { best_step as i64 } else { 0 }])),
     ];
     Ok((RecordBatch::try_new(output_schema(), columns)?, warning))
 }

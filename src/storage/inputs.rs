@@ -348,10 +348,12 @@ async fn read_footer(store: &dyn ObjectStore, meta: &ObjectMeta) -> Result<Parqu
 }
 
 pub fn types_compatible(a: &DataType, b: &DataType) -> bool {
-    // Nullability differences are not type changes; dictionary vs plain strings are the same data.
+    // Nullability differences are not type changes; dictionary vs plain strings (or bytes) and
+    // their large and view layouts are the same data.
     let norm = |t: &DataType| match t {
         DataType::Dictionary(_, v) => v.as_ref().clone(),
         DataType::LargeUtf8 | DataType::Utf8View => DataType::Utf8,
+        DataType::LargeBinary | DataType::BinaryView => DataType::Binary,
         other => other.clone(),
     };
     norm(a) == norm(b)

@@ -150,6 +150,12 @@ fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validatio
     p.ok(&["run", "ft.yaml"]);
     let rows = p.query("SELECT series, steps, base_validation_loss > 0, validation_loss > 0, weights IS NOT NULL, (validation_loss <= base_validation_loss) = registered FROM lm_model");
     assert_eq!(rows, vec!["2,5,true,true,true,true".to_string()]);
+    // Early stopping: validation every step, patience 1, a learning rate that diverges: the
+    // second score is worse, so training stops after 2 of 30 steps.
+    p.write("ft.yaml", &train("model").replace("steps: 5,", "steps: 30, eval_every: 1, patience: 1, lr: 1.0,"));
+    p.ok(&["run", "ft.yaml"]);
+    let rows = p.query("SELECT steps, best_step <= steps FROM lm_model");
+    assert_eq!(rows, vec!["2,true".to_string()]);
     p.write("ft.yaml", &train("nowhere"));
     let err = p.fails(&["validate", "ft.yaml"], 2);
     assert!(err.contains("ft.yaml:") && err.contains("nowhere/config.yaml"), "{err}");

@@ -221,6 +221,11 @@ fn weekly_pipeline_and_simulate_on_the_demo_lake() {
         let fill: f64 = cells[8].parse().unwrap();
         assert!((0.0..=1.0).contains(&fill), "{line}");
     }
+    // The language model replays too (a tiny one, trained here for a few steps).
+    let tiny = format!("{}/models/tiny.yaml", crate::common::REPO);
+    p.ok(&["pretrain", "--config", &tiny, "--out", "model", "--steps", "4", "--batch", "2", "--window", "32"]);
+    let out = p.ok(&["simulate", "--weeks", "1", "--methods", "seasonal_naive,lm", "--model", "model", "--series", "2", "--lm-paths", "4"]);
+    assert!(out.lines().any(|l| l.contains("lm") && l.contains(" all ")), "{out}");
     let err = p.fails(&["simulate", "--target", "fill_rate=1.5"], 1);
     assert!(err.contains("--target") && err.contains("between 0 and 1"), "{err}");
 }
