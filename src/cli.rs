@@ -244,6 +244,17 @@ enum Command {
         #[command(subcommand)]
         command: DatasetsCommand,
     },
+    /// The model registry: versions of the lake's published model tables (what `train` stages
+    /// publish) with their validation losses; `export` writes one as a model folder.
+    Models {
+        #[command(subcommand)]
+        command: Option<ModelsCommand>,
+        /// Only this model table.
+        #[arg(long)]
+        table: Option<String>,
+        #[arg(long, env = "RESTOCK_LAKE", default_value = crate::storage::DEFAULT_LAKE)]
+        lake: String,
+    },
     /// Delete the staged outputs of failed or cancelled runs older than a cut-off (and staging no
     /// run history knows). Published tables and running runs are never touched; a collected run
     /// can still be resumed, its stages then run again.
@@ -272,6 +283,19 @@ enum DatasetsCommand {
         /// Output folder (default .data/NAME).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelsCommand {
+    /// Write a version (default: the latest) as OUT/{config.yaml, model.safetensors,
+    /// metrics.json}, the folder `method: lm`, `train`'s `base:` and `pretrain --init` read.
+    Export {
+        table: String,
+        #[arg(long)]
+        version: Option<i64>,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -449,6 +473,24 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let methods = crate::evaluate::parse_methods(&methods, &model, &lm)?;
             simulate_cmd(&lake, methods, &cfg, &opts).await
         }
+        Command::Models { command, table, lake } => {
+            let lake = crate::storage::Lake::open(&lake, &cwd()?)?;
+            match command {
+                Some(ModelsCommand::Export { table, version, out }) => {
+                    let m = crate::models::export(&lake, &table, version, &out).await?;
+                    println!(
+                        "{} version {} (validation loss {:.4}, registered {}) -> {}",
+                        m.table,
+                        m.version,
+                        m.validation_loss,
+                        m.registered,
+                        out.display()
+                    );
+                    Ok(())
+                }
+                None => models_cmd(&lake, table.as_deref()).await,
+            }
+        }
         Command::Datasets { command: DatasetsCommand::Fetch { name, from, out } } => {
             let ds = crate::datasets::find(&name)?;
             let out = out.unwrap_or_else(|| from.join(ds.name));
@@ -543,6 +585,32 @@ fn cancel_on_signal(commit: Arc<run::CommitGate>) -> CancellationToken {
         std::process::exit(130);
     });
     token
+}
+
+async fn models_cmd(lake: &crate::storage::Lake, table: Option<&str>) -> Result<()> {
+    let versions = crate::models::list(lake, table).await?;
+    if versions.is_empty() {
+        println!("no model tables in {} (a `train` stage publishes one)", lake.root);
+        return Ok(());
+    }
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(["table", "version", "run", "registered", "base loss", "validation loss", "steps", "series", "base"]);
+    for m in &versions {
+        t.add_row([
+            m.table.clone(),
+            m.version.to_string(),
+            m.run_id.clone().unwrap_or_default(),
+            m.registered.to_string(),
+            format!("{:.4}", m.base_validation_loss),
+            format!("{:.4}", m.validation_loss),
+            m.steps.to_string(),
+            m.series.to_string(),
+            m.base.clone(),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
 }
 
 async fn simulate_cmd(

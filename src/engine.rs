@@ -64,13 +64,17 @@ pub fn session() -> SessionContext {
 }
 
 /// Stage SQL and `restock query` may only read.
-/// A query's rows as one batch with string columns as plain `Utf8` (Parquet reads them as
-/// views): what code that turns tables into plain data reads.
+/// A query's rows as one batch with string and binary columns as plain `Utf8` / `Binary`
+/// (Parquet reads them as views): what code that turns tables into plain data reads.
 pub async fn collect_plain(df: datafusion::prelude::DataFrame) -> anyhow::Result<datafusion::arrow::array::RecordBatch> {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     let schema = Arc::new(df.schema().as_arrow().clone());
     let batch = datafusion::arrow::compute::concat_batches(&schema, &df.collect().await?)?;
-    let plain = |t: &DataType| if matches!(t, DataType::Utf8View | DataType::LargeUtf8) { DataType::Utf8 } else { t.clone() };
+    let plain = |t: &DataType| match t {
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
+        other => other.clone(),
+    };
     let fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone().with_data_type(plain(f.data_type()))).collect();
     let columns = batch
         .columns()

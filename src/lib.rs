@@ -17,6 +17,7 @@ pub mod forecast;
 pub mod gc;
 pub mod jobs;
 pub mod lm;
+pub mod models;
 pub mod plan;
 pub mod policy;
 pub mod publish;

@@ -156,6 +156,18 @@ fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validatio
     p.ok(&["run", "ft.yaml"]);
     let rows = p.query("SELECT steps, best_step <= steps FROM lm_model");
     assert_eq!(rows, vec!["2,true".to_string()]);
+    // The registry: both published versions with their losses; the latest exported as a folder
+    // that `method: lm` forecasts with.
+    let listed = p.ok(&["models"]);
+    let versions: Vec<&str> = listed.lines().filter(|l| l.contains("lm_model")).collect();
+    assert_eq!(versions.len(), 2, "{listed}");
+    assert!(versions[1].contains("┆ 1 ") && versions[1].contains("┆ 2 "), "{listed}");
+    let out = p.ok(&["models", "export", "lm_model", "--out", "exported"]);
+    assert!(out.contains("lm_model version 1"), "{out}");
+    p.write("p.yaml", &lm("model: exported, context: 16,"));
+    p.ok(&["run", "p.yaml"]);
+    let err = p.fails(&["models", "export", "lm_model", "--version", "7", "--out", "x"], 1);
+    assert!(err.contains("no version 7"), "{err}");
     p.write("ft.yaml", &train("nowhere"));
     let err = p.fails(&["validate", "ft.yaml"], 2);
     assert!(err.contains("ft.yaml:") && err.contains("nowhere/config.yaml"), "{err}");
