@@ -23,6 +23,7 @@ pub mod policy;
 pub mod publish;
 pub mod query;
 pub mod run;
+pub mod schedule;
 pub mod simulate;
 pub mod spec;
 pub mod stage;
