@@ -471,7 +471,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let opts = crate::simulate::Options { weeks: weeks.max(1), max_series: series, season: season.max(1), seed };
             let lm = crate::lm::forecast::LmOptions { paths: lm_paths.max(1), max_context: context.max(1), ..Default::default() };
             let methods = crate::evaluate::parse_methods(&methods, &model, &lm)?;
-            simulate_cmd(&lake, methods, &cfg, &opts).await
+            simulate_cmd(&lake, methods, &cfg, &opts, quiet).await
         }
         Command::Models { command, table, lake } => {
             let lake = crate::storage::Lake::open(&lake, &cwd()?)?;
@@ -618,6 +618,7 @@ async fn simulate_cmd(
     methods: Vec<crate::evaluate::Candidate>,
     cfg: &crate::policy::simulate::SimConfig,
     opts: &crate::simulate::Options,
+    quiet: bool,
 ) -> Result<()> {
     let series = crate::simulate::load(lake, opts).await?;
     eprintln!(
@@ -630,8 +631,15 @@ async fn simulate_cmd(
         cfg.review_days
     );
     let (cfg, opts) = (*cfg, opts.clone());
+    let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(0) };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30.cyan/blue}] {msg}: {pos}/{len} series (eta {eta})")
+            .expect("valid template"),
+    );
     let results = tokio::task::spawn_blocking(move || {
-        methods.iter().map(|m| crate::simulate::run_method(&series, m, &cfg, &opts)).collect::<Result<Vec<_>>>()
+        let r = methods.iter().map(|m| crate::simulate::run_method(&series, m, &cfg, &opts, &bar)).collect::<Result<Vec<_>>>();
+        bar.finish_and_clear();
+        r
     })
     .await??;
     println!("{}", crate::simulate::report(&results));

@@ -168,15 +168,26 @@ fn classify(series: &mut [Series], replay_days: usize) {
 
 /// Replay every series under one forecast method: statistical methods in parallel over
 /// series, the language model one series at a time (its forecasts batch over paths).
-pub fn run_method(series: &[Series], method: &Candidate, cfg: &SimConfig, opts: &Options) -> Result<MethodResult> {
+pub fn run_method(
+    series: &[Series],
+    method: &Candidate,
+    cfg: &SimConfig,
+    opts: &Options,
+    bar: &indicatif::ProgressBar,
+) -> Result<MethodResult> {
     let started = std::time::Instant::now();
+    bar.set_length(series.len() as u64);
+    bar.set_position(0);
+    bar.set_message(method.name().to_string());
     let outcomes: Vec<(char, Outcome)> = match method {
         Candidate::Stat(f) => series
             .par_iter()
             .enumerate()
             .map(|(i, s)| {
                 let forecast = |history: &[f64], req: &Request| f.forecast(history, req).expect("history has observed values");
-                replay(i, s, cfg, opts, &forecast)
+                let r = replay(i, s, cfg, opts, &forecast);
+                bar.inc(1);
+                r
             })
             .collect(),
         Candidate::Lm { ck, opts: lm, .. } => {
