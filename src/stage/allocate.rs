@@ -18,6 +18,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
 use serde::Deserialize;
 
+use super::quote_ident as quote;
 use super::{Cancelled, StageCx, StageDecl, StageKind, StageReport, StageTask};
 use crate::alloc::{Bend, Family, Limits, Need, Offer, Problem, Solution, Tier};
 use crate::diag::{Diagnostics, Pos};
@@ -118,10 +119,6 @@ impl StageKind for AllocateKind {
         diags.into_result(())?;
         Ok(Arc::new(AllocateTask { stage: decl.id.into(), pos: decl.pos.clone(), cfg, order_date: decl.vars.run_date }))
     }
-}
-
-fn quote(c: &str) -> String {
-    format!("\"{}\"", c.replace('"', "\"\""))
 }
 
 impl AllocateTask {

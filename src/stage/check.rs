@@ -12,6 +12,7 @@ use datafusion::arrow::array::{Array, Int64Array};
 use datafusion::arrow::datatypes::SchemaRef;
 use serde::{Deserialize, Serialize};
 
+use super::quote_ident as q;
 use super::{StageCx, StageDecl, StageKind, StageReport, StageTask};
 use crate::diag::{Diagnostic, Diagnostics, Pos};
 use crate::engine;
@@ -125,10 +126,6 @@ struct TestResult {
     passed: bool,
     /// Offending rows (or the row count, for row_count_min).
     value: i64,
-}
-
-fn q(ident: &str) -> String {
-    format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
 fn compile(t: &TestKind) -> (String, Severity, String, Option<i64>) {

@@ -394,7 +394,7 @@ fn paths_batch(key_cols: &[ArrayRef], rows: &Rows, paths: &[Vec<Vec<f64>>], sche
 
 /// Keys…, DATE, the target as DOUBLE, sorted by keys then date: a long table read for a model.
 pub(crate) async fn long_history(cx: &StageCx, input: &str, series: &[String], time: &str, target: &str) -> Result<RecordBatch> {
-    let q = |c: &str| format!("\"{}\"", c.replace('"', "\"\""));
+    let q = super::quote_ident;
     let keys = series.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ");
     let (t, y) = (q(time), q(target));
     let sql = format!("SELECT {keys}, {t}, CAST({y} AS DOUBLE) AS y FROM {} WHERE {t} IS NOT NULL ORDER BY {keys}, {t}", q(input));

@@ -203,6 +203,11 @@ async fn staged_bytes(ctx: &SessionContext, url: &Url) -> Result<u64> {
     Ok(metas.iter().map(|m| m.size).sum())
 }
 
+/// A SQL identifier, quoted (`"col"`, inner quotes doubled), for queries kinds build.
+pub fn quote_ident(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
 /// A diagnostic for each of `cols` that input `input` lacks, naming the stage, the input and its
 /// columns (nothing when the stage declares no such input).
 pub fn missing_columns(stage: &str, pos: &Pos, inputs: &BTreeMap<String, SchemaRef>, input: &str, cols: &[&str]) -> Vec<Diagnostic> {

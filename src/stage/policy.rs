@@ -19,6 +19,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::Deserialize;
 
+use super::quote_ident as quote;
 use super::{Cancelled, StageCx, StageDecl, StageKind, StageReport, StageTask};
 use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
 use crate::policy::interval::{draw_paths, interval_demand};
@@ -270,10 +271,6 @@ struct Row {
     on_order: f64,
     source: String,
     flags: Vec<String>,
-}
-
-fn quote(c: &str) -> String {
-    format!("\"{}\"", c.replace('"', "\"\""))
 }
 
 fn strings(b: &RecordBatch, i: usize, row: usize) -> String {

@@ -99,8 +99,8 @@ impl StageTask for TokenizerTask {
     }
 
     async fn run(&self, cx: &StageCx) -> Result<StageReport> {
-        let col = format!("\"{}\"", self.cfg.column.replace('"', "\"\""));
-        let sql = format!("SELECT {col} FROM \"{}\" WHERE {col} IS NOT NULL", self.input.replace('"', "\"\""));
+        let col = super::quote_ident(&self.cfg.column);
+        let sql = format!("SELECT {col} FROM {} WHERE {col} IS NOT NULL", super::quote_ident(&self.input));
         let mut texts: Vec<String> = vec![];
         for batch in cx.ctx.sql(&sql).await?.collect().await? {
             let utf8 = cast(batch.column(0), &DataType::Utf8)?;
