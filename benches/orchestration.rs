@@ -36,6 +36,7 @@ async fn bench(shape: &str, yaml: String, max_parallel: usize) {
     let opts = PlanOptions {
         run_id: plan::new_run_id(),
         run_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+        interval: None,
         params: vec![],
         lake_override: Some("file://./lake".into()),
         base_dir: dir.path().to_path_buf(),

@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use tokio_util::sync::CancellationToken;
 
-use crate::plan::{self, PlanOptions};
+use crate::plan;
 use crate::run::{self, RunOutcome};
 use crate::state::{self, AttemptStatus, RunStatus, StateStore};
 use crate::{demo, jobs, query};
@@ -28,8 +28,17 @@ pub struct Cli {
     /// (e.g. 1GiB). Unlimited when not set.
     #[arg(long, global = true, env = "RESTOCK_MEMORY_LIMIT", value_parser = crate::engine::parse_bytes)]
     memory_limit: Option<usize>,
+    /// Log lines as text or as JSON objects (one per line, for log shippers).
+    #[arg(long, global = true, value_enum, default_value = "text", env = "RESTOCK_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -82,6 +91,52 @@ enum Command {
         /// lease, and one whose process is alive is never resumed twice.
         #[arg(long, hide = true)]
         force: bool,
+    },
+    /// Run every pipeline under a folder on its cron schedule until SIGTERM / Ctrl-C, reloading
+    /// changed files; serves Prometheus /metrics and /healthz with --listen.
+    Serve {
+        /// Folder of pipeline files (*.yaml, *.yml).
+        #[arg(long, default_value = "pipelines")]
+        pipelines: PathBuf,
+        /// Address for /metrics and /healthz, e.g. 127.0.0.1:9187 (port 0 picks a free one).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// After SIGTERM, how long runs in progress may go on before they are cancelled.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+        /// Override every pipeline's lake root URL.
+        #[arg(long, env = "RESTOCK_LAKE")]
+        lake: Option<String>,
+        /// How many independent stages of one run may run at once.
+        #[arg(long, default_value_t = 4)]
+        max_parallel: usize,
+        /// How often the folder is rescanned (and dead runs and SLAs checked).
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        rescan: std::time::Duration,
+    },
+    /// Run a scheduled pipeline once per interval of its schedule whose start falls in
+    /// [--from, --to] (days in its time zone), skipping intervals that already succeeded.
+    Backfill {
+        /// Pipeline file, or a pipeline name under --pipelines.
+        pipeline: String,
+        #[arg(long)]
+        from: NaiveDate,
+        #[arg(long)]
+        to: NaiveDate,
+        #[arg(long, value_enum, default_value = "missing")]
+        reprocess: crate::backfill::Reprocess,
+        /// Runs in flight at once (runs of one pipeline on one lake still hold its lease in turn).
+        #[arg(long, default_value_t = 1)]
+        max_active: usize,
+        /// List each interval and whether and why it would run; run nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long, default_value = "pipelines")]
+        pipelines: PathBuf,
+        #[arg(long, env = "RESTOCK_LAKE")]
+        lake: Option<String>,
+        #[arg(long, default_value_t = 4)]
+        max_parallel: usize,
     },
     /// List recent runs.
     Runs {
@@ -311,14 +366,22 @@ enum Exit {
 }
 
 pub fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`restock runs | head`), as command-line tools do.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     quiet_known_caught_panics();
     // restock's own warnings by default; libraries' log lines (deltalake's conflict hints, say)
     // only when asked for with RESTOCK_LOG (e.g. `RESTOCK_LOG=warn` or `debug`).
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("RESTOCK_LOG").unwrap_or_else(|_| "restock=warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let default_filter = if matches!(cli.command, Command::Serve { .. }) { "restock=info" } else { "restock=warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RESTOCK_LOG").unwrap_or_else(|_| default_filter.into());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -391,6 +454,26 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Resume { run_id, exec, force: _ } => {
             let opts = job_options(&exec, quiet);
             resume(&run_id, open_state(&cli.state, state::Access::ReadWrite)?, &opts).await
+        }
+        Command::Serve { pipelines, listen, grace, lake, max_parallel, rescan } => {
+            let state = open_state(&cli.state, state::Access::ReadWrite)?;
+            let opts = crate::daemon::ServeOptions {
+                dir: pipelines,
+                base_dir: cwd()?,
+                lake,
+                max_parallel,
+                grace,
+                listen,
+                state,
+                // tokio-cron-scheduler repeats in whole seconds.
+                tick: rescan.max(std::time::Duration::from_secs(1)),
+            };
+            crate::daemon::serve(opts).await
+        }
+        Command::Backfill { pipeline, from, to, reprocess, max_active, dry_run, pipelines, lake, max_parallel } => {
+            let access = if dry_run { state::Access::ReadOnly } else { state::Access::ReadWrite };
+            let opts = crate::backfill::Options { max_active, max_parallel, quiet, lake, base_dir: cwd()? };
+            backfill_cmd(&pipeline, &pipelines, from, to, reprocess, dry_run, open_state(&cli.state, access)?, &opts).await
         }
         Command::Runs { limit, pipeline } => list_runs(open_state(&cli.state, state::Access::ReadOnly)?, limit, pipeline.as_deref()),
         Command::Show { run_id, plans } => show_run(open_state(&cli.state, state::Access::ReadOnly)?, &run_id, plans),
@@ -523,22 +606,23 @@ async fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
-fn plan_options(args: &RunArgs, run_id: String) -> Result<PlanOptions> {
-    Ok(PlanOptions {
-        run_id,
-        run_date: args.date.unwrap_or_else(|| chrono::Utc::now().date_naive()),
-        params: args.params.clone(),
-        lake_override: args.lake.clone(),
-        base_dir: cwd()?,
-    })
-}
-
-async fn load_plan(args: &RunArgs, run_id: String) -> Result<(plan::Plan, plan::SchemaReport)> {
-    jobs::load_plan(&args.file, &plan_options(args, run_id)?).await
+impl RunArgs {
+    fn request(&self, trigger: crate::state::Trigger) -> Result<jobs::RunRequest> {
+        Ok(jobs::RunRequest {
+            file: self.file.clone(),
+            when: jobs::When::Day(self.date.unwrap_or_else(|| chrono::Utc::now().date_naive())),
+            params: self.params.clone(),
+            lake: self.lake.clone(),
+            trigger,
+            base_dir: cwd()?,
+            text: None,
+        })
+    }
 }
 
 async fn validate(args: &RunArgs) -> Result<()> {
-    let (plan, report) = load_plan(args, "validate".into()).await?;
+    let req = args.request(crate::state::Trigger::Manual)?;
+    let (plan, report) = jobs::load_plan(&req.file, &req.plan_options("validate".into())).await?;
     println!("✔ {} is valid: pipeline `{}`, {} stage(s), lake {}", args.file.display(), plan.name, plan.stages.len(), plan.lake.root);
     if let Some(s) = &plan.schedule {
         println!("  schedule: `{}` in {}", s.cron, s.timezone);
@@ -647,15 +731,12 @@ async fn simulate_cmd(
 }
 
 async fn run_pipeline(args: &RunArgs, state: Arc<dyn StateStore>, opts: &jobs::JobOptions) -> Result<RunOutcome> {
-    let run_id = plan::new_run_id();
-    let (plan, _) = load_plan(args, run_id.clone()).await?;
-    if opts.cancel.is_cancelled() {
-        return Err(Exit::RunEnded("(not started)".into(), RunStatus::Cancelled).into());
-    }
-    if !opts.quiet {
-        eprintln!("run {run_id}: pipeline `{}` ({} stages) on {}", plan.name, plan.stages.len(), plan.lake.root);
-    }
-    let outcome = jobs::start(plan, state, opts).await?;
+    let announce = |plan: &plan::Plan| {
+        if !opts.quiet {
+            eprintln!("run {}: pipeline `{}` ({} stages) on {}", plan.vars.run_id, plan.name, plan.stages.len(), plan.lake.root);
+        }
+    };
+    let outcome = jobs::run(&args.request(crate::state::Trigger::Manual)?, state, opts, announce).await?;
     report_outcome(outcome, opts.quiet)
 }
 
@@ -703,6 +784,93 @@ async fn resume(id: &str, state: Arc<dyn StateStore>, opts: &jobs::JobOptions) -
     report_outcome(outcome, quiet).map(|_| ())
 }
 
+/// A pipeline named on the command line: a file, or a name under `dir` (file stem or `name:`).
+fn find_pipeline(arg: &str, dir: &std::path::Path) -> Result<PathBuf> {
+    let direct = PathBuf::from(arg);
+    if direct.is_file() {
+        return Ok(direct);
+    }
+    for ext in ["yaml", "yml"] {
+        let p = dir.join(format!("{arg}.{ext}"));
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("no file `{arg}`, and cannot read the pipeline folder {}", dir.display()))?;
+    for e in entries.flatten() {
+        let p = e.path();
+        let named = crate::spec::load(&p).ok().is_some_and(|s| s.doc.name.value == arg);
+        if named {
+            return Ok(p);
+        }
+    }
+    bail!("no pipeline file `{arg}` and no pipeline named `{arg}` in {}", dir.display())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn backfill_cmd(
+    pipeline: &str,
+    dir: &std::path::Path,
+    from: NaiveDate,
+    to: NaiveDate,
+    reprocess: crate::backfill::Reprocess,
+    dry_run: bool,
+    state: Arc<dyn StateStore>,
+    opts: &crate::backfill::Options,
+) -> Result<()> {
+    use crate::backfill;
+    let file = find_pipeline(pipeline, dir)?;
+    let req = jobs::RunRequest {
+        file: file.clone(),
+        when: jobs::When::Day(from),
+        params: vec![],
+        lake: opts.lake.clone(),
+        trigger: state::Trigger::Backfill,
+        base_dir: opts.base_dir.clone(),
+        text: None,
+    };
+    let spec = crate::spec::load(&file).map_err(jobs::Invalid)?;
+    let plan = plan::build(&spec, &req.plan_options("backfill".into()), &crate::stage::Registry::builtin()).map_err(jobs::Invalid)?;
+    let Some(schedule) = &plan.schedule else {
+        bail!(
+            "pipeline `{}` ({}) has no schedule: backfill runs one run per scheduled interval; use `restock run --date D` for one day",
+            plan.name,
+            file.display()
+        );
+    };
+    let items = backfill::plan(schedule, &state.interval_runs(&plan.name)?, from, to, chrono::Utc::now(), reprocess)?;
+    let tz = schedule.timezone;
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(["interval", "last run", "action", "why"]);
+    for i in &items {
+        let last = i.existing.as_ref().map_or("-".into(), |(id, st)| format!("{id} {st}"));
+        t.add_row([backfill::show(&i.interval, tz), last, (if i.run { "run" } else { "skip" }).into(), i.why.clone()]);
+    }
+    let n = items.iter().filter(|i| i.run).count();
+    println!("pipeline `{}`: {} interval(s) of `{}` in {tz}, {n} to run\n{t}", plan.name, items.len(), schedule.cron);
+    if dry_run || n == 0 {
+        return Ok(());
+    }
+    let results = backfill::execute(&file, &plan.name, &items, state, opts).await?;
+    let mut failed = 0;
+    for (interval, r) in &results {
+        let line = match r {
+            Ok(o) => format!("{} {}", o.run_id, o.status),
+            Err(e) => format!("could not run: {e:#}"),
+        };
+        failed += usize::from(!matches!(r, Ok(o) if o.status == RunStatus::Succeeded));
+        println!("{} {line}", backfill::show(interval, tz));
+    }
+    if results.len() < n {
+        println!("stopped after {} of {n} interval(s); the same command continues", results.len());
+    }
+    if failed > 0 || results.len() < n {
+        bail!("backfill: {failed} of {} run(s) did not succeed", results.len());
+    }
+    Ok(())
+}
+
 fn print_collected(collected: &[crate::gc::Collected], dry_run: bool) {
     if collected.is_empty() {
         println!("no staging to collect");
@@ -739,14 +907,18 @@ fn list_runs(state: Arc<dyn StateStore>, limit: usize, pipeline: Option<&str>) -
         return Ok(());
     }
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL_CONDENSED).set_header(["run id", "pipeline", "run date", "status", "started (UTC)", "duration"]);
+    t.load_preset(UTF8_FULL_CONDENSED).set_header(["run id", "pipeline", "run date", "trigger", "status", "started (UTC)", "duration"]);
+    let now = chrono::Utc::now();
     for r in runs {
         let dur = r.finished_at.map(|f| (f - r.started_at).num_milliseconds());
+        // A run whose process died reads as interrupted here already (the next run records it).
+        let status = if r.dead_because(now).is_some() { "interrupted (process gone)".to_string() } else { r.status.to_string() };
         t.add_row([
             r.info.run_id,
             r.info.pipeline,
             r.info.run_date,
-            r.status.to_string(),
+            r.info.trigger.to_string(),
+            status,
             r.started_at.format("%Y-%m-%d %H:%M:%S").to_string(),
             fmt_duration(dur),
         ]);
@@ -767,6 +939,14 @@ fn show_run(state: Arc<dyn StateStore>, id: &str, plans: bool) -> Result<()> {
         run.info.interval_end,
         fmt_duration(dur)
     );
+    println!("trigger {}", run.info.trigger);
+    if let Some(why) = run.dead_because(chrono::Utc::now()) {
+        println!("interrupted: {why}; `restock resume {}` continues it", run.info.run_id);
+    }
+    if let (RunStatus::Running, Some(hb), None) = (run.status, &run.heartbeat, run.dead_because(chrono::Utc::now())) {
+        let ago = (chrono::Utc::now() - hb.at).num_seconds();
+        println!("running in process {} on {} (heartbeat {ago} s ago)", hb.holder.pid, hb.holder.host);
+    }
     println!(
         "spec sha256 {}  params {}  lake {}",
         &run.info.spec_hash[..16.min(run.info.spec_hash.len())],

@@ -1,8 +1,9 @@
-//! One way into a run, for the CLI (and the scheduler and backfill to come): take the
-//! pipeline's lease on the lake, finish any publish a dead process left past its commit point,
-//! record the run, execute it, give the lease back.
+//! One way into a run, for the CLI, the scheduler (`crate::daemon`) and backfill alike: load and
+//! plan the pipeline, take the pipeline's lease on the lake, finish any publish a dead process
+//! left past its commit point, mark runs whose process died as interrupted, record the run,
+//! execute it with a heartbeat, give the lease back.
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,8 +15,9 @@ use crate::diag::Diagnostics;
 use crate::plan::{self, Plan, PlanOptions};
 use crate::publish;
 use crate::run::{self, CommitGate, Progress, RunOptions, RunOutcome};
+use crate::schedule::Interval;
 use crate::stage::Registry;
-use crate::state::{RunRecord, RunStatus, StateStore};
+use crate::state::{RunRecord, RunStatus, StateStore, Trigger};
 use crate::storage::lease::{self, Lease};
 use crate::storage::{Lake, commit};
 
@@ -37,23 +39,124 @@ pub struct Invalid(pub Diagnostics);
 
 /// Load, build and schema-check a pipeline file.
 pub async fn load_plan(file: &Path, opts: &PlanOptions) -> Result<(Plan, plan::SchemaReport)> {
-    let spec = crate::spec::load(file).map_err(Invalid)?;
+    plan_spec(crate::spec::load(file).map_err(Invalid)?, opts).await
+}
+
+/// Build and schema-check a parsed pipeline.
+async fn plan_spec(spec: crate::spec::SpecFile, opts: &PlanOptions) -> Result<(Plan, plan::SchemaReport)> {
     let plan = plan::build(&spec, opts, &Registry::builtin()).map_err(Invalid)?;
     let report = plan::check_schemas(&plan).await.map_err(Invalid)?;
     Ok((plan, report))
 }
 
+/// Which data interval a run covers.
+#[derive(Debug, Clone, Copy)]
+pub enum When {
+    /// A whole local day, [D 00:00, D+1 00:00) in the schedule's time zone (`restock run --date`).
+    Day(NaiveDate),
+    /// A scheduled interval (UTC).
+    Interval(Interval),
+}
+
+/// A run to start: what every way into a run (CLI, daemon, backfill) describes.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub file: PathBuf,
+    pub when: When,
+    pub params: Vec<(String, String)>,
+    pub lake: Option<String>,
+    pub trigger: Trigger,
+    /// Relative paths (lake, SQL files) resolve against this.
+    pub base_dir: PathBuf,
+    /// The pipeline text to run instead of the file's (the daemon's last good version of a file
+    /// that has since been broken).
+    pub text: Option<String>,
+}
+
+impl RunRequest {
+    pub fn plan_options(&self, run_id: String) -> PlanOptions {
+        let (run_date, interval) = match self.when {
+            When::Day(d) => (d, None),
+            When::Interval(i) => (i.start.date_naive(), Some(i)),
+        };
+        PlanOptions {
+            run_id,
+            run_date,
+            interval,
+            params: self.params.clone(),
+            lake_override: self.lake.clone(),
+            base_dir: self.base_dir.clone(),
+        }
+    }
+}
+
+/// Plan a request under a new run id and run it; `announce` sees the plan before it starts.
+pub async fn run(req: &RunRequest, state: Arc<dyn StateStore>, opts: &JobOptions, announce: impl FnOnce(&Plan)) -> Result<RunOutcome> {
+    let spec = match &req.text {
+        Some(text) => crate::spec::parse(&req.file, text.clone()),
+        None => crate::spec::load(&req.file),
+    };
+    let (plan, _) = plan_spec(spec.map_err(Invalid)?, &req.plan_options(plan::new_run_id())).await?;
+    if opts.cancel.is_cancelled() {
+        return Ok(RunOutcome {
+            run_id: "(not started)".into(),
+            status: RunStatus::Cancelled,
+            stages: vec![],
+            published: vec![],
+            error: Some("cancelled before it started".into()),
+        });
+    }
+    announce(&plan);
+    start(plan, state, opts, req.trigger).await
+}
+
 /// Start a new run of a planned pipeline.
-pub async fn start(plan: Plan, state: Arc<dyn StateStore>, opts: &JobOptions) -> Result<RunOutcome> {
+pub async fn start(plan: Plan, state: Arc<dyn StateStore>, opts: &JobOptions, trigger: Trigger) -> Result<RunOutcome> {
     let lease = Lease::acquire(&plan.lake, &plan.name, &plan.vars.run_id, opts.lease_wait).await?;
+    reap_interrupted(&state, opts.quiet)?;
     recover_lake(&plan.lake, &lease, &state, opts.quiet).await?;
-    state.create_run(&run::new_run_record(&plan)?)?;
+    state.create_run(&run::new_run_record(&plan, trigger)?)?;
+    state.heartbeat(&plan.vars.run_id, &crate::process::Holder::current())?;
     execute(plan, state, opts, HashSet::new(), lease).await
+}
+
+/// Mark every `running` run whose process is gone (or whose heartbeat stopped) as interrupted,
+/// returning them with the reason.
+pub fn reap_interrupted(state: &Arc<dyn StateStore>, quiet: bool) -> Result<Vec<(RunRecord, String)>> {
+    let now = chrono::Utc::now();
+    let mut reaped = vec![];
+    for run in state.running_runs()? {
+        let Some(why) = run.dead_because(now) else { continue };
+        let id = &run.info.run_id;
+        state.set_run_status(id, RunStatus::Interrupted, Some(&format!("interrupted: {why}; `restock resume {id}` continues it")))?;
+        if !quiet {
+            eprintln!("run {id} of pipeline `{}` was interrupted ({why}); `restock resume {id}` continues it", run.info.pipeline);
+        }
+        reaped.push((run, why));
+    }
+    Ok(reaped)
+}
+
+/// Record the heartbeat of a run every [`crate::state::heartbeat_every`] until aborted.
+fn heartbeat(state: Arc<dyn StateStore>, run_id: String) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let me = crate::process::Holder::current();
+        loop {
+            let (s, id, who) = (state.clone(), run_id.clone(), me.clone());
+            match tokio::task::spawn_blocking(move || s.heartbeat(&id, &who)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("run {run_id}: cannot record its heartbeat: {e:#}"),
+                Err(_) => return,
+            }
+            tokio::time::sleep(crate::state::heartbeat_every()).await;
+        }
+    })
 }
 
 /// Execute under a held lease; a lease lost to another process (this one presumed dead)
 /// cancels the run if it has not reached its commit point.
 async fn execute(plan: Plan, state: Arc<dyn StateStore>, opts: &JobOptions, reuse: HashSet<usize>, lease: Lease) -> Result<RunOutcome> {
+    let beat = heartbeat(state.clone(), plan.vars.run_id.clone());
     let watch = {
         let (lost, cancel, commit) = (lease.lost(), opts.cancel.clone(), opts.commit.clone());
         tokio::spawn(async move {
@@ -66,6 +169,7 @@ async fn execute(plan: Plan, state: Arc<dyn StateStore>, opts: &JobOptions, reus
         RunOptions { max_parallel: opts.max_parallel, cancel: opts.cancel.clone(), quiet: opts.quiet, reuse, commit: opts.commit.clone() };
     let outcome = run::execute(Arc::new(plan), state, run_opts).await;
     watch.abort();
+    beat.abort();
     if let Err(e) = lease.release().await {
         tracing::warn!("could not release the run lease (it expires by itself): {e:#}");
     }
@@ -130,6 +234,8 @@ pub async fn resume(
     }
     let plan = replan(run, base_dir).await?;
     let lease = Lease::acquire(&plan.lake, &plan.name, &run_id, opts.lease_wait).await?;
+    // The lease is ours, so whatever process ran this run is gone.
+    reap_interrupted(&state, true)?;
     if let Some(manifest) = crate::storage::commit::read_manifest(&plan.lake, &run_id).await? {
         announce(&ResumePlan::PublishOnly);
         state.set_run_status(&run_id, RunStatus::Running, None)?;
@@ -157,6 +263,7 @@ async fn replan(run: &RunRecord, base_dir: &Path) -> Result<Plan> {
     let opts = PlanOptions {
         run_id: run.info.run_id.clone(),
         run_date: NaiveDate::parse_from_str(&run.info.run_date, "%Y-%m-%d").context("run date in history")?,
+        interval: run.info.interval,
         params: params.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect(),
         lake_override: Some(run.info.lake.clone()),
         base_dir: base_dir.to_path_buf(),

@@ -5,7 +5,9 @@
 //! [`storage`] (object stores, Parquet inputs, Delta tables). [`state`] records history.
 //! See ARCHITECTURE.md for the code map and the invariants each module keeps.
 pub mod alloc;
+pub mod backfill;
 pub mod cli;
+pub mod daemon;
 pub mod datasets;
 pub mod demo;
 pub mod device;
@@ -20,6 +22,7 @@ pub mod lm;
 pub mod models;
 pub mod plan;
 pub mod policy;
+pub mod process;
 pub mod publish;
 pub mod query;
 pub mod run;

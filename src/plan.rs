@@ -25,7 +25,12 @@ use crate::template::{self, RunVars};
 #[derive(Debug, Clone)]
 pub struct PlanOptions {
     pub run_id: String,
+    /// The run's day, when `interval` is not given: it covers [run_date, run_date + 1 day) in the
+    /// schedule's time zone.
     pub run_date: NaiveDate,
+    /// The exact data interval (UTC) of a scheduled or backfilled run; `run_date` is then the
+    /// local date the interval starts on.
+    pub interval: Option<crate::schedule::Interval>,
     /// `key=value` pairs from the command line; typed by the pipeline's param declarations.
     pub params: Vec<(String, String)>,
     pub lake_override: Option<String>,
@@ -98,6 +103,20 @@ pub struct PlannedStage {
 pub struct Schedule {
     pub cron: String,
     pub timezone: chrono_tz::Tz,
+    /// The parsed expression, for computing intervals.
+    pub times: crate::schedule::Schedule,
+    pub catchup: crate::schedule::Catchup,
+    pub overlap: crate::schedule::Overlap,
+    pub max_active_runs: usize,
+    pub resume_interrupted: bool,
+    pub sla: Option<Duration>,
+}
+
+/// A webhook and the events it is told of.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub url: url::Url,
+    pub on: Vec<crate::schedule::Event>,
 }
 
 #[derive(Debug, Clone)]
@@ -108,7 +127,10 @@ pub struct Plan {
     pub spec_hash: String,
     pub lake: Lake,
     pub vars: RunVars,
+    /// The run's data interval in UTC ([`RunVars`] holds it in the schedule's local time).
+    pub interval: crate::schedule::Interval,
     pub schedule: Option<Schedule>,
+    pub notify: Vec<Webhook>,
     /// Topological order: every stage comes after the stages it depends on.
     pub stages: Vec<PlannedStage>,
 }
@@ -177,8 +199,11 @@ pub fn build(spec: &SpecFile, opts: &PlanOptions, registry: &Registry) -> Result
         }
     });
 
+    let notify = doc.notify.iter().filter_map(|n| check_webhook(file, n).map_err(|d| diags.push(d)).ok()).collect();
     let params = resolve_params(spec, opts, &mut diags);
-    let vars = RunVars::for_date(&opts.run_id, &name, opts.run_date, params);
+    let tz = schedule.as_ref().map_or(chrono_tz::UTC, |s| s.timezone);
+    let interval = opts.interval.unwrap_or_else(|| crate::schedule::day(opts.run_date, tz));
+    let vars = RunVars::for_interval(&opts.run_id, &name, interval, tz, params);
 
     let lake_str =
         opts.lake_override.clone().or_else(|| doc.lake.as_ref().map(|l| l.value.clone())).unwrap_or_else(|| storage::DEFAULT_LAKE.into());
@@ -445,16 +470,15 @@ pub fn build(spec: &SpecFile, opts: &PlanOptions, registry: &Registry) -> Result
         spec_hash: hex::encode(hasher.finalize()),
         lake: lake.expect("no diagnostics means the lake opened"),
         vars,
+        interval,
         schedule,
+        notify,
         stages: planned,
     })
 }
 
 fn check_schedule(file: &Path, s: &spec::ScheduleSpec) -> Result<Schedule, Diagnostic> {
     let cron = s.cron.value.trim().to_string();
-    croner::parser::CronParser::new()
-        .parse(&cron)
-        .map_err(|e| Diagnostic::new(pos(file, &s.cron.referenced), format!("invalid cron expression `{cron}`: {e}")))?;
     let timezone = match &s.timezone {
         None => chrono_tz::UTC,
         Some(tz) => tz.value.parse::<chrono_tz::Tz>().map_err(|_| {
@@ -463,7 +487,38 @@ fn check_schedule(file: &Path, s: &spec::ScheduleSpec) -> Result<Schedule, Diagn
                 .help_opt(did_you_mean(&tz.value, names))
         })?,
     };
-    Ok(Schedule { cron, timezone })
+    let times =
+        crate::schedule::Schedule::new(&cron, timezone).map_err(|e| Diagnostic::new(pos(file, &s.cron.referenced), format!("{e:#}")))?;
+    let max_active_runs = match &s.max_active_runs {
+        Some(m) if m.value == 0 => return Err(Diagnostic::new(pos(file, &m.referenced), "max_active_runs must be at least 1")),
+        Some(m) => m.value,
+        None => 1,
+    };
+    let sla = match &s.sla {
+        None => None,
+        Some(d) => Some(parse_duration(&d.value).map_err(|e| Diagnostic::new(pos(file, &d.referenced), format!("sla: {e}")))?),
+    };
+    Ok(Schedule {
+        cron,
+        timezone,
+        times,
+        catchup: s.catchup,
+        overlap: s.overlap,
+        max_active_runs,
+        resume_interrupted: s.resume_interrupted.unwrap_or(true),
+        sla,
+    })
+}
+
+fn check_webhook(file: &Path, n: &serde_saphyr::Spanned<spec::NotifySpec>) -> Result<Webhook, Diagnostic> {
+    let at = pos(file, &n.value.url.referenced);
+    let url =
+        url::Url::parse(&n.value.url.value).map_err(|e| Diagnostic::new(at.clone(), format!("notify url `{}`: {e}", n.value.url.value)))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Diagnostic::new(at, format!("notify url `{url}`: only http and https webhooks are supported")));
+    }
+    let default = vec![crate::schedule::Event::Failure, crate::schedule::Event::SlaMiss];
+    Ok(Webhook { url, on: n.value.on.clone().unwrap_or(default) })
 }
 
 fn retry_policy(file: &Path, r: &serde_saphyr::Spanned<spec::RetrySpec>, stage: Option<&str>, diags: &mut Diagnostics) -> RetryPolicy {

@@ -27,7 +27,7 @@ pub struct Interval {
 }
 
 /// What a scheduler does with intervals that ended while it was not running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Catchup {
     /// Run every missed interval, oldest first.
@@ -37,6 +37,65 @@ pub enum Catchup {
     Latest,
     /// Run none: wait for the next fire.
     None,
+}
+
+/// What a scheduler does when an interval is due while `max_active_runs` runs of the pipeline
+/// are still active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// Do not start it (counted in `/metrics`; `restock backfill` can run it later).
+    #[default]
+    Skip,
+    /// Start it when an active run ends, oldest interval first.
+    Queue,
+    /// Cancel the oldest active run (before its commit point: nothing of it is published), then
+    /// start this one.
+    CancelPrevious,
+}
+
+/// What a webhook is told of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    Success,
+    Failure,
+    SlaMiss,
+}
+
+impl Event {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Success => "success",
+            Event::Failure => "failure",
+            Event::SlaMiss => "sla_miss",
+        }
+    }
+}
+
+/// The wall-clock time `t` reads in `tz`.
+pub fn local(t: DateTime<Utc>, tz: Tz) -> chrono::NaiveDateTime {
+    t.with_timezone(&tz).naive_local()
+}
+
+/// The instant a local wall-clock time names in `tz`: its first occurrence when it repeats, the
+/// first valid time after the gap when it is skipped.
+pub fn to_utc(local: chrono::NaiveDateTime, tz: Tz) -> DateTime<Utc> {
+    use chrono::TimeZone;
+    let mut t = local;
+    for _ in 0..=4 * 24 {
+        if let Some(d) = tz.from_local_datetime(&t).earliest() {
+            return d.with_timezone(&Utc);
+        }
+        t += chrono::Duration::minutes(15);
+    }
+    Utc.from_utc_datetime(&local)
+}
+
+/// The interval `[D 00:00, D+1 00:00)` in `tz`: what `restock run --date D` covers.
+pub fn day(date: chrono::NaiveDate, tz: Tz) -> Interval {
+    let midnight = date.and_hms_opt(0, 0, 0).expect("midnight exists");
+    Interval { start: to_utc(midnight, tz), end: to_utc(midnight + chrono::Duration::days(1), tz) }
 }
 
 /// A parsed cron expression in a time zone.
@@ -54,7 +113,8 @@ impl Schedule {
 
     /// The first fire strictly after `t`.
     pub fn next_fire(&self, t: DateTime<Utc>) -> Result<DateTime<Utc>> {
-        let local = t.with_timezone(&self.tz);
+        // croner keeps the sub-second part of its starting point; fires are on whole seconds.
+        let local = chrono::SubsecRound::trunc_subsecs(t, 0).with_timezone(&self.tz);
         Ok(self.cron.find_next_occurrence(&local, false).context("no next fire time")?.with_timezone(&Utc))
     }
 
@@ -120,6 +180,15 @@ mod tests {
 
     fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(y, m, d, h, min, 0).unwrap()
+    }
+
+    #[test]
+    fn fires_fall_on_whole_seconds_whatever_the_starting_point() {
+        let s = Schedule::new("*/2 * * * * *", chrono_tz::UTC).unwrap();
+        let t = Utc.with_ymd_and_hms(2026, 12, 1, 1, 51, 26).unwrap() + chrono::Duration::milliseconds(622);
+        assert_eq!(s.next_fire(t).unwrap(), Utc.with_ymd_and_hms(2026, 12, 1, 1, 51, 28).unwrap());
+        assert_eq!(s.previous_fire(t).unwrap(), Utc.with_ymd_and_hms(2026, 12, 1, 1, 51, 26).unwrap());
+        assert!(s.due(None, t, Catchup::Latest).unwrap().is_empty(), "a first start between fires runs nothing");
     }
 
     #[test]

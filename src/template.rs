@@ -22,17 +22,17 @@ pub struct RunVars {
 pub const BUILTIN_VARS: &[&str] = &["run_id", "pipeline", "run_date", "interval_start", "interval_end", "params"];
 
 impl RunVars {
-    /// The default data interval of a run for `date`: that whole day.
-    pub fn for_date(run_id: &str, pipeline: &str, date: NaiveDate, params: BTreeMap<String, serde_json::Value>) -> Self {
-        let start = date.and_hms_opt(0, 0, 0).expect("midnight exists");
-        Self {
-            run_id: run_id.into(),
-            pipeline: pipeline.into(),
-            run_date: date,
-            interval_start: start,
-            interval_end: start + chrono::Duration::days(1),
-            params,
-        }
+    /// The variables of a run over `interval` (UTC), shown in `tz`'s wall-clock time; `run_date`
+    /// is the local date the interval starts on.
+    pub fn for_interval(
+        run_id: &str,
+        pipeline: &str,
+        interval: crate::schedule::Interval,
+        tz: chrono_tz::Tz,
+        params: BTreeMap<String, serde_json::Value>,
+    ) -> Self {
+        let (start, end) = (crate::schedule::local(interval.start, tz), crate::schedule::local(interval.end, tz));
+        Self { run_id: run_id.into(), pipeline: pipeline.into(), run_date: start.date(), interval_start: start, interval_end: end, params }
     }
 
     pub fn known_names(&self) -> Vec<String> {

@@ -120,7 +120,7 @@ enum Slot {
 }
 
 /// The run-history record of a new run of `plan`.
-pub fn new_run_record(plan: &Plan) -> Result<RunInfo> {
+pub fn new_run_record(plan: &Plan, trigger: crate::state::Trigger) -> Result<RunInfo> {
     Ok(RunInfo {
         run_id: plan.vars.run_id.clone(),
         pipeline: plan.name.clone(),
@@ -131,13 +131,15 @@ pub fn new_run_record(plan: &Plan) -> Result<RunInfo> {
         run_date: plan.vars.run_date.to_string(),
         interval_start: plan.vars.interval_start.to_string(),
         interval_end: plan.vars.interval_end.to_string(),
+        interval: Some(plan.interval),
+        trigger,
         lake: plan.lake.root.to_string(),
     })
 }
 
 /// Record a new run and execute it.
 pub async fn start(plan: Arc<Plan>, state: Arc<dyn StateStore>, opts: RunOptions) -> Result<RunOutcome> {
-    state.create_run(&new_run_record(&plan)?)?;
+    state.create_run(&new_run_record(&plan, crate::state::Trigger::Manual)?)?;
     execute(plan, state, opts).await
 }
 

@@ -29,6 +29,9 @@ pub struct PipelineDoc {
     pub description: Option<String>,
     #[serde(default)]
     pub schedule: Option<Spanned<ScheduleSpec>>,
+    /// Webhooks told of failed and succeeded runs and SLA misses.
+    #[serde(default)]
+    pub notify: Vec<Spanned<NotifySpec>>,
     #[serde(default)]
     pub params: BTreeMap<String, Spanned<ParamSpec>>,
     /// Lake root URL; `file://./lake` when absent.
@@ -46,6 +49,30 @@ pub struct ScheduleSpec {
     pub cron: Spanned<String>,
     #[serde(default)]
     pub timezone: Option<Spanned<String>>,
+    /// Intervals that ended while `restock serve` was down: all, latest (default) or none.
+    #[serde(default)]
+    pub catchup: crate::schedule::Catchup,
+    /// A fire while `max_active_runs` runs are active: skip (default), queue or cancel_previous.
+    #[serde(default)]
+    pub overlap: crate::schedule::Overlap,
+    #[serde(default)]
+    pub max_active_runs: Option<Spanned<usize>>,
+    /// Resume a run whose process died (or that a daemon shutdown interrupted). Default true.
+    #[serde(default)]
+    pub resume_interrupted: Option<bool>,
+    /// A run not succeeded this long after its interval's end is an SLA miss (notified).
+    #[serde(default)]
+    pub sla: Option<Spanned<String>>,
+}
+
+/// A webhook POSTed the run summary as JSON.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySpec {
+    pub url: Spanned<String>,
+    /// Events: failure, success, sla_miss (default: failure and sla_miss).
+    #[serde(default)]
+    pub on: Option<Vec<crate::schedule::Event>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

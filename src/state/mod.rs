@@ -26,6 +26,22 @@ pub enum RunStatus {
     /// yet: readers still see the previous versions; `resume` (or the next run on the lake)
     /// rolls it forward.
     PublishIncomplete,
+    /// The process running it died (its heartbeat stopped) or a daemon shut down before it
+    /// finished; `restock resume` continues it, and `restock serve` does when the pipeline's
+    /// `schedule.resume_interrupted` says so.
+    Interrupted,
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// `restock run` (or `demo`).
+    Manual,
+    /// `restock serve`, at the end of the run's interval.
+    Scheduled,
+    /// `restock backfill`.
+    Backfill,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,8 +71,9 @@ macro_rules! str_enum {
 }
 str_enum!(RunStatus {
     Running => "running", Succeeded => "succeeded", Failed => "failed", Cancelled => "cancelled",
-    PublishIncomplete => "publish_incomplete",
+    PublishIncomplete => "publish_incomplete", Interrupted => "interrupted",
 });
+str_enum!(Trigger { Manual => "manual", Scheduled => "scheduled", Backfill => "backfill" });
 str_enum!(AttemptStatus {
     Running => "running", Succeeded => "succeeded", Failed => "failed", TimedOut => "timed_out",
     Cancelled => "cancelled", Skipped => "skipped",
@@ -83,6 +100,9 @@ pub struct RunInfo {
     pub run_date: String,
     pub interval_start: String,
     pub interval_end: String,
+    /// The same interval in UTC (absent in runs recorded before schedules existed).
+    pub interval: Option<crate::schedule::Interval>,
+    pub trigger: Trigger,
     pub lake: String,
 }
 
@@ -94,6 +114,43 @@ pub struct RunRecord {
     pub error: Option<String>,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The process running it and when it last said it was alive (while `running`).
+    pub heartbeat: Option<Heartbeat>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    pub holder: crate::process::Holder,
+    pub at: DateTime<Utc>,
+}
+
+/// How often a running run's process records that it is alive (`RESTOCK_HEARTBEAT`, e.g. `1s`).
+pub fn heartbeat_every() -> std::time::Duration {
+    std::env::var("RESTOCK_HEARTBEAT").ok().and_then(|s| humantime::parse_duration(&s).ok()).unwrap_or(std::time::Duration::from_secs(5))
+}
+
+impl RunRecord {
+    /// Why a `running` run is in fact dead: its process on this host is gone, or (elsewhere) its
+    /// heartbeat is older than six beats. `None` while it looks alive, or for a finished run.
+    pub fn dead_because(&self, now: DateTime<Utc>) -> Option<String> {
+        if self.status != RunStatus::Running {
+            return None;
+        }
+        let Some(hb) = &self.heartbeat else {
+            // Recorded by a restock without heartbeats: only its age can tell.
+            let quiet = now - self.started_at;
+            return (quiet > chrono::Duration::days(1)).then(|| "it has no heartbeat and started over a day ago".to_string());
+        };
+        let limit = chrono::Duration::from_std(heartbeat_every() * 6).unwrap_or_default();
+        match hb.holder.alive() {
+            Some(false) => Some(format!("its process {} on {} is gone", hb.holder.pid, hb.holder.host)),
+            Some(true) => None,
+            None if now - hb.at > limit => {
+                Some(format!("its process {} on {} last reported {} s ago", hb.holder.pid, hb.holder.host, (now - hb.at).num_seconds()))
+            }
+            None => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -135,6 +192,12 @@ pub struct Publication {
 pub trait StateStore: Send + Sync {
     fn create_run(&self, run: &RunInfo) -> Result<()>;
     fn set_run_status(&self, run_id: &str, status: RunStatus, error: Option<&str>) -> Result<()>;
+    /// Record that `holder` is running the run, now.
+    fn heartbeat(&self, run_id: &str, holder: &crate::process::Holder) -> Result<()>;
+    /// Runs recorded as `running`, oldest first.
+    fn running_runs(&self) -> Result<Vec<RunRecord>>;
+    /// Every run of a pipeline that has a UTC interval, oldest interval first.
+    fn interval_runs(&self, pipeline: &str) -> Result<Vec<RunRecord>>;
     fn start_attempt(&self, run_id: &str, stage_id: &str) -> Result<u32>;
     fn finish_attempt(
         &self,

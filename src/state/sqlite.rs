@@ -13,7 +13,7 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS runs (
@@ -57,8 +57,36 @@ CREATE TABLE IF NOT EXISTS publications (
 );
 "#;
 
+/// Columns added since schema 1 (added in place to an older database).
+const ADDED_RUN_COLUMNS: [(&str, &str); 7] = [
+    ("interval_start_utc", "TEXT"),
+    ("interval_end_utc", "TEXT"),
+    ("trigger", "TEXT NOT NULL DEFAULT 'manual'"),
+    ("holder_host", "TEXT"),
+    ("holder_pid", "INTEGER"),
+    ("holder_start", "INTEGER"),
+    ("heartbeat_at", "TEXT"),
+];
+
+fn migrate(conn: &Connection) -> Result<()> {
+    let have: Vec<String> =
+        conn.prepare("SELECT name FROM pragma_table_info('runs')")?.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    for (name, ty) in ADDED_RUN_COLUMNS {
+        if !have.iter().any(|h| h == name) {
+            conn.execute_batch(&format!("ALTER TABLE runs ADD COLUMN {name} {ty}"))?;
+        }
+    }
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS runs_by_interval ON runs (pipeline, interval_end_utc)")?;
+    Ok(())
+}
+
 fn now() -> String {
     Utc::now().to_rfc3339()
+}
+
+/// UTC instants as fixed-width RFC 3339 text, so they sort as strings.
+fn utc_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 fn ts(s: Option<String>) -> Option<DateTime<Utc>> {
@@ -83,6 +111,7 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         check_schema_version(&conn, path)?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         Ok(Self { conn: Mutex::new(conn) })
     }
@@ -94,6 +123,7 @@ impl SqliteStore {
         if !path.exists() {
             let conn = Connection::open_in_memory()?;
             conn.execute_batch(SCHEMA)?;
+            migrate(&conn)?;
             return Ok(Self { conn: Mutex::new(conn) });
         }
         let open = |flags: OpenFlags| -> Result<Connection> {
@@ -181,19 +211,44 @@ fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RunRecord, String)> 
                 run_date: r.get("run_date")?,
                 interval_start: r.get("interval_start")?,
                 interval_end: r.get("interval_end")?,
+                interval: optional_column(r, "interval_start_utc")?
+                    .zip(optional_column(r, "interval_end_utc")?)
+                    .and_then(|(s, e)| Some(crate::schedule::Interval { start: ts(Some(s))?, end: ts(Some(e))? })),
+                trigger: Trigger::Manual,
                 lake: r.get("lake")?,
             },
             status: RunStatus::Running,
             error: r.get("error")?,
             started_at: ts(r.get("started_at")?).unwrap_or_default(),
             finished_at: ts(r.get("finished_at")?),
+            heartbeat: heartbeat_from_row(r)?,
         },
-        status,
+        format!("{status}/{}", optional_column(r, "trigger")?.unwrap_or_else(|| "manual".into())),
     ))
 }
 
+/// A column that a read-only view of a schema-1 database does not have reads as NULL.
+fn optional_column(r: &rusqlite::Row<'_>, name: &str) -> rusqlite::Result<Option<String>> {
+    match r.get(name) {
+        Err(rusqlite::Error::InvalidColumnName(_)) => Ok(None),
+        other => other,
+    }
+}
+
+fn heartbeat_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Heartbeat>> {
+    let Some(host) = optional_column(r, "holder_host")? else { return Ok(None) };
+    let at = ts(optional_column(r, "heartbeat_at")?);
+    let pid: Option<i64> = r.get("holder_pid")?;
+    let start: Option<i64> = r.get("holder_start")?;
+    Ok(at
+        .zip(pid)
+        .map(|(at, pid)| Heartbeat { holder: crate::process::Holder { host, pid: pid as u32, start: start.map(|s| s as u64) }, at }))
+}
+
 fn with_status((mut run, status): (RunRecord, String)) -> Result<RunRecord> {
-    run.status = RunStatus::parse(&status)?;
+    let (status, trigger) = status.split_once('/').unwrap_or((&status, "manual"));
+    run.status = RunStatus::parse(status)?;
+    run.info.trigger = Trigger::parse(trigger)?;
     Ok(run)
 }
 
@@ -201,8 +256,9 @@ impl StateStore for SqliteStore {
     fn create_run(&self, run: &RunInfo) -> Result<()> {
         self.conn().execute(
             "INSERT INTO runs (run_id, pipeline, pipeline_path, spec_text, spec_hash, params, run_date,
-                               interval_start, interval_end, lake, status, started_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'running', ?11)",
+                               interval_start, interval_end, lake, status, started_at,
+                               interval_start_utc, interval_end_utc, trigger)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'running', ?11, ?12, ?13, ?14)",
             params![
                 run.run_id,
                 run.pipeline,
@@ -214,7 +270,10 @@ impl StateStore for SqliteStore {
                 run.interval_start,
                 run.interval_end,
                 run.lake,
-                now()
+                now(),
+                run.interval.map(|i| utc_text(i.start)),
+                run.interval.map(|i| utc_text(i.end)),
+                run.trigger.as_str()
             ],
         )?;
         Ok(())
@@ -227,6 +286,30 @@ impl StateStore for SqliteStore {
             params![run_id, status.as_str(), error, finished],
         )?;
         Ok(())
+    }
+
+    fn heartbeat(&self, run_id: &str, holder: &crate::process::Holder) -> Result<()> {
+        self.conn().execute(
+            "UPDATE runs SET holder_host = ?2, holder_pid = ?3, holder_start = ?4, heartbeat_at = ?5 WHERE run_id = ?1",
+            params![run_id, holder.host, holder.pid, holder.start.map(|s| s as i64), now()],
+        )?;
+        Ok(())
+    }
+
+    fn running_runs(&self) -> Result<Vec<RunRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT * FROM runs WHERE status = 'running' ORDER BY started_at, run_id")?;
+        let rows = stmt.query_map([], run_from_row)?;
+        rows.map(|r| with_status(r?)).collect()
+    }
+
+    fn interval_runs(&self, pipeline: &str) -> Result<Vec<RunRecord>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT * FROM runs WHERE pipeline = ?1 AND interval_end_utc IS NOT NULL ORDER BY interval_end_utc, started_at, run_id",
+        )?;
+        let rows = stmt.query_map([pipeline], run_from_row)?;
+        rows.map(|r| with_status(r?)).collect()
     }
 
     fn start_attempt(&self, run_id: &str, stage_id: &str) -> Result<u32> {

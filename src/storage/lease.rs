@@ -49,13 +49,8 @@ impl LeaseInfo {
         }
         // Another host's process cannot be checked from here (nor any where /proc is missing):
         // only expiry tells.
-        if self.host != hostname() || !std::path::Path::new("/proc/self/stat").exists() {
-            return true;
-        }
-        match process_start(self.pid) {
-            None => false,
-            Some(started) => self.pid_start.is_none_or(|recorded| recorded == started),
-        }
+        let holder = crate::process::Holder { host: self.host.clone(), pid: self.pid, start: self.pid_start };
+        holder.alive().unwrap_or(true)
     }
 
     /// "run R of pipeline P (pid 123 on host, since 10:02:03 UTC, renewed 4s ago)".
@@ -78,25 +73,6 @@ impl LeaseInfo {
 pub struct Held {
     pub holder: LeaseInfo,
     pub lake: String,
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown-host".into())
-}
-
-/// Start time of a live, non-zombie process; `None` if there is none with that pid.
-fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
-        return None;
-    }
-    fields.get(19)?.parse().ok()
 }
 
 fn folder(lake: &Lake, pipeline: &str) -> Result<url::Url> {
@@ -232,9 +208,9 @@ fn new_info(pipeline: &str, run_id: &str, generation: u64) -> LeaseInfo {
         pipeline: pipeline.into(),
         run_id: run_id.into(),
         generation,
-        host: hostname(),
+        host: crate::process::hostname(),
         pid,
-        pid_start: process_start(pid),
+        pid_start: crate::process::start_time(pid),
         acquired_at: now,
         expires_at: now + chrono::Duration::from_std(ttl()).unwrap_or_default(),
         released: false,

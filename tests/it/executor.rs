@@ -125,6 +125,7 @@ async fn run_yaml(env: &Env, yaml: &str, max_parallel: usize, cancel: Cancellati
     let opts = PlanOptions {
         run_id: plan::new_run_id(),
         run_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 29).unwrap(),
+        interval: None,
         params: vec![],
         lake_override: Some("file://./lake".into()),
         base_dir: env.base.clone(),
@@ -328,6 +329,7 @@ stages:
     let opts = PlanOptions {
         run_id: plan::new_run_id(),
         run_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 29).unwrap(),
+        interval: None,
         params: vec![],
         lake_override: None,
         base_dir: env.base.clone(),

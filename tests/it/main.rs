@@ -11,5 +11,6 @@ mod planning;
 mod publish;
 mod real_data;
 mod s3_lake;
+mod scheduling;
 mod state_db;
 mod validate;

@@ -1,0 +1,269 @@
+//! `restock serve`, `backfill` and crash recovery, end to end with the real binary. Cron
+//! expressions with seconds keep each test to seconds; the scheduler's decisions themselves are
+//! unit-tested with an injected clock (`src/daemon/core.rs`).
+use std::io::{BufRead, Read, Write};
+use std::net::TcpListener;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use crate::common::{Project, stdout};
+
+/// A daemon whose stderr is collected as it comes.
+struct Daemon {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Daemon {
+    fn start(p: &Project, extra: &[&str]) -> Self {
+        let mut args = vec!["serve", "--pipelines", "pipelines", "--rescan", "1s", "--grace", "10s"];
+        args.extend_from_slice(extra);
+        let mut child = p
+            .std_cmd(&args)
+            .env("RESTOCK_NOTIFY_BACKOFF", "50ms")
+            .env("RESTOCK_HEARTBEAT", "500ms")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn restock serve");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (err, sink) = (child.stderr.take().expect("stderr"), log.clone());
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        Self { child, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Wait until the log contains `needle`.
+    fn wait_for(&self, needle: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.log().contains(needle) {
+            assert!(Instant::now() < deadline, "`{needle}` never appeared in the daemon's log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn http_get(&self, path: &str) -> String {
+        self.wait_for("/healthz on http://", Duration::from_secs(30));
+        let log = self.log();
+        let addr = log.split("on http://").nth(1).and_then(|r| r.split_whitespace().next()).expect("address").to_string();
+        let mut s = std::net::TcpStream::connect(&addr).expect("connect");
+        write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        body
+    }
+
+    fn terminate(mut self) -> (Option<i32>, String) {
+        assert!(std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap().success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                return (status.code(), self.log());
+            }
+            assert!(Instant::now() < deadline, "serve did not stop after SIGTERM:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A webhook receiver on 127.0.0.1 that refuses its first request (HTTP 500) to exercise the
+/// retry, then accepts; bodies of accepted requests come out of the channel.
+fn webhook_receiver() -> (String, mpsc::Receiver<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let status = if n == 0 { "500 Internal Server Error" } else { "200 OK" };
+            let _ = write!(stream, "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            if n > 0 {
+                let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+            }
+        }
+    });
+    (url, rx)
+}
+
+fn count_runs(p: &Project, pipeline: &str, status: &str) -> usize {
+    stdout(&p.run(&["runs", "--limit", "1000", "--pipeline", pipeline])).lines().filter(|l| l.contains(status)).count()
+}
+
+#[test]
+fn serve_fires_notifies_reloads_and_drains() {
+    let p = Project::empty();
+    let (hook, bodies) = webhook_receiver();
+    let tick = format!(
+        "name: tick\nschedule:\n  cron: \"*/2 * * * * *\"\nnotify:\n  - url: {hook}\n    on: [success]\nstages:\n  - {{ id: a, kind: noop }}\n"
+    );
+    p.write("pipelines/tick.yaml", &tick);
+    let d = Daemon::start(&p, &["--listen", "127.0.0.1:0"]);
+
+    // A run fires, succeeds, and the webhook gets its summary (after one refused attempt).
+    let body = bodies.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("no webhook:\n{}", d.log()));
+    let summary: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(summary["event"], "success");
+    assert_eq!(summary["pipeline"], "tick");
+    assert_eq!(summary["status"], "succeeded");
+    assert_eq!(summary["stages"][0]["id"], "a");
+    let run_id = summary["run_id"].as_str().unwrap().to_string();
+    let show = p.ok(&["show", &run_id]);
+    assert!(show.contains("trigger scheduled"), "{show}");
+    // Intervals are two seconds, end on an even second, and the run covers exactly one.
+    let start = summary["interval_start"].as_str().unwrap();
+    let end = summary["interval_end"].as_str().unwrap();
+    let secs = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap().timestamp();
+    assert_eq!(secs(end) - secs(start), 2);
+    assert_eq!(secs(end) % 2, 0);
+
+    let metrics = d.http_get("/metrics");
+    assert!(metrics.contains("restock_runs_total{pipeline=\"tick\",status=\"succeeded\"}"), "{metrics}");
+    assert!(metrics.contains("restock_stage_duration_seconds_count{pipeline=\"tick\",stage=\"a\"}"), "{metrics}");
+    let health = d.http_get("/healthz");
+    assert!(health.starts_with("HTTP/1.1 200") && health.contains("\"next_fire\""), "{health}");
+
+    // A broken edit is reported with file:line:column; the last good version keeps firing.
+    p.write("pipelines/tick.yaml", &tick.replace("  cron:", "  cronn:"));
+    d.wait_for("tick.yaml:3:3", Duration::from_secs(30));
+    let before = count_runs(&p, "tick", "succeeded");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count_runs(&p, "tick", "succeeded") <= before {
+        assert!(Instant::now() < deadline, "the last good version stopped firing:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(d.http_get("/healthz").contains("unknown key `cronn`"));
+
+    let (code, log) = d.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("shutting down: no new runs"), "{log}");
+    assert_eq!(count_runs(&p, "tick", "running"), 0, "no run is left `running`");
+}
+
+#[test]
+fn a_killed_run_is_marked_interrupted_and_resume_finishes_it() {
+    let p = Project::empty();
+    p.write("slow.yaml", "name: slow\nstages:\n  - { id: a, kind: noop, outputs: [], config: { busy: 2s } }\n");
+    let mut child = p.std_cmd(&["run", "slow.yaml"]).env("RESTOCK_HEARTBEAT", "200ms").spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !stdout(&p.run(&["runs"])).contains("running") {
+        assert!(Instant::now() < deadline, "the run never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let id = p.last_run_id();
+    assert!(p.ok(&["runs"]).contains("interrupted (process gone)"));
+    assert!(p.ok(&["show", &id]).contains("interrupted: its process"), "{}", p.ok(&["show", &id]));
+    // The next run on this state database records it as interrupted.
+    p.write("other.yaml", "name: other\nstages:\n  - { id: a, kind: noop }\n");
+    let (_, out) = p.loud(&["run", "other.yaml"]);
+    assert!(out.contains(&format!("run {id} of pipeline `slow` was interrupted")), "{out}");
+    assert!(p.ok(&["show", &id]).contains("status interrupted"));
+    p.ok(&["resume", &id]);
+    assert!(p.ok(&["show", &id]).contains("status succeeded"));
+}
+
+#[test]
+fn serve_resumes_a_scheduled_run_its_killed_predecessor_left() {
+    let p = Project::empty();
+    p.write(
+        "pipelines/slow.yaml",
+        "name: slow\nschedule:\n  cron: \"*/2 * * * * *\"\nstages:\n  - { id: a, kind: noop, config: { busy: 3s } }\n",
+    );
+    let mut first = Daemon::start(&p, &[]);
+    first.wait_for("run ", Duration::from_secs(60));
+    first.wait_for("started for", Duration::from_secs(60));
+    first.child.kill().unwrap(); // SIGKILL: the run in progress dies with it
+    first.child.wait().unwrap();
+    let killed = p.last_run_id();
+    let second = Daemon::start(&p, &[]);
+    second.wait_for(&format!("resuming interrupted run {killed}"), Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !p.ok(&["show", &killed]).contains("status succeeded") {
+        assert!(Instant::now() < deadline, "the resumed run never finished:\n{}", second.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, log) = second.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    // Whatever the shutdown cut off is recorded as interrupted, for the next start to resume.
+    assert_eq!(count_runs(&p, "slow", "running"), 0, "{}", p.ok(&["runs"]));
+}
+
+#[test]
+fn backfill_runs_each_interval_once_across_a_dst_change_and_continues() {
+    let p = Project::empty();
+    p.write(
+        "pipelines/daily.yaml",
+        r#"name: daily
+schedule: { cron: "0 2 * * *", timezone: Europe/Berlin }
+stages:
+  - id: mark
+    kind: sql
+    outputs: [marks]
+    config: { sql: "SELECT '{{ run_date }}' AS run_date, '{{ interval_start }}' AS s, '{{ interval_end }}' AS e" }
+"#,
+    );
+    let dry = p.ok(&["backfill", "daily", "--from", "2026-03-27", "--to", "2026-03-29", "--dry-run"]);
+    assert!(dry.contains("3 interval(s)") && dry.contains("3 to run"), "{dry}");
+    // The spring-forward day: 02:00 does not exist, so that interval ends at 03:00 (23 hours).
+    assert!(dry.contains("[2026-03-28 02:00, 2026-03-29 03:00)"), "{dry}");
+    assert_eq!(count_runs(&p, "daily", "backfill"), 0, "a dry run runs nothing");
+
+    p.ok(&["backfill", "daily", "--from", "2026-03-27", "--to", "2026-03-28"]);
+    assert_eq!(count_runs(&p, "daily", "succeeded"), 2);
+    // Started again over a wider range, it runs only what is missing.
+    let again = p.ok(&["backfill", "daily", "--from", "2026-03-27", "--to", "2026-03-29"]);
+    assert!(again.contains("1 to run"), "{again}");
+    assert_eq!(count_runs(&p, "daily", "succeeded"), 3);
+    assert_eq!(p.query("SELECT run_date, s, e FROM marks"), vec!["2026-03-29,2026-03-29T03:00:00,2026-03-30T02:00:00"]);
+    let all = p.ok(&["backfill", "daily", "--from", "2026-03-27", "--to", "2026-03-29", "--reprocess", "all", "--dry-run"]);
+    assert!(all.contains("3 to run") && all.contains("succeeded in run"), "{all}");
+
+    let reversed = p.fails(&["backfill", "daily", "--from", "2026-03-29", "--to", "2026-03-27"], 1);
+    assert!(reversed.contains("--from 2026-03-29 is after --to 2026-03-27"), "{reversed}");
+    let future = p.fails(&["backfill", "daily", "--from", "2099-01-01", "--to", "2099-01-02"], 1);
+    assert!(future.contains("is in the future"), "{future}");
+    p.write("pipelines/plain.yaml", "name: plain\nstages:\n  - { id: a, kind: noop }\n");
+    let unscheduled = p.fails(&["backfill", "plain", "--from", "2026-03-27", "--to", "2026-03-28"], 1);
+    assert!(unscheduled.contains("has no schedule"), "{unscheduled}");
+}
+
+#[test]
+fn bad_schedules_are_reported_with_line_and_column() {
+    let p = Project::empty();
+    p.write("cron.yaml", "name: c\nschedule:\n  cron: \"61 * * * *\"\nstages: []\n");
+    let err = p.fails(&["validate", "cron.yaml"], 2);
+    assert!(err.contains("cron.yaml:3:") && err.contains("invalid cron expression"), "{err}");
+    p.write("tz.yaml", "name: t\nschedule:\n  cron: \"0 2 * * *\"\n  timezone: Europe/Berln\nstages: []\n");
+    let err = p.fails(&["validate", "tz.yaml"], 2);
+    assert!(err.contains("tz.yaml:4:") && err.contains("unknown IANA time zone") && err.contains("Europe/Berlin"), "{err}");
+    p.write("runs.yaml", "name: r\nschedule:\n  cron: \"0 2 * * *\"\n  max_active_runs: 0\nstages: []\n");
+    let err = p.fails(&["validate", "runs.yaml"], 2);
+    assert!(err.contains("runs.yaml:4:") && err.contains("at least 1"), "{err}");
+    p.write("hook.yaml", "name: h\nnotify:\n  - url: ftp://example.com/x\nstages: []\n");
+    let err = p.fails(&["validate", "hook.yaml"], 2);
+    assert!(err.contains("hook.yaml:3:") && err.contains("only http and https"), "{err}");
+}
