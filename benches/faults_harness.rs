@@ -117,9 +117,11 @@ impl Harness {
     fn last_run(&self) -> Option<(String, String)> {
         let out = self.restock(&["runs", "--limit", "1"]).output().ok()?;
         let text = String::from_utf8_lossy(&out.stdout);
-        let row = text.lines().find(|l| l.starts_with("│ ") && l.chars().nth(2).is_some_and(|c| c.is_ascii_digit()))?;
-        let cells: Vec<&str> = row.trim_matches('│').split('┆').map(str::trim).collect();
-        Some((cells.first()?.to_string(), cells.get(3)?.to_string()))
+        let cells = |l: &str| -> Vec<String> { l.trim_matches('│').split('┆').map(|c| c.trim().to_string()).collect() };
+        let header = text.lines().find(|l| l.starts_with("│ run id")).map(cells)?;
+        let status = header.iter().position(|h| h == "status")?;
+        let row = text.lines().find(|l| l.starts_with("│ ") && l.chars().nth(2).is_some_and(|c| c.is_ascii_digit())).map(cells)?;
+        Some((row.first()?.clone(), row.get(status)?.clone()))
     }
 
     /// Pending manifests (past the commit point, publish not finished) in the lake.

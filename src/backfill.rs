@@ -174,7 +174,10 @@ fn on_signal(active: Arc<Mutex<Vec<(CancellationToken, Arc<CommitGate>)>>>) -> C
 async fn wait_for_scheduled_runs(state: &Arc<dyn StateStore>, pipeline: &str, stop: &CancellationToken, quiet: bool) -> Result<()> {
     let mut told = false;
     loop {
-        let busy = state.running_runs()?.into_iter().find(|r| r.info.pipeline == pipeline && r.info.trigger == Trigger::Scheduled);
+        let busy = state
+            .runs_with_status(RunStatus::Running)?
+            .into_iter()
+            .find(|r| r.info.pipeline == pipeline && r.info.trigger == Trigger::Scheduled);
         let Some(run) = busy else { return Ok(()) };
         if !quiet && !told {
             eprintln!("backfill: waiting for scheduled run {} of `{pipeline}` to finish (scheduled runs go first)", run.info.run_id);

@@ -125,7 +125,7 @@ pub async fn start(plan: Plan, state: Arc<dyn StateStore>, opts: &JobOptions, tr
 pub fn reap_interrupted(state: &Arc<dyn StateStore>, quiet: bool) -> Result<Vec<(RunRecord, String)>> {
     let now = chrono::Utc::now();
     let mut reaped = vec![];
-    for run in state.running_runs()? {
+    for run in state.runs_with_status(RunStatus::Running)? {
         let Some(why) = run.dead_because(now) else { continue };
         let id = &run.info.run_id;
         state.set_run_status(id, RunStatus::Interrupted, Some(&format!("interrupted: {why}; `restock resume {id}` continues it")))?;

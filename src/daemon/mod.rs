@@ -461,17 +461,23 @@ impl Daemon {
     /// Mark runs whose process died as interrupted; resume the scheduled ones whose pipeline says so.
     fn resume_interrupted(&mut self) -> Result<()> {
         jobs::reap_interrupted(&self.opts.state, true)?;
+        // One query for all pipelines: this runs on every housekeeping tick.
+        let interrupted: Vec<RunRecord> = self
+            .opts
+            .state
+            .runs_with_status(RunStatus::Interrupted)?
+            .into_iter()
+            .filter(|r| r.info.trigger == Trigger::Scheduled && r.info.interval.is_some())
+            .filter(|r| !self.resuming.contains(&r.info.run_id))
+            .collect();
         let mut todo = vec![];
-        for (file, w) in &self.watched {
-            let (Some(loaded), Some(slots)) = (&w.loaded, &w.slots) else { continue };
-            if !slots.schedule.resume_interrupted {
-                continue;
-            }
-            for run in self.opts.state.list_runs(200, Some(&loaded.name))? {
-                let interrupted = run.status == RunStatus::Interrupted && run.info.trigger == Trigger::Scheduled;
-                if interrupted && run.info.interval.is_some() && !self.resuming.contains(&run.info.run_id) {
-                    todo.push((file.clone(), loaded.name.clone(), run));
-                }
+        for run in interrupted {
+            let found = self.watched.iter().find(|(_, w)| {
+                let wants = w.slots.as_ref().is_some_and(|s| s.schedule.resume_interrupted);
+                wants && w.loaded.as_ref().is_some_and(|l| l.name == run.info.pipeline)
+            });
+            if let Some((file, _)) = found {
+                todo.push((file.clone(), run.info.pipeline.clone(), run));
             }
         }
         for (file, pipeline, run) in todo {

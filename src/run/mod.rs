@@ -159,15 +159,19 @@ pub async fn execute(plan: Arc<Plan>, state: Arc<dyn StateStore>, opts: RunOptio
 
     let mut running: JoinSet<(usize, StageOutcome)> = JoinSet::new();
     let max_parallel = opts.max_parallel.max(1);
+    // Running stages that hold a slot (sensors wait without one).
+    let mut busy = 0;
     loop {
         if !opts.cancel.is_cancelled() {
             for i in 0..n {
-                if running.len() >= max_parallel {
-                    break;
+                let holds = plan.stages[i].task.holds_slot();
+                if holds && busy >= max_parallel {
+                    continue;
                 }
                 let ready =
                     slots[i] == Slot::Pending && plan.stages[i].deps.iter().all(|&d| slots[d] == Slot::Done(AttemptStatus::Succeeded));
                 if ready {
+                    busy += usize::from(holds);
                     slots[i] = Slot::Running;
                     let (plan, state, cancel, progress) = (plan.clone(), state.clone(), opts.cancel.clone(), progress.clone());
                     running.spawn(async move { (i, run_stage(&plan, i, state, cancel, &progress).await) });
@@ -185,6 +189,7 @@ pub async fn execute(plan: Arc<Plan>, state: Arc<dyn StateStore>, opts: RunOptio
                 return Err(anyhow!(msg));
             }
         };
+        busy -= usize::from(plan.stages[i].task.holds_slot());
         slots[i] = Slot::Done(outcome.status);
         if outcome.status != AttemptStatus::Succeeded && outcome.status != AttemptStatus::Cancelled {
             for j in plan.downstream(i).into_iter().skip(1) {
@@ -422,7 +427,7 @@ async fn attempt_once(
             plan.lake.delete_prefix(&url).await?;
             outputs.push((o.name.clone(), url));
         }
-        let cx = StageCx { stage_id: stage.id.clone(), ctx, outputs, cancel: cancel.clone(), progress };
+        let cx = StageCx { stage_id: stage.id.clone(), ctx, outputs, lake: plan.lake.clone(), cancel: cancel.clone(), progress };
         match stage.task.run(&cx).await {
             Ok(report) => Ok::<_, anyhow::Error>((report, stats)),
             Err(e) => Err(name_the_file(plan, &stats, e).await),

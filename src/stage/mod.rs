@@ -13,6 +13,7 @@ pub mod policy;
 pub mod sql;
 pub mod tokenizer;
 pub mod train;
+pub mod wait_for;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -85,6 +86,11 @@ pub trait StageTask: Send + Sync + Debug {
     fn fingerprint(&self) -> Option<String> {
         None
     }
+    /// Whether the stage takes one of the run's `--max-parallel` slots while it runs (a sensor,
+    /// which only waits, does not).
+    fn holds_slot(&self) -> bool {
+        true
+    }
 }
 
 /// Everything a running task may use.
@@ -94,6 +100,8 @@ pub struct StageCx {
     pub ctx: SessionContext,
     /// Staging URL of each declared output, in declaration order.
     pub outputs: Vec<(String, Url)>,
+    /// The run's lake (for kinds that look at objects directly, like `wait_for`).
+    pub lake: crate::storage::Lake,
     /// Cancelled on timeout, Ctrl-C or SIGTERM; CPU-bound tasks poll it.
     pub cancel: CancellationToken,
     /// The stage's line in the run's display: long stages report steps, loss, rates here.
@@ -244,6 +252,7 @@ impl Registry {
         r.register(Arc::new(policy::PolicyKind));
         r.register(Arc::new(tokenizer::TokenizerKind));
         r.register(Arc::new(train::TrainKind));
+        r.register(Arc::new(wait_for::WaitForKind));
         r
     }
 

@@ -194,8 +194,8 @@ pub trait StateStore: Send + Sync {
     fn set_run_status(&self, run_id: &str, status: RunStatus, error: Option<&str>) -> Result<()>;
     /// Record that `holder` is running the run, now.
     fn heartbeat(&self, run_id: &str, holder: &crate::process::Holder) -> Result<()>;
-    /// Runs recorded as `running`, oldest first.
-    fn running_runs(&self) -> Result<Vec<RunRecord>>;
+    /// Runs with this status, oldest first.
+    fn runs_with_status(&self, status: RunStatus) -> Result<Vec<RunRecord>>;
     /// Every run of a pipeline that has a UTC interval, oldest interval first.
     fn interval_runs(&self, pipeline: &str) -> Result<Vec<RunRecord>>;
     fn start_attempt(&self, run_id: &str, stage_id: &str) -> Result<u32>;

@@ -296,10 +296,10 @@ impl StateStore for SqliteStore {
         Ok(())
     }
 
-    fn running_runs(&self) -> Result<Vec<RunRecord>> {
+    fn runs_with_status(&self, status: RunStatus) -> Result<Vec<RunRecord>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT * FROM runs WHERE status = 'running' ORDER BY started_at, run_id")?;
-        let rows = stmt.query_map([], run_from_row)?;
+        let mut stmt = conn.prepare("SELECT * FROM runs WHERE status = ?1 ORDER BY started_at, run_id")?;
+        let rows = stmt.query_map([status.as_str()], run_from_row)?;
         rows.map(|r| with_status(r?)).collect()
     }
 

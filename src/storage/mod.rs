@@ -218,6 +218,17 @@ impl Lake {
         }
     }
 
+    /// Whether an object exists at exactly this URL.
+    pub async fn exists(&self, url: &Url) -> Result<bool> {
+        use object_store::ObjectStoreExt;
+        let store = self.store_of(url)?;
+        match store.head(&object_path(url)?).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("cannot read {url}")),
+        }
+    }
+
     /// Delete everything under a URL prefix (staging clean-up). Missing prefixes are fine.
     pub async fn delete_prefix(&self, url: &Url) -> Result<()> {
         let listed = self.list_prefix(url).await?;
@@ -239,7 +250,7 @@ impl Lake {
     pub async fn list_prefix(&self, url: &Url) -> Result<Vec<ObjectMeta>> {
         use futures::TryStreamExt;
         let prefix = object_path(url)?;
-        self.store.list(Some(&prefix)).try_collect().await.with_context(|| format!("cannot list {url}"))
+        self.store_of(url)?.list(Some(&prefix)).try_collect().await.with_context(|| format!("cannot list {url}"))
     }
 
     /// Delete objects listed under the prefix `url` (and, on a local disk, the emptied folders).

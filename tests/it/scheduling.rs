@@ -267,3 +267,45 @@ fn bad_schedules_are_reported_with_line_and_column() {
     let err = p.fails(&["validate", "hook.yaml"], 2);
     assert!(err.contains("hook.yaml:3:") && err.contains("only http and https"), "{err}");
 }
+
+#[test]
+fn wait_for_waits_without_a_slot_and_times_out_naming_what_is_missing() {
+    let p = Project::empty();
+    p.write(
+        "sensor.yaml",
+        r#"name: sensor
+stages:
+  - id: landed
+    kind: wait_for
+    config: { path: "raw/sales/date={{ run_date }}/", poke: 100ms, timeout: 60s }
+  - { id: other, kind: noop, config: { busy: 500ms } }
+  - { id: after, kind: noop, needs: [landed] }
+"#,
+    );
+    let child = p.std_cmd(&["run", "sensor.yaml", "--date", "2026-12-01", "--max-parallel", "1"]).spawn().unwrap();
+    // With one slot, `other` still runs while the sensor waits.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "`other` never ran while the sensor waited");
+        if let Some(id) = p.try_last_run_id() {
+            let show = stdout(&p.run(&["show", &id]));
+            let rows = crate::common::stage_rows(&show, "other");
+            if rows.iter().any(|l| l.contains("succeeded")) {
+                assert!(crate::common::stage_rows(&show, "landed").iter().any(|l| l.contains("running")), "{show}");
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    p.write("lake/raw/sales/date=2026-12-01/part-0.parquet", "not read");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    p.write(
+        "late.yaml",
+        "name: late\nstages:\n  - { id: landed, kind: wait_for, config: { path: raw/never/, poke: 100ms, timeout: 300ms } }\n",
+    );
+    p.fails(&["run", "late.yaml"], 1);
+    let show = p.ok(&["show", &p.last_run_id()]);
+    assert!(show.contains("waited 300ms for 1 object(s) under `raw/never/`"), "{show}");
+}
