@@ -155,17 +155,13 @@ fn on_signal(active: Arc<Mutex<Vec<(CancellationToken, Arc<CommitGate>)>>>) -> C
     let stop = CancellationToken::new();
     let s = stop.clone();
     tokio::spawn(async move {
-        let wait = || async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
-            tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
-        };
-        wait().await;
+        crate::process::interrupt_signal().await;
         s.cancel();
         eprintln!("backfill: stopping; runs in progress are cancelled (run the same command again to continue)");
         for (cancel, commit) in active.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             commit.interrupt(cancel);
         }
-        wait().await;
+        crate::process::interrupt_signal().await;
         std::process::exit(130);
     });
     stop

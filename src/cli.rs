@@ -646,16 +646,7 @@ fn cancel_on_signal(commit: Arc<run::CommitGate>) -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
-        let wait = || async {
-            #[cfg(unix)]
-            {
-                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
-                tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
-            }
-            #[cfg(not(unix))]
-            let _ = tokio::signal::ctrl_c().await;
-        };
-        wait().await;
+        crate::process::interrupt_signal().await;
         match commit.interrupt(&t) {
             run::Interrupted::Cancelled => {
                 eprintln!("cancelling: stopping running stages; nothing will be published (signal again to exit now)")
@@ -665,7 +656,7 @@ fn cancel_on_signal(commit: Arc<run::CommitGate>) -> CancellationToken {
                  (signal again to exit now; the publish then stays pending and `restock resume` or the next run on this lake finishes it)"
             ),
         }
-        wait().await;
+        crate::process::interrupt_signal().await;
         std::process::exit(130);
     });
     token

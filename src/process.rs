@@ -1,5 +1,6 @@
-//! Processes on this host: who holds a lease or runs a run, and whether it is still alive. A pid
-//! alone is not enough (pids are recycled), so a holder is its host, pid and start time.
+//! Processes: who holds a lease or runs a run, whether it is still alive, and the signals that
+//! ask this one to stop. A pid alone is not enough (pids are recycled), so a holder is its host,
+//! pid and start time.
 use serde::{Deserialize, Serialize};
 
 /// A process, identified well enough to tell whether it is still the same live process.
@@ -29,6 +30,17 @@ impl Holder {
             Some(started) => self.start.is_none_or(|recorded| recorded == started),
         })
     }
+}
+
+/// Wait for Ctrl-C or SIGTERM.
+pub async fn interrupt_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+        tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 pub fn hostname() -> String {

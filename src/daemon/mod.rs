@@ -66,6 +66,7 @@ enum Event {
 }
 
 /// One watched pipeline file.
+#[derive(Default)]
 struct Watched {
     /// Its last good version.
     loaded: Option<Loaded>,
@@ -143,13 +144,9 @@ pub async fn serve(opts: ServeOptions) -> Result<()> {
 /// SIGTERM / Ctrl-C: drain; a second one exits at once.
 fn on_signals(tx: UnboundedSender<Event>) {
     tokio::spawn(async move {
-        let wait = || async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
-            tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term.recv() => {} }
-        };
-        wait().await;
+        crate::process::interrupt_signal().await;
         let _ = tx.send(Event::Shutdown);
-        wait().await;
+        crate::process::interrupt_signal().await;
         eprintln!("restock serve: second signal, exiting now (runs in progress are marked interrupted at the next start)");
         std::process::exit(130);
     });
@@ -219,13 +216,7 @@ impl Daemon {
                     self.broken(file, why);
                     return Ok(None);
                 }
-                let w = self.watched.entry(file.clone()).or_insert_with(|| Watched {
-                    loaded: None,
-                    error: None,
-                    slots: None,
-                    armed: None,
-                    sla_watch: vec![],
-                });
+                let w = self.watched.entry(file.clone()).or_default();
                 let renamed = w.loaded.as_ref().is_some_and(|old| old.name != loaded.name);
                 let verb = if w.loaded.is_some() { "reloaded" } else { "loaded" };
                 match (&loaded.schedule, w.slots.as_mut()) {
@@ -262,13 +253,7 @@ impl Daemon {
     }
 
     fn broken(&mut self, file: PathBuf, why: String) {
-        let w = self.watched.entry(file.clone()).or_insert_with(|| Watched {
-            loaded: None,
-            error: None,
-            slots: None,
-            armed: None,
-            sla_watch: vec![],
-        });
+        let w = self.watched.entry(file.clone()).or_default();
         let keeps = if w.loaded.is_some() { "its last good version keeps its schedule" } else { "it is not scheduled" };
         tracing::error!(file = %file.display(), "invalid pipeline; {keeps}:\n{why}");
         w.error = Some(why);
