@@ -309,3 +309,33 @@ stages:
     let show = p.ok(&["show", &p.last_run_id()]);
     assert!(show.contains("waited 300ms for 1 object(s) under `raw/never/`"), "{show}");
 }
+
+#[test]
+fn sla_misses_are_notified_and_a_deleted_file_leaves_the_others_scheduled() {
+    let p = Project::empty();
+    let (hook, bodies) = webhook_receiver();
+    p.write(
+        "pipelines/slow.yaml",
+        &format!(
+            "name: slow\nschedule:\n  cron: \"*/2 * * * * *\"\n  sla: 1s\nnotify:\n  - url: {hook}\nstages:\n  - {{ id: a, kind: noop, config: {{ busy: 3s }} }}\n"
+        ),
+    );
+    p.write("pipelines/quick.yaml", "name: quick\nschedule:\n  cron: \"*/2 * * * * *\"\nstages:\n  - { id: a, kind: noop }\n");
+    let d = Daemon::start(&p, &[]);
+    // The default events are failure and sla_miss: the slow run is still going 1 s after its interval.
+    let body = bodies.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("no SLA miss:\n{}", d.log()));
+    let miss: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(miss["event"], "sla_miss", "{body}");
+    assert_eq!(miss["pipeline"], "slow");
+
+    std::fs::remove_file(p.file("pipelines/slow.yaml")).unwrap();
+    d.wait_for("slow.yaml was deleted", Duration::from_secs(30));
+    let before = count_runs(&p, "quick", "succeeded");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count_runs(&p, "quick", "succeeded") <= before {
+        assert!(Instant::now() < deadline, "the other pipeline stopped firing:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, log) = d.terminate();
+    assert_eq!(code, Some(0), "{log}");
+}
