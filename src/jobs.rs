@@ -116,7 +116,6 @@ pub async fn start(plan: Plan, state: Arc<dyn StateStore>, opts: &JobOptions, tr
     reap_interrupted(&state, opts.quiet)?;
     recover_lake(&plan.lake, &lease, &state, opts.quiet).await?;
     state.create_run(&run::new_run_record(&plan, trigger)?)?;
-    state.heartbeat(&plan.vars.run_id, &crate::process::Holder::current())?;
     execute(plan, state, opts, HashSet::new(), lease).await
 }
 

@@ -190,6 +190,7 @@ pub struct Publication {
 }
 
 pub trait StateStore: Send + Sync {
+    /// Record a new `running` run, with this process as its holder and a first heartbeat.
     fn create_run(&self, run: &RunInfo) -> Result<()>;
     fn set_run_status(&self, run_id: &str, status: RunStatus, error: Option<&str>) -> Result<()>;
     /// Record that `holder` is running the run, now.

@@ -254,11 +254,14 @@ fn with_status((mut run, status): (RunRecord, String)) -> Result<RunRecord> {
 
 impl StateStore for SqliteStore {
     fn create_run(&self, run: &RunInfo) -> Result<()> {
+        // The creating process runs it: its first heartbeat is the run's start.
+        let me = crate::process::Holder::current();
         self.conn().execute(
             "INSERT INTO runs (run_id, pipeline, pipeline_path, spec_text, spec_hash, params, run_date,
                                interval_start, interval_end, lake, status, started_at,
-                               interval_start_utc, interval_end_utc, trigger)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'running', ?11, ?12, ?13, ?14)",
+                               interval_start_utc, interval_end_utc, trigger,
+                               holder_host, holder_pid, holder_start, heartbeat_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'running', ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?11)",
             params![
                 run.run_id,
                 run.pipeline,
@@ -273,7 +276,10 @@ impl StateStore for SqliteStore {
                 now(),
                 run.interval.map(|i| utc_text(i.start)),
                 run.interval.map(|i| utc_text(i.end)),
-                run.trigger.as_str()
+                run.trigger.as_str(),
+                me.host,
+                me.pid,
+                me.start.map(|s| s as i64)
             ],
         )?;
         Ok(())
