@@ -311,6 +311,12 @@ impl StateStore for SqliteStore {
 
     fn interval_runs(&self, pipeline: &str) -> Result<Vec<RunRecord>> {
         let conn = self.conn();
+        // A schema-1 database opened read-only (not upgraded) has no run with a UTC interval.
+        let upgraded: bool =
+            conn.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('runs') WHERE name = 'interval_end_utc'", [], |r| r.get(0))?;
+        if !upgraded {
+            return Ok(vec![]);
+        }
         let mut stmt = conn.prepare(
             "SELECT * FROM runs WHERE pipeline = ?1 AND interval_end_utc IS NOT NULL ORDER BY interval_end_utc, started_at, run_id",
         )?;

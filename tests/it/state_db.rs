@@ -55,3 +55,29 @@ fn a_read_only_state_database_is_still_readable_and_named_when_written() {
     assert_eq!(run.status.code(), Some(1));
     assert!(stderr(&run).contains("state.db-shm is read-only"), "{}", stderr(&run));
 }
+
+#[test]
+fn a_schema_1_database_is_read_as_is_and_upgraded_on_first_write() {
+    let p = Project::empty();
+    std::fs::create_dir_all(p.file(".restock")).unwrap();
+    let db = rusqlite::Connection::open(p.file(".restock/state.db")).unwrap();
+    db.execute_batch(
+        "CREATE TABLE runs (run_id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, pipeline_path TEXT NOT NULL, spec_text TEXT NOT NULL,
+            spec_hash TEXT NOT NULL, params TEXT NOT NULL, run_date TEXT NOT NULL, interval_start TEXT NOT NULL,
+            interval_end TEXT NOT NULL, lake TEXT NOT NULL, status TEXT NOT NULL, error TEXT, started_at TEXT NOT NULL, finished_at TEXT);
+         INSERT INTO runs VALUES ('20260101-000000-0000', 'daily', 'd.yaml', '', '', '{}', '2026-01-01', '2026-01-01 00:00:00',
+            '2026-01-02 00:00:00', 'file:///lake/', 'succeeded', NULL, '2026-01-01T00:00:00+00:00', '2026-01-01T00:01:00+00:00');
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(db);
+    p.write("d.yaml", "name: daily\nschedule: { cron: \"0 2 * * *\" }\nstages:\n  - { id: a, kind: noop }\n");
+    // Read-only commands read it as it is.
+    assert!(p.ok(&["runs"]).contains("20260101-000000-0000"));
+    let dry = p.ok(&["backfill", "d.yaml", "--from", "2026-01-01", "--to", "2026-01-01", "--dry-run"]);
+    assert!(dry.contains("1 to run"), "{dry}");
+    // The first write upgrades it in place, keeping the old run.
+    p.ok(&["run", "d.yaml"]);
+    let runs = p.ok(&["runs"]);
+    assert!(runs.contains("20260101-000000-0000") && runs.contains("manual"), "{runs}");
+}
