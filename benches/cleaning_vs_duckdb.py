@@ -75,7 +75,7 @@ def main():
     def restock_side(extra):
         state = tempfile.mkdtemp(prefix="restock-bench-")
         env = dict(os.environ, RESTOCK_STATE=f"sqlite://{state}/state.db")
-        wall, rss, _ = run_child([a.restock, "--quiet", *extra, "run", "benches/cleaning.yaml", "--lake", lake_url], env=env)
+        wall, rss, _ = run_child([a.restock, "--quiet", *extra, "run", "benches/cleaning.yaml", "--lake", lake_url, "--force"], env=env)
         db = sqlite3.connect(f"{state}/state.db")
         times = {}
         for stage, start, end in db.execute("SELECT stage_id, started_at, finished_at FROM stage_attempts WHERE status = 'succeeded'"):

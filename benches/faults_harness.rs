@@ -94,7 +94,9 @@ impl Harness {
     }
 
     fn run_args(&self) -> Vec<String> {
-        vec!["run".into(), self.pipeline.clone(), "--date".into(), self.date.clone()]
+        // --force: every trial recomputes and publishes (unchanged stages would otherwise be
+        // served from the cache and nothing would reach the faults).
+        vec!["run".into(), self.pipeline.clone(), "--date".into(), self.date.clone(), "--force".into()]
     }
 
     /// The independent reader's view: tables by name, plus read errors.

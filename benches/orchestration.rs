@@ -47,7 +47,14 @@ async fn bench(shape: &str, yaml: String, max_parallel: usize) {
     let outcome = run::start(
         Arc::new(plan),
         state.clone(),
-        RunOptions { max_parallel, cancel: CancellationToken::new(), quiet: true, reuse: Default::default(), commit: Default::default() },
+        RunOptions {
+            max_parallel,
+            cancel: CancellationToken::new(),
+            quiet: true,
+            reuse: Default::default(),
+            commit: Default::default(),
+            cache: None,
+        },
     )
     .await
     .expect("run");

@@ -93,6 +93,8 @@ fn decide(interval: Interval, runs: &[RunRecord], reprocess: Reprocess) -> Item 
 /// How a backfill runs its intervals.
 pub struct Options {
     pub max_active: usize,
+    /// Run every stage, even unchanged ones.
+    pub force: bool,
     pub max_parallel: usize,
     pub quiet: bool,
     pub lake: Option<String>,
@@ -133,7 +135,14 @@ pub async fn execute(
             base_dir: opts.base_dir.clone(),
             text: None,
         };
-        let jopts = JobOptions { max_parallel: opts.max_parallel, quiet: true, cancel, commit, lease_wait: Duration::from_secs(24 * 3600) };
+        let jopts = JobOptions {
+            max_parallel: opts.max_parallel,
+            quiet: true,
+            cancel,
+            commit,
+            lease_wait: Duration::from_secs(24 * 3600),
+            force: opts.force,
+        };
         let (state, quiet, interval) = (state.clone(), opts.quiet, item.interval);
         set.spawn(async move {
             let announce = |p: &crate::plan::Plan| {

@@ -65,6 +65,10 @@ struct ExecArgs {
     /// 10m) instead of refusing at once.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     wait: std::time::Duration,
+    /// Run every stage, even those whose inputs, config and upstream stages are unchanged since
+    /// their last successful run (which are otherwise skipped, reusing that run's outputs).
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -87,10 +91,6 @@ enum Command {
         run_id: String,
         #[command(flatten)]
         exec: ExecArgs,
-        /// Accepted for compatibility: a run whose process died is now recognised by its lapsed
-        /// lease, and one whose process is alive is never resumed twice.
-        #[arg(long, hide = true)]
-        force: bool,
     },
     /// Run every pipeline under a folder on its cron schedule until SIGTERM / Ctrl-C, reloading
     /// changed files; serves Prometheus /metrics and /healthz with --listen.
@@ -131,6 +131,9 @@ enum Command {
         /// List each interval and whether and why it would run; run nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Run every stage of every run, even unchanged ones.
+        #[arg(long)]
+        force: bool,
         #[arg(long, default_value = "pipelines")]
         pipelines: PathBuf,
         #[arg(long, env = "RESTOCK_LAKE")]
@@ -436,7 +439,7 @@ fn open_state(cli_state: &str, access: state::Access) -> Result<Arc<dyn StateSto
 fn job_options(exec: &ExecArgs, quiet: bool) -> jobs::JobOptions {
     let commit = Arc::new(run::CommitGate::default());
     let cancel = cancel_on_signal(commit.clone());
-    jobs::JobOptions { max_parallel: exec.max_parallel, quiet, cancel, commit, lease_wait: exec.wait }
+    jobs::JobOptions { max_parallel: exec.max_parallel, quiet, cancel, commit, lease_wait: exec.wait, force: exec.force }
 }
 
 async fn dispatch(cli: Cli) -> Result<()> {
@@ -451,7 +454,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let state = open_state(&cli.state, state::Access::ReadWrite)?;
             run_pipeline(&args, state, &opts).await.map(|_| ())
         }
-        Command::Resume { run_id, exec, force: _ } => {
+        Command::Resume { run_id, exec } => {
             let opts = job_options(&exec, quiet);
             resume(&run_id, open_state(&cli.state, state::Access::ReadWrite)?, &opts).await
         }
@@ -470,9 +473,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
             };
             crate::daemon::serve(opts).await
         }
-        Command::Backfill { pipeline, from, to, reprocess, max_active, dry_run, pipelines, lake, max_parallel } => {
+        Command::Backfill { pipeline, from, to, reprocess, max_active, dry_run, force, pipelines, lake, max_parallel } => {
             let access = if dry_run { state::Access::ReadOnly } else { state::Access::ReadWrite };
-            let opts = crate::backfill::Options { max_active, max_parallel, quiet, lake, base_dir: cwd()? };
+            let opts = crate::backfill::Options { max_active, force, max_parallel, quiet, lake, base_dir: cwd()? };
             backfill_cmd(&pipeline, &pipelines, from, to, reprocess, dry_run, open_state(&cli.state, access)?, &opts).await
         }
         Command::Runs { limit, pipeline } => list_runs(open_state(&cli.state, state::Access::ReadOnly)?, limit, pipeline.as_deref()),

@@ -30,6 +30,9 @@ pub struct JobOptions {
     pub commit: Arc<CommitGate>,
     /// How long to wait for another live run of the same pipeline to finish (0: refuse at once).
     pub lease_wait: Duration,
+    /// Run every stage, even those whose inputs and config are unchanged since their last
+    /// successful run.
+    pub force: bool,
 }
 
 /// A pipeline that failed validation (exit code 2) rather than a run that failed.
@@ -116,7 +119,28 @@ pub async fn start(plan: Plan, state: Arc<dyn StateStore>, opts: &JobOptions, tr
     reap_interrupted(&state, opts.quiet)?;
     recover_lake(&plan.lake, &lease, &state, opts.quiet).await?;
     state.create_run(&run::new_run_record(&plan, trigger)?)?;
-    execute(plan, state, opts, HashSet::new(), lease).await
+    let cache = stage_cache(&plan, opts.force, opts.quiet).await;
+    execute(plan, state, opts, HashSet::new(), lease, cache).await
+}
+
+/// Fingerprints and cache hits of a new run (`force`: no hits, but its outputs still become the
+/// cache entries); a lake the cache cannot be read from runs every stage (with a warning)
+/// rather than failing the run.
+async fn stage_cache(plan: &Plan, force: bool, quiet: bool) -> Option<run::cache::StageCache> {
+    let found = async {
+        let fingerprints = run::cache::fingerprints(plan).await?;
+        let hits = if force { vec![None; fingerprints.len()] } else { run::cache::lookup(plan, &fingerprints).await? };
+        anyhow::Ok(run::cache::StageCache { fingerprints, hits })
+    };
+    match found.await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            if !quiet {
+                eprintln!("warning: cannot compare stages with their last successful run, running them all: {e:#}");
+            }
+            None
+        }
+    }
 }
 
 /// Mark every `running` run whose process is gone (or whose heartbeat stopped) as interrupted,
@@ -154,7 +178,14 @@ fn heartbeat(state: Arc<dyn StateStore>, run_id: String) -> tokio::task::JoinHan
 
 /// Execute under a held lease; a lease lost to another process (this one presumed dead)
 /// cancels the run if it has not reached its commit point.
-async fn execute(plan: Plan, state: Arc<dyn StateStore>, opts: &JobOptions, reuse: HashSet<usize>, lease: Lease) -> Result<RunOutcome> {
+async fn execute(
+    plan: Plan,
+    state: Arc<dyn StateStore>,
+    opts: &JobOptions,
+    reuse: HashSet<usize>,
+    lease: Lease,
+    cache: Option<run::cache::StageCache>,
+) -> Result<RunOutcome> {
     let beat = heartbeat(state.clone(), plan.vars.run_id.clone());
     let watch = {
         let (lost, cancel, commit) = (lease.lost(), opts.cancel.clone(), opts.commit.clone());
@@ -164,8 +195,14 @@ async fn execute(plan: Plan, state: Arc<dyn StateStore>, opts: &JobOptions, reus
             commit.interrupt(&cancel);
         })
     };
-    let run_opts =
-        RunOptions { max_parallel: opts.max_parallel, cancel: opts.cancel.clone(), quiet: opts.quiet, reuse, commit: opts.commit.clone() };
+    let run_opts = RunOptions {
+        max_parallel: opts.max_parallel,
+        cancel: opts.cancel.clone(),
+        quiet: opts.quiet,
+        reuse,
+        commit: opts.commit.clone(),
+        cache,
+    };
     let outcome = run::execute(Arc::new(plan), state, run_opts).await;
     watch.abort();
     beat.abort();
@@ -252,7 +289,7 @@ pub async fn resume(
     let rerun = plan.stages.iter().enumerate().filter(|(i, _)| !reuse.contains(i)).map(|(_, s)| s.id.clone()).collect();
     announce(&ResumePlan::Stages { rerun, reused: reuse.len() });
     state.set_run_status(&run_id, RunStatus::Running, None)?;
-    execute(plan, state, opts, reuse, lease).await
+    execute(plan, state, opts, reuse, lease, None).await
 }
 
 /// The plan of a recorded run: its exact pipeline text and params (SQL files are re-read).

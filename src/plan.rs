@@ -97,6 +97,8 @@ pub struct PlannedStage {
     pub retry: RetryPolicy,
     pub timeout: Option<Duration>,
     pub task: Arc<dyn StageTask>,
+    /// The rendered config as JSON (part of the stage's fingerprint).
+    pub config_text: String,
 }
 
 #[derive(Debug, Clone)]
@@ -387,6 +389,7 @@ pub fn build(spec: &SpecFile, opts: &PlanOptions, registry: &Registry) -> Result
     // Pass 3: kind-specific preparation (configs, templates, SQL syntax).
     let pipeline_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut tasks: Vec<Option<Arc<dyn StageTask>>> = vec![None; stages.len()];
+    let mut config_texts: Vec<String> = vec![String::new(); stages.len()];
     for (i, s) in stages.iter().enumerate() {
         let st = &s.value;
         let id = st.id.value.as_str();
@@ -410,6 +413,7 @@ pub fn build(spec: &SpecFile, opts: &PlanOptions, registry: &Registry) -> Result
                 continue;
             }
         };
+        config_texts[i] = config.value.to_string();
         let input_names: Vec<String> = inputs[i].iter().map(|x| x.name.clone()).collect();
         let outputs: Vec<OutputSpec> = st.outputs.iter().map(|o| o.value.clone()).collect();
         let stage_pos = pos(file, &st.id.referenced);
@@ -461,6 +465,7 @@ pub fn build(spec: &SpecFile, opts: &PlanOptions, registry: &Registry) -> Result
             retry: retries[old].clone(),
             timeout: timeouts[old],
             task,
+            config_text: config_texts[old].clone(),
         });
     }
     Ok(Plan {

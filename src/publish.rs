@@ -63,15 +63,18 @@ pub async fn table_heads(plan: &Plan, run_id: &str) -> Result<BTreeMap<String, O
 }
 
 /// Check everything that could refuse the publish and describe it as a manifest. Writes nothing.
-pub async fn prepare(plan: &Plan) -> Result<Manifest> {
+/// Tables in `unchanged` (whose published version already holds exactly this run's output) are
+/// left out.
+pub async fn prepare(plan: &Plan, unchanged: &std::collections::BTreeSet<String>) -> Result<Manifest> {
     let run_id = &plan.vars.run_id;
     let ctx = crate::engine::session();
     plan.lake.register(&ctx);
-    for (_, o) in published_outputs(plan) {
+    let publish = || published_outputs(plan).filter(|(_, o)| !unchanged.contains(&o.name));
+    for (_, o) in publish() {
         delta::check_compatible(&ctx, &plan.lake, &o.name, &plan.lake.staging_url(run_id, &o.name), o.schema_mode).await?;
     }
     let heads = table_heads(plan, run_id).await?;
-    let tables = published_outputs(plan)
+    let tables = publish()
         .map(|(stage, o)| TableCommit {
             table: o.name.clone(),
             stage: stage.to_string(),

@@ -344,6 +344,7 @@ impl Daemon {
             commit: run.commit.clone(),
             // Behind a manual run or a backfill run of the same pipeline, wait rather than skip.
             lease_wait: Duration::from_secs(24 * 3600),
+            force: false,
         };
         let (tx, state, shared, base) = (self.tx.clone(), self.opts.state.clone(), self.shared.clone(), self.opts.base_dir.clone());
         let (file, pipeline, interval) = (file.clone(), pipeline.to_string(), run.interval);

@@ -12,6 +12,22 @@ pub const CONFIG: &str = "config.yaml";
 pub const WEIGHTS: &str = "model.safetensors";
 pub const METRICS: &str = "metrics.json";
 
+/// Which version of a model folder this is, cheaply: the size and modification time of its
+/// config and weights (what a stage's fingerprint folds in, so new weights rerun the stage).
+pub fn version_stamp(dir: &std::path::Path) -> String {
+    [CONFIG, WEIGHTS]
+        .iter()
+        .map(|f| match std::fs::metadata(dir.join(f)) {
+            Ok(m) => {
+                let modified = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos());
+                format!("{f}:{}:{}", m.len(), modified.unwrap_or(0))
+            }
+            Err(_) => format!("{f}:missing"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 pub struct Checkpoint {
     pub vs: VarStore,
     pub model: Model,

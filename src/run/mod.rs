@@ -9,6 +9,7 @@
 //!   even through signals and crashes.
 //! * Every attempt is recorded in the state store before it starts and when it ends, so a
 //!   crash or Ctrl-C leaves a history that `restock resume` can continue from.
+pub mod cache;
 mod inputs;
 pub mod progress;
 
@@ -36,6 +37,8 @@ pub struct RunOptions {
     pub reuse: HashSet<usize>,
     /// Shared with the signal handler: whether the run is past its commit point.
     pub commit: Arc<CommitGate>,
+    /// Fingerprints and reusable outputs of unchanged stages (none: run every stage).
+    pub cache: Option<cache::StageCache>,
 }
 
 /// The line between "a signal cancels the run" and "the run is committed, finish publishing".
@@ -174,7 +177,13 @@ pub async fn execute(plan: Arc<Plan>, state: Arc<dyn StateStore>, opts: RunOptio
                     busy += usize::from(holds);
                     slots[i] = Slot::Running;
                     let (plan, state, cancel, progress) = (plan.clone(), state.clone(), opts.cancel.clone(), progress.clone());
-                    running.spawn(async move { (i, run_stage(&plan, i, state, cancel, &progress).await) });
+                    let hit = opts.cache.as_ref().and_then(|c| c.hits[i].clone());
+                    running.spawn(async move {
+                        if let Some(outcome) = restore_stage(&plan, i, hit, &state, &progress).await {
+                            return (i, outcome);
+                        }
+                        (i, run_stage(&plan, i, state, cancel, &progress).await)
+                    });
                 }
             }
         }
@@ -223,7 +232,8 @@ pub async fn execute(plan: Arc<Plan>, state: Arc<dyn StateStore>, opts: RunOptio
         (RunStatus::Failed, Some(format!("stage(s) failed: {}; nothing was published", failed.join(", "))), vec![])
     } else {
         progress.message("publishing");
-        publish_run(&plan, &state, &progress, &opts).await
+        let ran: Vec<bool> = stages.iter().map(|s| !s.reused).collect();
+        publish_run(&plan, &state, &progress, &opts, &ran).await
     };
     progress.finish();
     state.set_run_status(&run_id, status, error.as_deref())?;
@@ -232,14 +242,53 @@ pub async fn execute(plan: Arc<Plan>, state: Arc<dyn StateStore>, opts: RunOptio
 
 const NOTHING_PUBLISHED_CANCELLED: &str = "cancelled by signal; nothing was published";
 
+/// Serve stage `i` from the cache when its fingerprint is unchanged; `None` (run it) on a miss
+/// or when the cached outputs cannot be restored.
+async fn restore_stage(
+    plan: &Plan,
+    i: usize,
+    hit: Option<cache::Entry>,
+    state: &Arc<dyn StateStore>,
+    progress: &Progress,
+) -> Option<StageOutcome> {
+    let entry = hit?;
+    let stage = &plan.stages[i];
+    let started = Instant::now();
+    if let Err(e) = cache::restore(plan, i, &entry).await {
+        progress.line(format!("↻ {}: cannot reuse the outputs of run {} ({e:#}); running it", stage.id, entry.run_id));
+        return None;
+    }
+    let reason = cache::reason(&entry);
+    let recorded = state.start_attempt(&plan.vars.run_id, &stage.id).and_then(|a| {
+        state.finish_attempt(&plan.vars.run_id, &stage.id, a, AttemptStatus::Unchanged, Some(&reason), &AttemptMetrics::default())
+    });
+    if let Err(e) = recorded {
+        return Some(failed(stage.id.clone(), AttemptStatus::Failed, 1, format!("state store: {e:#}"), started));
+    }
+    progress.not_run(format!("↺ {} {reason}", stage.id));
+    Some(StageOutcome {
+        reused: true,
+        duration: started.elapsed(),
+        ..StageOutcome::not_run(&stage.id, AttemptStatus::Succeeded, true, None)
+    })
+}
+
 /// Prepare, cross the commit point, roll forward. Errors become the run's status and message.
 async fn publish_run(
     plan: &Plan,
     state: &Arc<dyn StateStore>,
     progress: &Progress,
     opts: &RunOptions,
+    ran: &[bool],
 ) -> (RunStatus, Option<String>, Vec<Published>) {
-    let manifest = match publish::prepare(plan).await {
+    let unchanged = match &opts.cache {
+        Some(c) => cache::unchanged_tables(plan, c, ran).await,
+        None => Default::default(),
+    };
+    for t in &unchanged {
+        progress.line(format!("= {t} unchanged: its published version already holds this output"));
+    }
+    let manifest = match publish::prepare(plan, &unchanged).await {
         Ok(m) => m,
         Err(e) => return (RunStatus::Failed, Some(format!("publish refused: {e:#}; nothing was published")), vec![]),
     };
@@ -253,13 +302,39 @@ async fn publish_run(
             return (RunStatus::Failed, Some(msg), vec![]);
         }
     };
-    finish_publish(&plan.lake, Some(state), progress, &manifest).await
+    let ended = roll_forward(&plan.lake, Some(state), progress, &manifest).await;
+    if ended.0 == RunStatus::Succeeded {
+        if let Some(c) = &opts.cache {
+            // The outputs of the stages that ran become their cache entries; a failure here
+            // only costs the next run a recomputation.
+            if let Err(e) = cache::save(plan, &c.fingerprints, ran).await {
+                progress.line(format!("warning: cannot keep this run's outputs for unchanged stages of later runs: {e:#}"));
+            }
+        }
+        let _ = plan.lake.delete_prefix(&plan.lake.run_staging_url(&manifest.run_id)).await;
+    }
+    ended
 }
 
 /// Roll a committed manifest forward, recording each table in `state` (when this history knows
 /// the run), and say how the run ends. Also what `resume` and the recovery of a dead process's
 /// publish do.
 pub async fn finish_publish(
+    lake: &crate::storage::Lake,
+    state: Option<&Arc<dyn StateStore>>,
+    progress: &Progress,
+    manifest: &Manifest,
+) -> (RunStatus, Option<String>, Vec<Published>) {
+    let ended = roll_forward(lake, state, progress, manifest).await;
+    if ended.0 == RunStatus::Succeeded {
+        // Committed: keep the lake tidy.
+        let _ = lake.delete_prefix(&lake.run_staging_url(&manifest.run_id)).await;
+    }
+    ended
+}
+
+/// [`finish_publish`] without deleting the run's staging.
+async fn roll_forward(
     lake: &crate::storage::Lake,
     state: Option<&Arc<dyn StateStore>>,
     progress: &Progress,
@@ -290,8 +365,6 @@ pub async fn finish_publish(
             return (RunStatus::PublishIncomplete, Some(msg), vec![]);
         }
     };
-    // Committed: keep the lake tidy.
-    let _ = lake.delete_prefix(&lake.run_staging_url(run_id)).await;
     let published =
         completion.tables.iter().filter_map(|(t, o)| o.version.map(|version| Published { table: t.clone(), version })).collect();
     (RunStatus::Succeeded, None, published)

@@ -282,6 +282,13 @@ impl ForecastTask {
 
 #[async_trait]
 impl StageTask for ForecastTask {
+    fn fingerprint(&self) -> Option<String> {
+        match &self.method {
+            StageMethod::Lm { dir, .. } => Some(crate::lm::checkpoint::version_stamp(dir)),
+            StageMethod::Stat(_) => None,
+        }
+    }
+
     async fn plan(&self, inputs: &BTreeMap<String, SchemaRef>) -> Result<Vec<SchemaRef>, Diagnostics> {
         let schema = inputs.get(&self.input).expect("planner passes every declared input");
         let out = self.output_schema(schema)?;

@@ -91,6 +91,11 @@ pub trait StageTask: Send + Sync + Debug {
     fn holds_slot(&self) -> bool {
         true
     }
+    /// Whether an unchanged fingerprint may replace running the stage with its last outputs
+    /// (a sensor, whose job is to look now, may not).
+    fn cacheable(&self) -> bool {
+        true
+    }
 }
 
 /// Everything a running task may use.

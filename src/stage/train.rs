@@ -129,6 +129,10 @@ fn windows(histories: &[Vec<f64>], len: usize) -> (Vec<&[f64]>, Vec<Encoded>) {
 
 #[async_trait]
 impl StageTask for TrainTask {
+    fn fingerprint(&self) -> Option<String> {
+        Some(crate::lm::checkpoint::version_stamp(&self.base))
+    }
+
     async fn plan(&self, _inputs: &BTreeMap<String, SchemaRef>) -> Result<Vec<SchemaRef>, Diagnostics> {
         Ok(vec![output_schema()])
     }

@@ -73,6 +73,10 @@ impl StageTask for WaitTask {
         false
     }
 
+    fn cacheable(&self) -> bool {
+        false
+    }
+
     async fn run(&self, cx: &StageCx) -> Result<StageReport> {
         let url = cx.lake.resolve(&self.cfg.path)?;
         let folder = self.cfg.path.ends_with('/');

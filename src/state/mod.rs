@@ -54,6 +54,8 @@ pub enum AttemptStatus {
     Cancelled,
     /// Not run because a stage it depends on failed.
     Skipped,
+    /// Not run: its fingerprint equals that of its last successful run, whose outputs it reused.
+    Unchanged,
 }
 
 macro_rules! str_enum {
@@ -76,13 +78,13 @@ str_enum!(RunStatus {
 str_enum!(Trigger { Manual => "manual", Scheduled => "scheduled", Backfill => "backfill" });
 str_enum!(AttemptStatus {
     Running => "running", Succeeded => "succeeded", Failed => "failed", TimedOut => "timed_out",
-    Cancelled => "cancelled", Skipped => "skipped",
+    Cancelled => "cancelled", Skipped => "skipped", Unchanged => "unchanged",
 });
 
 impl AttemptStatus {
     /// Whether a resume may reuse this stage's staged outputs.
     pub fn is_reusable(self) -> bool {
-        self == AttemptStatus::Succeeded
+        matches!(self, AttemptStatus::Succeeded | AttemptStatus::Unchanged)
     }
 }
 

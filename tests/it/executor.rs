@@ -134,7 +134,7 @@ async fn run_yaml(env: &Env, yaml: &str, max_parallel: usize, cancel: Cancellati
     run::start(
         Arc::new(plan),
         env.state.clone(),
-        RunOptions { max_parallel, cancel, quiet: true, reuse: Default::default(), commit: Default::default() },
+        RunOptions { max_parallel, cancel, quiet: true, reuse: Default::default(), commit: Default::default(), cache: None },
     )
     .await
     .expect("state store works")
@@ -345,6 +345,7 @@ stages:
             quiet: true,
             reuse: Default::default(),
             commit: Default::default(),
+            cache: None,
         },
     )
     .await

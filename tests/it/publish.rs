@@ -50,8 +50,11 @@ fn manifest_of(p: &Project) -> std::path::PathBuf {
     let dir = p.file("lake/_restock/commits");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Some(e) = std::fs::read_dir(&dir).ok().and_then(|mut d| d.next()) {
-            return e.unwrap().path();
+        // The manifest itself, not the temporary file the local store writes before renaming it.
+        let found =
+            std::fs::read_dir(&dir).ok().and_then(|d| d.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|x| x == "json")));
+        if let Some(path) = found {
+            return path;
         }
         assert!(Instant::now() < deadline, "no run manifest appeared");
         std::thread::sleep(Duration::from_millis(20));

@@ -85,8 +85,13 @@ fn nightly_pipeline_on_an_s3_lake_publishes_delta_tables_there() {
     let plan = run(&["query", "--lake", lake, "--format", "csv", "SELECT COUNT(*) FROM policies"]);
     assert_eq!(plan.lines().nth(1), Some("16"), "8 SKUs x 2 locations:\n{plan}");
 
-    // A second demo commits version 1 next to version 0 (the last run is the weekly plan's).
+    // A second demo on the same raw data reuses every stage's outputs from the bucket's stage
+    // cache and publishes nothing new; with --force it commits version 1 next to version 0 (the
+    // last run is the weekly plan's).
     run(&demo);
+    let show = run(&["show", &p.last_run_id()]);
+    assert!(show.contains("skipped: inputs unchanged since run") && !show.contains("policies v1"), "{show}");
+    run(&[&demo[..], &["--force"]].concat());
     let show = run(&["show", &p.last_run_id()]);
     assert!(show.contains("policies v1") && show.contains("allocation_summary v1"), "{show}");
 }

@@ -194,8 +194,13 @@ fn serve_resumes_a_scheduled_run_its_killed_predecessor_left() {
         "name: slow\nschedule:\n  cron: \"*/2 * * * * *\"\nstages:\n  - { id: a, kind: noop, config: { busy: 3s } }\n",
     );
     let mut first = Daemon::start(&p, &[]);
-    first.wait_for("run ", Duration::from_secs(60));
     first.wait_for("started for", Duration::from_secs(60));
+    // Its stage is running (the run is recorded before its stages start).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count_runs(&p, "slow", "running") == 0 {
+        assert!(Instant::now() < deadline, "no run was recorded:\n{}", first.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     first.child.kill().unwrap(); // SIGKILL: the run in progress dies with it
     first.child.wait().unwrap();
     let killed = p.last_run_id();
@@ -338,4 +343,49 @@ fn sla_misses_are_notified_and_a_deleted_file_leaves_the_others_scheduled() {
     }
     let (code, log) = d.terminate();
     assert_eq!(code, Some(0), "{log}");
+}
+
+/// The status column of `stage` in `restock show` output.
+fn stage_status(show: &str, stage: &str) -> String {
+    let rows = crate::common::stage_rows(show, stage);
+    let row = rows.last().unwrap_or_else(|| panic!("no row for {stage}:\n{show}"));
+    row.split('┆').nth(2).unwrap_or_default().trim().to_string()
+}
+
+#[test]
+fn unchanged_stages_reuse_their_last_outputs_and_changed_inputs_rerun() {
+    let p = Project::with_demo();
+    p.ok(&["run", "pipelines/nightly.yaml", "--date", "2026-10-27"]);
+    let first = p.last_run_id();
+    let versions = |table: &str| std::fs::read_dir(p.file(&format!("lake/tables/{table}/_delta_log"))).unwrap().count();
+    let forecasts_before = versions("forecasts");
+
+    // Same raw data, same pipeline: every stage is served from the first run, nothing republished.
+    p.ok(&["run", "pipelines/nightly.yaml", "--date", "2026-10-27"]);
+    let show = p.ok(&["show", &p.last_run_id()]);
+    for stage in ["clean_sales", "demand_daily", "product_text", "forecast_baseline"] {
+        assert_eq!(stage_status(&show, stage), "unchanged", "{show}");
+    }
+    assert!(show.contains(&format!("skipped: inputs unchanged since run {first}")), "{show}");
+    assert_eq!(versions("forecasts"), forecasts_before, "an identical table is not published again");
+    let rows = p.query("SELECT COUNT(*) FROM forecasts");
+
+    // New reviews change product_text (and what reads it), not the sales cleaning.
+    let reviews = std::fs::read_dir(p.file("lake/raw/reviews")).unwrap().next().unwrap().unwrap().path();
+    let copy = reviews.with_file_name("extra-copy.parquet");
+    if reviews.is_dir() {
+        panic!("expected a file under raw/reviews: {}", reviews.display());
+    }
+    std::fs::copy(&reviews, &copy).unwrap();
+    p.ok(&["run", "pipelines/nightly.yaml", "--date", "2026-10-27"]);
+    let show = p.ok(&["show", &p.last_run_id()]);
+    assert_eq!(stage_status(&show, "product_text"), "succeeded", "{show}");
+    assert_eq!(stage_status(&show, "clean_sales"), "unchanged", "{show}");
+    assert_eq!(stage_status(&show, "demand_daily"), "unchanged", "{show}");
+    assert_eq!(p.query("SELECT COUNT(*) FROM forecasts"), rows);
+
+    // --force runs everything.
+    p.ok(&["run", "pipelines/nightly.yaml", "--date", "2026-10-27", "--force"]);
+    let show = p.ok(&["show", &p.last_run_id()]);
+    assert!(!show.contains("unchanged"), "{show}");
 }
