@@ -11,6 +11,8 @@ use super::*;
 
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// For messages.
+    path: std::path::PathBuf,
 }
 
 const SCHEMA_VERSION: i64 = 2;
@@ -113,7 +115,7 @@ impl SqliteStore {
         conn.execute_batch(SCHEMA)?;
         migrate(&conn)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self { conn: Mutex::new(conn), path: path.to_path_buf() })
     }
 
     /// For commands that only read history. A database that does not exist yet reads as empty;
@@ -124,7 +126,7 @@ impl SqliteStore {
             let conn = Connection::open_in_memory()?;
             conn.execute_batch(SCHEMA)?;
             migrate(&conn)?;
-            return Ok(Self { conn: Mutex::new(conn) });
+            return Ok(Self { conn: Mutex::new(conn), path: path.to_path_buf() });
         }
         let open = |flags: OpenFlags| -> Result<Connection> {
             let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
@@ -146,7 +148,16 @@ impl SqliteStore {
             Err(first)
         });
         let conn = conn.map_err(|e| explain_open_error(path, e))?;
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(Self { conn: Mutex::new(conn), path: path.to_path_buf() })
+    }
+
+    /// An error of `what` that names the database, and says so when another process holds it.
+    fn failed(&self, what: String) -> impl FnOnce(rusqlite::Error) -> anyhow::Error + '_ {
+        move |e| {
+            let locked = matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked));
+            let hint = if locked { " (another process held the state database locked for over 10 s)" } else { "" };
+            anyhow::anyhow!("state database {}: {what}: {e}{hint}", self.path.display())
+        }
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -256,72 +267,82 @@ impl StateStore for SqliteStore {
     fn create_run(&self, run: &RunInfo) -> Result<()> {
         // The creating process runs it: its first heartbeat is the run's start.
         let me = crate::process::Holder::current();
-        self.conn().execute(
-            "INSERT INTO runs (run_id, pipeline, pipeline_path, spec_text, spec_hash, params, run_date,
+        self.conn()
+            .execute(
+                "INSERT INTO runs (run_id, pipeline, pipeline_path, spec_text, spec_hash, params, run_date,
                                interval_start, interval_end, lake, status, started_at,
                                interval_start_utc, interval_end_utc, trigger,
                                holder_host, holder_pid, holder_start, heartbeat_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'running', ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?11)",
-            params![
-                run.run_id,
-                run.pipeline,
-                run.pipeline_path,
-                run.spec_text,
-                run.spec_hash,
-                run.params_json,
-                run.run_date,
-                run.interval_start,
-                run.interval_end,
-                run.lake,
-                now(),
-                run.interval.map(|i| utc_text(i.start)),
-                run.interval.map(|i| utc_text(i.end)),
-                run.trigger.as_str(),
-                me.host,
-                me.pid,
-                me.start.map(|s| s as i64)
-            ],
-        )?;
+                params![
+                    run.run_id,
+                    run.pipeline,
+                    run.pipeline_path,
+                    run.spec_text,
+                    run.spec_hash,
+                    run.params_json,
+                    run.run_date,
+                    run.interval_start,
+                    run.interval_end,
+                    run.lake,
+                    now(),
+                    run.interval.map(|i| utc_text(i.start)),
+                    run.interval.map(|i| utc_text(i.end)),
+                    run.trigger.as_str(),
+                    me.host,
+                    me.pid,
+                    me.start.map(|s| s as i64)
+                ],
+            )
+            .map_err(self.failed(format!("cannot record run {}", run.run_id)))?;
         Ok(())
     }
 
     fn set_run_status(&self, run_id: &str, status: RunStatus, error: Option<&str>) -> Result<()> {
         let finished = (status != RunStatus::Running).then(now);
-        self.conn().execute(
-            "UPDATE runs SET status = ?2, error = ?3, finished_at = ?4 WHERE run_id = ?1",
-            params![run_id, status.as_str(), error, finished],
-        )?;
+        self.conn()
+            .execute(
+                "UPDATE runs SET status = ?2, error = ?3, finished_at = ?4 WHERE run_id = ?1",
+                params![run_id, status.as_str(), error, finished],
+            )
+            .map_err(self.failed(format!("cannot record run {run_id} as {status}")))?;
         Ok(())
     }
 
     fn heartbeat(&self, run_id: &str, holder: &crate::process::Holder) -> Result<()> {
-        self.conn().execute(
-            "UPDATE runs SET holder_host = ?2, holder_pid = ?3, holder_start = ?4, heartbeat_at = ?5 WHERE run_id = ?1",
-            params![run_id, holder.host, holder.pid, holder.start.map(|s| s as i64), now()],
-        )?;
+        self.conn()
+            .execute(
+                "UPDATE runs SET holder_host = ?2, holder_pid = ?3, holder_start = ?4, heartbeat_at = ?5 WHERE run_id = ?1",
+                params![run_id, holder.host, holder.pid, holder.start.map(|s| s as i64), now()],
+            )
+            .map_err(self.failed(format!("cannot record the heartbeat of run {run_id}")))?;
         Ok(())
     }
 
     fn runs_with_status(&self, status: RunStatus) -> Result<Vec<RunRecord>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT * FROM runs WHERE status = ?1 ORDER BY started_at, run_id")?;
-        let rows = stmt.query_map([status.as_str()], run_from_row)?;
-        rows.map(|r| with_status(r?)).collect()
+        let read = || -> rusqlite::Result<Vec<(RunRecord, String)>> {
+            let mut stmt = conn.prepare("SELECT * FROM runs WHERE status = ?1 ORDER BY started_at, run_id")?;
+            stmt.query_map([status.as_str()], run_from_row)?.collect()
+        };
+        read().map_err(self.failed(format!("cannot read the {status} runs")))?.into_iter().map(with_status).collect()
     }
 
     fn interval_runs(&self, pipeline: &str) -> Result<Vec<RunRecord>> {
         let conn = self.conn();
-        // A schema-1 database opened read-only (not upgraded) has no run with a UTC interval.
-        let upgraded: bool =
-            conn.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('runs') WHERE name = 'interval_end_utc'", [], |r| r.get(0))?;
-        if !upgraded {
-            return Ok(vec![]);
-        }
-        let mut stmt = conn.prepare(
-            "SELECT * FROM runs WHERE pipeline = ?1 AND interval_end_utc IS NOT NULL ORDER BY interval_end_utc, started_at, run_id",
-        )?;
-        let rows = stmt.query_map([pipeline], run_from_row)?;
-        rows.map(|r| with_status(r?)).collect()
+        let read = || -> rusqlite::Result<Vec<(RunRecord, String)>> {
+            // A schema-1 database opened read-only (not upgraded) has no run with a UTC interval.
+            let upgraded: bool =
+                conn.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('runs') WHERE name = 'interval_end_utc'", [], |r| r.get(0))?;
+            if !upgraded {
+                return Ok(vec![]);
+            }
+            let mut stmt = conn.prepare(
+                "SELECT * FROM runs WHERE pipeline = ?1 AND interval_end_utc IS NOT NULL ORDER BY interval_end_utc, started_at, run_id",
+            )?;
+            stmt.query_map([pipeline], run_from_row)?.collect()
+        };
+        read().map_err(self.failed(format!("cannot read the runs of pipeline `{pipeline}`")))?.into_iter().map(with_status).collect()
     }
 
     fn start_attempt(&self, run_id: &str, stage_id: &str) -> Result<u32> {

@@ -389,3 +389,30 @@ fn unchanged_stages_reuse_their_last_outputs_and_changed_inputs_rerun() {
     let show = p.ok(&["show", &p.last_run_id()]);
     assert!(!show.contains("unchanged"), "{show}");
 }
+
+#[test]
+fn a_state_database_locked_by_another_process_is_reported_and_serving_goes_on() {
+    let p = Project::empty();
+    p.write("pipelines/tick.yaml", "name: tick\nschedule:\n  cron: \"*/2 * * * * *\"\nstages:\n  - { id: a, kind: noop }\n");
+    let d = Daemon::start(&p, &[]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count_runs(&p, "tick", "succeeded") == 0 {
+        assert!(Instant::now() < deadline, "no first run:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Another process takes the write lock for longer than SQLite's 10 s busy wait.
+    let db = rusqlite::Connection::open(p.file(".restock/state.db")).unwrap();
+    db.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    d.wait_for("another process held the state database locked", Duration::from_secs(40));
+    db.execute_batch("COMMIT").unwrap();
+    drop(db);
+    let before = count_runs(&p, "tick", "succeeded");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while count_runs(&p, "tick", "succeeded") <= before {
+        assert!(Instant::now() < deadline, "serving did not go on after the lock:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, log) = d.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(count_runs(&p, "tick", "running"), 0, "no run is left `running`:\n{}", p.ok(&["runs"]));
+}
