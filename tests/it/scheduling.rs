@@ -155,6 +155,11 @@ fn serve_fires_notifies_reloads_and_drains() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(d.http_get("/healthz").contains("unknown key `cronn`"));
+    // A valid edit is reloaded: the error is gone and the new schedule is in force.
+    p.write("pipelines/tick.yaml", &tick.replace("*/2 * * * * *", "*/3 * * * * *"));
+    d.wait_for("reloaded pipelines/tick.yaml (pipeline `tick`, `*/3 * * * * *` in UTC)", Duration::from_secs(30));
+    let health = d.http_get("/healthz");
+    assert!(health.contains("\"error\": null"), "{health}");
 
     let (code, log) = d.terminate();
     assert_eq!(code, Some(0), "{log}");
@@ -415,4 +420,32 @@ fn a_state_database_locked_by_another_process_is_reported_and_serving_goes_on() 
     let (code, log) = d.terminate();
     assert_eq!(code, Some(0), "{log}");
     assert_eq!(count_runs(&p, "tick", "running"), 0, "no run is left `running`:\n{}", p.ok(&["runs"]));
+}
+
+#[test]
+fn an_interrupted_backfill_started_again_continues_where_it_stopped() {
+    let p = Project::empty();
+    p.write(
+        "pipelines/daily.yaml",
+        "name: daily\nschedule: { cron: \"0 2 * * *\" }\nstages:\n  - { id: a, kind: noop, config: { busy: 2s } }\n",
+    );
+    // --force: the stage is the same every day, so the cache would otherwise serve days 2 to 4.
+    let args = ["backfill", "daily", "--from", "2026-03-01", "--to", "2026-03-04", "--force"];
+    let child = p.std_cmd(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // Stop it once the first interval has succeeded and the second is running.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while count_runs(&p, "daily", "succeeded") < 1 || count_runs(&p, "daily", "running") < 1 {
+        assert!(Instant::now() < deadline, "the backfill never got going:\n{}", p.ok(&["runs"]));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "an interrupted backfill does not report success");
+    assert_eq!(count_runs(&p, "daily", "succeeded"), 1, "{}", p.ok(&["runs"]));
+    assert_eq!(count_runs(&p, "daily", "cancelled"), 1, "{}", p.ok(&["runs"]));
+
+    let dry = p.ok(&[&args[..], &["--dry-run"]].concat());
+    assert!(dry.contains("3 to run") && dry.contains("did not finish (cancelled)"), "{dry}");
+    p.ok(&args);
+    assert_eq!(count_runs(&p, "daily", "succeeded"), 4, "the first interval is not run twice:\n{}", p.ok(&["runs"]));
 }
