@@ -604,14 +604,25 @@ async fn write_reviews(lake: &Lake, skus: &[Sku], dates: &[NaiveDate], rng: &mut
 
 /// What the main job prints at the end: published tables and a sample analyst query.
 pub async fn print_summary(lake: &Lake, outcome: &RunOutcome) -> Result<()> {
-    println!("\nPublished (Delta tables under {}tables/):", lake.root);
-    for p in &outcome.published {
-        let rows = crate::query::run_sql(lake, &format!("SELECT COUNT(*) AS n FROM {}", p.table)).await?;
+    let mut tables: Vec<(String, i64)> = outcome.published.iter().map(|p| (p.table.clone(), p.version)).collect();
+    let unchanged = tables.is_empty() && !outcome.stages.is_empty() && outcome.stages.iter().all(|s| s.reused);
+    if unchanged {
+        println!("\nNothing new to publish: every stage's inputs and config are unchanged since its last successful run");
+        println!("(`--force` recomputes). The lake's tables (under {}tables/):", lake.root);
+        tables = crate::storage::commit::visible_versions(lake).await?.into_iter().collect();
+        tables.sort();
+    } else {
+        println!("\nPublished (Delta tables under {}tables/):", lake.root);
+    }
+    for (table, version) in &tables {
+        let rows = crate::query::run_sql(lake, &format!("SELECT COUNT(*) AS n FROM {table}")).await?;
         let n =
             rows.first().map(|b| datafusion::arrow::util::display::array_value_to_string(b.column(0), 0)).transpose()?.unwrap_or_default();
-        println!("  {:<16} version {:<4} {:>10} rows", p.table, p.version, n);
+        println!("  {table:<18} version {version:<4} {n:>10} rows");
     }
-    let has = |t: &str| outcome.published.iter().any(|p| p.table == t);
+    // The sample query of what this pipeline makes (the weekly plan's allocations, or forecasts).
+    let planned = outcome.stages.iter().any(|s| s.id == "allocate");
+    let has = |t: &str| tables.iter().any(|(name, _)| name == t) && (t == "allocations") == planned;
     let sql = if has("allocations") {
         "SELECT supplier_id, COUNT(*) AS lines, SUM(quantity) AS units, ROUND(SUM(line_cost), 0) AS cost, MIN(expected_arrival) AS first_arrival \
          FROM allocations GROUP BY supplier_id ORDER BY cost DESC LIMIT 5"
