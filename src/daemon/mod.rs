@@ -166,7 +166,10 @@ impl Daemon {
                 let armed = self.arm(&file).await;
                 decided.and(armed)
             }
-            Event::Ended { file, pipeline, interval, outcome, resumed } => self.ended(file, &pipeline, interval, outcome, resumed),
+            Event::Ended { file, pipeline, interval, outcome, resumed } => {
+                self.ended(file, &pipeline, interval, outcome, resumed);
+                Ok(())
+            }
             Event::Shutdown => self.shutdown().await,
             Event::GraceOver => {
                 let active: Vec<&ActiveRun> = self.watched.values().filter_map(|w| w.slots.as_ref()).flat_map(|s| &s.active).collect();
@@ -368,14 +371,7 @@ impl Daemon {
         });
     }
 
-    fn ended(
-        &mut self,
-        file: PathBuf,
-        pipeline: &str,
-        interval: Interval,
-        outcome: Result<RunOutcome>,
-        resumed: Option<String>,
-    ) -> Result<()> {
+    fn ended(&mut self, file: PathBuf, pipeline: &str, interval: Interval, outcome: Result<RunOutcome>, resumed: Option<String>) {
         self.running -= 1;
         if let Some(id) = &resumed {
             self.resuming.remove(id);
@@ -388,39 +384,39 @@ impl Daemon {
                 self.record_stages(pipeline, o);
                 if self.draining && o.status == RunStatus::Cancelled {
                     let why = "interrupted: `restock serve` shut down before it finished; resumed when it starts again";
-                    self.opts.state.set_run_status(&o.run_id, RunStatus::Interrupted, Some(why))?;
+                    if let Err(e) = self.opts.state.set_run_status(&o.run_id, RunStatus::Interrupted, Some(why)) {
+                        // Still free the slot below; the next start reaps the run anyway.
+                        tracing::error!(pipeline, "{e:#}");
+                    }
                 }
-                o.status.to_string()
+                o.status
             }
             Err(e) => {
-                summary.status = "failed".into();
+                summary.status = RunStatus::Failed.to_string();
                 summary.error = Some(format!("{e:#}"));
-                "failed".into()
+                RunStatus::Failed
             }
         };
-        let log = if status == "succeeded" { tracing::Level::INFO } else { tracing::Level::WARN };
         let line = format!(
             "pipeline `{pipeline}` run {} {status}{}",
             summary.run_id.as_deref().unwrap_or("(not started)"),
             summary.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
         );
-        match log {
-            tracing::Level::INFO => tracing::info!(pipeline, "{line}"),
-            _ => tracing::warn!(pipeline, "{line}"),
-        }
-        *self.shared.metrics().runs.entry((pipeline.to_string(), status.clone())).or_default() += 1;
-        if status == "succeeded" {
+        *self.shared.metrics().runs.entry((pipeline.to_string(), status.to_string())).or_default() += 1;
+        if status == RunStatus::Succeeded {
+            tracing::info!(pipeline, "{line}");
             self.shared.metrics().last_success.insert(pipeline.to_string(), Utc::now().timestamp());
             summary.event = Notice::Success;
             if let Some(w) = self.watched.get_mut(&file) {
                 w.sla_watch.retain(|i| *i != interval);
             }
+        } else {
+            tracing::warn!(pipeline, "{line}");
         }
-        if !(self.draining && status == "cancelled") {
+        if !(self.draining && status == RunStatus::Cancelled) {
             notify::send(&hooks, summary);
         }
         self.free_slot(&file, pipeline, interval);
-        Ok(())
     }
 
     fn record_stages(&self, pipeline: &str, o: &RunOutcome) {

@@ -266,11 +266,7 @@ async fn restore_stage(
         return Some(failed(stage.id.clone(), AttemptStatus::Failed, 1, format!("state store: {e:#}"), started));
     }
     progress.not_run(format!("↺ {} {reason}", stage.id));
-    Some(StageOutcome {
-        reused: true,
-        duration: started.elapsed(),
-        ..StageOutcome::not_run(&stage.id, AttemptStatus::Succeeded, true, None)
-    })
+    Some(StageOutcome { duration: started.elapsed(), ..StageOutcome::not_run(&stage.id, AttemptStatus::Succeeded, true, None) })
 }
 
 /// Prepare, cross the commit point, roll forward. Errors become the run's status and message.

@@ -44,11 +44,7 @@ impl Daemon {
 
     /// Wait until the log contains `needle`.
     fn wait_for(&self, needle: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        while !self.log().contains(needle) {
-            assert!(Instant::now() < deadline, "`{needle}` never appeared in the daemon's log:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        eventually(within, || self.log().contains(needle), || format!("`{needle}` never appeared in the daemon's log:\n{}", self.log()));
     }
 
     fn http_get(&self, path: &str) -> String {
@@ -64,15 +60,19 @@ impl Daemon {
 
     fn terminate(mut self) -> (Option<i32>, String) {
         assert!(std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap().success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100));
-                return (status.code(), self.log());
-            }
-            assert!(Instant::now() < deadline, "serve did not stop after SIGTERM:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let (child, log) = (&mut self.child, &self.log);
+        let mut status = None;
+        let why = || format!("serve did not stop after SIGTERM:\n{}", log.lock().unwrap());
+        eventually(
+            Duration::from_secs(30),
+            || {
+                status = child.try_wait().unwrap();
+                status.is_some()
+            },
+            why,
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        (status.and_then(|s| s.code()), self.log())
     }
 }
 
@@ -106,6 +106,15 @@ fn webhook_receiver() -> (String, mpsc::Receiver<String>) {
         }
     });
     (url, rx)
+}
+
+/// Poll `done` until it holds; fail with `why` once `within` has passed.
+fn eventually(within: Duration, mut done: impl FnMut() -> bool, why: impl Fn() -> String) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "{}", why());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn count_runs(p: &Project, pipeline: &str, status: &str) -> usize {
@@ -149,11 +158,11 @@ fn serve_fires_notifies_reloads_and_drains() {
     p.write("pipelines/tick.yaml", &tick.replace("  cron:", "  cronn:"));
     d.wait_for("tick.yaml:3:3", Duration::from_secs(30));
     let before = count_runs(&p, "tick", "succeeded");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while count_runs(&p, "tick", "succeeded") <= before {
-        assert!(Instant::now() < deadline, "the last good version stopped firing:\n{}", d.log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually(
+        Duration::from_secs(30),
+        || count_runs(&p, "tick", "succeeded") > before,
+        || format!("the last good version stopped firing:\n{}", d.log()),
+    );
     assert!(d.http_get("/healthz").contains("unknown key `cronn`"));
     // A valid edit is reloaded: the error is gone and the new schedule is in force.
     p.write("pipelines/tick.yaml", &tick.replace("*/2 * * * * *", "*/3 * * * * *"));
@@ -172,11 +181,7 @@ fn a_killed_run_is_marked_interrupted_and_resume_finishes_it() {
     let p = Project::empty();
     p.write("slow.yaml", "name: slow\nstages:\n  - { id: a, kind: noop, outputs: [], config: { busy: 2s } }\n");
     let mut child = p.std_cmd(&["run", "slow.yaml"]).env("RESTOCK_HEARTBEAT", "200ms").spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !stdout(&p.run(&["runs"])).contains("running") {
-        assert!(Instant::now() < deadline, "the run never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(Duration::from_secs(60), || stdout(&p.run(&["runs"])).contains("running"), || "the run never started".into());
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let id = p.last_run_id();
@@ -201,21 +206,17 @@ fn serve_resumes_a_scheduled_run_its_killed_predecessor_left() {
     let mut first = Daemon::start(&p, &[]);
     first.wait_for("started for", Duration::from_secs(60));
     // Its stage is running (the run is recorded before its stages start).
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while count_runs(&p, "slow", "running") == 0 {
-        assert!(Instant::now() < deadline, "no run was recorded:\n{}", first.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(Duration::from_secs(60), || count_runs(&p, "slow", "running") > 0, || format!("no run was recorded:\n{}", first.log()));
     first.child.kill().unwrap(); // SIGKILL: the run in progress dies with it
     first.child.wait().unwrap();
     let killed = p.last_run_id();
     let second = Daemon::start(&p, &[]);
     second.wait_for(&format!("resuming interrupted run {killed}"), Duration::from_secs(60));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !p.ok(&["show", &killed]).contains("status succeeded") {
-        assert!(Instant::now() < deadline, "the resumed run never finished:\n{}", second.log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually(
+        Duration::from_secs(60),
+        || p.ok(&["show", &killed]).contains("status succeeded"),
+        || format!("the resumed run never finished:\n{}", second.log()),
+    );
     let (code, log) = second.terminate();
     assert_eq!(code, Some(0), "{log}");
     // Whatever the shutdown cut off is recorded as interrupted, for the next start to resume.
@@ -294,19 +295,16 @@ stages:
     );
     let child = p.std_cmd(&["run", "sensor.yaml", "--date", "2026-12-01", "--max-parallel", "1"]).spawn().unwrap();
     // With one slot, `other` still runs while the sensor waits.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(Instant::now() < deadline, "`other` never ran while the sensor waited");
-        if let Some(id) = p.try_last_run_id() {
-            let show = stdout(&p.run(&["show", &id]));
-            let rows = crate::common::stage_rows(&show, "other");
-            if rows.iter().any(|l| l.contains("succeeded")) {
-                assert!(crate::common::stage_rows(&show, "landed").iter().any(|l| l.contains("running")), "{show}");
-                break;
-            }
+    let other_ran = || {
+        let Some(id) = p.try_last_run_id() else { return false };
+        let show = stdout(&p.run(&["show", &id]));
+        let ran = crate::common::stage_rows(&show, "other").iter().any(|l| l.contains("succeeded"));
+        if ran {
+            assert!(crate::common::stage_rows(&show, "landed").iter().any(|l| l.contains("running")), "{show}");
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        ran
+    };
+    eventually(Duration::from_secs(60), other_ran, || "`other` never ran while the sensor waited".into());
     p.write("lake/raw/sales/date=2026-12-01/part-0.parquet", "not read");
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -341,11 +339,11 @@ fn sla_misses_are_notified_and_a_deleted_file_leaves_the_others_scheduled() {
     std::fs::remove_file(p.file("pipelines/slow.yaml")).unwrap();
     d.wait_for("slow.yaml was deleted", Duration::from_secs(30));
     let before = count_runs(&p, "quick", "succeeded");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while count_runs(&p, "quick", "succeeded") <= before {
-        assert!(Instant::now() < deadline, "the other pipeline stopped firing:\n{}", d.log());
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually(
+        Duration::from_secs(30),
+        || count_runs(&p, "quick", "succeeded") > before,
+        || format!("the other pipeline stopped firing:\n{}", d.log()),
+    );
     let (code, log) = d.terminate();
     assert_eq!(code, Some(0), "{log}");
 }
@@ -400,11 +398,7 @@ fn a_state_database_locked_by_another_process_is_reported_and_serving_goes_on() 
     let p = Project::empty();
     p.write("pipelines/tick.yaml", "name: tick\nschedule:\n  cron: \"*/2 * * * * *\"\nstages:\n  - { id: a, kind: noop }\n");
     let d = Daemon::start(&p, &[]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while count_runs(&p, "tick", "succeeded") == 0 {
-        assert!(Instant::now() < deadline, "no first run:\n{}", d.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(Duration::from_secs(60), || count_runs(&p, "tick", "succeeded") > 0, || format!("no first run:\n{}", d.log()));
     // Another process takes the write lock for longer than SQLite's 10 s busy wait.
     let db = rusqlite::Connection::open(p.file(".restock/state.db")).unwrap();
     db.execute_batch("BEGIN EXCLUSIVE").unwrap();
@@ -412,11 +406,11 @@ fn a_state_database_locked_by_another_process_is_reported_and_serving_goes_on() 
     db.execute_batch("COMMIT").unwrap();
     drop(db);
     let before = count_runs(&p, "tick", "succeeded");
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while count_runs(&p, "tick", "succeeded") <= before {
-        assert!(Instant::now() < deadline, "serving did not go on after the lock:\n{}", d.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        Duration::from_secs(40),
+        || count_runs(&p, "tick", "succeeded") > before,
+        || format!("serving did not go on after the lock:\n{}", d.log()),
+    );
     let (code, log) = d.terminate();
     assert_eq!(code, Some(0), "{log}");
     assert_eq!(count_runs(&p, "tick", "running"), 0, "no run is left `running`:\n{}", p.ok(&["runs"]));
@@ -433,11 +427,11 @@ fn an_interrupted_backfill_started_again_continues_where_it_stopped() {
     let args = ["backfill", "daily", "--from", "2026-03-01", "--to", "2026-03-04", "--force"];
     let child = p.std_cmd(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     // Stop it once the first interval has succeeded and the second is running.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while count_runs(&p, "daily", "succeeded") < 1 || count_runs(&p, "daily", "running") < 1 {
-        assert!(Instant::now() < deadline, "the backfill never got going:\n{}", p.ok(&["runs"]));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(
+        Duration::from_secs(60),
+        || count_runs(&p, "daily", "succeeded") >= 1 && count_runs(&p, "daily", "running") >= 1,
+        || format!("the backfill never got going:\n{}", p.ok(&["runs"])),
+    );
     assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success(), "an interrupted backfill does not report success");
