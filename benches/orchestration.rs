@@ -54,6 +54,7 @@ async fn bench(shape: &str, yaml: String, max_parallel: usize) {
             reuse: Default::default(),
             commit: Default::default(),
             cache: None,
+            gpus: 1,
         },
     )
     .await

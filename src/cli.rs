@@ -168,14 +168,15 @@ enum Command {
         lake: String,
     },
     /// The main job: generate the seeded demo lake (if absent), run pipelines/nightly.yaml, then
-    /// pipelines/weekly_plan.yaml on what it published.
+    /// pipelines/lm_nightly.yaml (fine-tune the forecasting LM, forecast with it) and
+    /// pipelines/weekly_plan.yaml on what they published.
     Demo {
         #[command(flatten)]
         size: demo::DemoSize,
         #[arg(long, env = "RESTOCK_LAKE", default_value = crate::storage::DEFAULT_LAKE)]
         lake: String,
         /// Pipelines to run, in order (repeat the flag).
-        #[arg(long, default_values = ["pipelines/nightly.yaml", "pipelines/weekly_plan.yaml"])]
+        #[arg(long, default_values = ["pipelines/nightly.yaml", "pipelines/lm_nightly.yaml", "pipelines/weekly_plan.yaml"])]
         pipeline: Vec<PathBuf>,
         /// Rebuild the raw data even if it exists.
         #[arg(long)]
@@ -217,8 +218,9 @@ enum Command {
         /// Sample paths per series for `lm`.
         #[arg(long, default_value_t = 20)]
         paths: i64,
-        /// Most recent values per series `lm` reads (default: all that fit in the model).
-        #[arg(long, default_value_t = 512)]
+        /// Most recent values per series `lm` reads (default: the shipped model's pretraining
+        /// window; at most what fits in the model beside the horizon).
+        #[arg(long, default_value_t = 256)]
         context: usize,
     },
     /// Train a forecasting model from scratch on the built-in synthetic corpus (plus any long
@@ -244,6 +246,9 @@ enum Command {
         /// Long tables (series_id, ts, value) mixed into the corpus (repeatable).
         #[arg(long)]
         data: Vec<PathBuf>,
+        /// Season length of the `--data` tables' series (12 for monthly, 7 for daily…).
+        #[arg(long, default_value_t = 1)]
+        data_season: usize,
         #[arg(long, default_value_t = 100)]
         checkpoint_every: usize,
         /// Continue from this model folder's weights (same config) instead of a random start.
@@ -513,10 +518,11 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let methods = crate::evaluate::parse_methods(&methods, &model, &lm)?;
             evaluate_cmd(&data, text.as_deref(), &opts, methods, forecasts.as_ref()).await
         }
-        Command::Pretrain { config, out, steps, batch, window, lr, seed, data, checkpoint_every, init } => {
+        Command::Pretrain { config, out, steps, batch, window, lr, seed, data, data_season, checkpoint_every, init } => {
             let train =
                 crate::lm::train::TrainConfig { steps, batch, window, lr, warmup: (steps / 20).max(1), weight_decay: 0.1, clip: 1.0, seed };
-            pretrain_cmd(&config, out, train, &data, checkpoint_every, init, cli.quiet).await
+            let real = RealSeries { tables: data, season: data_season };
+            pretrain_cmd(&config, out, train, &real, checkpoint_every, init, cli.quiet).await
         }
         Command::Simulate {
             lake,
@@ -1039,11 +1045,17 @@ async fn evaluate_cmd(
     Ok(())
 }
 
+/// Long tables `restock pretrain --data` mixes into the corpus, and their season length.
+struct RealSeries {
+    tables: Vec<PathBuf>,
+    season: usize,
+}
+
 async fn pretrain_cmd(
     config: &std::path::Path,
     out: PathBuf,
     train: crate::lm::train::TrainConfig,
-    data: &[PathBuf],
+    data: &RealSeries,
     checkpoint_every: usize,
     init: Option<PathBuf>,
     quiet: bool,
@@ -1051,10 +1063,10 @@ async fn pretrain_cmd(
     use crate::lm::pretrain::{PretrainOptions, pretrain};
     let config = crate::lm::model::load_config(config)?;
     let mut real = vec![];
-    for path in data {
+    for path in &data.tables {
         real.extend(crate::evaluate::load(path, None).await?.into_iter().map(|s| s.values));
     }
-    let opts = PretrainOptions { config, out, train, real, checkpoint_every, init };
+    let opts = PretrainOptions { config, out, train, real, real_season: data.season.max(1), checkpoint_every, init };
     let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(train.steps as u64) };
     // Logs (no terminal) get a line every 50 steps instead of a bar.
     let lines = !quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -46,6 +46,13 @@ pub fn cuda_backend_loaded() -> bool {
     tch::utils::has_cudart()
 }
 
+/// CUDA devices usable here (0 without a GPU): how many `resources: { gpu: 1 }` stages may run
+/// at once.
+pub fn gpu_count() -> usize {
+    let _ = load_cuda();
+    if tch::Cuda::is_available() { tch::Cuda::device_count().max(0) as usize } else { 0 }
+}
+
 pub fn best() -> Device {
     let _ = load_cuda();
     Device::cuda_if_available()

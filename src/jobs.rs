@@ -202,6 +202,7 @@ async fn execute(
         reuse,
         commit: opts.commit.clone(),
         cache,
+        gpus: if plan.stages.iter().any(|s| s.gpus > 0) { crate::device::gpu_count() } else { 0 },
     };
     let outcome = run::execute(Arc::new(plan), state, run_opts).await;
     watch.abort();

@@ -83,6 +83,22 @@ pub async fn list(lake: &Lake, only: Option<&str>) -> Result<Vec<ModelVersion>> 
     Ok(out)
 }
 
+/// The config text and weights of one version.
+async fn parts(lake: &Lake, table: &str, version: i64) -> Result<(String, Vec<u8>)> {
+    let b = read_version(lake, table, version, true).await?;
+    let weights = b.column(6).as_binary_opt::<i32>().context("`weights` is not a binary column")?.value(0).to_vec();
+    Ok((b.column(7).as_string::<i32>().value(0).to_string(), weights))
+}
+
+/// A model table's latest visible version: (version, config text, weights), or None when the
+/// table was never published. A `train` stage fine-tunes from it.
+pub async fn latest(lake: &Lake, table: &str) -> Result<Option<(i64, String, Vec<u8>)>> {
+    let visible = commit::visible_versions(lake).await?;
+    let Some(version) = visible.get(table).copied().or(delta::head(lake, table).await?.map(|h| h.0)) else { return Ok(None) };
+    let (config, weights) = parts(lake, table, version).await?;
+    Ok(Some((version, config, weights)))
+}
+
 /// Write version `version` (default: the latest visible) of model table `table` as a model folder.
 pub async fn export(lake: &Lake, table: &str, version: Option<i64>, out: &Path) -> Result<ModelVersion> {
     let versions = list(lake, Some(table)).await?;
@@ -93,9 +109,7 @@ pub async fn export(lake: &Lake, table: &str, version: Option<i64>, out: &Path) 
         Some(v) => versions.iter().find(|m| m.version == v).with_context(|| format!("`{table}` has no version {v}"))?,
         None => versions.last().expect("not empty"),
     };
-    let b = read_version(lake, table, chosen.version, true).await?;
-    let weights = b.column(6).as_binary_opt::<i32>().context("`weights` is not a binary column")?.value(0).to_vec();
-    let config = b.column(7).as_string::<i32>().value(0).to_string();
+    let (config, weights) = parts(lake, table, chosen.version).await?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     std::fs::write(out.join(crate::lm::checkpoint::WEIGHTS), weights)?;
     std::fs::write(out.join(crate::lm::checkpoint::CONFIG), config)?;

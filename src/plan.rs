@@ -99,6 +99,8 @@ pub struct PlannedStage {
     pub task: Arc<dyn StageTask>,
     /// The rendered config as JSON (part of the stage's fingerprint).
     pub config_text: String,
+    /// GPUs it holds while running (`resources: { gpu: N }`).
+    pub gpus: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -466,6 +468,7 @@ pub fn build(spec: &SpecFile, opts: &PlanOptions, registry: &Registry) -> Result
             timeout: timeouts[old],
             task,
             config_text: config_texts[old].clone(),
+            gpus: st.resources.as_ref().map_or(0, |r| r.value.gpu),
         });
     }
     Ok(Plan {

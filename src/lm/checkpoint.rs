@@ -72,6 +72,19 @@ impl Checkpoint {
 }
 
 impl Checkpoint {
+    /// A checkpoint from a model table's row: its `config.yaml` text and safetensors bytes
+    /// (through a private temporary folder, which libtorch's loader needs).
+    pub fn from_parts(config_yaml: &str, weights: &[u8], device: Device) -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("restock-model-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let loaded = std::fs::write(dir.join(CONFIG), config_yaml)
+            .and_then(|()| std::fs::write(dir.join(WEIGHTS), weights))
+            .map_err(anyhow::Error::from)
+            .and_then(|()| Self::load(&dir, device));
+        let _ = std::fs::remove_dir_all(&dir);
+        loaded
+    }
+
     /// The weights as safetensors bytes (as `kind`): how a trained model travels inside a table.
     pub fn to_bytes(&self, kind: Kind) -> Result<Vec<u8>> {
         let tmp = std::env::temp_dir().join(format!("restock-{}.safetensors", uuid::Uuid::now_v7()));

@@ -2,13 +2,45 @@
 //! frequency: KernelSynth-style Gaussian-process draws (random sums and products of linear, RBF
 //! and periodic kernels with daily/weekly/monthly/quarterly/yearly periods), random walks with
 //! trend changes, and intermittent counts (Bernoulli occurrence × negative-binomial sizes, the
-//! Croston family); TSMixup mixes two or three of them with random weights.
+//! Croston family), and exponential-smoothing state-space simulations (level, damped trend,
+//! additive or multiplicative season and error: the structure of most business series);
+//! TSMixup mixes one to three of them with random weights. Every series has a frequency, and
+//! its season length is what the model's seasonal-lag input uses, as at forecast time.
 use rand::Rng;
 use rand_distr::{Distribution, Gamma, Normal, Poisson, StandardNormal};
 
-/// Periods the periodic kernels draw from: weekly in daily data, yearly in daily, weekly and
-/// monthly data, quarterly, a month of days, and short cycles.
-const PERIODS: [f64; 9] = [7.0, 365.25, 52.18, 12.0, 4.0, 30.44, 24.0, 14.0, 3.0];
+/// A sampling frequency: its season length (what a user passes as `season_length`) and the
+/// periods its cycles have.
+#[derive(Debug, Clone, Copy)]
+pub struct Frequency {
+    pub season: usize,
+    pub periods: &'static [f64],
+    /// How often pretraining draws it.
+    weight: f64,
+}
+
+/// Hourly, daily, weekly, monthly, quarterly and yearly (no season) data.
+pub const FREQUENCIES: [Frequency; 6] = [
+    Frequency { season: 24, periods: &[24.0, 168.0], weight: 0.08 },
+    Frequency { season: 7, periods: &[7.0, 365.25, 30.44], weight: 0.32 },
+    Frequency { season: 52, periods: &[52.18, 4.35], weight: 0.12 },
+    Frequency { season: 12, periods: &[12.0, 6.0], weight: 0.28 },
+    Frequency { season: 4, periods: &[4.0], weight: 0.12 },
+    Frequency { season: 1, periods: &[], weight: 0.08 },
+];
+
+impl Frequency {
+    fn random(rng: &mut impl Rng) -> Frequency {
+        let mut u = rng.random_range(0.0..FREQUENCIES.iter().map(|f| f.weight).sum::<f64>());
+        for f in FREQUENCIES {
+            if u < f.weight {
+                return f;
+            }
+            u -= f.weight;
+        }
+        FREQUENCIES[FREQUENCIES.len() - 1]
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 enum Kernel {
@@ -19,11 +51,13 @@ enum Kernel {
 }
 
 impl Kernel {
-    fn random(len: usize, rng: &mut impl Rng) -> Kernel {
-        match rng.random_range(0..4) {
+    fn random(len: usize, periods: &[f64], rng: &mut impl Rng) -> Kernel {
+        match rng.random_range(0..5) {
             0 => Kernel::Linear(rng.random_range(0.0..1.0)),
             1 => Kernel::Rbf(rng.random_range(0.05..1.0) * len as f64),
-            2 => Kernel::Periodic { period: PERIODS[rng.random_range(0..PERIODS.len())], length: rng.random_range(0.5..3.0) },
+            2 | 3 if !periods.is_empty() => {
+                Kernel::Periodic { period: periods[rng.random_range(0..periods.len())], length: rng.random_range(0.5..3.0) }
+            }
             _ => Kernel::White(rng.random_range(0.01..0.3)),
         }
     }
@@ -48,12 +82,12 @@ impl Kernel {
 
 /// One GP draw from a random composite kernel (Cholesky of the covariance; series up to a few
 /// hundred points, longer ones are generated at lower resolution and interpolated).
-pub fn kernel_synth(len: usize, rng: &mut impl Rng) -> Vec<f64> {
+pub fn kernel_synth(len: usize, periods: &[f64], rng: &mut impl Rng) -> Vec<f64> {
     let n = len.min(256);
-    let mut kernels = vec![Kernel::random(len, rng)];
+    let mut kernels = vec![Kernel::random(len, periods, rng)];
     let mut products = vec![false];
     for _ in 0..rng.random_range(0..4) {
-        kernels.push(Kernel::random(len, rng));
+        kernels.push(Kernel::random(len, periods, rng));
         products.push(rng.random_bool(0.5));
     }
     let stretch = len as f64 / n as f64;
@@ -120,28 +154,81 @@ pub fn intermittent(len: usize, rng: &mut impl Rng) -> Vec<f64> {
         .collect()
 }
 
-/// One pretraining series: a TSMixup of 1–3 generated series, each mean-scaled, mixed with
-/// Dirichlet-like weights; demand-like (non-negative) half the time.
-pub fn series(len: usize, rng: &mut impl Rng) -> Vec<f64> {
+/// A random seasonal profile of length m (mean 0): a few harmonics plus noise, so profiles are
+/// smooth or jagged like real ones.
+fn seasonal_profile(m: usize, rng: &mut impl Rng) -> Vec<f64> {
+    let harmonics: Vec<(f64, f64)> = (1..=rng.random_range(1..=3usize))
+        .map(|k| (rng.random_range(0.0..1.0) / k as f64, rng.random_range(0.0..std::f64::consts::TAU)))
+        .collect();
+    let jag = rng.random_range(0.0..0.5);
+    let raw: Vec<f64> = (0..m)
+        .map(|i| {
+            let x = std::f64::consts::TAU * i as f64 / m as f64;
+            let h: f64 = harmonics.iter().enumerate().map(|(k, (a, ph))| a * ((k + 1) as f64 * x + ph).cos()).sum();
+            h + jag * Distribution::<f64>::sample(&StandardNormal, rng) * 0.3
+        })
+        .collect();
+    let mean = raw.iter().sum::<f64>() / m as f64;
+    raw.iter().map(|v| v - mean).collect()
+}
+
+/// An exponential-smoothing state-space path (Hyndman et al.): level, optionally damped trend,
+/// additive or multiplicative season of length `season`, additive or multiplicative error.
+pub fn ets_like(len: usize, season: usize, rng: &mut impl Rng) -> Vec<f64> {
+    let alpha = rng.random_range(0.02..0.6);
+    let beta = if rng.random_bool(0.6) { rng.random_range(0.0..0.2) * alpha } else { 0.0 };
+    let phi = if rng.random_bool(0.5) { rng.random_range(0.8..0.98) } else { 1.0 };
+    let gamma = rng.random_range(0.0..0.3) * (1.0 - alpha);
+    let seasonal = season > 1 && rng.random_bool(0.8);
+    let multiplicative = rng.random_bool(0.5);
+    let sigma = rng.random_range(0.005..0.15);
+    let (mut level, mut trend) = (1.0, if beta > 0.0 || rng.random_bool(0.3) { rng.random_range(-0.01..0.02) } else { 0.0 });
+    let amp = rng.random_range(0.05..0.6);
+    let mut s: Vec<f64> = if seasonal { seasonal_profile(season, rng).iter().map(|v| v * amp).collect() } else { vec![0.0; season] };
+    (0..len)
+        .map(|t| {
+            let i = t % season;
+            let e: f64 = sigma * Distribution::<f64>::sample(&StandardNormal, rng);
+            let base = level + phi * trend;
+            let (y, err) = if multiplicative { (base * (1.0 + s[i]) * (1.0 + e), base * e) } else { (base + s[i] * level.abs() + e, e) };
+            level = base + alpha * err;
+            trend = phi * trend + beta * err;
+            s[i] += gamma * e;
+            y
+        })
+        .collect()
+}
+
+/// One pretraining series and its season length: a TSMixup of 1–3 generated series of one
+/// frequency, each mean-scaled, mixed with Dirichlet-like weights; sometimes lifted by a level
+/// (small relative variation, like most aggregate sales); demand-like (non-negative) half the
+/// time.
+pub fn series(len: usize, rng: &mut impl Rng) -> (Vec<f64>, usize) {
+    let freq = Frequency::random(rng);
     let k = rng.random_range(1..=3);
     let weights: Vec<f64> = (0..k).map(|_| -rng.random_range(1e-9f64..1.0).ln()).collect();
     let total: f64 = weights.iter().sum();
     let mut out = vec![0.0; len];
     for w in weights {
-        let s = match rng.random_range(0..3) {
-            0 => kernel_synth(len, rng),
+        let s = match rng.random_range(0..5) {
+            0 => kernel_synth(len, freq.periods, rng),
             1 => trend_walk(len, rng),
-            _ => intermittent(len, rng),
+            2 => intermittent(len, rng),
+            _ => ets_like(len, freq.season, rng),
         };
         let scale = s.iter().map(|v| v.abs()).sum::<f64>() / len as f64;
         let scale = if scale > 0.0 { scale } else { 1.0 };
         out.iter_mut().zip(&s).for_each(|(o, v)| *o += w / total * v / scale);
     }
+    if rng.random_bool(0.25) {
+        let lift = rng.random_range(0.0f64..3.0).exp();
+        out.iter_mut().for_each(|v| *v += lift);
+    }
     if rng.random_bool(0.5) {
         let min = out.iter().copied().fold(f64::INFINITY, f64::min);
         out.iter_mut().for_each(|v| *v = (*v - min.min(0.0)).max(0.0));
     }
-    out
+    (out, freq.season)
 }
 
 #[cfg(test)]
@@ -151,16 +238,20 @@ mod tests {
     #[test]
     fn generated_series_are_finite_varied_and_reproducible() {
         let mut rng = crate::forecast::rng();
-        let all: Vec<Vec<f64>> = (0..50).map(|i| series(100 + 10 * i, &mut rng)).collect();
+        let all: Vec<Vec<f64>> = (0..50).map(|i| series(100 + 10 * i, &mut rng).0).collect();
         for (i, s) in all.iter().enumerate() {
             assert_eq!(s.len(), 100 + 10 * i);
             assert!(s.iter().all(|v| v.is_finite()), "series {i}");
         }
         let sparse = all.iter().filter(|s| s.iter().filter(|v| **v == 0.0).count() * 3 > s.len()).count();
         assert!(sparse > 0 && sparse < 50, "some but not all series are intermittent: {sparse}");
+        let seasons: std::collections::BTreeSet<usize> = (0..60).map(|_| series(50, &mut rng).1).collect();
+        assert!(seasons.len() >= 4 && seasons.iter().all(|m| FREQUENCIES.iter().any(|f| f.season == *m)), "{seasons:?}");
+        let e = ets_like(200, 12, &mut rng);
+        assert!(e.iter().all(|v| v.is_finite()) && e.iter().any(|v| (v - e[0]).abs() > 1e-9));
         let mut again = crate::forecast::rng();
-        assert_eq!(series(100, &mut again), all[0]);
-        let p = kernel_synth(300, &mut again);
+        assert_eq!(series(100, &mut again).0, all[0]);
+        let p = kernel_synth(300, &[7.0], &mut again);
         assert!(p.iter().any(|v| (v - p[0]).abs() > 1e-6), "a GP draw varies");
     }
 }

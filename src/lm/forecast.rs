@@ -5,7 +5,7 @@ use anyhow::{Result, bail};
 
 use super::checkpoint::Checkpoint;
 use super::model::SEP;
-use super::sample::{SampleConfig, sample};
+use super::sample::{Context, SampleConfig, sample};
 use super::tokens::encode;
 use crate::forecast::{QuantileForecast, Request};
 
@@ -16,19 +16,19 @@ pub struct LmOptions {
     pub top_k: i64,
     pub seed: i64,
     /// Series prefilled and decoded together (each with all its paths, which share its cached
-    /// context). The prefill's attention scores grow with it: 16 series × 8 heads × 512² floats
-    /// is 128 MB a layer; 8, 16 or 64 series took the same 47 s for aus_retail on 2 cores.
+    /// context); 0 = [`auto_batch`].
     pub batch: usize,
     /// Most product-text tokens put before the series.
     pub max_text: usize,
     /// Most recent values a series shows the model (also bounded by max_len − horizon):
-    /// prefilling long daily histories is most of the cost.
+    /// prefilling long daily histories is most of the cost. The default is the window `small`
+    /// was pretrained on: longer contexts are positions it never saw.
     pub max_context: usize,
 }
 
 impl Default for LmOptions {
     fn default() -> Self {
-        Self { paths: 20, temperature: 1.0, top_k: 0, seed: 0, batch: 16, max_text: 48, max_context: 512 }
+        Self { paths: 20, temperature: 1.0, top_k: 0, seed: 0, batch: 0, max_text: 48, max_context: 256 }
     }
 }
 
@@ -38,14 +38,22 @@ pub struct Input<'a> {
     pub text: Option<&'a [i64]>,
 }
 
+/// Series per batch: about 4,096 decoding rows (series × paths), so each decoding step is one
+/// large matrix product rather than many small ones, and at most 32 k prefilled tokens, which
+/// bounds the prefill's attention scores (64 series × 4 heads × 512² floats is 268 MB a layer).
+pub fn auto_batch(paths: i64, context: usize) -> usize {
+    (4096 / paths.max(1) as usize).clamp(1, 512).min((32_768 / context.max(1)).max(1))
+}
+
 /// The longest horizon the model allows (it must see at least one value of context).
 pub fn max_horizon(ck: &Checkpoint) -> usize {
     (ck.model.config.max_len - 2).max(0) as usize
 }
 
 /// The token context of one series: text ids (shifted past the value vocabulary) + SEP, then the
-/// most recent values that fit in `max_len - horizon`. Returns (ids, scale).
-fn context(ck: &Checkpoint, input: &Input, horizon: usize, o: &LmOptions) -> (Vec<i64>, f64) {
+/// most recent values that fit in `max_len - horizon`.
+fn context(ck: &Checkpoint, input: &Input, req: &Request, o: &LmOptions) -> Context {
+    let horizon = req.horizon;
     let cfg = &ck.model.config;
     let mut ids = vec![];
     if let (Some(text), true) = (input.text, cfg.text_vocab > 0) {
@@ -56,7 +64,7 @@ fn context(ck: &Checkpoint, input: &Input, horizon: usize, o: &LmOptions) -> (Ve
     let hist = &input.history[input.history.len().saturating_sub(room)..];
     let enc = encode(hist, None);
     ids.extend(enc.ids);
-    (ids, enc.scale)
+    Context { ids, scale: enc.scale, season: req.season }
 }
 
 /// Forecast every input; `on_batch(done)` after each batch may return false to stop (cancel).
@@ -84,10 +92,12 @@ pub fn forecast_paths(
     }
     let sc = SampleConfig { paths: o.paths, horizon: req.horizon as i64, temperature: o.temperature, top_k: o.top_k, seed: o.seed };
     let mut out = Vec::with_capacity(inputs.len());
-    for (b, chunk) in inputs.chunks(o.batch.max(1)).enumerate() {
-        let (ctx, scales): (Vec<Vec<i64>>, Vec<f64>) = chunk.iter().map(|i| context(ck, i, req.horizon, o)).unzip();
+    let longest = (ck.model.config.max_len as usize).saturating_sub(req.horizon).min(o.max_context);
+    let batch = if o.batch > 0 { o.batch } else { auto_batch(o.paths, longest) };
+    for (b, chunk) in inputs.chunks(batch).enumerate() {
+        let ctx: Vec<Context> = chunk.iter().map(|i| context(ck, i, req, o)).collect();
         let sc = SampleConfig { seed: sc.seed + b as i64, ..sc };
-        for mut paths in sample(&ck.model, &ctx, &scales, &sc, ck.vs.device()) {
+        for mut paths in sample(&ck.model, &ctx, &sc, ck.vs.device()) {
             if req.nonnegative {
                 paths.iter_mut().flatten().for_each(|v| *v = v.max(0.0));
             }

@@ -2,7 +2,9 @@
 //! transformer over product-text tokens, a separator, then value tokens; it predicts the next
 //! value token. RMSNorm, rotary positions, SwiGLU, causal scaled-dot-product attention, a KV
 //! cache for decoding. Known future covariates (calendar, price, promotion) are projected and
-//! added to the value embeddings.
+//! added to the value embeddings, and so is the seasonal lag (Lag-Llama's idea): each position
+//! also sees the value one season before the one it predicts, so the seasonal-naive guess is an
+//! input the model refines rather than a pattern it must first discover by attention.
 //!
 //! Vocabulary: ids [0, 4096) are value tokens (`tokens.rs`), then `SEP`, then text ids.
 use serde::{Deserialize, Serialize};
@@ -33,6 +35,10 @@ pub struct Config {
     /// Output head shares the value-token embedding matrix.
     #[serde(default)]
     pub tied: bool,
+    /// Add the projected embedding of the seasonal-lag value (`tokens::seasonal_lag`) to every
+    /// position's input.
+    #[serde(default)]
+    pub season_lag: bool,
 }
 
 impl Config {
@@ -206,11 +212,21 @@ fn rope_tables(start: i64, len: i64, hd: i64, device: Device) -> (Tensor, Tensor
     (angles.cos().view([1, 1, len, hd / 2]), angles.sin().view([1, 1, len, hd / 2]))
 }
 
+/// Inputs added to the token embeddings, each [B, T, ·] like the ids.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Extra<'a> {
+    /// Known covariates [B, T, n_covariates], when the model takes them.
+    pub covariates: Option<&'a Tensor>,
+    /// Seasonal-lag value ids [B, T] (`tokens::seasonal_lag`), when the model takes them.
+    pub lag: Option<&'a Tensor>,
+}
+
 #[derive(Debug)]
 pub struct Model {
     pub config: Config,
     embed: nn::Embedding,
     covariates: Option<nn::Linear>,
+    lag: Option<nn::Linear>,
     blocks: Vec<Block>,
     norm: RmsNorm,
     head: Option<nn::Linear>,
@@ -226,27 +242,32 @@ impl Model {
             nn::EmbeddingConfig { ws_init: nn::Init::Randn { mean: 0.0, stdev: 0.02 }, ..Default::default() },
         );
         let covariates = (c.n_covariates > 0).then(|| nn::linear(vs / "covariates", c.n_covariates, c.d_model, Default::default()));
+        let nb = nn::LinearConfig { bias: false, ..Default::default() };
+        let lag = c.season_lag.then(|| nn::linear(vs / "lag", c.d_model, c.d_model, nb));
         let blocks = (0..c.n_layers).map(|i| Block::new(vs / "blocks" / i, c)).collect();
         let head =
             (!c.tied).then(|| nn::linear(vs / "head", c.d_model, N_VALUE_IDS, nn::LinearConfig { bias: false, ..Default::default() }));
-        Self { norm: RmsNorm::new(vs / "norm", c.d_model), config, embed, covariates, blocks, head }
+        Self { norm: RmsNorm::new(vs / "norm", c.d_model), config, embed, covariates, lag, blocks, head }
     }
 
     /// Logits over value ids for every position: ids [B, T] → [B, T, 4096].
     /// `start` is the position of ids[:, 0] (non-zero when decoding with a cache); `mask` as in
-    /// [`Block::forward`]; `covariates` [B, T, n_covariates] when the model takes them.
+    /// [`Block::forward`]; `extra` the inputs added to the embeddings.
     pub fn forward(
         &self,
         ids: &Tensor,
         start: i64,
         mask: Option<&Tensor>,
-        covariates: Option<&Tensor>,
+        extra: &Extra,
         mut cache: Option<&mut Vec<LayerCache>>,
     ) -> Tensor {
         let (_, t) = ids.size2().expect("[B, T]");
         let mut x = self.embed.forward(ids);
-        if let (Some(proj), Some(cov)) = (&self.covariates, covariates) {
+        if let (Some(proj), Some(cov)) = (&self.covariates, extra.covariates) {
             x = x + proj.forward(&cov.to_kind(Kind::Float));
+        }
+        if let (Some(proj), Some(lag)) = (&self.lag, extra.lag) {
+            x = x + proj.forward(&self.embed.forward(lag));
         }
         let hd = self.config.d_model / self.config.n_heads;
         let rope = rope_tables(start, t, hd, ids.device());
@@ -285,7 +306,7 @@ mod tests {
     #[test]
     fn shipped_configs_have_the_documented_sizes_and_bad_shapes_are_named() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-        for (name, lo, hi) in [("tiny", 0.3e6, 1e6), ("small", 5e6, 8e6), ("base", 90e6, 110e6)] {
+        for (name, lo, hi) in [("tiny", 0.3e6, 1e6), ("small", 2e6, 3e6), ("base", 90e6, 110e6)] {
             let c = load_config(&dir.join(format!("{name}.yaml"))).unwrap();
             let vs = nn::VarStore::new(Device::Cpu);
             let _ = Model::new(&vs.root(), c);

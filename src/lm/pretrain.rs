@@ -21,6 +21,8 @@ pub struct PretrainOptions {
     pub train: TrainConfig,
     /// Real series (from long tables) mixed into the corpus: a third of windows when given.
     pub real: Vec<Vec<f64>>,
+    /// The real series' season length.
+    pub real_season: usize,
     /// Save a resumable checkpoint every this many steps.
     pub checkpoint_every: usize,
     /// Start from this model folder's weights instead of a random initialisation (continued
@@ -59,9 +61,10 @@ fn resume_dir(out: &Path) -> PathBuf {
 fn draw(o: &PretrainOptions, long: &[&Vec<f64>], rng: &mut ChaCha8Rng) -> super::tokens::Encoded {
     let len = o.train.window;
     if !long.is_empty() && rng.random_bool(1.0 / 3.0) {
-        return window(long[rng.random_range(0..long.len())], len, rng);
+        return window(long[rng.random_range(0..long.len())], len, o.real_season, rng);
     }
-    window(&corpus::series(len, rng), len, rng)
+    let (series, season) = corpus::series(len, rng);
+    window(&series, len, season, rng)
 }
 
 /// The model a fresh run starts from: `init`'s weights, or a seeded random initialisation.
@@ -148,7 +151,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = load_config(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny.yaml")).unwrap();
         let train = TrainConfig { steps: 30, batch: 4, window: 64, lr: 1e-3, warmup: 3, weight_decay: 0.1, clip: 1.0, seed: 3 };
-        let o = PretrainOptions { config, out: dir.path().join("m"), train, real: vec![vec![1.0; 100]], checkpoint_every: 10, init: None };
+        let o = PretrainOptions {
+            config,
+            out: dir.path().join("m"),
+            train,
+            real: vec![vec![1.0; 100]],
+            real_season: 7,
+            checkpoint_every: 10,
+            init: None,
+        };
         let err = pretrain(&o, Device::Cpu, |step, _, _| step < 24).unwrap_err();
         assert!(err.is::<crate::errors::Cancelled>(), "{err:#}");
         assert!(!o.out.join(WEIGHTS).exists(), "no final model from a stopped run");

@@ -3,8 +3,8 @@
 //! token at a time with a KV cache.
 use tch::{Device, Kind, Tensor};
 
-use super::model::{LayerCache, Model};
-use super::tokens::{N_SPECIAL, PAD, decode};
+use super::model::{Extra, LayerCache, Model};
+use super::tokens::{N_SPECIAL, N_VALUE_IDS, PAD, decode, seasonal_lag};
 
 #[derive(Debug, Clone, Copy)]
 pub struct SampleConfig {
@@ -16,39 +16,69 @@ pub struct SampleConfig {
     pub seed: i64,
 }
 
-/// `contexts[i]`: token ids of series i (text + SEP + values), any lengths: they are
-/// left-padded with PAD and the padding masked. Returns paths[i][p][h] as values (× scales[i]).
-pub fn sample(model: &Model, contexts: &[Vec<i64>], scales: &[f64], cfg: &SampleConfig, device: Device) -> Vec<Vec<Vec<f64>>> {
+/// One series to continue: its token ids (text + SEP + values), the scale its values were
+/// divided by, and its season length (for the model's seasonal-lag input).
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub ids: Vec<i64>,
+    pub scale: f64,
+    pub season: usize,
+}
+
+/// Contexts of any lengths are left-padded with PAD and the padding masked. Returns
+/// paths[i][p][h] as values (× the context's scale).
+pub fn sample(model: &Model, contexts: &[Context], cfg: &SampleConfig, device: Device) -> Vec<Vec<Vec<f64>>> {
     tch::manual_seed(cfg.seed);
     let _guard = tch::no_grad_guard();
     let b = contexts.len() as i64;
-    let t = contexts.iter().map(Vec::len).max().unwrap_or(0) as i64;
+    let t = contexts.iter().map(|c| c.ids.len()).max().unwrap_or(0) as i64;
     let mut ids = vec![PAD; (b * t) as usize];
     let mut valid = vec![false; (b * t) as usize];
+    let mut lag = Vec::with_capacity((b * t) as usize);
     for (i, c) in contexts.iter().enumerate() {
-        let off = i * t as usize + (t as usize - c.len());
-        ids[off..off + c.len()].copy_from_slice(c);
-        valid[off..off + c.len()].iter_mut().for_each(|v| *v = true);
+        let off = i * t as usize + (t as usize - c.ids.len());
+        ids[off..off + c.ids.len()].copy_from_slice(&c.ids);
+        valid[off..off + c.ids.len()].iter_mut().for_each(|v| *v = true);
+        lag.extend(seasonal_lag(&ids[i * t as usize..(i + 1) * t as usize], c.season));
     }
     let ids = Tensor::from_slice(&ids).view([b, t]).to_device(device);
     let valid = Tensor::from_slice(&valid).view([b, t]).to_device(device);
+    let lag = Tensor::from_slice(&lag).view([b, t]).to_device(device);
     let causal = Tensor::ones([t, t], (Kind::Bool, device)).tril(0);
     let mask = causal.view([1, 1, t, t]).logical_and(&valid.view([b, 1, 1, t]));
     // A fully padded row would attend to nothing: let padding see itself.
     let mask = mask.logical_or(&Tensor::eye(t, (Kind::Bool, device)).view([1, 1, t, t]));
     let mut cache: Vec<LayerCache> = vec![];
-    let logits = model.forward(&ids, 0, Some(&mask), None, Some(&mut cache)).select(1, t - 1);
+    let extra = Extra { lag: Some(&lag), ..Extra::default() };
+    let logits = model.forward(&ids, 0, Some(&mask), &extra, Some(&mut cache)).select(1, t - 1);
     cache.iter_mut().for_each(|c| c.share(cfg.paths, &valid));
     let mut next = draw(&logits.repeat_interleave_self_int(cfg.paths, 0, None), cfg);
+    // Every row's tokens so far (context, then what it generated): where decoding's lags come from.
+    let seasons: Vec<i64> = contexts.iter().map(|c| c.season.max(1) as i64).collect();
+    let seasons = Tensor::from_slice(&seasons).to_device(device).repeat_interleave_self_int(cfg.paths, 0, None);
+    let mut rows = ids.repeat_interleave_self_int(cfg.paths, 0, None);
     let mut steps = vec![next.shallow_clone()];
     for h in 1..cfg.horizon {
-        let logits = model.forward(&next.view([-1, 1]), t + h - 1, None, None, Some(&mut cache)).select(1, 0);
+        rows = Tensor::cat(&[rows, next.view([-1, 1])], 1);
+        let lag = decoding_lag(&rows, &seasons, t + h);
+        let extra = Extra { lag: Some(&lag), ..Extra::default() };
+        let logits = model.forward(&next.view([-1, 1]), t + h - 1, None, &extra, Some(&mut cache)).select(1, 0);
         next = draw(&logits, cfg);
         steps.push(next.shallow_clone());
     }
     let tokens: Vec<i64> = Vec::try_from(Tensor::stack(&steps, 1).to_device(Device::Cpu).flatten(0, -1)).expect("i64 ids");
     let (p, h) = (cfg.paths as usize, cfg.horizon as usize);
-    (0..b as usize).map(|i| (0..p).map(|j| (0..h).map(|s| decode(tokens[(i * p + j) * h + s], scales[i])).collect()).collect()).collect()
+    let value = |i: usize, j: usize, s: usize| decode(tokens[(i * p + j) * h + s], contexts[i].scale);
+    (0..b as usize).map(|i| (0..p).map(|j| (0..h).map(|s| value(i, j, s)).collect()).collect()).collect()
+}
+
+/// The lag input [N, 1] of the token about to be fed, which predicts position `next`: each
+/// row's token at `next − season` (as `tokens::seasonal_lag` does for whole windows).
+fn decoding_lag(rows: &Tensor, seasons: &Tensor, next: i64) -> Tensor {
+    let at = -seasons + next;
+    let id = rows.gather(1, &at.clamp_min(0).view([-1, 1]), false);
+    let is_value = id.ge(N_SPECIAL).logical_and(&id.lt(N_VALUE_IDS)).logical_and(&at.ge(0).view([-1, 1]));
+    id.where_self(&is_value, &Tensor::full_like(&id, PAD))
 }
 
 /// One token per row from value logits [N, 4096]: temperature, top-k, never a special id.
@@ -70,25 +100,48 @@ mod tests {
     use super::*;
     use crate::lm::model::Config;
 
-    /// Decoding with the shared prefix gives the logits a plain forward pass over context +
-    /// generated tokens gives, for every path.
+    /// Decoding with the shared prefix (and the decoding-time seasonal lags) gives the logits a
+    /// plain forward pass over context + generated tokens gives, for every path.
     #[test]
     fn shared_prefix_decoding_matches_a_full_forward_pass() {
         tch::manual_seed(5);
         let vs = nn::VarStore::new(Device::Cpu);
-        let cfg = Config { d_model: 32, n_layers: 2, n_heads: 4, d_ff: 64, max_len: 64, text_vocab: 0, n_covariates: 0, tied: true };
+        let cfg = Config {
+            d_model: 32,
+            n_layers: 2,
+            n_heads: 4,
+            d_ff: 64,
+            max_len: 64,
+            text_vocab: 0,
+            n_covariates: 0,
+            tied: true,
+            season_lag: true,
+        };
         let model = Model::new(&vs.root(), cfg);
         let _guard = tch::no_grad_guard();
-        let ctx = Tensor::from_slice(&[2100i64, 2150, 2200, 2120, 2300, 2050, 2110, 2400, 2130, 2190]).view([2, 5]);
-        let paths = 3;
+        let rows = [[2100i64, 2150, 2200, 2120, 2300], [2050, 2110, 2400, 2130, 2190]];
+        let (paths, season) = (3, 2);
+        let lags = |rows: &[Vec<i64>]| {
+            let flat: Vec<i64> = rows.iter().flat_map(|r| seasonal_lag(r, season)).collect();
+            Tensor::from_slice(&flat).view([rows.len() as i64, -1])
+        };
+        let ctx: Vec<Vec<i64>> = rows.iter().map(|r| r.to_vec()).collect();
+        let ctx_t = Tensor::from_slice(&rows.concat()).view([2, 5]);
         let mut cache = vec![];
-        let _ = model.forward(&ctx, 0, None, None, Some(&mut cache));
+        let lag = lags(&ctx);
+        let _ = model.forward(&ctx_t, 0, None, &Extra { lag: Some(&lag), ..Extra::default() }, Some(&mut cache));
         let valid = Tensor::ones([2, 5], (Kind::Bool, Device::Cpu));
         cache.iter_mut().for_each(|c| c.share(paths, &valid));
         let next = Tensor::from_slice(&[2101i64, 2102, 2103, 2104, 2105, 2106]);
-        let cached = model.forward(&next.view([-1, 1]), 5, None, None, Some(&mut cache)).select(1, 0);
-        let full_in = Tensor::cat(&[ctx.repeat_interleave_self_int(paths, 0, None), next.view([-1, 1])], 1);
-        let full = model.forward(&full_in, 0, None, None, None).select(1, 5);
+        let full_in = Tensor::cat(&[ctx_t.repeat_interleave_self_int(paths, 0, None), next.view([-1, 1])], 1);
+        let seasons = Tensor::from_slice(&[season as i64; 6]);
+        let step_lag = decoding_lag(&full_in, &seasons, 6);
+        let extra = Extra { lag: Some(&step_lag), ..Extra::default() };
+        let cached = model.forward(&next.view([-1, 1]), 5, None, &extra, Some(&mut cache)).select(1, 0);
+        let full_rows: Vec<Vec<i64>> = (0..6).map(|i| Vec::<i64>::try_from(full_in.get(i)).unwrap()).collect();
+        let full_lag = lags(&full_rows);
+        assert_eq!(Vec::<i64>::try_from(step_lag.view([-1])).unwrap(), Vec::<i64>::try_from(full_lag.select(1, 5)).unwrap());
+        let full = model.forward(&full_in, 0, None, &Extra { lag: Some(&full_lag), ..Extra::default() }, None).select(1, 5);
         let err = f64::try_from((cached - full).abs().max()).unwrap();
         assert!(err < 1e-4, "max |difference| {err}");
     }

@@ -18,6 +18,8 @@ pub struct Encoded {
     /// Whether position t may be a training target (observed and not censored).
     pub target: Vec<bool>,
     pub scale: f64,
+    /// Season length the model's seasonal-lag input uses (1 = the previous value).
+    pub season: usize,
 }
 
 fn step() -> f64 {
@@ -53,7 +55,26 @@ pub fn encode(context: &[f64], censored: Option<&[bool]>) -> Encoded {
 pub fn encode_with_scale(values: &[f64], censored: Option<&[bool]>, scale: f64) -> Encoded {
     let ids = values.iter().map(|v| if v.is_finite() { value_id(v / scale) } else { PAD }).collect();
     let target = values.iter().enumerate().map(|(t, v)| v.is_finite() && !censored.is_some_and(|c| c[t])).collect();
-    Encoded { ids, target, scale }
+    Encoded { ids, target, scale, season: 1 }
+}
+
+impl Encoded {
+    pub fn with_season(self, season: usize) -> Self {
+        Self { season: season.max(1), ..self }
+    }
+}
+
+/// The seasonal-lag input of every position: the model at position p predicts ids[p + 1], and
+/// is shown ids[p + 1 − m], the value one season before its target (the seasonal-naive guess);
+/// PAD where that lies before the start or is not a value id (text, the separator).
+pub fn seasonal_lag(ids: &[i64], m: usize) -> Vec<i64> {
+    let m = m.max(1);
+    (0..ids.len()).map(|p| if p + 1 >= m { lag_id(ids[p + 1 - m]) } else { PAD }).collect()
+}
+
+/// A token as a lag input: value ids as they are, anything else PAD.
+pub fn lag_id(id: i64) -> i64 {
+    if (N_SPECIAL..N_VALUE_IDS).contains(&id) { id } else { PAD }
 }
 
 /// A value id back to a value: its bin centre times the scale (special ids decode to 0).
@@ -89,5 +110,13 @@ mod tests {
         assert_eq!(e.ids[1], PAD);
         assert_eq!(e.target, vec![true, false, false, true]);
         assert_eq!(encode(&[0.0, 0.0], None).scale, 1.0);
+    }
+
+    #[test]
+    fn the_seasonal_lag_shows_the_value_one_season_before_the_target() {
+        let ids = [5000, 4096, 10, 11, 12, 13, 14];
+        assert_eq!(seasonal_lag(&ids, 3), vec![PAD, PAD, PAD, PAD, 10, 11, 12]);
+        assert_eq!(seasonal_lag(&ids, 1), vec![PAD, PAD, 10, 11, 12, 13, 14], "m = 1: the input itself");
+        assert_eq!(seasonal_lag(&ids[..2], 12), vec![PAD, PAD]);
     }
 }

@@ -5,8 +5,8 @@ use rand_chacha::ChaCha8Rng;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
 
-use super::model::Model;
-use super::tokens::{Encoded, encode_with_scale, scale_of};
+use super::model::{Extra, Model};
+use super::tokens::{Encoded, encode_with_scale, scale_of, seasonal_lag};
 
 #[derive(Debug, Clone, Copy)]
 pub struct TrainConfig {
@@ -30,31 +30,43 @@ pub fn lr_at(step: usize, c: &TrainConfig) -> f64 {
     c.lr * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos()))
 }
 
-/// A random window of one series, scaled by the mean |x| of its first three quarters (the part
-/// that plays the context) and tokenised.
-pub fn window(series: &[f64], len: usize, rng: &mut impl Rng) -> Encoded {
+/// A random window of one series with season length `season`, scaled by the mean |x| of its
+/// first three quarters (the part that plays the context) and tokenised.
+pub fn window(series: &[f64], len: usize, season: usize, rng: &mut impl Rng) -> Encoded {
     let len = len.min(series.len());
     let start = rng.random_range(0..=series.len() - len);
     let w = &series[start..start + len];
-    encode_with_scale(w, None, scale_of(&w[..(len * 3 / 4).max(1)]))
+    encode_with_scale(w, None, scale_of(&w[..(len * 3 / 4).max(1)])).with_season(season)
+}
+
+/// Equal-length windows stacked as tensors [B, T]: value ids, whether each is a target, and
+/// each position's seasonal-lag id.
+pub struct Batch {
+    pub ids: Tensor,
+    pub target: Tensor,
+    pub lag: Tensor,
 }
 
 /// Mean cross-entropy of predicting ids[:, t] from ids[:, ..t] where `target[:, t]`.
-pub fn loss(model: &Model, ids: &Tensor, target: &Tensor) -> Tensor {
-    let t = ids.size()[1];
-    let logits = model.forward(&ids.narrow(1, 0, t - 1), 0, None, None, None);
-    let labels = ids.narrow(1, 1, t - 1);
-    let weight = target.narrow(1, 1, t - 1).to_kind(Kind::Float);
+pub fn loss(model: &Model, b: &Batch) -> Tensor {
+    let t = b.ids.size()[1];
+    let lag = b.lag.narrow(1, 0, t - 1);
+    let extra = Extra { lag: Some(&lag), ..Extra::default() };
+    let logits = model.forward(&b.ids.narrow(1, 0, t - 1), 0, None, &extra, None);
+    let labels = b.ids.narrow(1, 1, t - 1);
+    let weight = b.target.narrow(1, 1, t - 1).to_kind(Kind::Float);
     let ce = logits.flatten(0, 1).cross_entropy_loss::<Tensor>(&labels.flatten(0, 1), None, Reduction::None, -100, 0.0);
     (ce * weight.flatten(0, 1)).sum(Kind::Float) / weight.sum(Kind::Float).clamp_min(1.0)
 }
 
-/// Stack encoded windows of equal length into (ids, target) tensors.
-pub fn batch(windows: &[Encoded], device: Device) -> (Tensor, Tensor) {
+/// Stack encoded windows of equal length.
+pub fn batch(windows: &[Encoded], device: Device) -> Batch {
     let n = windows.len() as i64;
     let ids: Vec<i64> = windows.iter().flat_map(|w| w.ids.iter().copied()).collect();
     let target: Vec<bool> = windows.iter().flat_map(|w| w.target.iter().copied()).collect();
-    (Tensor::from_slice(&ids).view([n, -1]).to_device(device), Tensor::from_slice(&target).view([n, -1]).to_device(device))
+    let lag: Vec<i64> = windows.iter().flat_map(|w| seasonal_lag(&w.ids, w.season)).collect();
+    let tensor = |t: Tensor| t.view([n, -1]).to_device(device);
+    Batch { ids: tensor(Tensor::from_slice(&ids)), target: tensor(Tensor::from_slice(&target)), lag: tensor(Tensor::from_slice(&lag)) }
 }
 
 /// Train steps `start..c.steps` on windows drawn by `draw` (seeded by the seed and `start`, so
@@ -75,8 +87,7 @@ pub fn train(
     for step in start..c.steps {
         opt.set_lr(lr_at(step, c));
         let windows: Vec<Encoded> = (0..c.batch).map(|_| draw(&mut rng)).collect();
-        let (ids, target) = batch(&windows, vs.device());
-        let l = loss(model, &ids, &target);
+        let l = loss(model, &batch(&windows, vs.device()));
         opt.backward_step_clip_norm(&l, c.clip);
         losses.push(l.double_value(&[]));
         if !on_step(step, losses[losses.len() - 1]) {
@@ -129,13 +140,7 @@ impl EarlyStopping {
 /// Mean loss over fixed windows, without gradients (validation).
 pub fn eval_loss(model: &Model, windows: &[Encoded], batch_size: usize, device: tch::Device) -> f64 {
     let _guard = tch::no_grad_guard();
-    let parts: Vec<f64> = windows
-        .chunks(batch_size.max(1))
-        .map(|w| {
-            let (ids, target) = batch(w, device);
-            loss(model, &ids, &target).double_value(&[])
-        })
-        .collect();
+    let parts: Vec<f64> = windows.chunks(batch_size.max(1)).map(|w| loss(model, &batch(w, device)).double_value(&[])).collect();
     parts.iter().sum::<f64>() / parts.len().max(1) as f64
 }
 
@@ -154,11 +159,21 @@ mod tests {
 
     use super::*;
     use crate::lm::model::Config;
-    use crate::lm::sample::{SampleConfig, sample};
+    use crate::lm::sample::{Context, SampleConfig, sample};
     use crate::lm::tokens::encode;
 
     fn tiny() -> Config {
-        Config { d_model: 64, n_layers: 2, n_heads: 4, d_ff: 128, max_len: 64, text_vocab: 0, n_covariates: 0, tied: false }
+        Config {
+            d_model: 64,
+            n_layers: 2,
+            n_heads: 4,
+            d_ff: 128,
+            max_len: 64,
+            text_vocab: 0,
+            n_covariates: 0,
+            tied: false,
+            season_lag: true,
+        }
     }
 
     /// The tiny model learns one weekly pattern: loss falls, and its sampled median forecast
@@ -173,7 +188,7 @@ mod tests {
         let model = Model::new(&vs.root(), tiny());
         assert!(Model::parameters(&vs) < 1_000_000, "tiny is under 1 M parameters");
         let cfg = TrainConfig { steps: 150, batch: 16, window: 42, lr: 3e-3, warmup: 10, weight_decay: 0.01, clip: 1.0, seed: 7 };
-        let losses = train(&model, &vs, &cfg, 0, |rng| window(&series, cfg.window, rng), |_, _| true).unwrap();
+        let losses = train(&model, &vs, &cfg, 0, |rng| window(&series, cfg.window, 7, rng), |_, _| true).unwrap();
         let first = losses[..10].iter().sum::<f64>() / 10.0;
         let last = losses[losses.len() - 10..].iter().sum::<f64>() / 10.0;
         assert!(last < 0.5 * first, "loss {first:.3} -> {last:.3}");
@@ -182,7 +197,8 @@ mod tests {
         let actual = &series[365..372];
         let enc = encode(&history[history.len() - 35..], None);
         let sc = SampleConfig { paths: 20, horizon: 7, temperature: 1.0, top_k: 50, seed: 1 };
-        let paths = sample(&model, &[enc.ids.clone()], &[enc.scale], &sc, device);
+        let ctx = [Context { ids: enc.ids.clone(), scale: enc.scale, season: 7 }];
+        let paths = sample(&model, &ctx, &sc, device);
         let median: Vec<f64> = (0..7)
             .map(|h| {
                 let mut v: Vec<f64> = paths[0].iter().map(|p| p[h]).collect();
@@ -193,7 +209,7 @@ mod tests {
         let mae = |f: &[f64]| f.iter().zip(actual).map(|(a, b)| (a - b).abs()).sum::<f64>() / 7.0;
         let naive = vec![history[history.len() - 1]; 7];
         assert!(mae(&median) < mae(&naive), "lm {median:?} vs naive {naive:?}, actual {actual:?}");
-        assert_eq!(paths, sample(&model, &[enc.ids.clone()], &[enc.scale], &sc, device), "fixed seed, same paths");
+        assert_eq!(paths, sample(&model, &ctx, &sc, device), "fixed seed, same paths");
 
         let file = tempfile::NamedTempFile::with_suffix(".safetensors").unwrap();
         vs.save(file.path()).unwrap();
@@ -201,8 +217,10 @@ mod tests {
         let model2 = Model::new(&vs2.root(), tiny());
         vs2.load(file.path()).unwrap();
         let ids = Tensor::from_slice(&enc.ids).view([1, -1]).to_device(device);
-        let a = model.forward(&ids, 0, None, None, None);
-        let b = model2.forward(&ids, 0, None, None, None);
+        let lag = Tensor::from_slice(&seasonal_lag(&enc.ids, 7)).view([1, -1]).to_device(device);
+        let extra = Extra { lag: Some(&lag), ..Extra::default() };
+        let a = model.forward(&ids, 0, None, &extra, None);
+        let b = model2.forward(&ids, 0, None, &extra, None);
         assert_eq!(f64::try_from((a - b).abs().max()).unwrap(), 0.0);
     }
 }

@@ -39,6 +39,9 @@ pub struct RunOptions {
     pub commit: Arc<CommitGate>,
     /// Fingerprints and reusable outputs of unchanged stages (none: run every stage).
     pub cache: Option<cache::StageCache>,
+    /// GPUs on this machine: stages' `resources: { gpu: N }` never add up to more at once (0
+    /// counts as 1: GPU stages then run one at a time, on the CPU).
+    pub gpus: usize,
 }
 
 /// The line between "a signal cancels the run" and "the run is committed, finish publishing".
@@ -162,19 +165,23 @@ pub async fn execute(plan: Arc<Plan>, state: Arc<dyn StateStore>, opts: RunOptio
 
     let mut running: JoinSet<(usize, StageOutcome)> = JoinSet::new();
     let max_parallel = opts.max_parallel.max(1);
-    // Running stages that hold a slot (sensors wait without one).
+    // Running stages that hold a slot (sensors wait without one), and the GPUs they hold.
     let mut busy = 0;
+    let gpu_capacity = opts.gpus.max(1);
+    let gpus_of = |i: usize| (plan.stages[i].gpus as usize).min(gpu_capacity);
+    let mut gpus_busy = 0;
     loop {
         if !opts.cancel.is_cancelled() {
             for i in 0..n {
                 let holds = plan.stages[i].task.holds_slot();
-                if holds && busy >= max_parallel {
+                if (holds && busy >= max_parallel) || (gpus_of(i) > 0 && gpus_busy + gpus_of(i) > gpu_capacity) {
                     continue;
                 }
                 let ready =
                     slots[i] == Slot::Pending && plan.stages[i].deps.iter().all(|&d| slots[d] == Slot::Done(AttemptStatus::Succeeded));
                 if ready {
                     busy += usize::from(holds);
+                    gpus_busy += gpus_of(i);
                     slots[i] = Slot::Running;
                     let (plan, state, cancel, progress) = (plan.clone(), state.clone(), opts.cancel.clone(), progress.clone());
                     let hit = opts.cache.as_ref().and_then(|c| c.hits[i].clone());
@@ -199,6 +206,7 @@ pub async fn execute(plan: Arc<Plan>, state: Arc<dyn StateStore>, opts: RunOptio
             }
         };
         busy -= usize::from(plan.stages[i].task.holds_slot());
+        gpus_busy -= gpus_of(i);
         slots[i] = Slot::Done(outcome.status);
         if outcome.status != AttemptStatus::Succeeded && outcome.status != AttemptStatus::Cancelled {
             for j in plan.downstream(i).into_iter().skip(1) {

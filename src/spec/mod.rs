@@ -124,6 +124,18 @@ pub struct StageSpec {
     pub timeout: Option<Spanned<String>>,
     #[serde(default)]
     pub config: Option<Spanned<YamlValue>>,
+    #[serde(default)]
+    pub resources: Option<Spanned<ResourcesSpec>>,
+}
+
+/// What a stage holds while it runs besides a `--max-parallel` slot.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourcesSpec {
+    /// GPUs: the executor never runs stages needing more GPUs at once than the machine has
+    /// (on a machine without one, such stages run one at a time, on the CPU).
+    #[serde(default)]
+    pub gpu: u32,
 }
 
 /// Retry policy: `max` extra attempts, exponential backoff from `backoff`, capped at

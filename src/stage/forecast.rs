@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use async_trait::async_trait;
 use chrono::{Months, NaiveDate};
-use datafusion::arrow::array::{Array, ArrayRef, Date32Array, Float64Array, Int32Array, RecordBatch, StringArray, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Date32Array, Float64Array, Int32Array, RecordBatch, StringArray, UInt32Array};
 use datafusion::arrow::compute::{cast, concat_batches, take};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
@@ -77,6 +77,9 @@ struct ForecastConfig {
     nonnegative: bool,
     /// `lm` only: the model folder (config.yaml + model.safetensors), relative to the pipeline file.
     model: Option<String>,
+    /// `lm` only, instead of `model`: the input holding a `train` stage's output (the model this
+    /// run fine-tuned, or the latest published one).
+    model_input: Option<String>,
     /// `lm` only: sample paths per series, sampling temperature, top-k (0 = all), seed.
     #[serde(default = "default_paths")]
     paths: i64,
@@ -97,11 +100,32 @@ fn default_temperature() -> f64 {
     1.0
 }
 
-/// What the stage runs: a statistical forecaster, or the language model in a folder.
+/// What the stage runs: a statistical forecaster, or the language model.
 #[derive(Debug, Clone)]
 enum StageMethod {
     Stat(Forecaster),
-    Lm { dir: PathBuf, opts: LmOptions },
+    Lm { model: LmModel, opts: LmOptions },
+}
+
+/// Where the language model comes from.
+#[derive(Debug, Clone)]
+enum LmModel {
+    /// A model folder.
+    Folder(PathBuf),
+    /// An input table shaped like a `train` stage's output, read when the stage runs…
+    Input(String),
+    /// …into its config text and weights.
+    Loaded { config: String, weights: Arc<Vec<u8>> },
+}
+
+impl LmModel {
+    fn load(&self) -> Result<Checkpoint> {
+        match self {
+            LmModel::Folder(dir) => Checkpoint::load(dir, crate::device::best()),
+            LmModel::Loaded { config, weights } => Checkpoint::from_parts(config, weights, crate::device::best()),
+            LmModel::Input(name) => bail!("the model in input `{name}` was not read"),
+        }
+    }
 }
 
 impl StageMethod {
@@ -124,10 +148,30 @@ pub struct ForecastTask {
     paths: bool,
 }
 
-/// `method: lm`: the model folder must hold a readable config and weights, and the horizon fit.
+/// `method: lm`: the model folder must hold a readable config and weights, and the horizon fit
+/// (or `model_input` must name an input; its model is checked when the stage runs).
 fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, Diagnostics> {
-    let Some(model) = &cfg.model else {
-        return Err(decl.error(decl.config.pos("method"), "`method: lm` needs `model:` (a folder made by `restock pretrain`)").into());
+    if cfg.paths < 1 || cfg.temperature <= 0.0 || cfg.top_k < 0 {
+        return Err(decl.error(decl.config.pos("paths"), "`paths` must be ≥ 1, `temperature` > 0 and `top_k` ≥ 0").into());
+    }
+    let d = LmOptions::default();
+    let max_context = cfg.context.unwrap_or(d.max_context).max(1);
+    let opts = LmOptions { paths: cfg.paths, temperature: cfg.temperature, top_k: cfg.top_k, seed: cfg.seed, max_context, ..d };
+    let model = match (&cfg.model, &cfg.model_input) {
+        (Some(_), Some(_)) => return Err(decl.error(decl.config.pos("model_input"), "give `model` or `model_input`, not both").into()),
+        (None, Some(name)) if decl.inputs.contains(name) && decl.inputs.len() == 2 => {
+            return Ok(StageMethod::Lm { model: LmModel::Input(name.clone()), opts });
+        }
+        (None, Some(name)) => {
+            let msg =
+                format!("`model_input: {name}` must name one of the stage's two inputs (the demand and the model), got {:?}", decl.inputs);
+            return Err(decl.error(decl.config.pos("model_input"), msg).into());
+        }
+        (Some(model), None) => model,
+        (None, None) => {
+            let msg = "`method: lm` needs `model:` (a folder made by `restock pretrain`) or `model_input:` (a `train` stage's output)";
+            return Err(decl.error(decl.config.pos("method"), msg).into());
+        }
     };
     let dir = decl.pipeline_dir.join(model);
     let config = crate::lm::model::load_config(&dir.join(crate::lm::checkpoint::CONFIG))
@@ -147,13 +191,7 @@ fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, 
             )
             .into());
     }
-    if cfg.paths < 1 || cfg.temperature <= 0.0 || cfg.top_k < 0 {
-        return Err(decl.error(decl.config.pos("paths"), "`paths` must be ≥ 1, `temperature` > 0 and `top_k` ≥ 0").into());
-    }
-    let d = LmOptions::default();
-    let max_context = cfg.context.unwrap_or(d.max_context).max(1);
-    let opts = LmOptions { paths: cfg.paths, temperature: cfg.temperature, top_k: cfg.top_k, seed: cfg.seed, max_context, ..d };
-    Ok(StageMethod::Lm { dir, opts })
+    Ok(StageMethod::Lm { model: LmModel::Folder(dir), opts })
 }
 
 /// `method` (and `members`) → what to run, or a diagnostic naming the bad name.
@@ -161,8 +199,9 @@ fn method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, Dia
     if cfg.method == "lm" {
         return lm_method(decl, cfg);
     }
-    if cfg.model.is_some() {
-        return Err(decl.error(decl.config.pos("model"), "`model` is only for `method: lm`").into());
+    if cfg.model.is_some() || cfg.model_input.is_some() {
+        let at = if cfg.model.is_some() { "model" } else { "model_input" };
+        return Err(decl.error(decl.config.pos(at), format!("`{at}` is only for `method: lm`")).into());
     }
     let parse = |name: &str, at: &str| {
         Forecaster::from_name(name).map_err(|e| decl.error(decl.config.pos(at), e).help_opt(did_you_mean(name, Forecaster::names())))
@@ -198,7 +237,7 @@ impl StageKind for ForecastKind {
                 "a second output (sample paths) needs `method: lm`; for statistical methods the `policy` stage draws paths from the quantiles",
             ));
         }
-        if let Err(d) = decl.expect_inputs("forecast", 1) {
+        if let Err(d) = decl.expect_inputs("forecast", if cfg.model_input.is_some() { 2 } else { 1 }) {
             diags.push(d);
         }
         if cfg.horizon == 0 || cfg.horizon > 10_000 {
@@ -219,9 +258,10 @@ impl StageKind for ForecastKind {
         }
         diags.into_result(())?;
         let method = method(decl, &cfg)?;
-        let pos = [("series", decl.config.pos("series")), ("time", decl.config.pos("time")), ("target", decl.config.pos("target"))].into();
+        let pos = ["series", "time", "target", "model_input"].into_iter().map(|k| (k, decl.config.pos(k))).collect();
         let paths = decl.outputs.len() == 2;
-        Ok(Arc::new(ForecastTask { stage: decl.id.into(), input: decl.inputs[0].clone(), cfg, method, pos, paths }))
+        let input = decl.inputs.iter().find(|i| Some(*i) != cfg.model_input.as_ref()).expect("one input besides the model").clone();
+        Ok(Arc::new(ForecastTask { stage: decl.id.into(), input, cfg, method, pos, paths }))
     }
 }
 
@@ -284,12 +324,19 @@ impl ForecastTask {
 impl StageTask for ForecastTask {
     fn fingerprint(&self) -> Option<String> {
         match &self.method {
-            StageMethod::Lm { dir, .. } => Some(crate::lm::checkpoint::version_stamp(dir)),
-            StageMethod::Stat(_) => None,
+            StageMethod::Lm { model: LmModel::Folder(dir), .. } => Some(crate::lm::checkpoint::version_stamp(dir)),
+            StageMethod::Lm { .. } | StageMethod::Stat(_) => None,
         }
     }
 
     async fn plan(&self, inputs: &BTreeMap<String, SchemaRef>) -> Result<Vec<SchemaRef>, Diagnostics> {
+        if let StageMethod::Lm { model: LmModel::Input(name), .. } = &self.method {
+            let model = inputs.get(name).expect("planner passes every declared input");
+            if model.field_with_name("weights").is_err() || model.field_with_name("config_yaml").is_err() {
+                let msg = format!("`model_input: {name}` has no `weights` and `config_yaml` columns: it is not a `train` stage's output");
+                return Err(Diagnostic::new(self.pos["model_input"].clone(), msg).stage(&self.stage).into());
+            }
+        }
         let schema = inputs.get(&self.input).expect("planner passes every declared input");
         let out = self.output_schema(schema)?;
         Ok(if self.paths { vec![out.clone(), paths_schema(&out, self.cfg.series.len())] } else { vec![out] })
@@ -300,7 +347,11 @@ impl StageTask for ForecastTask {
         let out_schema = self.output_schema(&input_schema).map_err(|d| anyhow::anyhow!("{d}"))?;
         let all = long_history(cx, &self.input, &self.cfg.series, &self.cfg.time, &self.cfg.target).await?;
         let rows_in = all.num_rows() as u64;
-        let (cfg, method, want_paths) = (self.cfg.clone(), self.method.clone(), self.paths);
+        let method = match &self.method {
+            StageMethod::Lm { model: LmModel::Input(name), opts } => StageMethod::Lm { model: read_model(cx, name).await?, opts: *opts },
+            m => m.clone(),
+        };
+        let (cfg, want_paths) = (self.cfg.clone(), self.paths);
         let (batch, paths, n_series) =
             cx.blocking(move |cancel, progress| forecast_all(&all, &cfg, &method, out_schema, want_paths, cancel, progress)).await?;
         let mut written = cx.write_output(0, cx.ctx.read_batch(batch)?).await?;
@@ -317,6 +368,17 @@ impl StageTask for ForecastTask {
             warnings: vec![],
         })
     }
+}
+
+/// The model in input `name` (a `train` stage's output: one row with `config_yaml` and `weights`).
+async fn read_model(cx: &StageCx, name: &str) -> Result<LmModel> {
+    let b = cx.sql_batch(&format!("SELECT config_yaml, weights FROM {} LIMIT 1", super::quote_ident(name))).await?;
+    if b.num_rows() == 0 {
+        bail!("model input `{name}` has no row");
+    }
+    let config = b.column(0).as_string_opt::<i32>().context("`config_yaml` is not text")?.value(0).to_string();
+    let weights = b.column(1).as_binary_opt::<i32>().context("`weights` is not binary")?.value(0).to_vec();
+    Ok(LmModel::Loaded { config, weights: Arc::new(weights) })
 }
 
 /// Forecast every series of `all` (keys…, DATE, DOUBLE, sorted by keys then date): the CPU-bound
@@ -460,8 +522,8 @@ fn forecasts(
             }
             Ok((out, None))
         }
-        StageMethod::Lm { dir, opts } => {
-            let ck = Checkpoint::load(dir, crate::device::best())?;
+        StageMethod::Lm { model, opts } => {
+            let ck = model.load()?;
             let inputs: Vec<Input> = histories.iter().map(|h| Input { history: h, text: None }).collect();
             let both = crate::lm::forecast::forecast_paths(&ck, &inputs, req, opts, |done| {
                 report(done);

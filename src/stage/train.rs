@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, BinaryArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -31,8 +31,12 @@ struct TrainStageConfig {
     series: Vec<String>,
     time: String,
     target: String,
-    /// The model folder to fine-tune (relative to the pipeline file).
+    /// The model folder to start from (relative to the pipeline file) while the output table
+    /// has no published version; after that, each run fine-tunes the latest published version.
     base: String,
+    /// Start from `base` even when a published version exists.
+    #[serde(default)]
+    restart: bool,
     #[serde(default = "default_steps")]
     steps: usize,
     #[serde(default = "default_batch")]
@@ -40,6 +44,9 @@ struct TrainStageConfig {
     /// Values per training window; the last quarter of each series' final window is held out.
     #[serde(default = "default_window")]
     window: usize,
+    /// Season length of the series (7 for daily data): the model's seasonal-lag input.
+    #[serde(default = "default_season")]
+    season_length: usize,
     #[serde(default = "default_lr")]
     lr: f64,
     #[serde(default)]
@@ -57,6 +64,9 @@ fn default_eval_every() -> usize {
 }
 fn default_patience() -> usize {
     3
+}
+fn default_season() -> usize {
+    7
 }
 fn default_steps() -> usize {
     200
@@ -91,8 +101,14 @@ impl StageKind for TrainKind {
         let base = decl.pipeline_dir.join(&cfg.base);
         let config = crate::lm::model::load_config(&base.join(crate::lm::checkpoint::CONFIG))
             .map_err(|e| decl.error(decl.config.pos("base"), format!("{e:#}")))?;
-        if cfg.window < 8 || cfg.window as i64 > config.max_len || cfg.steps == 0 || cfg.batch == 0 || cfg.lr <= 0.0 {
-            let msg = format!("need 8 ≤ window ≤ max_len ({}), steps ≥ 1, batch ≥ 1, lr > 0", config.max_len);
+        if cfg.window < 8
+            || cfg.window as i64 > config.max_len
+            || cfg.steps == 0
+            || cfg.batch == 0
+            || cfg.lr <= 0.0
+            || cfg.season_length == 0
+        {
+            let msg = format!("need 8 ≤ window ≤ max_len ({}), steps ≥ 1, batch ≥ 1, lr > 0, season_length ≥ 1", config.max_len);
             return Err(decl.error(decl.config.pos("window"), msg).into());
         }
         Ok(Arc::new(TrainTask { stage: decl.id.into(), input: decl.inputs[0].clone(), base, cfg }))
@@ -113,17 +129,26 @@ fn output_schema() -> SchemaRef {
     ]))
 }
 
-/// Training and validation windows: validation = each long-enough series' last window (its
-/// last quarter is what the loss scores); training windows end before that quarter.
-fn windows(histories: &[Vec<f64>], len: usize) -> (Vec<&[f64]>, Vec<Encoded>) {
+/// Most series whose last window scores validation (evenly spread over the series): each score
+/// is a forward pass over all of them, taken several times a run.
+const MAX_VALIDATION: usize = 512;
+
+/// Training and validation windows: validation = the last window of long-enough series (up to
+/// [`MAX_VALIDATION`] of them; its last quarter is what the loss scores); training windows end
+/// before that quarter.
+fn windows(histories: &[Vec<f64>], len: usize, season: usize) -> (Vec<&[f64]>, Vec<Encoded>) {
     let held = len / 4;
-    let mut train = vec![];
-    let mut valid = vec![];
-    for h in histories.iter().filter(|h| h.len() >= len + held) {
-        train.push(&h[..h.len() - held]);
-        let w = &h[h.len() - len..];
-        valid.push(encode_with_scale(w, None, scale_of(&w[..len - held])));
-    }
+    let long: Vec<&Vec<f64>> = histories.iter().filter(|h| h.len() >= len + held).collect();
+    let train = long.iter().map(|h| &h[..h.len() - held]).collect();
+    let stride = long.len().div_ceil(MAX_VALIDATION).max(1);
+    let valid = long
+        .iter()
+        .step_by(stride)
+        .map(|h| {
+            let w = &h[h.len() - len..];
+            encode_with_scale(w, None, scale_of(&w[..len - held])).with_season(season)
+        })
+        .collect();
     (train, valid)
 }
 
@@ -140,11 +165,42 @@ impl StageTask for TrainTask {
     async fn run(&self, cx: &StageCx) -> Result<StageReport> {
         let all = long_history(cx, &self.input, &self.cfg.series, &self.cfg.time, &self.cfg.target).await?;
         let (_, histories) = split_series(&all, self.cfg.series.len())?;
-        let (cfg, base, stage) = (self.cfg.clone(), self.base.clone(), self.stage.clone());
-        let (row, warning) = cx.blocking(move |cancel, progress| fine_tune(&histories, &cfg, &base, &stage, cancel, progress)).await?;
+        let table = &cx.outputs[0].0;
+        let base = match crate::models::latest(&cx.lake, table).await? {
+            Some((version, config, weights)) if !self.cfg.restart => {
+                Base::Published { name: format!("{table}@v{version}"), config, weights }
+            }
+            _ => Base::Folder(self.base.clone()),
+        };
+        let (cfg, stage) = (self.cfg.clone(), self.stage.clone());
+        let (row, warnings) = cx.blocking(move |cancel, progress| fine_tune(&histories, &cfg, &base, &stage, cancel, progress)).await?;
         let df = cx.ctx.read_batch(row)?;
         let written = cx.write_output(0, df).await?;
-        Ok(StageReport { rows_out: written.rows, bytes_out: written.bytes, details: None, warnings: warning.into_iter().collect() })
+        Ok(StageReport { rows_out: written.rows, bytes_out: written.bytes, details: None, warnings })
+    }
+}
+
+/// What a run fine-tunes: the latest published version of the output table, or (before the
+/// first publish, or with `restart`) the `base` folder.
+enum Base {
+    Published { name: String, config: String, weights: Vec<u8> },
+    Folder(PathBuf),
+}
+
+impl Base {
+    fn load(&self) -> Result<Checkpoint> {
+        match self {
+            Base::Published { name, config, weights } => Checkpoint::from_parts(config, weights, crate::device::best())
+                .with_context(|| format!("loading the published model {name}")),
+            Base::Folder(dir) => Checkpoint::load(dir, crate::device::best()),
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Base::Published { name, .. } => name.clone(),
+            Base::Folder(dir) => dir.display().to_string(),
+        }
     }
 }
 
@@ -152,30 +208,40 @@ impl StageTask for TrainTask {
 fn fine_tune(
     histories: &[Vec<f64>],
     cfg: &TrainStageConfig,
-    base: &std::path::Path,
+    base: &Base,
     stage: &str,
     cancel: &tokio_util::sync::CancellationToken,
     progress: &super::StageProgress,
-) -> Result<(RecordBatch, Option<String>)> {
-    let ck = Checkpoint::load(base, crate::device::best())?;
+) -> Result<(RecordBatch, Vec<String>)> {
+    let ck = base.load()?;
     let device = ck.vs.device();
-    let (series, valid) = windows(histories, cfg.window);
-    if series.is_empty() {
-        bail!("no series has the {} values a window of {} plus its held-out quarter needs", cfg.window + cfg.window / 4, cfg.window);
+    // Short histories (a young lake, a new store) shrink the window instead of failing the night.
+    let longest = histories.iter().map(Vec::len).max().unwrap_or(0);
+    let window = cfg.window.min(longest * 4 / 5);
+    if window < 16 {
+        bail!("no series has the 20 values a window of 16 plus its held-out quarter needs (the longest has {longest})");
     }
+    let mut warnings = vec![];
+    if window < cfg.window {
+        warnings
+            .push(format!("{stage}: the longest series has {longest} values, so training windows are {window} instead of {}", cfg.window));
+    }
+    let (series, valid) = windows(histories, window, cfg.season_length);
     let base_loss = eval_loss(&ck.model, &valid, cfg.batch, device);
     let base_bytes = ck.to_bytes(Kind::BFloat16)?;
     let tc = TrainConfig {
         steps: cfg.steps,
         batch: cfg.batch,
-        window: cfg.window,
+        window,
         lr: cfg.lr,
         warmup: (cfg.steps / 10).max(1),
         weight_decay: 0.1,
         clip: 1.0,
         seed: cfg.seed,
     };
-    let draw = |rng: &mut rand_chacha::ChaCha8Rng| crate::lm::train::window(series[rng.random_range(0..series.len())], cfg.window, rng);
+    let draw = |rng: &mut rand_chacha::ChaCha8Rng| {
+        crate::lm::train::window(series[rng.random_range(0..series.len())], window, cfg.season_length, rng)
+    };
     let mut es = EarlyStopping::new(cfg.eval_every, cfg.patience);
     let mut best_bytes: Option<Vec<u8>> = None;
     let mut ran = 0;
@@ -204,12 +270,13 @@ fn fine_tune(
         _ => (last, ran, ck.to_bytes(Kind::BFloat16)?),
     };
     let registered = loss <= base_loss;
-    let warning = (!registered)
-        .then(|| format!("{stage}: fine-tuning made validation loss worse ({loss:.4} > {base_loss:.4}); the base model is kept"));
+    if !registered {
+        warnings.push(format!("{stage}: fine-tuning made validation loss worse ({loss:.4} > {base_loss:.4}); the base model is kept"));
+    }
     let weights = if registered { tuned } else { base_bytes };
     let config_yaml = serde_saphyr::to_string(&ck.model.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(vec![base.display().to_string()])),
+        Arc::new(StringArray::from(vec![base.name()])),
         Arc::new(BooleanArray::from(vec![registered])),
         Arc::new(Float64Array::from(vec![base_loss])),
         Arc::new(Float64Array::from(vec![loss])),
@@ -219,5 +286,5 @@ fn fine_tune(
         Arc::new(BinaryArray::from(vec![weights.as_slice()])),
         Arc::new(Int64Array::from(vec![if registered { best_step as i64 } else { 0 }])),
     ];
-    Ok((RecordBatch::try_new(output_schema(), columns)?, warning))
+    Ok((RecordBatch::try_new(output_schema(), columns)?, warnings))
 }

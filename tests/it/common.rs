@@ -11,6 +11,18 @@ pub struct Project {
     pub dir: TempDir,
 }
 
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read repo folder") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+        }
+    }
+}
+
 impl Project {
     /// An empty project directory.
     pub fn empty() -> Self {
@@ -24,16 +36,12 @@ impl Project {
         p
     }
 
-    /// A project with the repo's pipelines/ and sql/, and no lake yet.
+    /// A project with the repo's pipelines/, sql/ and models/ (the shipped checkpoint the
+    /// nightly fine-tunes), and no lake yet.
     pub fn with_pipelines() -> Self {
         let p = Self::empty();
-        for folder in ["pipelines", "sql"] {
-            let dst = p.path().join(folder);
-            std::fs::create_dir_all(&dst).expect("mkdir");
-            for entry in std::fs::read_dir(Path::new(REPO).join(folder)).expect("read repo folder") {
-                let entry = entry.expect("entry");
-                std::fs::copy(entry.path(), dst.join(entry.file_name())).expect("copy");
-            }
+        for folder in ["pipelines", "sql", "models"] {
+            copy_dir(&Path::new(REPO).join(folder), &p.path().join(folder));
         }
         p
     }

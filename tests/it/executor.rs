@@ -134,7 +134,7 @@ async fn run_yaml(env: &Env, yaml: &str, max_parallel: usize, cancel: Cancellati
     run::start(
         Arc::new(plan),
         env.state.clone(),
-        RunOptions { max_parallel, cancel, quiet: true, reuse: Default::default(), commit: Default::default(), cache: None },
+        RunOptions { max_parallel, cancel, quiet: true, reuse: Default::default(), commit: Default::default(), cache: None, gpus: 1 },
     )
     .await
     .expect("state store works")
@@ -253,6 +253,25 @@ async fn max_parallel_bounds_concurrency_and_independent_stages_overlap() {
     assert_eq!(env.probe.max_running.load(Ordering::SeqCst), 3);
 }
 
+/// `resources: { gpu: 1 }` stages never run more at once than there are GPUs (1 here), while
+/// the other stages still fill `--max-parallel`.
+#[tokio::test]
+async fn gpu_stages_never_outnumber_the_gpus() {
+    let mut yaml = String::from("name: p\nstages:\n");
+    for i in 0..4 {
+        yaml.push_str(&format!("  - {{ id: g{i}, kind: test, resources: {{ gpu: 1 }}, config: {{ ms: 120 }} }}\n"));
+    }
+    let gpu_only = env();
+    let o = run_yaml(&gpu_only, &yaml, 4, CancellationToken::new()).await;
+    assert_eq!(o.status, RunStatus::Succeeded);
+    assert_eq!(gpu_only.probe.max_running.load(Ordering::SeqCst), 1, "one GPU: one GPU stage at a time");
+    yaml.push_str("  - { id: cpu, kind: test, config: { ms: 120 } }\n");
+    let mixed = env();
+    let o = run_yaml(&mixed, &yaml, 4, CancellationToken::new()).await;
+    assert_eq!(o.status, RunStatus::Succeeded);
+    assert_eq!(mixed.probe.max_running.load(Ordering::SeqCst), 2, "a CPU stage runs beside the GPU one");
+}
+
 #[tokio::test]
 async fn dependencies_run_strictly_in_order() {
     let env = env();
@@ -346,6 +365,7 @@ stages:
             reuse: Default::default(),
             commit: Default::default(),
             cache: None,
+            gpus: 1,
         },
     )
     .await

@@ -148,14 +148,14 @@ fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validatio
     };
     p.write("ft.yaml", &train("model"));
     p.ok(&["run", "ft.yaml"]);
-    let rows = p.query("SELECT series, steps, base_validation_loss > 0, validation_loss > 0, weights IS NOT NULL, (validation_loss <= base_validation_loss) = registered FROM lm_model");
-    assert_eq!(rows, vec!["2,5,true,true,true,true".to_string()]);
+    let rows = p.query("SELECT series, steps, base_validation_loss > 0, validation_loss > 0, weights IS NOT NULL, (validation_loss <= base_validation_loss) = registered, base LIKE '%model' FROM lm_model");
+    assert_eq!(rows, vec!["2,5,true,true,true,true,true".to_string()]);
     // Early stopping: validation every step, patience 1, a learning rate that diverges: the
     // second score is worse, so training stops after 2 of 30 steps.
     p.write("ft.yaml", &train("model").replace("steps: 5,", "steps: 30, eval_every: 1, patience: 1, lr: 1.0,"));
     p.ok(&["run", "ft.yaml"]);
-    let rows = p.query("SELECT steps, best_step <= steps FROM lm_model");
-    assert_eq!(rows, vec!["2,true".to_string()]);
+    let rows = p.query("SELECT steps, best_step <= steps, base FROM lm_model");
+    assert_eq!(rows, vec!["2,true,lm_model@v0".to_string()], "the second run fine-tunes the published version");
     // The registry: both published versions with their losses; the latest exported as a folder
     // that `method: lm` forecasts with.
     let listed = p.ok(&["models"]);
@@ -168,6 +168,24 @@ fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validatio
     p.ok(&["run", "p.yaml"]);
     let err = p.fails(&["models", "export", "lm_model", "--version", "7", "--out", "x"], 1);
     assert!(err.contains("no version 7"), "{err}");
+    // One run fine-tunes and forecasts with what it just trained (`model_input`: the staged
+    // table); `restart: true` starts from the folder again.
+    let forecast_with = |input: &str| {
+        format!(
+            "  - {{ id: fc, kind: forecast, inputs: {{ demand: raw/demand/, model: lm_model }}, outputs: [forecasts_lm], config: {{ method: lm, model_input: {input}, series: [sku_id], time: date, target: units, horizon: 7, paths: 4, context: 16 }} }}\n"
+        )
+    };
+    let both = train("model").replace("steps: 5,", "steps: 3, restart: true,") + &forecast_with("model");
+    p.write("ft.yaml", &both);
+    p.ok(&["run", "ft.yaml"]);
+    assert_eq!(p.query("SELECT count(*), min(model) FROM forecasts_lm"), vec!["14,lm".to_string()]);
+    assert_eq!(p.query("SELECT steps, base LIKE '%model' FROM lm_model"), vec!["3,true".to_string()]);
+    p.write("ft.yaml", &(train("model") + &forecast_with("nope")));
+    let err = p.fails(&["validate", "ft.yaml"], 2);
+    assert!(err.contains("ft.yaml:") && err.contains("`model_input: nope` must name one of the stage's two inputs"), "{err}");
+    p.write("ft.yaml", &(train("model") + &forecast_with("demand")));
+    let err = p.fails(&["validate", "ft.yaml"], 2);
+    assert!(err.contains("`model_input: demand` has no `weights` and `config_yaml` columns"), "{err}");
     p.write("ft.yaml", &train("nowhere"));
     let err = p.fails(&["validate", "ft.yaml"], 2);
     assert!(err.contains("ft.yaml:") && err.contains("nowhere/config.yaml"), "{err}");

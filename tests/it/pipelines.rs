@@ -38,6 +38,16 @@ fn nightly_pipeline_cleans_forecasts_publishes_and_records_history() {
     assert_eq!(p.query("SELECT documents, vocab_size > 256, length(tokenizer_json) > 1000 FROM tokenizer"), vec!["12,true,true"]);
 
     let run_id = p.last_run_id();
+    p.ok(&["run", "pipelines/lm_nightly.yaml"]);
+    // The language model (pipelines/lm_nightly.yaml, on the published demand): fine-tuned from
+    // the shipped checkpoint on the 24 series (120 days: the 128-value windows shrink to 96,
+    // with a warning), then forecasting them, 20 paths each.
+    assert_eq!(p.query("SELECT series, steps > 0, base LIKE '%models/small' FROM lm_model"), vec!["24,true,true"]);
+    assert_eq!(
+        p.query("SELECT COUNT(*), COUNT(DISTINCT sku_id || location_id), MIN(model), MAX(step) FROM forecasts_lm"),
+        vec!["672,24,lm,28"]
+    );
+    assert_eq!(p.query("SELECT COUNT(*), COUNT(DISTINCT path), MIN(value) >= 0 FROM forecast_paths"), vec!["13440,20,true"]);
     let show = p.ok(&["show", &run_id]);
     for stage in ["clean_sales", "demand_daily", "product_text", "audit", "tokenizer", "forecast_baseline", "audit_forecasts"] {
         assert!(stage_rows(&show, stage).iter().any(|l| l.contains("succeeded")), "{stage} missing in:\n{show}");
