@@ -64,7 +64,7 @@ pub async fn list(lake: &Lake, only: Option<&str>) -> Result<Vec<ModelVersion>> 
     let visible = commit::visible_versions(lake).await?;
     let mut out = vec![];
     for table in model_tables(lake).await?.into_iter().filter(|t| only.is_none_or(|o| o == t)) {
-        let Some(latest) = visible.get(&table).copied().or(delta::head(lake, &table).await?.map(|h| h.0)) else { continue };
+        let Some(latest) = latest_version(lake, &table, &visible).await? else { continue };
         for version in 0..=latest {
             let b = read_version(lake, &table, version, false).await?;
             out.push(ModelVersion {
@@ -83,6 +83,14 @@ pub async fn list(lake: &Lake, only: Option<&str>) -> Result<Vec<ModelVersion>> 
     Ok(out)
 }
 
+/// A table's latest visible version (the committed one, else the Delta head), None if never written.
+async fn latest_version(lake: &Lake, table: &str, visible: &std::collections::HashMap<String, i64>) -> Result<Option<i64>> {
+    Ok(match visible.get(table) {
+        Some(v) => Some(*v),
+        None => delta::head(lake, table).await?.map(|h| h.0),
+    })
+}
+
 /// The config text and weights of one version.
 async fn parts(lake: &Lake, table: &str, version: i64) -> Result<(String, Vec<u8>)> {
     let b = read_version(lake, table, version, true).await?;
@@ -94,7 +102,7 @@ async fn parts(lake: &Lake, table: &str, version: i64) -> Result<(String, Vec<u8
 /// table was never published. A `train` stage fine-tunes from it.
 pub async fn latest(lake: &Lake, table: &str) -> Result<Option<(i64, String, Vec<u8>)>> {
     let visible = commit::visible_versions(lake).await?;
-    let Some(version) = visible.get(table).copied().or(delta::head(lake, table).await?.map(|h| h.0)) else { return Ok(None) };
+    let Some(version) = latest_version(lake, table, &visible).await? else { return Ok(None) };
     let (config, weights) = parts(lake, table, version).await?;
     Ok(Some((version, config, weights)))
 }
