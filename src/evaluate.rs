@@ -242,7 +242,7 @@ pub fn parse_methods(list: &str, model_dir: &Path, lm: &LmOptions) -> Result<Vec
         .filter(|s| !s.is_empty())
         .map(|name| {
             if name == "lm" {
-                let ck = Checkpoint::load(model_dir, crate::device::best())?;
+                let ck = Checkpoint::load(model_dir, crate::device::best())?.for_inference();
                 return Ok(Candidate::Lm { name: "lm".into(), ck: Box::new(ck), opts: *lm });
             }
             Forecaster::from_name(name).map(Candidate::Stat).map_err(anyhow::Error::msg)

@@ -11,7 +11,7 @@ use rand_distr::{Distribution, Normal};
 
 use super::decompose::{Form, seasonal_component};
 use super::optim::nelder_mead;
-use super::{QuantileForecast, Request, SIM_PATHS, rng, seasonal_naive};
+use super::{QuantileForecast, Request, SIM_PATHS, norm_ppf, rng, seasonal_naive};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Season {
@@ -182,7 +182,7 @@ pub fn fit(y: &[f64], m: usize, form: Form3) -> Option<Fit> {
     }
     let np = n_par as f64;
     let aicc = lik + 2.0 * np + 2.0 * np * (np + 1.0) / (n as f64 - np - 1.0);
-    let sigma = (sse / (n as f64 - np).max(1.0)).sqrt();
+    let sigma = (sse / (n as f64 - np - 1.0).max(1.0)).sqrt();
     Some(Fit { form, params, last, aicc, sigma, n })
 }
 
@@ -194,7 +194,8 @@ fn decode(form: Form3, x: &[f64], k: usize) -> Option<(Params, State)> {
     let beta = if form.trend { it.next()? } else { 0.0 };
     let gamma = if form.season != Season::None { it.next()? } else { 0.0 };
     let phi = if form.damped { it.next()? } else { 1.0 };
-    if beta > alpha || gamma > 1.0 - alpha {
+    let params = Params { alpha, beta, gamma, phi };
+    if beta > alpha || gamma > 1.0 - alpha || !admissible(form, &params, k) {
         return None;
     }
     let level = it.next()?;
@@ -211,7 +212,52 @@ fn decode(form: Form3, x: &[f64], k: usize) -> Option<(Params, State)> {
             }
         }
     }
-    Some((Params { alpha, beta, gamma, phi }, State { level, slope, seasonal }))
+    Some((params, State { level, slope, seasonal }))
+}
+
+/// Hyndman et al.'s admissible region (forecastable models: the discount matrix's eigenvalues
+/// inside the unit circle), checked as R's `ets` and statsforecast do with `bounds = "both"`.
+/// Inside the usual bounds only the seasonal characteristic polynomial can fail.
+fn admissible(form: Form3, p: &Params, m: usize) -> bool {
+    let Params { alpha, beta, gamma, phi } = *p;
+    if !(0.0..=1.0 + 1e-8).contains(&phi) {
+        return false;
+    }
+    if form.season == Season::None || m < 2 {
+        let beta_ok = !form.trend || (alpha * (phi - 1.0)..=(1.0 + phi) * (2.0 - alpha)).contains(&beta);
+        return (1.0 - 1.0 / phi..=1.0 + 1.0 / phi).contains(&alpha) && beta_ok;
+    }
+    let mf = m as f64;
+    if gamma < (1.0 - 1.0 / phi - alpha).max(0.0)
+        || gamma > 1.0 + 1.0 / phi - alpha
+        || alpha < 1.0 - 1.0 / phi - gamma * (1.0 - mf + phi + phi * mf) / (2.0 * phi * mf)
+        || beta < -(1.0 - phi) * (gamma / mf + alpha)
+    {
+        return false;
+    }
+    // Characteristic polynomial, increasing powers, degree m + 1 (R's `admissible`). Models
+    // without a trend always have a root at exactly 1, hence the small tolerance.
+    let mut poly = vec![phi * (1.0 - alpha - gamma), alpha + beta - alpha * phi + gamma - 1.0];
+    poly.extend(std::iter::repeat_n(alpha + beta - alpha * phi, m - 2));
+    poly.extend([alpha + beta - phi, 1.0]);
+    roots_within(&poly, 1.0 + 1e-6)
+}
+
+/// Whether every root of `poly` (coefficients in increasing powers, leading one non-zero) has
+/// modulus below `radius`: the Schur–Cohn step-down test on p(radius·z), no root finding.
+pub fn roots_within(poly: &[f64], radius: f64) -> bool {
+    let mut a: Vec<f64> = poly.iter().enumerate().map(|(i, c)| c * radius.powi(i as i32)).collect();
+    while a.len() > 1 {
+        let n = a.len() - 1;
+        let (lead, tail) = (a[n], a[0]);
+        if tail.abs().partial_cmp(&lead.abs()) != Some(std::cmp::Ordering::Less) {
+            return false;
+        }
+        // (lead·p(z) − tail·z^n·p(1/z)) / z, scaled to a unit leading coefficient.
+        let scale = lead * lead - tail * tail;
+        a = (0..n).map(|i| (lead * a[i + 1] - tail * a[n - 1 - i]) / scale).collect();
+    }
+    true
 }
 
 /// (−2 log-likelihood up to a constant, sum of squared model errors, state after the data).
@@ -265,20 +311,52 @@ fn initial_state(y: &[f64], k: usize, form: Form3) -> Option<State> {
 }
 
 impl Fit {
-    /// Mean path, and quantiles from simulating the fitted error process.
+    /// Mean path and quantiles: exact normal quantiles for additive errors (the forecast is
+    /// linear in past errors, so its variance is σ²·(1 + Σ c_j²), statsforecast's class 1);
+    /// simulated from the fitted error process for multiplicative ones.
     pub fn forecast(&self, req: &Request) -> QuantileForecast {
-        let h = req.horizon;
-        let mut st = self.last.clone();
-        let mut point = Vec::with_capacity(h);
-        for j in 0..h {
-            let t = self.n + j;
-            let (_, _, yhat) = self.form.predict(&self.params, &st, t);
-            point.push(yhat);
-            self.form.update(&self.params, &mut st, t, 0.0);
-        }
+        let point = self.mean_path(req.horizon, None);
         if req.levels.is_empty() {
             return QuantileForecast { point, quantiles: vec![] };
         }
+        if !self.form.multiplicative_error {
+            return self.normal_quantiles(point, req.levels);
+        }
+        self.simulated(point, req)
+    }
+
+    /// The mean path, after an error `shock` at the first forecast step when given.
+    fn mean_path(&self, h: usize, shock: Option<f64>) -> Vec<f64> {
+        let mut st = self.last.clone();
+        (0..h)
+            .map(|j| {
+                let t = self.n + j;
+                let (_, _, yhat) = self.form.predict(&self.params, &st, t);
+                let q = if j == 0 { shock.unwrap_or(0.0) } else { 0.0 };
+                self.form.update(&self.params, &mut st, t, q);
+                yhat
+            })
+            .collect()
+    }
+
+    /// Additive errors: c_j is the response of step j + 1 to a unit error at step 1.
+    fn normal_quantiles(&self, point: Vec<f64>, levels: &[f64]) -> QuantileForecast {
+        let shocked = self.mean_path(point.len(), Some(1.0));
+        let mut var = 1.0;
+        let sd: Vec<f64> = (0..point.len())
+            .map(|j| {
+                if j > 0 {
+                    var += (shocked[j] - point[j]).powi(2);
+                }
+                self.sigma * var.sqrt()
+            })
+            .collect();
+        let quantiles = levels.iter().map(|&q| point.iter().zip(&sd).map(|(p, s)| p + s * norm_ppf(q)).collect()).collect();
+        QuantileForecast { point, quantiles }
+    }
+
+    fn simulated(&self, point: Vec<f64>, req: &Request) -> QuantileForecast {
+        let h = req.horizon;
         let mut rng = rng();
         let normal = Normal::new(0.0, self.sigma.max(1e-12)).expect("finite sigma");
         let paths: Vec<Vec<f64>> = (0..SIM_PATHS)
@@ -309,6 +387,63 @@ impl Fit {
 mod tests {
     use super::*;
     use crate::forecast::AIR_PASSENGERS;
+
+    /// Coefficients (increasing powers) of the monic polynomial with these real roots and
+    /// complex pairs (modulus, angle).
+    fn from_roots(real: &[f64], pairs: &[(f64, f64)]) -> Vec<f64> {
+        let mul = |p: &[f64], f: &[f64]| {
+            let mut out = vec![0.0; p.len() + f.len() - 1];
+            for (i, a) in p.iter().enumerate() {
+                for (j, b) in f.iter().enumerate() {
+                    out[i + j] += a * b;
+                }
+            }
+            out
+        };
+        let mut p = vec![1.0];
+        for r in real {
+            p = mul(&p, &[-r, 1.0]);
+        }
+        for (r, th) in pairs {
+            p = mul(&p, &[r * r, -2.0 * r * th.cos(), 1.0]);
+        }
+        p
+    }
+
+    #[test]
+    fn schur_cohn_finds_roots_outside_the_circle() {
+        assert!(roots_within(&from_roots(&[0.5, -0.9], &[(0.95, 1.0)]), 1.0));
+        assert!(!roots_within(&from_roots(&[0.5, -1.1], &[]), 1.0));
+        assert!(!roots_within(&from_roots(&[0.2], &[(1.05, 2.0), (0.3, 0.5)]), 1.0));
+        assert!(roots_within(&from_roots(&[0.2], &[(1.05, 2.0)]), 1.1));
+        assert!(roots_within(&from_roots(&[0.1; 12], &[(0.99, 0.3)]), 1.0));
+    }
+
+    #[test]
+    fn admissibility_matches_the_characteristic_roots() {
+        let f = |trend, damped| Form3 { multiplicative_error: false, trend, damped, season: Season::Additive };
+        let p = |alpha, beta, gamma, phi| Params { alpha, beta, gamma, phi };
+        // Largest root modulus by numpy: 1.0022 (rejected), 0.890, 0.912, and exactly 1 for a
+        // model without trend (accepted, as in R).
+        assert!(!admissible(f(true, false), &p(0.9, 0.5, 0.09, 1.0), 12));
+        assert!(admissible(f(true, true), &p(0.5, 0.1, 0.3, 0.9), 4));
+        assert!(admissible(f(true, false), &p(0.6, 0.55, 0.3, 1.0), 4));
+        assert!(admissible(f(false, false), &p(0.1, 0.0, 0.85, 1.0), 12));
+    }
+
+    #[test]
+    fn additive_intervals_are_the_closed_form_variance() {
+        // A,N,N: Var(h) = σ²·(1 + α²·(h − 1)) (Hyndman et al. 2008, table 6.1).
+        let y: Vec<f64> = (0..60).map(|t| 50.0 + ((t * 37 % 11) as f64 - 5.0)).collect();
+        let fit = fit(&y, 1, Form3 { multiplicative_error: false, trend: false, damped: false, season: Season::None }).unwrap();
+        let req = Request { horizon: 6, season: 1, levels: &[0.9], nonnegative: false };
+        let f = fit.forecast(&req);
+        let alpha = fit.params()[0];
+        for h in 0..6 {
+            let sd = fit.sigma * (1.0 + alpha * alpha * h as f64).sqrt();
+            assert!((f.quantiles[0][h] - f.point[h] - 1.2815515655 * sd).abs() < 1e-6, "step {h}");
+        }
+    }
 
     #[test]
     fn air_passengers_matches_statsforecast() {

@@ -17,6 +17,8 @@ pub struct Wrmsse {
     scale: Vec<f64>,
     weight: Vec<f64>,
     bottom: usize,
+    /// `level_end[l]`: one past the last aggregated series of level l.
+    level_end: [usize; 12],
 }
 
 impl Wrmsse {
@@ -24,12 +26,14 @@ impl Wrmsse {
     /// keys sorted within a level (pandas' groupby order); `actual`, `scale` and `weight` follow it.
     pub fn new(keys: &[[String; 6]], actual: Vec<Vec<f64>>, scale: Vec<f64>, weight: Vec<f64>) -> Result<Self, String> {
         let mut members = vec![];
-        for level in LEVELS {
+        let mut level_end = [0; 12];
+        for (l, level) in LEVELS.iter().enumerate() {
             let mut groups: BTreeMap<Vec<&str>, Vec<u32>> = BTreeMap::new();
             for (i, k) in keys.iter().enumerate() {
                 groups.entry(level.iter().map(|&f| k[f].as_str()).collect()).or_default().push(i as u32);
             }
             members.extend(groups.into_values());
+            level_end[l] = members.len();
         }
         if members.len() != actual.len() || members.len() != scale.len() || members.len() != weight.len() {
             return Err(format!(
@@ -40,15 +44,20 @@ impl Wrmsse {
                 weight.len()
             ));
         }
-        Ok(Self { members, actual, scale, weight, bottom: keys.len() })
+        Ok(Self { members, actual, scale, weight, bottom: keys.len(), level_end })
     }
 
     /// Score bottom-level forecasts (`forecast[i][h]`, in the order of the keys).
     pub fn score(&self, forecast: &[Vec<f64>]) -> Result<f64, String> {
+        Ok(self.level_scores(forecast)?.iter().sum())
+    }
+
+    /// Each level's weighted RMSSE (its share of the total: the twelve sum to the WRMSSE).
+    pub fn level_scores(&self, forecast: &[Vec<f64>]) -> Result<[f64; 12], String> {
         if forecast.len() != self.bottom {
             return Err(format!("{} forecast series, the hierarchy has {}", forecast.len(), self.bottom));
         }
-        let mut total = 0.0;
+        let mut out = [0.0; 12];
         for (r, members) in self.members.iter().enumerate() {
             let actual = &self.actual[r];
             let mse = (0..actual.len())
@@ -58,9 +67,9 @@ impl Wrmsse {
                 })
                 .sum::<f64>()
                 / actual.len() as f64;
-            total += self.weight[r] * (mse / self.scale[r]).sqrt();
+            out[self.level_end.partition_point(|&end| end <= r)] += self.weight[r] * (mse / self.scale[r]).sqrt();
         }
-        Ok(total)
+        Ok(out)
     }
 
     /// The bottom series' actuals (the level-12 rows), in key order of `id`.

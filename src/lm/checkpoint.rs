@@ -1,6 +1,7 @@
 //! A model on disk: a folder with `config.yaml` (the shape), `model.safetensors` (bf16 weights)
 //! and `metrics.json` (how it was trained). Loading names the file at fault.
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow};
 use tch::nn::VarStore;
@@ -26,6 +27,38 @@ pub fn version_stamp(dir: &std::path::Path) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Where a model comes from: a model folder, or a model table's row (config text and
+/// safetensors bytes) read from the lake.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Folder(PathBuf),
+    /// `name` says which in messages, e.g. `lm_model@v3`.
+    Row {
+        name: String,
+        config: String,
+        weights: Arc<Vec<u8>>,
+    },
+}
+
+impl Source {
+    /// Load onto the best device, naming the source on failure.
+    pub fn load(&self) -> Result<Checkpoint> {
+        match self {
+            Source::Folder(dir) => Checkpoint::load(dir, crate::device::best()),
+            Source::Row { name, config, weights } => {
+                Checkpoint::from_parts(config, weights, crate::device::best()).with_context(|| format!("loading the model {name}"))
+            }
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match self {
+            Source::Folder(dir) => dir.display().to_string(),
+            Source::Row { name, .. } => name.clone(),
+        }
+    }
 }
 
 pub struct Checkpoint {
@@ -83,6 +116,16 @@ impl Checkpoint {
             .and_then(|()| Self::load(&dir, device));
         let _ = std::fs::remove_dir_all(&dir);
         loaded
+    }
+
+    /// Ready for forecasting: bf16 weights on CUDA (tensor cores, half the memory traffic),
+    /// f32 on the CPU, where bf16 matrix products are slower. Explicit bf16 rather than
+    /// autocast; RMSNorm statistics and sampling stay in f32.
+    pub fn for_inference(mut self) -> Self {
+        if self.vs.device().is_cuda() {
+            self.vs.bfloat16();
+        }
+        self
     }
 
     /// The weights as safetensors bytes (as `kind`): how a trained model travels inside a table.

@@ -264,7 +264,8 @@ impl Model {
         let (_, t) = ids.size2().expect("[B, T]");
         let mut x = self.embed.forward(ids);
         if let (Some(proj), Some(cov)) = (&self.covariates, extra.covariates) {
-            x = x + proj.forward(&cov.to_kind(Kind::Float));
+            let cov = cov.to_kind(x.kind());
+            x = x + proj.forward(&cov);
         }
         if let (Some(proj), Some(lag)) = (&self.lag, extra.lag) {
             x = x + proj.forward(&self.embed.forward(lag));
@@ -320,5 +321,27 @@ mod tests {
         std::fs::write(bad.path(), "d_model: 64\nn_layer: 2\n").unwrap();
         let err = load_config(bad.path()).unwrap_err().to_string();
         assert!(err.contains("n_layer"), "{err}");
+    }
+
+    /// The bf16 weights CUDA forecasts with give the f32 model's logits to bf16 precision, the
+    /// KV-cached decoding path included (checked on the CPU: every tensor's kind must agree).
+    #[test]
+    fn bf16_weights_give_the_same_logits() {
+        let c = load_config(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny.yaml")).unwrap();
+        tch::manual_seed(5);
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let model = Model::new(&vs.root(), c);
+        let ids = Tensor::randint_low(2, 4000, [2, 24], (Kind::Int64, Device::Cpu));
+        let lag = Tensor::randint_low(0, 4000, [2, 24], (Kind::Int64, Device::Cpu));
+        let extra = Extra { lag: Some(&lag), ..Extra::default() };
+        let f32_logits = model.forward(&ids, 0, None, &extra, None);
+        vs.bfloat16();
+        let mut cache = vec![];
+        let prefix = model.forward(&ids.narrow(1, 0, 23), 0, None, &Extra { lag: Some(&lag.narrow(1, 0, 23)), ..extra }, Some(&mut cache));
+        assert_eq!(prefix.kind(), Kind::BFloat16);
+        let step = model.forward(&ids.narrow(1, 23, 1), 23, None, &Extra { lag: Some(&lag.narrow(1, 23, 1)), ..extra }, Some(&mut cache));
+        let diff = (step.to_kind(Kind::Float).select(1, 0) - f32_logits.select(1, 23)).abs().max().double_value(&[]);
+        let scale = f32_logits.abs().max().double_value(&[]);
+        assert!(diff < 0.05 * scale, "bf16 logits differ by {diff} (scale {scale})");
     }
 }

@@ -98,8 +98,9 @@ pub fn train(
 }
 
 /// Validation-based early stopping: score every `every` steps, remember the best, and stop
-/// after `patience` scores in a row without improvement.
-#[derive(Debug, Clone, Default)]
+/// after `patience` scores in a row without improvement. Serialisable, so a resumed training
+/// run keeps its record.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct EarlyStopping {
     pub every: usize,
     pub patience: usize,

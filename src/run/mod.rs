@@ -504,7 +504,8 @@ async fn attempt_once(
             plan.lake.delete_prefix(&url).await?;
             outputs.push((o.name.clone(), url));
         }
-        let cx = StageCx { stage_id: stage.id.clone(), ctx, outputs, lake: plan.lake.clone(), cancel: cancel.clone(), progress };
+        let scratch = crate::stage::Scratch::new(plan.lake.clone(), plan.lake.scratch_url(run_id, &stage.id));
+        let cx = StageCx { stage_id: stage.id.clone(), ctx, outputs, lake: plan.lake.clone(), cancel: cancel.clone(), progress, scratch };
         match stage.task.run(&cx).await {
             Ok(report) => Ok::<_, anyhow::Error>((report, stats)),
             Err(e) => Err(name_the_file(plan, &stats, e).await),

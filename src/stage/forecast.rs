@@ -2,7 +2,7 @@
 //!
 //! Ships the `seasonal_naive` method; learned models plug in as further methods or kinds.
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -17,7 +17,7 @@ use serde::Deserialize;
 use super::{Cancelled, StageCx, StageDecl, StageKind, StageProgress, StageReport, StageTask};
 use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
 use crate::forecast::{Forecaster, QuantileForecast, Request, quantile_column};
-use crate::lm::checkpoint::Checkpoint;
+use crate::lm::checkpoint::{Checkpoint, Source};
 use crate::lm::forecast::{Input, LmOptions};
 
 pub struct ForecastKind;
@@ -107,22 +107,18 @@ enum StageMethod {
     Lm { model: LmModel, opts: LmOptions },
 }
 
-/// Where the language model comes from.
+/// Where the language model comes from: known when planning, or an input table shaped like a
+/// `train` stage's output, read when the stage runs.
 #[derive(Debug, Clone)]
 enum LmModel {
-    /// A model folder.
-    Folder(PathBuf),
-    /// An input table shaped like a `train` stage's output, read when the stage runs…
+    Known(Source),
     Input(String),
-    /// …into its config text and weights.
-    Loaded { config: String, weights: Arc<Vec<u8>> },
 }
 
 impl LmModel {
     fn load(&self) -> Result<Checkpoint> {
         match self {
-            LmModel::Folder(dir) => Checkpoint::load(dir, crate::device::best()),
-            LmModel::Loaded { config, weights } => Checkpoint::from_parts(config, weights, crate::device::best()),
+            LmModel::Known(source) => source.load(),
             LmModel::Input(name) => bail!("the model in input `{name}` was not read"),
         }
     }
@@ -191,7 +187,7 @@ fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, 
             )
             .into());
     }
-    Ok(StageMethod::Lm { model: LmModel::Folder(dir), opts })
+    Ok(StageMethod::Lm { model: LmModel::Known(Source::Folder(dir)), opts })
 }
 
 /// `method` (and `members`) → what to run, or a diagnostic naming the bad name.
@@ -324,7 +320,7 @@ impl ForecastTask {
 impl StageTask for ForecastTask {
     fn fingerprint(&self) -> Option<String> {
         match &self.method {
-            StageMethod::Lm { model: LmModel::Folder(dir), .. } => Some(crate::lm::checkpoint::version_stamp(dir)),
+            StageMethod::Lm { model: LmModel::Known(Source::Folder(dir)), .. } => Some(crate::lm::checkpoint::version_stamp(dir)),
             StageMethod::Lm { .. } | StageMethod::Stat(_) => None,
         }
     }
@@ -378,7 +374,7 @@ async fn read_model(cx: &StageCx, name: &str) -> Result<LmModel> {
     }
     let config = b.column(0).as_string_opt::<i32>().context("`config_yaml` is not text")?.value(0).to_string();
     let weights = b.column(1).as_binary_opt::<i32>().context("`weights` is not binary")?.value(0).to_vec();
-    Ok(LmModel::Loaded { config, weights: Arc::new(weights) })
+    Ok(LmModel::Known(Source::Row { name: format!("input {name}"), config, weights: Arc::new(weights) }))
 }
 
 /// Forecast every series of `all` (keys…, DATE, DOUBLE, sorted by keys then date): the CPU-bound
@@ -523,7 +519,7 @@ fn forecasts(
             Ok((out, None))
         }
         StageMethod::Lm { model, opts } => {
-            let ck = model.load()?;
+            let ck = model.load()?.for_inference();
             let inputs: Vec<Input> = histories.iter().map(|h| Input { history: h, text: None }).collect();
             let both = crate::lm::forecast::forecast_paths(&ck, &inputs, req, opts, |done| {
                 report(done);

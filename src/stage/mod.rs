@@ -111,6 +111,51 @@ pub struct StageCx {
     pub cancel: CancellationToken,
     /// The stage's line in the run's display: long stages report steps, loss, rates here.
     pub progress: StageProgress,
+    /// Where a long stage keeps resumable checkpoints.
+    pub scratch: Scratch,
+}
+
+/// A stage's scratch folder (`_staging/<run>/.scratch/<stage>/`): it outlives a failed or killed
+/// attempt, so the run's next attempt or `restock resume` can continue long work from the last
+/// checkpoint; it goes with the run's staging. Its methods block: call them from
+/// [`StageCx::blocking`] work.
+#[derive(Clone)]
+pub struct Scratch {
+    lake: crate::storage::Lake,
+    url: url::Url,
+    rt: tokio::runtime::Handle,
+}
+
+impl Scratch {
+    pub fn new(lake: crate::storage::Lake, url: url::Url) -> Self {
+        Self { lake, url, rt: tokio::runtime::Handle::current() }
+    }
+
+    fn path(&self, name: &str) -> Result<object_store::path::Path> {
+        crate::storage::object_path(&self.url.join(name)?)
+    }
+
+    /// An object's bytes, `None` if absent.
+    pub fn get(&self, name: &str) -> Result<Option<bytes::Bytes>> {
+        let path = self.path(name)?;
+        self.rt.block_on(self.lake.get_if_present(&path))
+    }
+
+    pub fn put(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
+        let path = self.path(name)?;
+        self.rt.block_on(self.lake.put_bytes(&path, bytes))
+    }
+
+    /// Delete one object (absent is fine).
+    pub fn delete(&self, name: &str) -> Result<()> {
+        let path = self.path(name)?;
+        self.rt.block_on(self.lake.delete_object(&path))
+    }
+
+    /// Delete everything in the folder.
+    pub fn clear(&self) -> Result<()> {
+        self.rt.block_on(self.lake.delete_prefix(&self.url))
+    }
 }
 
 /// A long stage's live status line (a spinner message on a terminal; nothing in logs).

@@ -13,19 +13,19 @@ use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, BinaryArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use rand::Rng;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tch::Kind;
 
 use super::forecast::{long_history, split_series};
-use super::{Cancelled, StageCx, StageDecl, StageKind, StageReport, StageTask};
+use super::{Cancelled, Scratch, StageCx, StageDecl, StageKind, StageReport, StageTask};
 use crate::diag::Diagnostics;
-use crate::lm::checkpoint::Checkpoint;
+use crate::lm::checkpoint::{Checkpoint, Source};
 use crate::lm::tokens::{Encoded, encode_with_scale, scale_of};
 use crate::lm::train::{EarlyStopping, TrainConfig, Verdict, eval_loss, train};
 
 pub struct TrainKind;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct TrainStageConfig {
     series: Vec<String>,
@@ -57,6 +57,14 @@ struct TrainStageConfig {
     /// …stopping after this many scores in a row without improvement.
     #[serde(default = "default_patience")]
     patience: usize,
+    /// Save a resumable checkpoint in the run's scratch folder every this many steps: a killed
+    /// or failed attempt continues from it (`restock resume`, or the stage's next retry).
+    #[serde(default = "default_checkpoint_every")]
+    checkpoint_every: usize,
+}
+
+fn default_checkpoint_every() -> usize {
+    50
 }
 
 fn default_eval_every() -> usize {
@@ -168,67 +176,102 @@ impl StageTask for TrainTask {
         let table = &cx.outputs[0].0;
         let base = match crate::models::latest(&cx.lake, table).await? {
             Some((version, config, weights)) if !self.cfg.restart => {
-                Base::Published { name: format!("{table}@v{version}"), config, weights }
+                Source::Row { name: format!("{table}@v{version}"), config, weights: Arc::new(weights) }
             }
-            _ => Base::Folder(self.base.clone()),
+            _ => Source::Folder(self.base.clone()),
         };
-        let (cfg, stage) = (self.cfg.clone(), self.stage.clone());
-        let (row, warnings) = cx.blocking(move |cancel, progress| fine_tune(&histories, &cfg, &base, &stage, cancel, progress)).await?;
-        let df = cx.ctx.read_batch(row)?;
-        let written = cx.write_output(0, df).await?;
-        Ok(StageReport { rows_out: written.rows, bytes_out: written.bytes, details: None, warnings })
+        let (cfg, stage, scratch) = (self.cfg.clone(), self.stage.clone(), cx.scratch.clone());
+        let run =
+            move |cancel: &_, progress: &_| fine_tune(&histories, &cfg, &base, &Job { stage: &stage, cancel, progress, scratch: &scratch });
+        let tuned = cx.blocking(run).await?;
+        let written = cx.write_output(0, cx.ctx.read_batch(tuned.row)?).await?;
+        let details = serde_json::json!({ "resumed_from": tuned.resumed_from });
+        Ok(StageReport { rows_out: written.rows, bytes_out: written.bytes, details: Some(details), warnings: tuned.warnings })
     }
 }
 
-/// What a run fine-tunes: the latest published version of the output table, or (before the
-/// first publish, or with `restart`) the `base` folder.
-enum Base {
-    Published { name: String, config: String, weights: Vec<u8> },
-    Folder(PathBuf),
+/// What the blocking part of a run needs besides the data: names, cancellation, display and
+/// the scratch folder its checkpoints go to.
+struct Job<'a> {
+    stage: &'a str,
+    cancel: &'a tokio_util::sync::CancellationToken,
+    progress: &'a super::StageProgress,
+    scratch: &'a Scratch,
 }
 
-impl Base {
-    fn load(&self) -> Result<Checkpoint> {
-        match self {
-            Base::Published { name, config, weights } => Checkpoint::from_parts(config, weights, crate::device::best())
-                .with_context(|| format!("loading the published model {name}")),
-            Base::Folder(dir) => Checkpoint::load(dir, crate::device::best()),
+/// A fine-tune's result: the output row, its warnings, and the step it resumed from (0: none).
+struct Tuned {
+    row: RecordBatch,
+    warnings: Vec<String>,
+    resumed_from: usize,
+}
+
+/// A resumable checkpoint's record (`state.json` in the scratch folder), naming the weights
+/// objects beside it. Weights objects carry their step in the name and `state.json` is written
+/// last, so a kill at any moment leaves a consistent checkpoint.
+#[derive(Serialize, Deserialize)]
+struct TrainState {
+    /// What the training is (base, config, data size): another training's checkpoint is ignored.
+    key: String,
+    step: usize,
+    weights: String,
+    /// The best-scoring weights so far (bf16), when early stopping has a best.
+    best: Option<String>,
+    early: EarlyStopping,
+}
+
+const STATE: &str = "state.json";
+
+/// Where training stands, besides the weights: steps done, early stopping, the best weights
+/// so far (their object name and bf16 bytes).
+struct Record {
+    step: usize,
+    early: EarlyStopping,
+    best: Option<(String, Vec<u8>)>,
+}
+
+/// The checkpoint to continue from, if the scratch folder holds one of this same training.
+fn resume_point(scratch: &Scratch, key: &str, config_yaml: &str) -> Result<Option<(Checkpoint, Record)>> {
+    let Some(bytes) = scratch.get(STATE)? else { return Ok(None) };
+    let Ok(state) = serde_json::from_slice::<TrainState>(&bytes) else { return Ok(None) };
+    if state.key != key {
+        return Ok(None);
+    }
+    let weights = scratch.get(&state.weights)?.with_context(|| format!("the checkpoint's {} is missing", state.weights))?;
+    let ck = Checkpoint::from_parts(config_yaml, &weights, crate::device::best()).context("loading the resumable checkpoint")?;
+    let best = match state.best {
+        Some(name) => Some((name.clone(), scratch.get(&name)?.with_context(|| format!("the checkpoint's {name} is missing"))?.to_vec())),
+        None => None,
+    };
+    Ok(Some((ck, Record { step: state.step, early: state.early, best })))
+}
+
+/// Write a checkpoint at `r.step`: weights first, `state.json` last, then drop the older files.
+fn save_checkpoint(scratch: &Scratch, key: &str, ck: &Checkpoint, r: &Record, old: Option<TrainState>) -> Result<TrainState> {
+    let weights = format!("weights-{}.safetensors", r.step);
+    scratch.put(&weights, ck.to_bytes(Kind::Float)?)?;
+    let best = r.best.as_ref().map(|(name, _)| name.clone());
+    if let Some((name, bytes)) = &r.best
+        && old.as_ref().and_then(|o| o.best.as_ref()) != Some(name)
+    {
+        scratch.put(name, bytes.clone())?;
+    }
+    let state = TrainState { key: key.to_string(), step: r.step, weights, best, early: r.early.clone() };
+    scratch.put(STATE, serde_json::to_vec(&state)?)?;
+    if let Some(old) = old {
+        scratch.delete(&old.weights)?;
+        if let Some(b) = old.best.filter(|b| Some(b) != state.best.as_ref()) {
+            scratch.delete(&b)?;
         }
     }
-
-    fn name(&self) -> String {
-        match self {
-            Base::Published { name, .. } => name.clone(),
-            Base::Folder(dir) => dir.display().to_string(),
-        }
-    }
+    Ok(state)
 }
 
-/// The CPU/GPU part: load the base, score it, train, score again, build the output row.
-fn fine_tune(
-    histories: &[Vec<f64>],
-    cfg: &TrainStageConfig,
-    base: &Base,
-    stage: &str,
-    cancel: &tokio_util::sync::CancellationToken,
-    progress: &super::StageProgress,
-) -> Result<(RecordBatch, Vec<String>)> {
-    let ck = base.load()?;
+/// Train from `rec.step` to the configured steps, scoring validation for early stopping and
+/// saving a resumable checkpoint every `checkpoint_every` steps.
+fn train_resumably(ck: &Checkpoint, rec: &mut Record, data: &Windows, cfg: &TrainStageConfig, key: &str, job: &Job) -> Result<()> {
+    let Windows { series, valid, window } = *data;
     let device = ck.vs.device();
-    // Short histories (a young lake, a new store) shrink the window instead of failing the night.
-    let longest = histories.iter().map(Vec::len).max().unwrap_or(0);
-    let window = cfg.window.min(longest * 4 / 5);
-    if window < 16 {
-        bail!("no series has the 20 values a window of 16 plus its held-out quarter needs (the longest has {longest})");
-    }
-    let mut warnings = vec![];
-    if window < cfg.window {
-        warnings
-            .push(format!("{stage}: the longest series has {longest} values, so training windows are {window} instead of {}", cfg.window));
-    }
-    let (series, valid) = windows(histories, window, cfg.season_length);
-    let base_loss = eval_loss(&ck.model, &valid, cfg.batch, device);
-    let base_bytes = ck.to_bytes(Kind::BFloat16)?;
     let tc = TrainConfig {
         steps: cfg.steps,
         batch: cfg.batch,
@@ -242,49 +285,127 @@ fn fine_tune(
     let draw = |rng: &mut rand_chacha::ChaCha8Rng| {
         crate::lm::train::window(series[rng.random_range(0..series.len())], window, cfg.season_length, rng)
     };
-    let mut es = EarlyStopping::new(cfg.eval_every, cfg.patience);
-    let mut best_bytes: Option<Vec<u8>> = None;
-    let mut ran = 0;
-    train(&ck.model, &ck.vs, &tc, 0, draw, |step, loss| {
-        ran = step + 1;
+    let mut saved: Result<Option<TrainState>> = Ok(None);
+    train(&ck.model, &ck.vs, &tc, rec.step, draw, |step, loss| {
+        rec.step = step + 1;
         let mut status = format!("step {}/{} · loss {loss:.3}", step + 1, cfg.steps);
-        if es.due(step) {
-            let v = eval_loss(&ck.model, &valid, cfg.batch, device);
-            match es.record(step, v) {
-                Verdict::Improved => best_bytes = ck.to_bytes(Kind::BFloat16).ok(),
+        if rec.early.due(step) {
+            let v = eval_loss(&ck.model, valid, cfg.batch, device);
+            match rec.early.record(step, v) {
+                Verdict::Improved => rec.best = ck.to_bytes(Kind::BFloat16).ok().map(|b| (format!("best-{}.safetensors", step + 1), b)),
                 Verdict::Stop => return false,
                 Verdict::Worse => {}
             }
             status.push_str(&format!(" · validation {v:.3}"));
         }
-        progress.set(status);
-        !cancel.is_cancelled()
+        if rec.step % cfg.checkpoint_every.max(1) == 0 && rec.step < cfg.steps {
+            let old = saved.as_mut().ok().and_then(Option::take);
+            saved = save_checkpoint(job.scratch, key, ck, rec, old).map(Some);
+            if saved.is_err() {
+                return false;
+            }
+        }
+        job.progress.set(status);
+        !job.cancel.is_cancelled()
     })?;
-    if cancel.is_cancelled() {
+    saved.context("saving the resumable checkpoint")?;
+    if job.cancel.is_cancelled() {
         return Err(Cancelled.into());
     }
+    Ok(())
+}
+
+/// What training draws from: the series' training parts, the validation windows, the length.
+struct Windows<'a> {
+    series: &'a [&'a [f64]],
+    valid: &'a [Encoded],
+    window: usize,
+}
+
+/// The output row's contents.
+struct Outcome {
+    base: String,
+    registered: bool,
+    base_loss: f64,
+    loss: f64,
+    steps: usize,
+    series: usize,
+    config_yaml: String,
+    weights: Vec<u8>,
+    best_step: usize,
+}
+
+fn output_row(o: &Outcome) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec![o.base.as_str()])),
+        Arc::new(BooleanArray::from(vec![o.registered])),
+        Arc::new(Float64Array::from(vec![o.base_loss])),
+        Arc::new(Float64Array::from(vec![o.loss])),
+        Arc::new(Int64Array::from(vec![o.steps as i64])),
+        Arc::new(Int64Array::from(vec![o.series as i64])),
+        Arc::new(StringArray::from(vec![o.config_yaml.as_str()])),
+        Arc::new(BinaryArray::from(vec![o.weights.as_slice()])),
+        Arc::new(Int64Array::from(vec![o.best_step as i64])),
+    ];
+    Ok(RecordBatch::try_new(output_schema(), columns)?)
+}
+
+/// The CPU/GPU part: load the base, score it, train (from the last checkpoint when an earlier
+/// attempt left one), score again, build the output row.
+fn fine_tune(histories: &[Vec<f64>], cfg: &TrainStageConfig, base: &Source, job: &Job) -> Result<Tuned> {
+    let base_ck = base.load()?;
+    let device = base_ck.vs.device();
+    // Short histories (a young lake, a new store) shrink the window instead of failing the night.
+    let longest = histories.iter().map(Vec::len).max().unwrap_or(0);
+    let window = cfg.window.min(longest * 4 / 5);
+    if window < 16 {
+        bail!("no series has the 20 values a window of 16 plus its held-out quarter needs (the longest has {longest})");
+    }
+    let mut warnings = vec![];
+    if window < cfg.window {
+        warnings.push(format!(
+            "{}: the longest series has {longest} values, so training windows are {window} instead of {}",
+            job.stage, cfg.window
+        ));
+    }
+    let (series, valid) = windows(histories, window, cfg.season_length);
+    let base_loss = eval_loss(&base_ck.model, &valid, cfg.batch, device);
+    let base_bytes = base_ck.to_bytes(Kind::BFloat16)?;
+    let config_yaml = serde_saphyr::to_string(&base_ck.model.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let key = format!("{} · {} series · window {window} · {}", base.name(), series.len(), serde_json::to_string(cfg)?);
+    let (ck, mut rec) = match resume_point(job.scratch, &key, &config_yaml)? {
+        Some(resumed) => resumed,
+        None => (base_ck, Record { step: 0, early: EarlyStopping::new(cfg.eval_every, cfg.patience), best: None }),
+    };
+    let resumed_from = rec.step;
+    if resumed_from > 0 {
+        warnings.push(format!("{}: resumed from the checkpoint an earlier attempt saved at step {resumed_from}", job.stage));
+    }
+    train_resumably(&ck, &mut rec, &Windows { series: &series, valid: &valid, window }, cfg, &key, job)?;
     // The last weights, unless an earlier validation score was better.
     let last = eval_loss(&ck.model, &valid, cfg.batch, device);
-    let (loss, best_step, tuned) = match (es.best, best_bytes) {
-        (Some((step, best)), Some(bytes)) if best < last => (best, step + 1, bytes),
+    let ran = rec.step;
+    let (loss, best_step, tuned) = match (rec.early.best, rec.best) {
+        (Some((step, best)), Some((_, bytes))) if best < last => (best, step + 1, bytes),
         _ => (last, ran, ck.to_bytes(Kind::BFloat16)?),
     };
     let registered = loss <= base_loss;
     if !registered {
-        warnings.push(format!("{stage}: fine-tuning made validation loss worse ({loss:.4} > {base_loss:.4}); the base model is kept"));
+        warnings
+            .push(format!("{}: fine-tuning made validation loss worse ({loss:.4} > {base_loss:.4}); the base model is kept", job.stage));
     }
     let weights = if registered { tuned } else { base_bytes };
-    let config_yaml = serde_saphyr::to_string(&ck.model.config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(vec![base.name()])),
-        Arc::new(BooleanArray::from(vec![registered])),
-        Arc::new(Float64Array::from(vec![base_loss])),
-        Arc::new(Float64Array::from(vec![loss])),
-        Arc::new(Int64Array::from(vec![ran as i64])),
-        Arc::new(Int64Array::from(vec![series.len() as i64])),
-        Arc::new(StringArray::from(vec![config_yaml])),
-        Arc::new(BinaryArray::from(vec![weights.as_slice()])),
-        Arc::new(Int64Array::from(vec![if registered { best_step as i64 } else { 0 }])),
-    ];
-    Ok((RecordBatch::try_new(output_schema(), columns)?, warnings))
+    let row = output_row(&Outcome {
+        base: base.name(),
+        registered,
+        base_loss,
+        loss,
+        steps: ran,
+        series: series.len(),
+        config_yaml,
+        weights,
+        best_step: if registered { best_step } else { 0 },
+    })?;
+    job.scratch.clear().context("clearing the resumable checkpoint")?;
+    Ok(Tuned { row, warnings, resumed_from })
 }

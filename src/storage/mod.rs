@@ -148,6 +148,12 @@ impl Lake {
         self.root.join(&format!("_staging/{run_id}/{output}/")).expect("ids are url-safe")
     }
 
+    /// A stage's scratch folder in its run's staging: kept across the stage's attempts and the
+    /// run's resumes, deleted with the run's staging. `.` keeps it apart from output names.
+    pub fn scratch_url(&self, run_id: &str, stage: &str) -> Url {
+        self.root.join(&format!("_staging/{run_id}/.scratch/{stage}/")).expect("ids are url-safe")
+    }
+
     pub fn run_staging_url(&self, run_id: &str) -> Url {
         self.root.join(&format!("_staging/{run_id}/")).expect("ids are url-safe")
     }
@@ -196,6 +202,22 @@ impl Lake {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(e).with_context(|| format!("cannot write {path}")),
+        }
+    }
+
+    /// Write (or replace) an object.
+    pub async fn put_bytes(&self, path: &ObjPath, bytes: Vec<u8>) -> Result<()> {
+        use object_store::ObjectStoreExt;
+        self.store.put(path, bytes.into()).await.with_context(|| format!("cannot write {path}"))?;
+        Ok(())
+    }
+
+    /// Delete one object; an absent one is fine.
+    pub async fn delete_object(&self, path: &ObjPath) -> Result<()> {
+        use object_store::ObjectStoreExt;
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot delete {path}")),
         }
     }
 

@@ -249,3 +249,45 @@ fn tokenizer_stage_publishes_a_tokenizer_python_reads_identically() {
     let err = p.fails(&["validate", "p.yaml"], 2);
     assert!(err.contains("column `title` not in input `products`") && err.contains("p.yaml:"), "{err}");
 }
+
+/// A fine-tune killed mid-training continues from its last checkpoint (the run's scratch folder)
+/// on `restock resume`, and the finished run leaves no checkpoint behind.
+#[test]
+fn a_killed_fine_tune_resumes_from_its_checkpoint() {
+    let p = Project::empty();
+    write_parquet(&p, "lake/raw/demand/part-0.parquet", demand(&["a", "b"], 40, None));
+    let tiny = format!("{}/models/tiny.yaml", crate::common::REPO);
+    p.ok(&["pretrain", "--config", &tiny, "--out", "model", "--steps", "1", "--batch", "2", "--window", "32"]);
+    p.write(
+        "ft.yaml",
+        "name: ft\nlake: file://./lake\nstages:\n  - { id: ft, kind: train, inputs: { demand: raw/demand/ }, outputs: [lm_model], config: { series: [sku_id], time: date, target: units, base: model, steps: 600, batch: 2, window: 16, eval_every: 0, checkpoint_every: 5 } }\n",
+    );
+    let mut child = p.std_cmd(&["run", "ft.yaml"]).spawn().unwrap();
+    let checkpoint_step = || -> Option<u64> {
+        let staging = std::fs::read_dir(p.file("lake/_staging")).ok()?;
+        staging.flatten().find_map(|run| {
+            let text = std::fs::read(run.path().join(".scratch/ft/state.json")).ok()?;
+            serde_json::from_slice::<serde_json::Value>(&text).ok()?["step"].as_u64()
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while checkpoint_step().is_none() {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint appeared");
+        assert!(child.try_wait().unwrap().is_none(), "training finished before it could be killed");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let id = p.last_run_id();
+    let (ok, out) = p.loud(&["resume", &id]);
+    assert!(ok, "{out}");
+    let step: u64 = out
+        .split("saved at step ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("resume did not continue from a checkpoint:\n{out}"));
+    assert!(step >= 5 && step < 600 && step % 5 == 0, "{out}");
+    assert_eq!(p.query("SELECT steps, registered IS NOT NULL FROM lm_model"), vec!["600,true".to_string()]);
+    assert!(!p.file(&format!("lake/_staging/{id}")).exists(), "the run's staging, checkpoint included, is gone after publish");
+}

