@@ -75,7 +75,7 @@ impl Checkpoint {
         Self { vs, model }
     }
 
-    /// Load `dir/config.yaml` and `dir/model.safetensors` onto `device`.
+    /// Load `dir/config.yaml` and `dir/model.safetensors` onto `device`, as f32.
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
         let config = load_config(&dir.join(CONFIG))?;
         let mut ck = Self::init(config, device, 0);
@@ -84,6 +84,9 @@ impl Checkpoint {
             return Err(anyhow!("{}: no such checkpoint (train one with `restock pretrain`)", weights.display()));
         }
         ck.vs.load(&weights).map_err(|e| anyhow!("{}: not a checkpoint of this config ({e})", weights.display()))?;
+        // tch's `load` takes the file's precision: f32 master weights again, or fine-tuning would
+        // step bf16 weights (AdamW's small updates lost) and CPUs without bf16 units would crawl.
+        ck.vs.float();
         Ok(ck)
     }
 

@@ -180,6 +180,7 @@ mod tests {
             "zero steps from init: its weights"
         );
         let ck = Checkpoint::load(&o.out, Device::Cpu).unwrap();
+        assert!(ck.vs.variables().values().all(|v| v.kind() == Kind::Float), "bf16 files load as f32 master weights");
         assert_eq!(ck.to_bytes(Kind::BFloat16).unwrap(), std::fs::read(o.out.join(WEIGHTS)).unwrap(), "in-table weights = the file");
         let history: Vec<f64> = (0..50).map(|t| (t % 7) as f64).collect();
         let levels = [0.1, 0.5, 0.9];
