@@ -166,7 +166,11 @@ pub fn backtest(series: &[Series], c: &Candidate, opts: &Options) -> Result<Vec<
 fn backtest_lm(series: &[Series], ck: &Checkpoint, lm: &LmOptions, opts: &Options) -> Result<Vec<Backtest>> {
     let req = Request { horizon: opts.horizon, season: opts.season, levels: &LEVELS, nonnegative: false };
     let jobs = jobs(series, opts);
-    let inputs: Vec<Input> = jobs.iter().map(|&(i, _, o)| Input { history: &series[i].values[..o], text: None }).collect();
+    let texts: Option<Vec<Option<String>>> =
+        series.iter().any(|s| s.text.is_some()).then(|| series.iter().map(|s| s.text.clone()).collect());
+    let (ids, warnings) = crate::lm::forecast::text_ids(ck, texts.as_deref(), series.len())?;
+    warnings.iter().for_each(|w| tracing::warn!("lm: {w}"));
+    let inputs: Vec<Input> = jobs.iter().map(|&(i, _, o)| Input { history: &series[i].values[..o], text: ids[i].as_deref() }).collect();
     let forecasts = crate::lm::forecast::forecast(ck, &inputs, &req, lm, |_| true)?;
     Ok(jobs.into_iter().zip(forecasts).map(|((i, w, o), forecast)| Backtest { series: i, window: w, origin: o, forecast }).collect())
 }

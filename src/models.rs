@@ -2,11 +2,11 @@
 //! publishes one row per run (config, bf16 weights, validation losses, `registered`) as a new
 //! Delta version of its output table, so a table's versions are the model's versions, written
 //! by runs that passed every check. This lists them and exports one as a model folder
-//! (config.yaml, model.safetensors, metrics.json) that `method: lm` and `--init` read.
+//! (config.yaml, model.safetensors, metrics.json, and tokenizer.json for a model that reads text) that `method: lm` and `--init` read.
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
 
 use crate::storage::{Lake, commit, delta};
@@ -43,12 +43,18 @@ async fn model_tables(lake: &Lake) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// One version's row (`SELECT … FROM m`), with the weights when `with_weights`.
+/// One version's row (`SELECT … FROM m`), with the weights, config and tokenizer (NULL when the
+/// model reads no text, or its table predates tokenizers) when `with_weights`.
 async fn read_version(lake: &Lake, table: &str, version: i64, with_weights: bool) -> Result<RecordBatch> {
     let ctx = crate::engine::session();
     lake.register(&ctx);
     delta::register(&ctx, lake, table, Some(version), "m").await?;
-    let weights = if with_weights { ", weights, config_yaml" } else { "" };
+    let has_tokenizer = ctx.table_provider("m").await?.schema().field_with_name("tokenizer_json").is_ok();
+    let weights = match (with_weights, has_tokenizer) {
+        (false, _) => "",
+        (true, true) => ", weights, config_yaml, CAST(tokenizer_json AS VARCHAR)",
+        (true, false) => ", weights, config_yaml, CAST(NULL AS VARCHAR)",
+    };
     let sql = format!(
         "SELECT registered, base, CAST(base_validation_loss AS DOUBLE), CAST(validation_loss AS DOUBLE), CAST(steps AS BIGINT), CAST(series AS BIGINT){weights} FROM m LIMIT 1"
     );
@@ -91,20 +97,29 @@ async fn latest_version(lake: &Lake, table: &str, visible: &std::collections::Ha
     })
 }
 
-/// The config text and weights of one version.
-async fn parts(lake: &Lake, table: &str, version: i64) -> Result<(String, Vec<u8>)> {
-    let b = read_version(lake, table, version, true).await?;
-    let weights = b.column(6).as_binary_opt::<i32>().context("`weights` is not a binary column")?.value(0).to_vec();
-    Ok((b.column(7).as_string::<i32>().value(0).to_string(), weights))
+/// What a model version is made of.
+pub struct ModelParts {
+    pub config: String,
+    pub weights: Vec<u8>,
+    /// `tokenizer.json` text, for a model trained on product text.
+    pub tokenizer: Option<String>,
 }
 
-/// A model table's latest visible version: (version, config text, weights), or None when the
-/// table was never published. A `train` stage fine-tunes from it.
-pub async fn latest(lake: &Lake, table: &str) -> Result<Option<(i64, String, Vec<u8>)>> {
+/// The config text, weights and tokenizer of one version.
+async fn parts(lake: &Lake, table: &str, version: i64) -> Result<ModelParts> {
+    let b = read_version(lake, table, version, true).await?;
+    let weights = b.column(6).as_binary_opt::<i32>().context("`weights` is not a binary column")?.value(0).to_vec();
+    let tokenizer = b.column(8).as_string::<i32>();
+    let tokenizer = (!tokenizer.is_null(0)).then(|| tokenizer.value(0).to_string());
+    Ok(ModelParts { config: b.column(7).as_string::<i32>().value(0).to_string(), weights, tokenizer })
+}
+
+/// A model table's latest visible version and its parts, or None when the table was never
+/// published. A `train` stage fine-tunes from it.
+pub async fn latest(lake: &Lake, table: &str) -> Result<Option<(i64, ModelParts)>> {
     let visible = commit::visible_versions(lake).await?;
     let Some(version) = latest_version(lake, table, &visible).await? else { return Ok(None) };
-    let (config, weights) = parts(lake, table, version).await?;
-    Ok(Some((version, config, weights)))
+    Ok(Some((version, parts(lake, table, version).await?)))
 }
 
 /// Write version `version` (default: the latest visible) of model table `table` as a model folder.
@@ -117,10 +132,13 @@ pub async fn export(lake: &Lake, table: &str, version: Option<i64>, out: &Path) 
         Some(v) => versions.iter().find(|m| m.version == v).with_context(|| format!("`{table}` has no version {v}"))?,
         None => versions.last().expect("not empty"),
     };
-    let (config, weights) = parts(lake, table, chosen.version).await?;
+    let p = parts(lake, table, chosen.version).await?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    std::fs::write(out.join(crate::lm::checkpoint::WEIGHTS), weights)?;
-    std::fs::write(out.join(crate::lm::checkpoint::CONFIG), config)?;
+    std::fs::write(out.join(crate::lm::checkpoint::WEIGHTS), p.weights)?;
+    std::fs::write(out.join(crate::lm::checkpoint::CONFIG), p.config)?;
+    if let Some(tokenizer) = p.tokenizer {
+        std::fs::write(out.join(crate::lm::checkpoint::TOKENIZER), tokenizer)?;
+    }
     std::fs::write(out.join(crate::lm::checkpoint::METRICS), serde_json::to_vec_pretty(chosen)?)?;
     Ok(chosen.clone())
 }

@@ -1,5 +1,6 @@
-//! A model on disk: a folder with `config.yaml` (the shape), `model.safetensors` (bf16 weights)
-//! and `metrics.json` (how it was trained). Loading names the file at fault.
+//! A model on disk: a folder with `config.yaml` (the shape), `model.safetensors` (bf16 weights),
+//! `metrics.json` (how it was trained) and, for a model fine-tuned on product text,
+//! `tokenizer.json` (the tokenizer its text ids come from). Loading names the file at fault.
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -8,15 +9,17 @@ use tch::nn::VarStore;
 use tch::{Device, Kind};
 
 use super::model::{Config, Model, load_config};
+use super::text::TextTokenizer;
 
 pub const CONFIG: &str = "config.yaml";
 pub const WEIGHTS: &str = "model.safetensors";
 pub const METRICS: &str = "metrics.json";
+pub const TOKENIZER: &str = "tokenizer.json";
 
 /// Which version of a model folder this is, cheaply: the size and modification time of its
 /// config and weights (what a stage's fingerprint folds in, so new weights rerun the stage).
 pub fn version_stamp(dir: &std::path::Path) -> String {
-    [CONFIG, WEIGHTS]
+    [CONFIG, WEIGHTS, TOKENIZER]
         .iter()
         .map(|f| match std::fs::metadata(dir.join(f)) {
             Ok(m) => {
@@ -39,6 +42,7 @@ pub enum Source {
         name: String,
         config: String,
         weights: Arc<Vec<u8>>,
+        tokenizer: Option<String>,
     },
 }
 
@@ -47,8 +51,9 @@ impl Source {
     pub fn load(&self) -> Result<Checkpoint> {
         match self {
             Source::Folder(dir) => Checkpoint::load(dir, crate::device::best()),
-            Source::Row { name, config, weights } => {
-                Checkpoint::from_parts(config, weights, crate::device::best()).with_context(|| format!("loading the model {name}"))
+            Source::Row { name, config, weights, tokenizer } => {
+                Checkpoint::from_parts(config, weights, tokenizer.as_deref(), crate::device::best())
+                    .with_context(|| format!("loading the model {name}"))
             }
         }
     }
@@ -64,6 +69,8 @@ impl Source {
 pub struct Checkpoint {
     pub vs: VarStore,
     pub model: Model,
+    /// The tokenizer the model's text ids come from: present once it was trained on text.
+    pub tokenizer: Option<TextTokenizer>,
 }
 
 impl Checkpoint {
@@ -72,7 +79,33 @@ impl Checkpoint {
         tch::manual_seed(seed);
         let vs = VarStore::new(device);
         let model = Model::new(&vs.root(), config);
-        Self { vs, model }
+        Self { vs, model, tokenizer: None }
+    }
+
+    /// Give the model its text tokenizer (`tokenizer.json` text), refusing one with more ids
+    /// than the model has text embeddings.
+    pub fn with_tokenizer(mut self, json: &str) -> Result<Self> {
+        let tk = TextTokenizer::from_json(json)?;
+        if tk.vocab_size() as i64 > self.model.config.text_vocab {
+            return Err(anyhow!(
+                "the tokenizer has {} ids but the model reads at most {} (`text_vocab`): train the tokenizer with `vocab_size: {}` or less",
+                tk.vocab_size(),
+                self.model.config.text_vocab,
+                self.model.config.text_vocab
+            ));
+        }
+        self.tokenizer = Some(tk);
+        Ok(self)
+    }
+
+    /// A series' product text as the model's text ids; None when the model reads no text.
+    pub fn text_ids(&self, text: &str) -> Result<Option<Vec<i64>>> {
+        self.tokenizer.as_ref().map(|tk| tk.encode(text)).transpose()
+    }
+
+    /// The tokenizer's `tokenizer.json` text, if the model has one.
+    pub fn tokenizer_json(&self) -> Result<Option<String>> {
+        self.tokenizer.as_ref().map(TextTokenizer::to_json).transpose()
     }
 
     /// Load `dir/config.yaml` and `dir/model.safetensors` onto `device`, as f32.
@@ -87,6 +120,11 @@ impl Checkpoint {
         // tch's `load` takes the file's precision: f32 master weights again, or fine-tuning would
         // step bf16 weights (AdamW's small updates lost) and CPUs without bf16 units would crawl.
         ck.vs.float();
+        let tokenizer = dir.join(TOKENIZER);
+        if tokenizer.exists() {
+            let json = std::fs::read_to_string(&tokenizer).with_context(|| format!("reading {}", tokenizer.display()))?;
+            ck = ck.with_tokenizer(&json).with_context(|| tokenizer.display().to_string())?;
+        }
         Ok(ck)
     }
 
@@ -103,6 +141,9 @@ impl Checkpoint {
         tch::Tensor::write_safetensors(&named, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, dir.join(WEIGHTS))?;
         std::fs::write(dir.join(METRICS), serde_json::to_vec_pretty(metrics)?)?;
+        if let Some(json) = self.tokenizer_json()? {
+            std::fs::write(dir.join(TOKENIZER), json)?;
+        }
         Ok(())
     }
 }
@@ -110,11 +151,12 @@ impl Checkpoint {
 impl Checkpoint {
     /// A checkpoint from a model table's row: its `config.yaml` text and safetensors bytes
     /// (through a private temporary folder, which libtorch's loader needs).
-    pub fn from_parts(config_yaml: &str, weights: &[u8], device: Device) -> Result<Self> {
+    pub fn from_parts(config_yaml: &str, weights: &[u8], tokenizer: Option<&str>, device: Device) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("restock-model-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let loaded = std::fs::write(dir.join(CONFIG), config_yaml)
             .and_then(|()| std::fs::write(dir.join(WEIGHTS), weights))
+            .and_then(|()| tokenizer.map_or(Ok(()), |json| std::fs::write(dir.join(TOKENIZER), json)))
             .map_err(anyhow::Error::from)
             .and_then(|()| Self::load(&dir, device));
         let _ = std::fs::remove_dir_all(&dir);

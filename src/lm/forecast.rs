@@ -4,9 +4,8 @@
 use anyhow::{Result, bail};
 
 use super::checkpoint::Checkpoint;
-use super::model::SEP;
 use super::sample::{Context, SampleConfig, sample};
-use super::tokens::encode;
+use super::tokens::{encode, text_prefix};
 use crate::forecast::{QuantileForecast, Request};
 
 #[derive(Debug, Clone, Copy)]
@@ -28,7 +27,7 @@ pub struct LmOptions {
 
 impl Default for LmOptions {
     fn default() -> Self {
-        Self { paths: 20, temperature: 1.0, top_k: 0, seed: 0, batch: 0, max_text: 48, max_context: 256 }
+        Self { paths: 20, temperature: 1.0, top_k: 0, seed: 0, batch: 0, max_text: 32, max_context: 256 }
     }
 }
 
@@ -55,16 +54,30 @@ pub fn max_horizon(ck: &Checkpoint) -> usize {
 fn context(ck: &Checkpoint, input: &Input, req: &Request, o: &LmOptions) -> Context {
     let horizon = req.horizon;
     let cfg = &ck.model.config;
-    let mut ids = vec![];
-    if let (Some(text), true) = (input.text, cfg.text_vocab > 0) {
-        ids.extend(text.iter().take(o.max_text).map(|t| SEP + 1 + t.clamp(&0, &(cfg.text_vocab - 1))));
-        ids.push(SEP);
-    }
+    let mut ids = text_prefix(input.text.unwrap_or_default(), o.max_text, cfg.text_vocab);
     let room = (cfg.max_len as usize).saturating_sub(horizon + ids.len()).min(o.max_context).max(1);
     let hist = &input.history[input.history.len().saturating_sub(room)..];
     let enc = encode(hist, None);
     ids.extend(enc.ids);
     Context { ids, scale: enc.scale, season: req.season }
+}
+
+/// One series' text ids (None: forecast without text).
+pub type TextIds = Option<Vec<i64>>;
+
+/// Each series' text (`texts[i]`, when given) as the model's text ids, and warnings: a model
+/// without a tokenizer was never trained on text and forecasts without it; a series without
+/// text is forecast without it.
+pub fn text_ids(ck: &Checkpoint, texts: Option<&[Option<String>]>, n: usize) -> Result<(Vec<TextIds>, Vec<String>)> {
+    let Some(texts) = texts else { return Ok((vec![None; n], vec![])) };
+    if ck.tokenizer.is_none() {
+        let msg = "the model has no tokenizer (it was never fine-tuned on text), so it forecasts without the text".to_string();
+        return Ok((vec![None; n], vec![msg]));
+    }
+    let ids = texts.iter().map(|t| t.as_deref().map(|t| ck.text_ids(t)).transpose().map(Option::flatten)).collect::<Result<Vec<_>>>()?;
+    let missing = ids.iter().filter(|i| i.is_none()).count();
+    let warnings = if missing > 0 { vec![format!("{missing} of {n} series have no text; they are forecast without it")] } else { vec![] };
+    Ok((ids, warnings))
 }
 
 /// Forecast every input; `on_batch(done)` after each batch may return false to stop (cancel).

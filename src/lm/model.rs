@@ -13,9 +13,6 @@ use tch::{Device, Kind, Tensor};
 
 use super::tokens::N_VALUE_IDS;
 
-/// The separator between product text and the series.
-pub const SEP: i64 = N_VALUE_IDS;
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -210,6 +207,16 @@ fn rope_tables(start: i64, len: i64, hd: i64, device: Device) -> (Tensor, Tensor
     let pos = Tensor::arange_start(start, start + len, (Kind::Float, device));
     let angles = pos.unsqueeze(1) * inv.unsqueeze(0);
     (angles.cos().view([1, 1, len, hd / 2]), angles.sin().view([1, 1, len, hd / 2]))
+}
+
+/// The attention mask [B, 1, T, T] of left-padded rows (`valid` [B, T] marks real tokens):
+/// causal, never to padding; a padding position sees itself, so no row attends to nothing.
+pub fn padded_causal_mask(valid: &Tensor) -> Tensor {
+    let (b, t) = valid.size2().expect("[B, T]");
+    let device = valid.device();
+    let causal = Tensor::ones([t, t], (Kind::Bool, device)).tril(0);
+    let mask = causal.view([1, 1, t, t]).logical_and(&valid.view([b, 1, 1, t]));
+    mask.logical_or(&Tensor::eye(t, (Kind::Bool, device)).view([1, 1, t, t]))
 }
 
 /// Inputs added to the token embeddings, each [B, T, ·] like the ids.

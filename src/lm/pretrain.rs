@@ -61,10 +61,10 @@ fn resume_dir(out: &Path) -> PathBuf {
 fn draw(o: &PretrainOptions, long: &[&Vec<f64>], rng: &mut ChaCha8Rng) -> super::tokens::Encoded {
     let len = o.train.window;
     if !long.is_empty() && rng.random_bool(1.0 / 3.0) {
-        return window(long[rng.random_range(0..long.len())], len, o.real_season, rng);
+        return window(long[rng.random_range(0..long.len())], &[], len, o.real_season, rng);
     }
     let (series, season) = corpus::series(len, rng);
-    window(&series, len, season, rng)
+    window(&series, &[], len, season, rng)
 }
 
 /// The model a fresh run starts from: `init`'s weights, or a seeded random initialisation.

@@ -3,7 +3,7 @@
 //! token at a time with a KV cache.
 use tch::{Device, Kind, Tensor};
 
-use super::model::{Extra, LayerCache, Model};
+use super::model::{Extra, LayerCache, Model, padded_causal_mask};
 use super::tokens::{N_SPECIAL, N_VALUE_IDS, PAD, decode, seasonal_lag};
 
 #[derive(Debug, Clone, Copy)]
@@ -44,10 +44,7 @@ pub fn sample(model: &Model, contexts: &[Context], cfg: &SampleConfig, device: D
     let ids = Tensor::from_slice(&ids).view([b, t]).to_device(device);
     let valid = Tensor::from_slice(&valid).view([b, t]).to_device(device);
     let lag = Tensor::from_slice(&lag).view([b, t]).to_device(device);
-    let causal = Tensor::ones([t, t], (Kind::Bool, device)).tril(0);
-    let mask = causal.view([1, 1, t, t]).logical_and(&valid.view([b, 1, 1, t]));
-    // A fully padded row would attend to nothing: let padding see itself.
-    let mask = mask.logical_or(&Tensor::eye(t, (Kind::Bool, device)).view([1, 1, t, t]));
+    let mask = padded_causal_mask(&valid);
     let mut cache: Vec<LayerCache> = vec![];
     let extra = Extra { lag: Some(&lag), ..Extra::default() };
     let logits = model.forward(&ids, 0, Some(&mask), &extra, Some(&mut cache)).select(1, t - 1);

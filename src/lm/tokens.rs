@@ -7,6 +7,8 @@ pub const PAD: i64 = 0;
 pub const EOS: i64 = 1;
 pub const N_SPECIAL: i64 = 2;
 pub const N_VALUE_IDS: i64 = 4096;
+/// The separator between product text and the series; text id `i` is token `SEP + 1 + i`.
+pub const SEP: i64 = N_VALUE_IDS;
 const N_CENTRES: usize = (N_VALUE_IDS - N_SPECIAL - 1) as usize;
 const LOW: f64 = -15.0;
 const HIGH: f64 = 15.0;
@@ -62,6 +64,28 @@ impl Encoded {
     pub fn with_season(self, season: usize) -> Self {
         Self { season: season.max(1), ..self }
     }
+
+    /// The same values after a prefix (`text_prefix`), which is never a target.
+    pub fn after(self, prefix: &[i64]) -> Self {
+        if prefix.is_empty() {
+            return self;
+        }
+        let ids = prefix.iter().chain(&self.ids).copied().collect();
+        let target = std::iter::repeat_n(false, prefix.len()).chain(self.target).collect();
+        Self { ids, target, ..self }
+    }
+}
+
+/// The text part of a sequence: the first `max_text` text ids shifted past the value vocabulary
+/// (ids beyond `text_vocab` clamped to its last), then SEP. Empty without text or for a model
+/// that reads none (`text_vocab` 0).
+pub fn text_prefix(text: &[i64], max_text: usize, text_vocab: i64) -> Vec<i64> {
+    if text.is_empty() || text_vocab <= 0 || max_text == 0 {
+        return vec![];
+    }
+    let mut ids: Vec<i64> = text.iter().take(max_text).map(|t| SEP + 1 + t.clamp(&0, &(text_vocab - 1))).collect();
+    ids.push(SEP);
+    ids
 }
 
 /// The seasonal-lag input of every position: the model at position p predicts ids[p + 1], and
@@ -118,5 +142,17 @@ mod tests {
         assert_eq!(seasonal_lag(&ids, 3), vec![PAD, PAD, PAD, PAD, 10, 11, 12]);
         assert_eq!(seasonal_lag(&ids, 1), vec![PAD, PAD, 10, 11, 12, 13, 14], "m = 1: the input itself");
         assert_eq!(seasonal_lag(&ids[..2], 12), vec![PAD, PAD]);
+    }
+
+    #[test]
+    fn text_comes_first_shifted_past_the_values_and_is_never_a_target() {
+        let prefix = text_prefix(&[0, 7, 9000, 3], 3, 100);
+        assert_eq!(prefix, vec![SEP + 1, SEP + 8, SEP + 100, SEP], "first 3 ids, clamped to the vocabulary, then SEP");
+        assert!(text_prefix(&[1, 2], 48, 0).is_empty(), "a model without text reads none");
+        assert!(text_prefix(&[], 48, 100).is_empty());
+        let e = encode(&[1.0, 2.0], None).after(&prefix);
+        assert_eq!(e.ids.len(), 6);
+        assert_eq!(e.target, vec![false, false, false, false, true, true]);
+        assert_eq!(seasonal_lag(&e.ids, 1)[..4], [PAD; 4], "text is never a lag");
     }
 }

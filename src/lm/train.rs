@@ -5,8 +5,8 @@ use rand_chacha::ChaCha8Rng;
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Kind, Reduction, Tensor};
 
-use super::model::{Extra, Model};
-use super::tokens::{Encoded, encode_with_scale, scale_of, seasonal_lag};
+use super::model::{Extra, Model, padded_causal_mask};
+use super::tokens::{Encoded, PAD, encode_with_scale, scale_of, seasonal_lag};
 
 #[derive(Debug, Clone, Copy)]
 pub struct TrainConfig {
@@ -31,20 +31,23 @@ pub fn lr_at(step: usize, c: &TrainConfig) -> f64 {
 }
 
 /// A random window of one series with season length `season`, scaled by the mean |x| of its
-/// first three quarters (the part that plays the context) and tokenised.
-pub fn window(series: &[f64], len: usize, season: usize, rng: &mut impl Rng) -> Encoded {
+/// first three quarters (the part that plays the context) and tokenised, after `prefix` (its
+/// product text, `tokens::text_prefix`; empty for none).
+pub fn window(series: &[f64], prefix: &[i64], len: usize, season: usize, rng: &mut impl Rng) -> Encoded {
     let len = len.min(series.len());
     let start = rng.random_range(0..=series.len() - len);
     let w = &series[start..start + len];
-    encode_with_scale(w, None, scale_of(&w[..(len * 3 / 4).max(1)])).with_season(season)
+    encode_with_scale(w, None, scale_of(&w[..(len * 3 / 4).max(1)])).with_season(season).after(prefix)
 }
 
-/// Equal-length windows stacked as tensors [B, T]: value ids, whether each is a target, and
-/// each position's seasonal-lag id.
+/// Windows stacked as tensors [B, T], shorter ones left-padded (as decoding pads contexts):
+/// value ids, whether each is a target, each position's seasonal-lag id, and which positions
+/// are real when any row is padded.
 pub struct Batch {
     pub ids: Tensor,
     pub target: Tensor,
     pub lag: Tensor,
+    pub valid: Option<Tensor>,
 }
 
 /// Mean cross-entropy of predicting ids[:, t] from ids[:, ..t] where `target[:, t]`.
@@ -52,21 +55,37 @@ pub fn loss(model: &Model, b: &Batch) -> Tensor {
     let t = b.ids.size()[1];
     let lag = b.lag.narrow(1, 0, t - 1);
     let extra = Extra { lag: Some(&lag), ..Extra::default() };
-    let logits = model.forward(&b.ids.narrow(1, 0, t - 1), 0, None, &extra, None);
-    let labels = b.ids.narrow(1, 1, t - 1);
-    let weight = b.target.narrow(1, 1, t - 1).to_kind(Kind::Float);
+    let mask = b.valid.as_ref().map(|v| padded_causal_mask(&v.narrow(1, 0, t - 1)));
+    let logits = model.forward(&b.ids.narrow(1, 0, t - 1), 0, mask.as_ref(), &extra, None);
+    let is_target = b.target.narrow(1, 1, t - 1);
+    // Text, the separator and padding are never targets (and lie outside the value head).
+    let labels = b.ids.narrow(1, 1, t - 1).masked_fill(&is_target.logical_not(), -100);
+    let weight = is_target.to_kind(Kind::Float);
     let ce = logits.flatten(0, 1).cross_entropy_loss::<Tensor>(&labels.flatten(0, 1), None, Reduction::None, -100, 0.0);
     (ce * weight.flatten(0, 1)).sum(Kind::Float) / weight.sum(Kind::Float).clamp_min(1.0)
 }
 
-/// Stack encoded windows of equal length.
+/// Stack encoded windows, left-padding the shorter ones with PAD (never a target, masked).
 pub fn batch(windows: &[Encoded], device: Device) -> Batch {
     let n = windows.len() as i64;
-    let ids: Vec<i64> = windows.iter().flat_map(|w| w.ids.iter().copied()).collect();
-    let target: Vec<bool> = windows.iter().flat_map(|w| w.target.iter().copied()).collect();
-    let lag: Vec<i64> = windows.iter().flat_map(|w| seasonal_lag(&w.ids, w.season)).collect();
+    let t = windows.iter().map(|w| w.ids.len()).max().unwrap_or(0);
+    let (mut ids, mut target, mut valid, mut lag) = (vec![], vec![], vec![], vec![]);
+    for w in windows {
+        let pad = t - w.ids.len();
+        let row: Vec<i64> = std::iter::repeat_n(PAD, pad).chain(w.ids.iter().copied()).collect();
+        lag.extend(seasonal_lag(&row, w.season));
+        ids.extend(row);
+        target.extend(std::iter::repeat_n(false, pad).chain(w.target.iter().copied()));
+        valid.extend((0..t).map(|i| i >= pad));
+    }
     let tensor = |t: Tensor| t.view([n, -1]).to_device(device);
-    Batch { ids: tensor(Tensor::from_slice(&ids)), target: tensor(Tensor::from_slice(&target)), lag: tensor(Tensor::from_slice(&lag)) }
+    let padded = windows.iter().any(|w| w.ids.len() < t);
+    Batch {
+        ids: tensor(Tensor::from_slice(&ids)),
+        target: tensor(Tensor::from_slice(&target)),
+        lag: tensor(Tensor::from_slice(&lag)),
+        valid: padded.then(|| tensor(Tensor::from_slice(&valid))),
+    }
 }
 
 /// Train steps `start..c.steps` on windows drawn by `draw` (seeded by the seed and `start`, so
@@ -189,7 +208,7 @@ mod tests {
         let model = Model::new(&vs.root(), tiny());
         assert!(Model::parameters(&vs) < 1_000_000, "tiny is under 1 M parameters");
         let cfg = TrainConfig { steps: 150, batch: 16, window: 42, lr: 3e-3, warmup: 10, weight_decay: 0.01, clip: 1.0, seed: 7 };
-        let losses = train(&model, &vs, &cfg, 0, |rng| window(&series, cfg.window, 7, rng), |_, _| true).unwrap();
+        let losses = train(&model, &vs, &cfg, 0, |rng| window(&series, &[], cfg.window, 7, rng), |_, _| true).unwrap();
         let first = losses[..10].iter().sum::<f64>() / 10.0;
         let last = losses[losses.len() - 10..].iter().sum::<f64>() / 10.0;
         assert!(last < 0.5 * first, "loss {first:.3} -> {last:.3}");
@@ -223,5 +242,42 @@ mod tests {
         let a = model.forward(&ids, 0, None, &extra, None);
         let b = model2.forward(&ids, 0, None, &extra, None);
         assert_eq!(f64::try_from((a - b).abs().max()).unwrap(), 0.0);
+    }
+
+    /// Text conditioning end to end: two products with the same values in different weekly
+    /// orders, told apart only by their text. After training on text-prefixed windows of both
+    /// (text dropped from some, so rows are padded and masked), each product's windows score
+    /// better after its own text than after the other's, and a padded batch scores the same
+    /// windows as unpadded ones.
+    #[test]
+    fn tiny_model_learns_which_text_goes_with_which_pattern() {
+        use crate::lm::tokens::text_prefix;
+        let device = crate::device::best();
+        let shapes = [[2.0, 9.0, 2.0, 4.0, 6.0, 3.0, 5.0], [6.0, 3.0, 5.0, 2.0, 9.0, 4.0, 2.0]];
+        let series: Vec<Vec<f64>> = shapes.iter().map(|p| (0..200).map(|t| p[t % 7]).collect()).collect();
+        let texts = [text_prefix(&[3, 4, 5], 8, 16), text_prefix(&[11, 12], 8, 16)];
+        let vs = nn::VarStore::new(device);
+        let model = Model::new(&vs.root(), Config { text_vocab: 16, ..tiny() });
+        let cfg = TrainConfig { steps: 200, batch: 16, window: 6, lr: 3e-3, warmup: 10, weight_decay: 0.01, clip: 1.0, seed: 3 };
+        let draw = |rng: &mut ChaCha8Rng| {
+            let i = rng.random_range(0..2);
+            let text: &[i64] = if rng.random_bool(0.8) { &texts[i] } else { &[] };
+            window(&series[i], text, cfg.window, 7, rng)
+        };
+        train(&model, &vs, &cfg, 0, draw, |_, _| true).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let plain: Vec<Vec<Encoded>> =
+            (0..2).map(|i| (0..32).map(|_| window(&series[i], &[], cfg.window, 7, &mut rng)).collect()).collect();
+        let with = |i: usize, text: usize| plain[i].iter().map(|w| w.clone().after(&texts[text])).collect::<Vec<_>>();
+        for i in 0..2 {
+            let own = eval_loss(&model, &with(i, i), 32, device);
+            let other = eval_loss(&model, &with(i, 1 - i), 32, device);
+            assert!(own < 0.5 * other, "product {i}: loss {own:.3} after its own text, {other:.3} after the other's");
+        }
+        let mixed: Vec<Encoded> = with(0, 0).into_iter().take(4).chain(with(1, 1).into_iter().take(4)).collect();
+        let apart = (eval_loss(&model, &mixed[..4], 4, device) + eval_loss(&model, &mixed[4..], 4, device)) / 2.0;
+        let together = eval_loss(&model, &mixed, 8, device);
+        assert!(batch(&mixed, device).valid.is_some(), "texts of different lengths pad the batch");
+        assert!((apart - together).abs() < 1e-4, "padding is masked: {apart} vs {together}");
     }
 }

@@ -14,6 +14,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use serde::Deserialize;
 
+use super::text::{TextConfig, series_texts};
 use super::{Cancelled, StageCx, StageDecl, StageKind, StageProgress, StageReport, StageTask};
 use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
 use crate::forecast::{Forecaster, QuantileForecast, Request, quantile_column};
@@ -91,6 +92,10 @@ struct ForecastConfig {
     seed: i64,
     /// `lm` only: most recent values each series shows the model (default: all that fit).
     context: Option<usize>,
+    /// `lm` only: product text to condition on, for a model fine-tuned with text (one with a
+    /// tokenizer); other models forecast without it.
+    #[serde(default)]
+    text: Option<TextConfig>,
 }
 
 fn default_paths() -> i64 {
@@ -152,15 +157,16 @@ fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, 
     }
     let d = LmOptions::default();
     let max_context = cfg.context.unwrap_or(d.max_context).max(1);
-    let opts = LmOptions { paths: cfg.paths, temperature: cfg.temperature, top_k: cfg.top_k, seed: cfg.seed, max_context, ..d };
+    let max_text = cfg.text.as_ref().map_or(d.max_text, |t| t.max_tokens);
+    let opts = LmOptions { paths: cfg.paths, temperature: cfg.temperature, top_k: cfg.top_k, seed: cfg.seed, max_context, max_text, ..d };
     let model = match (&cfg.model, &cfg.model_input) {
         (Some(_), Some(_)) => return Err(decl.error(decl.config.pos("model_input"), "give `model` or `model_input`, not both").into()),
-        (None, Some(name)) if decl.inputs.contains(name) && decl.inputs.len() == 2 => {
+        (None, Some(name)) if decl.inputs.contains(name) => {
             return Ok(StageMethod::Lm { model: LmModel::Input(name.clone()), opts });
         }
         (None, Some(name)) => {
             let msg =
-                format!("`model_input: {name}` must name one of the stage's two inputs (the demand and the model), got {:?}", decl.inputs);
+                format!("`model_input: {name}` must name one of the stage's inputs (the demand and the model), got {:?}", decl.inputs);
             return Err(decl.error(decl.config.pos("model_input"), msg).into());
         }
         (Some(model), None) => model,
@@ -195,8 +201,14 @@ fn method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, Dia
     if cfg.method == "lm" {
         return lm_method(decl, cfg);
     }
-    if cfg.model.is_some() || cfg.model_input.is_some() {
-        let at = if cfg.model.is_some() { "model" } else { "model_input" };
+    if cfg.model.is_some() || cfg.model_input.is_some() || cfg.text.is_some() {
+        let at = if cfg.model.is_some() {
+            "model"
+        } else if cfg.model_input.is_some() {
+            "model_input"
+        } else {
+            "text"
+        };
         return Err(decl.error(decl.config.pos(at), format!("`{at}` is only for `method: lm`")).into());
     }
     let parse = |name: &str, at: &str| {
@@ -233,8 +245,12 @@ impl StageKind for ForecastKind {
                 "a second output (sample paths) needs `method: lm`; for statistical methods the `policy` stage draws paths from the quantiles",
             ));
         }
-        if let Err(d) = decl.expect_inputs("forecast", if cfg.model_input.is_some() { 2 } else { 1 }) {
+        let extra: Vec<&String> = cfg.model_input.iter().chain(cfg.text.as_ref().map(TextConfig::inputs).unwrap_or_default()).collect();
+        if let Err(d) = decl.expect_inputs("forecast", 1 + extra.len()) {
             diags.push(d);
+        }
+        if let Some(Err(d)) = cfg.text.as_ref().map(|t| t.check(decl, false)) {
+            diags.0.extend(d.0);
         }
         if cfg.horizon == 0 || cfg.horizon > 10_000 {
             diags.push(decl.error(decl.config.pos("horizon"), "`horizon` must be between 1 and 10000"));
@@ -254,9 +270,9 @@ impl StageKind for ForecastKind {
         }
         diags.into_result(())?;
         let method = method(decl, &cfg)?;
-        let pos = ["series", "time", "target", "model_input"].into_iter().map(|k| (k, decl.config.pos(k))).collect();
+        let pos = ["series", "time", "target", "model_input", "text"].into_iter().map(|k| (k, decl.config.pos(k))).collect();
         let paths = decl.outputs.len() == 2;
-        let input = decl.inputs.iter().find(|i| Some(*i) != cfg.model_input.as_ref()).expect("one input besides the model").clone();
+        let input = decl.inputs.iter().find(|i| !extra.contains(i)).expect("one input besides the model and text").clone();
         Ok(Arc::new(ForecastTask { stage: decl.id.into(), input, cfg, method, pos, paths }))
     }
 }
@@ -333,6 +349,9 @@ impl StageTask for ForecastTask {
                 return Err(Diagnostic::new(self.pos["model_input"].clone(), msg).stage(&self.stage).into());
             }
         }
+        if let Some(text) = &self.cfg.text {
+            text.plan(inputs, &self.cfg.series, &self.pos["text"], &self.stage)?;
+        }
         let schema = inputs.get(&self.input).expect("planner passes every declared input");
         let out = self.output_schema(schema)?;
         Ok(if self.paths { vec![out.clone(), paths_schema(&out, self.cfg.series.len())] } else { vec![out] })
@@ -347,9 +366,14 @@ impl StageTask for ForecastTask {
             StageMethod::Lm { model: LmModel::Input(name), opts } => StageMethod::Lm { model: read_model(cx, name).await?, opts: *opts },
             m => m.clone(),
         };
+        let texts = match &self.cfg.text {
+            Some(t) => Some(series_texts(cx, &self.input, &self.cfg.series, &self.cfg.time, t).await?),
+            None => None,
+        };
         let (cfg, want_paths) = (self.cfg.clone(), self.paths);
-        let (batch, paths, n_series) =
-            cx.blocking(move |cancel, progress| forecast_all(&all, &cfg, &method, out_schema, want_paths, cancel, progress)).await?;
+        let job =
+            move |cancel: &_, progress: &_| forecast_all(&all, texts.as_deref(), &cfg, &method, out_schema, want_paths, cancel, progress);
+        let (batch, paths, n_series, warnings) = cx.blocking(job).await?;
         let mut written = cx.write_output(0, cx.ctx.read_batch(batch)?).await?;
         if let Some(paths) = paths {
             let w = cx.write_output(1, cx.ctx.read_batch(paths)?).await?;
@@ -361,34 +385,40 @@ impl StageTask for ForecastTask {
             details: Some(
                 serde_json::json!({ "series": n_series, "history_rows": rows_in, "method": self.method.name(), "horizon": self.cfg.horizon }),
             ),
-            warnings: vec![],
+            warnings: warnings.into_iter().map(|w| format!("{}: {w}", self.stage)).collect(),
         })
     }
 }
 
 /// The model in input `name` (a `train` stage's output: one row with `config_yaml` and `weights`).
 async fn read_model(cx: &StageCx, name: &str) -> Result<LmModel> {
-    let b = cx.sql_batch(&format!("SELECT config_yaml, weights FROM {} LIMIT 1", super::quote_ident(name))).await?;
+    let has_tokenizer = cx.ctx.table_provider(name).await?.schema().field_with_name("tokenizer_json").is_ok();
+    let tokenizer = if has_tokenizer { "CAST(tokenizer_json AS VARCHAR)" } else { "CAST(NULL AS VARCHAR)" };
+    let b = cx.sql_batch(&format!("SELECT config_yaml, weights, {tokenizer} FROM {} LIMIT 1", super::quote_ident(name))).await?;
     if b.num_rows() == 0 {
         bail!("model input `{name}` has no row");
     }
     let config = b.column(0).as_string_opt::<i32>().context("`config_yaml` is not text")?.value(0).to_string();
     let weights = b.column(1).as_binary_opt::<i32>().context("`weights` is not binary")?.value(0).to_vec();
-    Ok(LmModel::Known(Source::Row { name: format!("input {name}"), config, weights: Arc::new(weights) }))
+    let tk = b.column(2).as_string::<i32>();
+    let tokenizer = (!tk.is_null(0)).then(|| tk.value(0).to_string());
+    Ok(LmModel::Known(Source::Row { name: format!("input {name}"), config, weights: Arc::new(weights), tokenizer }))
 }
 
 /// Forecast every series of `all` (keys…, DATE, DOUBLE, sorted by keys then date): the CPU-bound
 /// part, run on a blocking thread. Returns the output batch, the sample paths' batch when asked
-/// (method `lm`), and the number of series.
+/// (method `lm`), the number of series and the warnings. `texts`: each series' product text.
+#[allow(clippy::too_many_arguments)]
 fn forecast_all(
     all: &RecordBatch,
+    texts: Option<&[Option<String>]>,
     cfg: &ForecastConfig,
     method: &StageMethod,
     out_schema: SchemaRef,
     want_paths: bool,
     cancel: &tokio_util::sync::CancellationToken,
     progress: &StageProgress,
-) -> Result<(RecordBatch, Option<RecordBatch>, u64)> {
+) -> Result<(RecordBatch, Option<RecordBatch>, u64, Vec<String>)> {
     let n_keys = cfg.series.len();
     let key_cols: Vec<ArrayRef> = all.columns()[..n_keys].to_vec();
     let dates = all.column(n_keys).as_any().downcast_ref::<Date32Array>().expect("time column is DATE (checked)");
@@ -399,7 +429,10 @@ fn forecast_all(
         bail!("series ({}) = ({}) has no observed `{}` value: nothing to forecast from", cfg.series.join(", "), key.join(", "), cfg.target);
     }
     let req = Request { horizon: cfg.horizon as usize, season: cfg.season_length, levels: &cfg.quantiles, nonnegative: cfg.nonnegative };
-    let (forecasts, paths) = forecasts(method, &histories, &req, want_paths, cancel, progress)?;
+    if texts.is_some_and(|t| t.len() != histories.len()) {
+        bail!("matching text to series: the series and their text rows differ in number (null series keys?)");
+    }
+    let (forecasts, paths, warnings) = forecasts(method, &histories, texts, &req, want_paths, cancel, progress)?;
     let mut out = Rows { qs: vec![vec![]; cfg.quantiles.len()], ..Rows::default() };
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
     for (&(start, end), f) in bounds.iter().zip(&forecasts) {
@@ -418,7 +451,7 @@ fn forecast_all(
         Some(p) => Some(paths_batch(&key_cols, &out, &p, paths_schema(&out_schema, n_keys))?),
         None => None,
     };
-    Ok((out.into_batch(&key_cols, out_schema, method.name())?, paths, bounds.len() as u64))
+    Ok((out.into_batch(&key_cols, out_schema, method.name())?, paths, bounds.len() as u64, warnings))
 }
 
 /// The sample-paths output: keys…, time, step, path, value.
@@ -492,14 +525,18 @@ pub(crate) fn split_series(all: &RecordBatch, n_keys: usize) -> Result<(Vec<(usi
 
 /// One forecast per history (each has an observed value), checking cancellation and reporting
 /// series/s as it goes.
+/// Forecasts, their sample paths when asked, and warnings.
+type Forecasts = (Vec<QuantileForecast>, Option<Vec<Vec<Vec<f64>>>>, Vec<String>);
+
 fn forecasts(
     method: &StageMethod,
     histories: &[Vec<f64>],
+    texts: Option<&[Option<String>]>,
     req: &Request,
     want_paths: bool,
     cancel: &tokio_util::sync::CancellationToken,
     progress: &StageProgress,
-) -> Result<(Vec<QuantileForecast>, Option<Vec<Vec<Vec<f64>>>>)> {
+) -> Result<Forecasts> {
     let started = std::time::Instant::now();
     let report = |done: usize| {
         progress.set(format!("{done}/{} series · {:.0}/s", histories.len(), done as f64 / started.elapsed().as_secs_f64().max(1e-3)))
@@ -516,17 +553,18 @@ fn forecasts(
                 }
                 out.push(f.forecast(h, req).map_err(|_| anyhow!("no observed value"))?);
             }
-            Ok((out, None))
+            Ok((out, None, vec![]))
         }
         StageMethod::Lm { model, opts } => {
             let ck = model.load()?.for_inference();
-            let inputs: Vec<Input> = histories.iter().map(|h| Input { history: h, text: None }).collect();
+            let (ids, warnings) = crate::lm::forecast::text_ids(&ck, texts, histories.len())?;
+            let inputs: Vec<Input> = histories.iter().zip(&ids).map(|(h, t)| Input { history: h, text: t.as_deref() }).collect();
             let both = crate::lm::forecast::forecast_paths(&ck, &inputs, req, opts, |done| {
                 report(done);
                 !cancel.is_cancelled()
             })?;
             let (f, p): (Vec<QuantileForecast>, Vec<Vec<Vec<f64>>>) = both.into_iter().unzip();
-            Ok((f, want_paths.then_some(p)))
+            Ok((f, want_paths.then_some(p), warnings))
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod forecast;
 pub mod noop;
 pub mod policy;
 pub mod sql;
+pub mod text;
 pub mod tokenizer;
 pub mod train;
 pub mod wait_for;

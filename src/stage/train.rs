@@ -17,10 +17,11 @@ use serde::{Deserialize, Serialize};
 use tch::Kind;
 
 use super::forecast::{long_history, split_series};
+use super::text::{TextConfig, read_tokenizer, series_texts};
 use super::{Cancelled, Scratch, StageCx, StageDecl, StageKind, StageReport, StageTask};
 use crate::diag::Diagnostics;
 use crate::lm::checkpoint::{Checkpoint, Source};
-use crate::lm::tokens::{Encoded, encode_with_scale, scale_of};
+use crate::lm::tokens::{Encoded, encode_with_scale, scale_of, text_prefix};
 use crate::lm::train::{EarlyStopping, TrainConfig, Verdict, eval_loss, train};
 
 pub struct TrainKind;
@@ -61,6 +62,9 @@ struct TrainStageConfig {
     /// or failed attempt continues from it (`restock resume`, or the stage's next retry).
     #[serde(default = "default_checkpoint_every")]
     checkpoint_every: usize,
+    /// Product text to condition on (the model learns what its words say about demand).
+    #[serde(default)]
+    text: Option<TextConfig>,
 }
 
 fn default_checkpoint_every() -> usize {
@@ -95,6 +99,7 @@ struct TrainTask {
     input: String,
     base: PathBuf,
     cfg: TrainStageConfig,
+    text_pos: crate::diag::Pos,
 }
 
 impl StageKind for TrainKind {
@@ -105,7 +110,11 @@ impl StageKind for TrainKind {
     fn prepare(&self, decl: &StageDecl<'_>) -> Result<Arc<dyn StageTask>, Diagnostics> {
         let cfg: TrainStageConfig = decl.config.parse().map_err(|d| d.stage(decl.id))?;
         decl.expect_outputs("train", 1)?;
-        decl.expect_inputs("train", 1)?;
+        let text_inputs = cfg.text.as_ref().map(TextConfig::inputs).unwrap_or_default();
+        decl.expect_inputs("train", 1 + text_inputs.len())?;
+        if let Some(text) = &cfg.text {
+            text.check(decl, true)?;
+        }
         let base = decl.pipeline_dir.join(&cfg.base);
         let config = crate::lm::model::load_config(&base.join(crate::lm::checkpoint::CONFIG))
             .map_err(|e| decl.error(decl.config.pos("base"), format!("{e:#}")))?;
@@ -119,7 +128,13 @@ impl StageKind for TrainKind {
             let msg = format!("need 8 ≤ window ≤ max_len ({}), steps ≥ 1, batch ≥ 1, lr > 0, season_length ≥ 1", config.max_len);
             return Err(decl.error(decl.config.pos("window"), msg).into());
         }
-        Ok(Arc::new(TrainTask { stage: decl.id.into(), input: decl.inputs[0].clone(), base, cfg }))
+        if cfg.text.is_some() && config.text_vocab == 0 {
+            return Err(decl
+                .error(decl.config.pos("text"), format!("the base model {} reads no text (`text_vocab: 0`)", base.display()))
+                .into());
+        }
+        let input = decl.inputs.iter().find(|i| !text_inputs.contains(i)).expect("one input besides the text").clone();
+        Ok(Arc::new(TrainTask { stage: decl.id.into(), input, base, text_pos: decl.config.pos("text"), cfg }))
     }
 }
 
@@ -134,6 +149,7 @@ fn output_schema() -> SchemaRef {
         Field::new("config_yaml", DataType::Utf8, false),
         Field::new("weights", DataType::Binary, false),
         Field::new("best_step", DataType::Int64, false),
+        Field::new("tokenizer_json", DataType::Utf8, true),
     ]))
 }
 
@@ -141,23 +157,69 @@ fn output_schema() -> SchemaRef {
 /// is a forward pass over all of them, taken several times a run.
 const MAX_VALIDATION: usize = 512;
 
+/// One series as training draws from it: its values before the held-out part, and its text
+/// prefix (`tokens::text_prefix`; empty without text).
+#[derive(Clone, Copy)]
+struct TrainSeries<'a> {
+    values: &'a [f64],
+    prefix: &'a [i64],
+}
+
 /// Training and validation windows: validation = the last window of long-enough series (up to
-/// [`MAX_VALIDATION`] of them; its last quarter is what the loss scores); training windows end
-/// before that quarter.
-fn windows(histories: &[Vec<f64>], len: usize, season: usize) -> (Vec<&[f64]>, Vec<Encoded>) {
+/// [`MAX_VALIDATION`] of them; its last quarter is what the loss scores), after each series'
+/// prefix when `with_text`; training windows end before that quarter.
+fn windows<'a>(
+    histories: &'a [Vec<f64>],
+    prefixes: &'a [Vec<i64>],
+    len: usize,
+    season: usize,
+    with_text: bool,
+) -> (Vec<TrainSeries<'a>>, Vec<Encoded>) {
     let held = len / 4;
-    let long: Vec<&Vec<f64>> = histories.iter().filter(|h| h.len() >= len + held).collect();
-    let train = long.iter().map(|h| &h[..h.len() - held]).collect();
+    let long: Vec<(&Vec<f64>, &Vec<i64>)> = histories.iter().zip(prefixes).filter(|(h, _)| h.len() >= len + held).collect();
+    let train = long.iter().map(|(h, p)| TrainSeries { values: &h[..h.len() - held], prefix: p }).collect();
     let stride = long.len().div_ceil(MAX_VALIDATION).max(1);
     let valid = long
         .iter()
         .step_by(stride)
-        .map(|h| {
+        .map(|(h, p)| {
             let w = &h[h.len() - len..];
-            encode_with_scale(w, None, scale_of(&w[..len - held])).with_season(season)
+            let enc = encode_with_scale(w, None, scale_of(&w[..len - held])).with_season(season);
+            if with_text { enc.after(p) } else { enc }
         })
         .collect();
     (train, valid)
+}
+
+/// The series' product text, when the stage conditions on it.
+struct SeriesText {
+    /// Per series, in `split_series` order.
+    texts: Vec<Option<String>>,
+    /// The tokenizer input's `tokenizer.json`, for a base model without a tokenizer.
+    tokenizer: Option<String>,
+    config: TextConfig,
+}
+
+/// What a fine-tune trains on.
+struct Data {
+    histories: Vec<Vec<f64>>,
+    text: Option<SeriesText>,
+}
+
+/// Each series' text prefix as `ck` reads it (empty where a series has no text), and how many
+/// series have none.
+fn prefixes(ck: &Checkpoint, data: &Data) -> Result<(Vec<Vec<i64>>, usize)> {
+    let Some(t) = &data.text else { return Ok((vec![vec![]; data.histories.len()], 0)) };
+    let mut out = Vec::with_capacity(t.texts.len());
+    for text in &t.texts {
+        let ids = match text {
+            Some(text) => ck.text_ids(text)?.unwrap_or_default(),
+            None => vec![],
+        };
+        out.push(text_prefix(&ids, t.config.max_tokens, ck.model.config.text_vocab));
+    }
+    let missing = out.iter().filter(|p| p.is_empty()).count();
+    Ok((out, missing))
 }
 
 #[async_trait]
@@ -166,23 +228,41 @@ impl StageTask for TrainTask {
         Some(crate::lm::checkpoint::version_stamp(&self.base))
     }
 
-    async fn plan(&self, _inputs: &BTreeMap<String, SchemaRef>) -> Result<Vec<SchemaRef>, Diagnostics> {
+    async fn plan(&self, inputs: &BTreeMap<String, SchemaRef>) -> Result<Vec<SchemaRef>, Diagnostics> {
+        if let Some(text) = &self.cfg.text {
+            text.plan(inputs, &self.cfg.series, &self.text_pos, &self.stage)?;
+        }
         Ok(vec![output_schema()])
     }
 
     async fn run(&self, cx: &StageCx) -> Result<StageReport> {
         let all = long_history(cx, &self.input, &self.cfg.series, &self.cfg.time, &self.cfg.target).await?;
         let (_, histories) = split_series(&all, self.cfg.series.len())?;
+        let text = match &self.cfg.text {
+            Some(t) => Some(SeriesText {
+                texts: series_texts(cx, &self.input, &self.cfg.series, &self.cfg.time, t).await?,
+                tokenizer: match &t.tokenizer {
+                    Some(name) => Some(read_tokenizer(cx, name).await?),
+                    None => None,
+                },
+                config: t.clone(),
+            }),
+            None => None,
+        };
+        if text.as_ref().is_some_and(|t| t.texts.len() != histories.len()) {
+            bail!("matching text to series: the series and their text rows differ in number (null series keys?)");
+        }
         let table = &cx.outputs[0].0;
         let base = match crate::models::latest(&cx.lake, table).await? {
-            Some((version, config, weights)) if !self.cfg.restart => {
-                Source::Row { name: format!("{table}@v{version}"), config, weights: Arc::new(weights) }
+            Some((version, p)) if !self.cfg.restart => {
+                Source::Row { name: format!("{table}@v{version}"), config: p.config, weights: Arc::new(p.weights), tokenizer: p.tokenizer }
             }
             _ => Source::Folder(self.base.clone()),
         };
         let (cfg, stage, scratch) = (self.cfg.clone(), self.stage.clone(), cx.scratch.clone());
+        let data = Data { histories, text };
         let run =
-            move |cancel: &_, progress: &_| fine_tune(&histories, &cfg, &base, &Job { stage: &stage, cancel, progress, scratch: &scratch });
+            move |cancel: &_, progress: &_| fine_tune(&data, &cfg, &base, &Job { stage: &stage, cancel, progress, scratch: &scratch });
         let tuned = cx.blocking(run).await?;
         let written = cx.write_output(0, cx.ctx.read_batch(tuned.row)?).await?;
         let details = serde_json::json!({ "resumed_from": tuned.resumed_from });
@@ -231,14 +311,14 @@ struct Record {
 }
 
 /// The checkpoint to continue from, if the scratch folder holds one of this same training.
-fn resume_point(scratch: &Scratch, key: &str, config_yaml: &str) -> Result<Option<(Checkpoint, Record)>> {
+fn resume_point(scratch: &Scratch, key: &str, config_yaml: &str, tokenizer: Option<&str>) -> Result<Option<(Checkpoint, Record)>> {
     let Some(bytes) = scratch.get(STATE)? else { return Ok(None) };
     let Ok(state) = serde_json::from_slice::<TrainState>(&bytes) else { return Ok(None) };
     if state.key != key {
         return Ok(None);
     }
     let weights = scratch.get(&state.weights)?.with_context(|| format!("the checkpoint's {} is missing", state.weights))?;
-    let ck = Checkpoint::from_parts(config_yaml, &weights, crate::device::best()).context("loading the resumable checkpoint")?;
+    let ck = Checkpoint::from_parts(config_yaml, &weights, tokenizer, crate::device::best()).context("loading the resumable checkpoint")?;
     let best = match state.best {
         Some(name) => Some((name.clone(), scratch.get(&name)?.with_context(|| format!("the checkpoint's {name} is missing"))?.to_vec())),
         None => None,
@@ -270,7 +350,7 @@ fn save_checkpoint(scratch: &Scratch, key: &str, ck: &Checkpoint, r: &Record, ol
 /// Train from `rec.step` to the configured steps, scoring validation for early stopping and
 /// saving a resumable checkpoint every `checkpoint_every` steps.
 fn train_resumably(ck: &Checkpoint, rec: &mut Record, data: &Windows, cfg: &TrainStageConfig, key: &str, job: &Job) -> Result<()> {
-    let Windows { series, valid, window } = *data;
+    let Windows { series, valid, window, dropout } = *data;
     let device = ck.vs.device();
     let tc = TrainConfig {
         steps: cfg.steps,
@@ -283,7 +363,9 @@ fn train_resumably(ck: &Checkpoint, rec: &mut Record, data: &Windows, cfg: &Trai
         seed: cfg.seed,
     };
     let draw = |rng: &mut rand_chacha::ChaCha8Rng| {
-        crate::lm::train::window(series[rng.random_range(0..series.len())], window, cfg.season_length, rng)
+        let s = series[rng.random_range(0..series.len())];
+        let prefix = if dropout > 0.0 && rng.random_bool(dropout) { &[] } else { s.prefix };
+        crate::lm::train::window(s.values, prefix, window, cfg.season_length, rng)
     };
     let mut saved: Result<Option<TrainState>> = Ok(None);
     train(&ck.model, &ck.vs, &tc, rec.step, draw, |step, loss| {
@@ -315,11 +397,13 @@ fn train_resumably(ck: &Checkpoint, rec: &mut Record, data: &Windows, cfg: &Trai
     Ok(())
 }
 
-/// What training draws from: the series' training parts, the validation windows, the length.
+/// What training draws from: the series' training parts, the validation windows, the length,
+/// the share of windows drawn without their text.
 struct Windows<'a> {
-    series: &'a [&'a [f64]],
+    series: &'a [TrainSeries<'a>],
     valid: &'a [Encoded],
     window: usize,
+    dropout: f64,
 }
 
 /// The output row's contents.
@@ -333,6 +417,7 @@ struct Outcome {
     config_yaml: String,
     weights: Vec<u8>,
     best_step: usize,
+    tokenizer: Option<String>,
 }
 
 fn output_row(o: &Outcome) -> Result<RecordBatch> {
@@ -346,34 +431,65 @@ fn output_row(o: &Outcome) -> Result<RecordBatch> {
         Arc::new(StringArray::from(vec![o.config_yaml.as_str()])),
         Arc::new(BinaryArray::from(vec![o.weights.as_slice()])),
         Arc::new(Int64Array::from(vec![o.best_step as i64])),
+        Arc::new(StringArray::from(vec![o.tokenizer.as_deref()])),
     ];
     Ok(RecordBatch::try_new(output_schema(), columns)?)
 }
 
 /// The CPU/GPU part: load the base, score it, train (from the last checkpoint when an earlier
-/// attempt left one), score again, build the output row.
-fn fine_tune(histories: &[Vec<f64>], cfg: &TrainStageConfig, base: &Source, job: &Job) -> Result<Tuned> {
-    let base_ck = base.load()?;
+/// attempt left one), score again, build the output row. With text, a base without a tokenizer
+/// takes the tokenizer input's; the base is scored as it forecasts (with text only if it has a
+/// tokenizer), the fine-tuned model with text.
+fn fine_tune(data: &Data, cfg: &TrainStageConfig, base: &Source, job: &Job) -> Result<Tuned> {
+    let mut base_ck = base.load()?;
     let device = base_ck.vs.device();
+    let base_tokenizer = base_ck.tokenizer_json()?;
+    let mut warnings = vec![];
+    if let Some(t) = &data.text
+        && base_ck.tokenizer.is_none()
+    {
+        let json = t.tokenizer.as_deref().with_context(|| {
+            format!(
+                "{}: the base model {} has no tokenizer: set `text: {{ tokenizer: … }}` to a `tokenizer` stage's output",
+                job.stage,
+                base.name()
+            )
+        })?;
+        base_ck = base_ck.with_tokenizer(json).with_context(|| format!("{}: the tokenizer input", job.stage))?;
+    } else if data.text.as_ref().is_some_and(|t| t.tokenizer.is_some() && t.tokenizer != base_tokenizer) {
+        let msg =
+            "keeps the tokenizer it was first trained with, not tonight's (its text ids keep their meaning; `restart: true` starts afresh)";
+        warnings.push(format!("{}: {} {msg}", job.stage, base.name()));
+    }
+    let (prefixes, missing) = prefixes(&base_ck, data)?;
+    if missing > 0 {
+        warnings.push(format!("{}: {missing} of {} series have no text; they train without it", job.stage, prefixes.len()));
+    }
     // Short histories (a young lake, a new store) shrink the window instead of failing the night.
-    let longest = histories.iter().map(Vec::len).max().unwrap_or(0);
+    let longest = data.histories.iter().map(Vec::len).max().unwrap_or(0);
     let window = cfg.window.min(longest * 4 / 5);
     if window < 16 {
         bail!("no series has the 20 values a window of 16 plus its held-out quarter needs (the longest has {longest})");
     }
-    let mut warnings = vec![];
     if window < cfg.window {
         warnings.push(format!(
             "{}: the longest series has {longest} values, so training windows are {window} instead of {}",
             job.stage, cfg.window
         ));
     }
-    let (series, valid) = windows(histories, window, cfg.season_length);
-    let base_loss = eval_loss(&base_ck.model, &valid, cfg.batch, device);
+    let with_text = data.text.is_some();
+    let (series, valid) = windows(&data.histories, &prefixes, window, cfg.season_length, with_text);
+    let base_valid = if base_tokenizer.is_some() || !with_text {
+        valid.clone()
+    } else {
+        windows(&data.histories, &prefixes, window, cfg.season_length, false).1
+    };
+    let base_loss = eval_loss(&base_ck.model, &base_valid, cfg.batch, device);
     let base_bytes = base_ck.to_bytes(Kind::BFloat16)?;
     let config_yaml = serde_saphyr::to_string(&base_ck.model.config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tokenizer = base_ck.tokenizer_json()?;
     let key = format!("{} · {} series · window {window} · {}", base.name(), series.len(), serde_json::to_string(cfg)?);
-    let (ck, mut rec) = match resume_point(job.scratch, &key, &config_yaml)? {
+    let (ck, mut rec) = match resume_point(job.scratch, &key, &config_yaml, tokenizer.as_deref())? {
         Some(resumed) => resumed,
         None => (base_ck, Record { step: 0, early: EarlyStopping::new(cfg.eval_every, cfg.patience), best: None }),
     };
@@ -381,7 +497,8 @@ fn fine_tune(histories: &[Vec<f64>], cfg: &TrainStageConfig, base: &Source, job:
     if resumed_from > 0 {
         warnings.push(format!("{}: resumed from the checkpoint an earlier attempt saved at step {resumed_from}", job.stage));
     }
-    train_resumably(&ck, &mut rec, &Windows { series: &series, valid: &valid, window }, cfg, &key, job)?;
+    let dropout = data.text.as_ref().and_then(|t| t.config.dropout).unwrap_or(DEFAULT_TEXT_DROPOUT);
+    train_resumably(&ck, &mut rec, &Windows { series: &series, valid: &valid, window, dropout }, cfg, &key, job)?;
     // The last weights, unless an earlier validation score was better.
     let last = eval_loss(&ck.model, &valid, cfg.batch, device);
     let ran = rec.step;
@@ -394,7 +511,7 @@ fn fine_tune(histories: &[Vec<f64>], cfg: &TrainStageConfig, base: &Source, job:
         warnings
             .push(format!("{}: fine-tuning made validation loss worse ({loss:.4} > {base_loss:.4}); the base model is kept", job.stage));
     }
-    let weights = if registered { tuned } else { base_bytes };
+    let (weights, tokenizer) = if registered { (tuned, tokenizer) } else { (base_bytes, base_tokenizer) };
     let row = output_row(&Outcome {
         base: base.name(),
         registered,
@@ -405,7 +522,11 @@ fn fine_tune(histories: &[Vec<f64>], cfg: &TrainStageConfig, base: &Source, job:
         config_yaml,
         weights,
         best_step: if registered { best_step } else { 0 },
+        tokenizer,
     })?;
     job.scratch.clear().context("clearing the resumable checkpoint")?;
     Ok(Tuned { row, warnings, resumed_from })
 }
+
+/// The share of training windows drawn without their text when `text: dropout` is not set.
+const DEFAULT_TEXT_DROPOUT: f64 = 0.2;

@@ -182,7 +182,7 @@ fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validatio
     assert_eq!(p.query("SELECT steps, base LIKE '%model' FROM lm_model"), vec!["3,true".to_string()]);
     p.write("ft.yaml", &(train("model") + &forecast_with("nope")));
     let err = p.fails(&["validate", "ft.yaml"], 2);
-    assert!(err.contains("ft.yaml:") && err.contains("`model_input: nope` must name one of the stage's two inputs"), "{err}");
+    assert!(err.contains("ft.yaml:") && err.contains("`model_input: nope` must name one of the stage's inputs"), "{err}");
     p.write("ft.yaml", &(train("model") + &forecast_with("demand")));
     let err = p.fails(&["validate", "ft.yaml"], 2);
     assert!(err.contains("`model_input: demand` has no `weights` and `config_yaml` columns"), "{err}");
@@ -248,6 +248,87 @@ fn tokenizer_stage_publishes_a_tokenizer_python_reads_identically() {
     p.write("p.yaml", &std::fs::read_to_string(p.file("p.yaml")).unwrap().replace("vocab_size: 300", "column: title"));
     let err = p.fails(&["validate", "p.yaml"], 2);
     assert!(err.contains("column `title` not in input `products`") && err.contains("p.yaml:"), "{err}");
+}
+
+/// Product text end to end: a tokenizer stage, a fine-tune that reads each SKU's text (taking
+/// the tokenizer, which the published model then carries and exports), and a forecast that reads
+/// it again; a series without text is forecast without it, with a warning. Bad text settings are
+/// named at validation.
+#[test]
+fn a_fine_tune_reads_product_text_and_its_forecasts_do_too() {
+    let p = Project::empty();
+    write_parquet(&p, "lake/raw/demand/part-0.parquet", demand(&["a", "b", "c"], 60, None));
+    let products = RecordBatch::try_from_iter(vec![
+        ("sku_id", Arc::new(StringArray::from(vec!["a", "b", "zz"])) as ArrayRef),
+        ("text", Arc::new(StringArray::from(vec!["Green tea, 20 bags | Grocery > Tea", "Garden hose 25 m | Garden", "Mug"])) as ArrayRef),
+    ])
+    .unwrap();
+    write_parquet(&p, "lake/raw/products/part-0.parquet", products);
+    let tiny = std::fs::read_to_string(format!("{}/models/tiny.yaml", crate::common::REPO)).unwrap();
+    p.write("tiny_text.yaml", &tiny.replace("text_vocab: 0", "text_vocab: 300"));
+    p.ok(&["pretrain", "--config", "tiny_text.yaml", "--out", "model", "--steps", "4", "--batch", "2", "--window", "32"]);
+    let pipeline = |text: &str, fc_text: &str| {
+        format!(
+            r#"name: ft
+lake: file://./lake
+stages:
+  - {{ id: tok, kind: tokenizer, inputs: {{ products: raw/products/ }}, outputs: [tokenizer], config: {{ vocab_size: 280, min_frequency: 1 }} }}
+  - id: ft
+    kind: train
+    inputs: {{ demand: raw/demand/, products: raw/products/, tokenizer: tokenizer }}
+    outputs: [lm_model]
+    config: {{ series: [sku_id], time: date, target: units, base: model, steps: 4, batch: 2, window: 16, text: {{ {text} }} }}
+  - id: fc
+    kind: forecast
+    inputs: {{ demand: raw/demand/, model: lm_model, products: raw/products/ }}
+    outputs: [forecasts_lm]
+    config: {{ method: lm, model_input: model, series: [sku_id], time: date, target: units, horizon: 7, paths: 4, context: 16, text: {{ {fc_text} }} }}
+"#
+        )
+    };
+    p.write("ft.yaml", &pipeline("input: products, tokenizer: tokenizer, max_tokens: 8", "input: products, max_tokens: 8"));
+    let (ok, out) = p.loud(&["run", "ft.yaml"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("1 of 3 series have no text; they train without it"), "{out}");
+    assert!(out.contains("1 of 3 series have no text; they are forecast without it"), "{out}");
+    assert_eq!(p.query("SELECT count(*) FROM forecasts_lm"), vec!["21".to_string()]);
+    let rows = p.query("SELECT tokenizer_json = (SELECT tokenizer_json FROM tokenizer), registered FROM lm_model");
+    assert!(rows == vec!["true,true".to_string()] || rows == vec![",false".to_string()], "{rows:?}");
+    if rows[0].ends_with("true") {
+        p.ok(&["models", "export", "lm_model", "--out", "exported"]);
+        let json = std::fs::read_to_string(p.file("exported/tokenizer.json")).unwrap();
+        assert!(restock::lm::text::TextTokenizer::from_json(&json).unwrap().vocab_size() <= 280);
+    }
+
+    // A tokenizer with more ids than the model has text embeddings is refused, naming both.
+    p.write("narrow.yaml", &tiny.replace("text_vocab: 0", "text_vocab: 260"));
+    p.ok(&["pretrain", "--config", "narrow.yaml", "--out", "narrow", "--steps", "2", "--batch", "2", "--window", "32"]);
+    p.write(
+        "ft.yaml",
+        &pipeline("input: products, tokenizer: tokenizer", "input: products").replace("base: model,", "base: narrow, restart: true,"),
+    );
+    let (ok, out) = p.loud(&["run", "ft.yaml"]);
+    assert!(!ok && out.contains("the tokenizer has") && out.contains("at most 260 (`text_vocab`)"), "{out}");
+    // Validation names the bad setting: a missing input, a column that is not there, a tokenizer
+    // input that is not a tokenizer, tokenizer options on a forecast, text for a statistical method.
+    for (text, fc_text, expected) in [
+        ("input: nope, tokenizer: tokenizer", "input: products", "`text/input: nope` is not one of the stage's inputs"),
+        ("input: products, column: title, tokenizer: tokenizer", "input: products", "no text column `title` in input `products`"),
+        ("input: products, tokenizer: products", "input: products", "`text/tokenizer: products` has no `tokenizer_json` column"),
+        ("input: products, tokenizer: tokenizer", "input: products, dropout: 0.5", "only for a `train` stage"),
+    ] {
+        p.write("ft.yaml", &pipeline(text, fc_text));
+        let err = p.fails(&["validate", "ft.yaml"], 2);
+        assert!(err.contains("ft.yaml:") && err.contains(expected), "{expected}: {err}");
+    }
+    p.write(
+        "p.yaml",
+        &pipeline("input: products", "input: products")
+            .replace("method: lm, model_input: model,", "method: ets,")
+            .replace("model: lm_model, products", "products"),
+    );
+    let err = p.fails(&["validate", "p.yaml"], 2);
+    assert!(err.contains("`text` is only for `method: lm`"), "{err}");
 }
 
 /// A fine-tune killed mid-training continues from its last checkpoint (the run's scratch folder)

@@ -43,6 +43,11 @@ fn nightly_pipeline_cleans_forecasts_publishes_and_records_history() {
     // the shipped checkpoint on the 24 series (120 days: the 128-value windows shrink to 96,
     // with a warning), then forecasting them, 20 paths each.
     assert_eq!(p.query("SELECT series, steps > 0, base LIKE '%models/small' FROM lm_model"), vec!["24,true,true"]);
+    // It read each SKU's product text: a registered model carries the run's tokenizer.
+    assert_eq!(
+        p.query("SELECT (tokenizer_json IS NOT NULL AND tokenizer_json = (SELECT tokenizer_json FROM tokenizer)) OR NOT registered FROM lm_model"),
+        vec!["true"]
+    );
     assert_eq!(
         p.query("SELECT COUNT(*), COUNT(DISTINCT sku_id || location_id), MIN(model), MAX(step) FROM forecasts_lm"),
         vec!["672,24,lm,28"]
