@@ -436,31 +436,37 @@ fn output_row(o: &Outcome) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(output_schema(), columns)?)
 }
 
+/// The base as this fine-tune trains it: with text, a base without a tokenizer takes the
+/// tokenizer input's; a base with one keeps it (a warning says so when tonight's differs).
+fn with_text_tokenizer(ck: Checkpoint, data: &Data, base: &Source, stage: &str) -> Result<(Checkpoint, Vec<String>)> {
+    let Some(t) = &data.text else { return Ok((ck, vec![])) };
+    if ck.tokenizer.is_none() {
+        let json = t.tokenizer.as_deref().with_context(|| {
+            format!(
+                "{stage}: the base model {} has no tokenizer: set `text: {{ tokenizer: … }}` to a `tokenizer` stage's output",
+                base.name()
+            )
+        })?;
+        return Ok((ck.with_tokenizer(json).with_context(|| format!("{stage}: the tokenizer input"))?, vec![]));
+    }
+    let mut warnings = vec![];
+    if t.tokenizer.is_some() && t.tokenizer != ck.tokenizer_json()? {
+        let msg =
+            "keeps the tokenizer it was first trained with, not tonight's (its text ids keep their meaning; `restart: true` starts afresh)";
+        warnings.push(format!("{stage}: {} {msg}", base.name()));
+    }
+    Ok((ck, warnings))
+}
+
 /// The CPU/GPU part: load the base, score it, train (from the last checkpoint when an earlier
 /// attempt left one), score again, build the output row. With text, a base without a tokenizer
 /// takes the tokenizer input's; the base is scored as it forecasts (with text only if it has a
 /// tokenizer), the fine-tuned model with text.
 fn fine_tune(data: &Data, cfg: &TrainStageConfig, base: &Source, job: &Job) -> Result<Tuned> {
-    let mut base_ck = base.load()?;
+    let base_ck = base.load()?;
     let device = base_ck.vs.device();
     let base_tokenizer = base_ck.tokenizer_json()?;
-    let mut warnings = vec![];
-    if let Some(t) = &data.text
-        && base_ck.tokenizer.is_none()
-    {
-        let json = t.tokenizer.as_deref().with_context(|| {
-            format!(
-                "{}: the base model {} has no tokenizer: set `text: {{ tokenizer: … }}` to a `tokenizer` stage's output",
-                job.stage,
-                base.name()
-            )
-        })?;
-        base_ck = base_ck.with_tokenizer(json).with_context(|| format!("{}: the tokenizer input", job.stage))?;
-    } else if data.text.as_ref().is_some_and(|t| t.tokenizer.is_some() && t.tokenizer != base_tokenizer) {
-        let msg =
-            "keeps the tokenizer it was first trained with, not tonight's (its text ids keep their meaning; `restart: true` starts afresh)";
-        warnings.push(format!("{}: {} {msg}", job.stage, base.name()));
-    }
+    let (base_ck, mut warnings) = with_text_tokenizer(base_ck, data, base, job.stage)?;
     let (prefixes, missing) = prefixes(&base_ck, data)?;
     if missing > 0 {
         warnings.push(format!("{}: {missing} of {} series have no text; they train without it", job.stage, prefixes.len()));
