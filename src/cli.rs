@@ -1035,7 +1035,15 @@ async fn evaluate_cmd(
     if opts.horizon == 0 || opts.season == 0 || opts.windows == 0 {
         bail!("--horizon, --season and --windows must be at least 1");
     }
-    let series = evaluate::load(data, text).await?;
+    // A model with known covariates reads them from LONG, held-out rows included (the known future).
+    let covariates: Vec<String> = methods
+        .iter()
+        .find_map(|m| match m {
+            evaluate::Candidate::Lm { ck, .. } => Some(ck.model.config.covariates.clone()),
+            evaluate::Candidate::Stat(_) => None,
+        })
+        .unwrap_or_default();
+    let series = evaluate::load(data, text, &covariates).await?;
     if series.is_empty() {
         bail!("{}: no rows", data.display());
     }
@@ -1086,7 +1094,7 @@ async fn pretrain_cmd(
     let config = crate::lm::model::load_config(config)?;
     let mut real = vec![];
     for path in &data.tables {
-        real.extend(crate::evaluate::load(path, None).await?.into_iter().map(|s| s.values));
+        real.extend(crate::evaluate::load(path, None, &[]).await?.into_iter().map(|s| s.values));
     }
     let opts = PretrainOptions { config, out, train, real, real_season: data.season.max(1), checkpoint_every, init };
     let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(train.steps as u64) };

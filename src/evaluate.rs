@@ -16,6 +16,7 @@ use crate::forecast::metrics::{WqlSums, coverage, mase};
 use crate::forecast::{Forecaster, QuantileForecast, Request};
 use crate::lm::checkpoint::Checkpoint;
 use crate::lm::forecast::{Input, LmOptions};
+use crate::lm::tokens::{CovariateColumn, covariate_features};
 
 /// The quantile levels every method is scored on (WQL averages over them).
 pub const LEVELS: [f64; 9] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
@@ -28,6 +29,9 @@ pub struct Series {
     pub ts: Vec<i32>,
     pub values: Vec<f64>,
     pub text: Option<String>,
+    /// Known covariates (`tokens::covariate_features`), row-major [values.len() × n], for a
+    /// model that reads them; empty otherwise.
+    pub covariates: Vec<f32>,
 }
 
 #[derive(Debug, Clone)]
@@ -60,39 +64,59 @@ pub struct Backtest {
     pub forecast: QuantileForecast,
 }
 
-/// Read LONG (and optionally TEXT) Parquet into series, checking columns and types.
-pub async fn load(data: &Path, text: Option<&Path>) -> Result<Vec<Series>> {
+/// Read LONG (and optionally TEXT) Parquet into series, checking columns and types, with the
+/// known covariate columns `covariates` of LONG (a model's; their held-out rows are the known
+/// future: planned promotions, prices).
+pub async fn load(data: &Path, text: Option<&Path>, covariates: &[String]) -> Result<Vec<Series>> {
     let ctx = SessionContext::new();
     let path = data.to_str().context("data path is not UTF-8")?;
     ctx.register_parquet("long", path, ParquetReadOptions::default()).await.with_context(|| format!("reading {}", data.display()))?;
     let schema = ctx.table_provider("long").await?.schema();
+    let have: Vec<_> = schema.fields().iter().map(|f| f.name().clone()).collect();
     for col in ["series_id", "ts", "value"] {
         if schema.field_with_name(col).is_err() {
-            let have: Vec<_> = schema.fields().iter().map(|f| f.name().clone()).collect();
             bail!("{}: no column `{col}` (a long table has series_id, ts, value; this one has {})", data.display(), have.join(", "));
         }
     }
-    let df = ctx
-        .sql("SELECT arrow_cast(series_id, 'Utf8') AS id, CAST(ts AS DATE) AS ts, CAST(value AS DOUBLE) AS v FROM long ORDER BY id, ts")
-        .await?;
-    let batches = df.collect().await.with_context(|| format!("reading {}", data.display()))?;
+    let mut flags = vec![];
+    for col in covariates {
+        match schema.field_with_name(col) {
+            Ok(f) if f.data_type() == &DataType::Boolean || f.data_type().is_numeric() => flags.push(f.data_type() == &DataType::Boolean),
+            Ok(f) => bail!("{}: covariate column `{col}` is {}, expected BOOLEAN or a number", data.display(), f.data_type()),
+            Err(_) => bail!("{}: no column `{col}`, a covariate the model reads (columns: {})", data.display(), have.join(", ")),
+        }
+    }
+    let extra: String = covariates.iter().map(|c| format!(", CAST({} AS DOUBLE)", crate::stage::quote_ident(c))).collect();
+    let sql = format!(
+        "SELECT arrow_cast(series_id, 'Utf8') AS id, CAST(ts AS DATE) AS ts, CAST(value AS DOUBLE) AS v{extra} FROM long ORDER BY id, ts"
+    );
+    let batches = ctx.sql(&sql).await?.collect().await.with_context(|| format!("reading {}", data.display()))?;
     let mut out: Vec<Series> = vec![];
+    let mut raw: Vec<Vec<Vec<f64>>> = vec![];
     for b in &batches {
         let ids = b.column(0).as_any().downcast_ref::<StringArray>().context("series_id")?;
         let ts = b.column(1).as_any().downcast_ref::<Date32Array>().context("ts")?;
         let vs = b.column(2).as_any().downcast_ref::<Float64Array>().context("value")?;
+        let cols: Vec<&Float64Array> = (3..b.num_columns()).map(|c| b.column(c).as_any().downcast_ref().expect("cast to DOUBLE")).collect();
+        let num = |a: &Float64Array, i: usize| if a.is_null(i) { f64::NAN } else { a.value(i) };
         for i in 0..b.num_rows() {
             if ids.is_null(i) || ts.is_null(i) {
                 bail!("{}: row with a null series_id or ts", data.display());
             }
             let id = ids.value(i);
             if out.last().is_none_or(|s| s.id != id) {
-                out.push(Series { id: id.to_string(), ts: vec![], values: vec![], text: None });
+                out.push(Series { id: id.to_string(), ts: vec![], values: vec![], text: None, covariates: vec![] });
+                raw.push(vec![vec![]; cols.len()]);
             }
             let s = out.last_mut().expect("pushed");
             s.ts.push(ts.value(i));
-            s.values.push(if vs.is_null(i) { f64::NAN } else { vs.value(i) });
+            s.values.push(num(vs, i));
+            raw.last_mut().expect("pushed").iter_mut().zip(&cols).for_each(|(r, c)| r.push(num(c, i)));
         }
+    }
+    for (s, cols) in out.iter_mut().zip(&raw) {
+        let columns: Vec<CovariateColumn> = cols.iter().zip(&flags).map(|(v, &flag)| CovariateColumn { flag, values: v }).collect();
+        s.covariates = covariate_features(&columns);
     }
     if let Some(text) = text {
         attach_text(&ctx, text, &mut out).await?;
@@ -170,7 +194,13 @@ fn backtest_lm(series: &[Series], ck: &Checkpoint, lm: &LmOptions, opts: &Option
         series.iter().any(|s| s.text.is_some()).then(|| series.iter().map(|s| s.text.clone()).collect());
     let (ids, warnings) = crate::lm::forecast::text_ids(ck, texts.as_deref(), series.len())?;
     warnings.iter().for_each(|w| tracing::warn!("lm: {w}"));
-    let inputs: Vec<Input> = jobs.iter().map(|&(i, _, o)| Input { history: &series[i].values[..o], text: ids[i].as_deref() }).collect();
+    let n = ck.model.config.n_covariates as usize;
+    let input = |i: usize, o: usize| {
+        let s = &series[i];
+        let covariates = if s.covariates.len() == s.values.len() * n { &s.covariates[..(o + opts.horizon) * n] } else { &[] };
+        Input { history: &s.values[..o], text: ids[i].as_deref(), covariates }
+    };
+    let inputs: Vec<Input> = jobs.iter().map(|&(i, _, o)| input(i, o)).collect();
     let forecasts = crate::lm::forecast::forecast(ck, &inputs, &req, lm, |_| true)?;
     Ok(jobs.into_iter().zip(forecasts).map(|((i, w, o), forecast)| Backtest { series: i, window: w, origin: o, forecast }).collect())
 }

@@ -203,7 +203,7 @@ pub fn run_method(
                 .enumerate()
                 .map(|(i, s)| {
                     let forecast = |history: &[f64], req: &Request| {
-                        let input = [Input { history, text: None }];
+                        let input = [Input { history, text: None, ..Input::default() }];
                         let mut f = crate::lm::forecast::forecast(ck, &input, req, lm, |_| true).expect("the model forecasts");
                         f.remove(0)
                     };

@@ -62,7 +62,7 @@ impl Default for DemoSize {
 
 const MARKER: &str = "raw/_DEMO.json";
 /// Bumped whenever the generator's output changes, so an old lake is regenerated, not reused.
-const GENERATOR_VERSION: u32 = 3;
+const GENERATOR_VERSION: u32 = 4;
 
 #[derive(Serialize, Deserialize, PartialEq)]
 struct Marker {
@@ -307,6 +307,7 @@ pub async fn generate(lake: &Lake, size: &DemoSize, quiet: bool) -> Result<GenSt
         ("launched_on", Arc::new(Date32Array::from(c_launch))),
     ])?;
     write_parquet(lake, "raw/catalog/catalog.parquet", catalog).await?;
+    write_promotions(lake, &skus, start, size).await?;
 
     write_suppliers(lake, &skus, &mut rng).await?;
     let reviews = write_reviews(lake, &skus, &dates, &mut rng).await?;
@@ -499,6 +500,38 @@ pub async fn generate(lake: &Lake, size: &DemoSize, quiet: bool) -> Result<GenSt
     ])?;
     write_parquet(lake, "raw/sales_corrections/corrections.parquet", corrections_batch).await?;
     Ok(stats)
+}
+
+/// Days after the history that the promotion calendar already plans.
+pub const PLANNED_DAYS: usize = 28;
+
+/// The promotion calendar (`raw/promotions/`: sku_id, date, promo, discount): every promotion
+/// day of the history — the same days the simulation lifted demand on — and the promotions
+/// planned for the next [`PLANNED_DAYS`] days (drawn from their own seed, so the history is the
+/// same with or without them). What a model reads as a known covariate.
+async fn write_promotions(lake: &Lake, skus: &[Sku], start: NaiveDate, size: &DemoSize) -> Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(size.seed ^ 0x5052_4f4d_4f53);
+    let (mut ids, mut days) = (vec![], vec![]);
+    for sku in skus {
+        let mut planned = vec![false; PLANNED_DAYS];
+        // About as many promotions as the history has: 2–8 weeks a year.
+        if rng.random_bool(0.38) {
+            let s = rng.random_range(0..PLANNED_DAYS);
+            planned[s..(s + 7).min(PLANNED_DAYS)].iter_mut().for_each(|p| *p = true);
+        }
+        for (d, _) in sku.promo_days.iter().chain(&planned).enumerate().filter(|(_, p)| **p) {
+            ids.push(sku.id.clone());
+            days.push(days_since_epoch(start) + d as i32);
+        }
+    }
+    let n = ids.len();
+    let batch = RecordBatch::try_from_iter(vec![
+        ("sku_id", Arc::new(StringArray::from(ids)) as ArrayRef),
+        ("date", Arc::new(Date32Array::from(days))),
+        ("promo", Arc::new(BooleanArray::from(vec![true; n]))),
+        ("discount", Arc::new(Float64Array::from(vec![0.2; n]))),
+    ])?;
+    write_parquet(lake, "raw/promotions/promotions.parquet", batch).await
 }
 
 async fn write_suppliers(lake: &Lake, skus: &[Sku], rng: &mut ChaCha8Rng) -> Result<()> {

@@ -58,6 +58,19 @@ impl Source {
         }
     }
 
+    /// The model's config alone, without loading weights (what a stage must read before the
+    /// model runs: its covariates).
+    pub fn config(&self) -> Result<Config> {
+        match self {
+            Source::Folder(dir) => load_config(&dir.join(CONFIG)),
+            Source::Row { name, config, .. } => {
+                let c: Config = serde_saphyr::from_str(config).map_err(|e| anyhow!("the model {name}'s config: {e}"))?;
+                c.check().map_err(|e| anyhow!("the model {name}'s config: {e}"))?;
+                Ok(c)
+            }
+        }
+    }
+
     pub fn name(&self) -> String {
         match self {
             Source::Folder(dir) => dir.display().to_string(),
@@ -96,6 +109,32 @@ impl Checkpoint {
         }
         self.tokenizer = Some(tk);
         Ok(self)
+    }
+
+    /// The model reading the known covariates `names` (column names, in order). A model without
+    /// covariates gains a projection for them, initialised to zero, so it forecasts exactly as
+    /// before until it is trained; a model with covariates must be given the same names.
+    pub fn with_covariates(self, names: &[String]) -> Result<Self> {
+        let c = &self.model.config;
+        if c.covariates == names {
+            return Ok(self);
+        }
+        if c.n_covariates > 0 {
+            let had = if c.covariates.is_empty() { format!("{} unnamed ones", c.n_covariates) } else { c.covariates.join(", ") };
+            return Err(anyhow!("the model reads the covariates [{had}], not [{}]", names.join(", ")));
+        }
+        let config = Config { n_covariates: names.len() as i64, covariates: names.to_vec(), ..c.clone() };
+        let ck = Self::init(config, self.vs.device(), 0);
+        let old = self.vs.variables();
+        tch::no_grad(|| {
+            for (name, mut var) in ck.vs.variables() {
+                match old.get(&name) {
+                    Some(v) => var.copy_(v),
+                    None => _ = var.zero_(),
+                }
+            }
+        });
+        Ok(Self { tokenizer: self.tokenizer, ..ck })
     }
 
     /// A series' product text as the model's text ids; None when the model reads no text.

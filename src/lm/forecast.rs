@@ -31,10 +31,14 @@ impl Default for LmOptions {
     }
 }
 
-/// One series to forecast: its history (NaN = missing) and, optionally, its text as token ids.
+/// One series to forecast: its history (NaN = missing), optionally its text as token ids, and,
+/// for a model with covariates, their features over history then horizon, row-major
+/// [(history.len() + horizon) × n_covariates] (`tokens::covariate_features`; empty = unknown).
+#[derive(Default)]
 pub struct Input<'a> {
     pub history: &'a [f64],
     pub text: Option<&'a [i64]>,
+    pub covariates: &'a [f32],
 }
 
 /// Series per batch: about 4,096 decoding rows (series × paths), so each decoding step is one
@@ -56,10 +60,16 @@ fn context(ck: &Checkpoint, input: &Input, req: &Request, o: &LmOptions) -> Cont
     let cfg = &ck.model.config;
     let mut ids = text_prefix(input.text.unwrap_or_default(), o.max_text, cfg.text_vocab);
     let room = (cfg.max_len as usize).saturating_sub(horizon + ids.len()).min(o.max_context).max(1);
-    let hist = &input.history[input.history.len().saturating_sub(room)..];
-    let enc = encode(hist, None);
+    let from = input.history.len().saturating_sub(room);
+    let enc = encode(&input.history[from..], None);
+    let n = cfg.n_covariates as usize;
+    let covariates = if n > 0 && input.covariates.len() == (input.history.len() + horizon) * n {
+        std::iter::repeat_n(0.0, ids.len() * n).chain(input.covariates[from * n..].iter().copied()).collect()
+    } else {
+        vec![]
+    };
     ids.extend(enc.ids);
-    Context { ids, scale: enc.scale, season: req.season }
+    Context { ids, scale: enc.scale, season: req.season, covariates }
 }
 
 /// One series' text ids (None: forecast without text).

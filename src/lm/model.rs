@@ -13,6 +13,10 @@ use tch::{Device, Kind, Tensor};
 
 use super::tokens::N_VALUE_IDS;
 
+/// The optimiser parameter group of the covariate projection: a fine-tune adds it to a trained
+/// model at zero, and it trains faster than the rest (`train::COVARIATE_LR_SCALE`).
+pub const COVARIATE_GROUP: usize = 1;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -29,6 +33,9 @@ pub struct Config {
     /// Covariates per step added to value embeddings (0 = none).
     #[serde(default)]
     pub n_covariates: i64,
+    /// The covariates' column names, in input order (what a fine-tune learned them from).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub covariates: Vec<String>,
     /// Output head shares the value-token embedding matrix.
     #[serde(default)]
     pub tied: bool,
@@ -60,6 +67,9 @@ impl Config {
         }
         if self.text_vocab < 0 || self.n_covariates < 0 {
             return Err("`text_vocab` and `n_covariates` cannot be negative".into());
+        }
+        if !self.covariates.is_empty() && self.covariates.len() as i64 != self.n_covariates {
+            return Err(format!("`covariates` names {} columns but `n_covariates` is {}", self.covariates.len(), self.n_covariates));
         }
         Ok(())
     }
@@ -248,8 +258,10 @@ impl Model {
             c.d_model,
             nn::EmbeddingConfig { ws_init: nn::Init::Randn { mean: 0.0, stdev: 0.02 }, ..Default::default() },
         );
-        let covariates = (c.n_covariates > 0).then(|| nn::linear(vs / "covariates", c.n_covariates, c.d_model, Default::default()));
+        // No bias: zero covariates ("nothing special") add nothing, as no covariates do.
         let nb = nn::LinearConfig { bias: false, ..Default::default() };
+        let cov = (vs / "covariates").set_group(COVARIATE_GROUP);
+        let covariates = (c.n_covariates > 0).then(|| nn::linear(&cov, c.n_covariates, c.d_model, nb));
         let lag = c.season_lag.then(|| nn::linear(vs / "lag", c.d_model, c.d_model, nb));
         let blocks = (0..c.n_layers).map(|i| Block::new(vs / "blocks" / i, c)).collect();
         let head =

@@ -61,10 +61,10 @@ fn resume_dir(out: &Path) -> PathBuf {
 fn draw(o: &PretrainOptions, long: &[&Vec<f64>], rng: &mut ChaCha8Rng) -> super::tokens::Encoded {
     let len = o.train.window;
     if !long.is_empty() && rng.random_bool(1.0 / 3.0) {
-        return window(long[rng.random_range(0..long.len())], &[], len, o.real_season, rng);
+        return window(long[rng.random_range(0..long.len())], &[], &[], len, o.real_season, rng);
     }
     let (series, season) = corpus::series(len, rng);
-    window(&series, &[], len, season, rng)
+    window(&series, &[], &[], len, season, rng)
 }
 
 /// The model a fresh run starts from: `init`'s weights, or a seeded random initialisation.
@@ -185,7 +185,8 @@ mod tests {
         let history: Vec<f64> = (0..50).map(|t| (t % 7) as f64).collect();
         let levels = [0.1, 0.5, 0.9];
         let req = Request { horizon: 5, season: 7, levels: &levels, nonnegative: true };
-        let inputs = [Input { history: &history, text: None }, Input { history: &history[..3], text: None }];
+        let inputs =
+            [Input { history: &history, text: None, ..Input::default() }, Input { history: &history[..3], text: None, ..Input::default() }];
         let f = forecast(&ck, &inputs, &req, &LmOptions { paths: 8, ..Default::default() }, |_| true).unwrap();
         assert_eq!(f.len(), 2);
         assert!(f.iter().all(|f| f.point.len() == 5 && f.quantiles[0].iter().zip(&f.quantiles[2]).all(|(a, b)| 0.0 <= *a && a <= b)));

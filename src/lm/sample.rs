@@ -17,12 +17,32 @@ pub struct SampleConfig {
 }
 
 /// One series to continue: its token ids (text + SEP + values), the scale its values were
-/// divided by, and its season length (for the model's seasonal-lag input).
-#[derive(Debug, Clone)]
+/// divided by, its season length (for the model's seasonal-lag input) and, for a model with
+/// covariates, each position's and then each horizon step's known covariates, row-major
+/// [(ids.len() + horizon) × n_covariates] (empty: none known, zeros).
+#[derive(Debug, Clone, Default)]
 pub struct Context {
     pub ids: Vec<i64>,
     pub scale: f64,
     pub season: usize,
+    pub covariates: Vec<f32>,
+}
+
+/// Every row's covariates over context + horizon, [B, t + horizon, n], left-padded like the
+/// ids; None for a model without covariates.
+fn covariates(contexts: &[Context], t: usize, horizon: usize, n: usize, device: Device) -> Option<Tensor> {
+    if n == 0 {
+        return None;
+    }
+    let len = t + horizon;
+    let mut all = vec![0f32; contexts.len() * len * n];
+    for (i, c) in contexts.iter().enumerate() {
+        if c.covariates.len() == (c.ids.len() + horizon) * n {
+            let end = (i + 1) * len * n;
+            all[end - c.covariates.len()..end].copy_from_slice(&c.covariates);
+        }
+    }
+    Some(Tensor::from_slice(&all).view([contexts.len() as i64, len as i64, n as i64]).to_device(device))
 }
 
 /// Contexts of any lengths are left-padded with PAD and the padding masked. Returns
@@ -46,7 +66,10 @@ pub fn sample(model: &Model, contexts: &[Context], cfg: &SampleConfig, device: D
     let lag = Tensor::from_slice(&lag).view([b, t]).to_device(device);
     let mask = padded_causal_mask(&valid);
     let mut cache: Vec<LayerCache> = vec![];
-    let extra = Extra { lag: Some(&lag), ..Extra::default() };
+    // The input at position p reads the covariates of p + 1, the step it predicts.
+    let cov = covariates(contexts, t as usize, cfg.horizon as usize, model.config.n_covariates as usize, device);
+    let prefill_cov = cov.as_ref().map(|c| c.narrow(1, 1, t));
+    let extra = Extra { lag: Some(&lag), covariates: prefill_cov.as_ref() };
     let logits = model.forward(&ids, 0, Some(&mask), &extra, Some(&mut cache)).select(1, t - 1);
     cache.iter_mut().for_each(|c| c.share(cfg.paths, &valid));
     let mut next = draw(&logits.repeat_interleave_self_int(cfg.paths, 0, None), cfg);
@@ -58,7 +81,8 @@ pub fn sample(model: &Model, contexts: &[Context], cfg: &SampleConfig, device: D
     for h in 1..cfg.horizon {
         rows = Tensor::cat(&[rows, next.view([-1, 1])], 1);
         let lag = decoding_lag(&rows, &seasons, t + h);
-        let extra = Extra { lag: Some(&lag), ..Extra::default() };
+        let step_cov = cov.as_ref().map(|c| c.narrow(1, t + h, 1).repeat_interleave_self_int(cfg.paths, 0, None));
+        let extra = Extra { lag: Some(&lag), covariates: step_cov.as_ref() };
         let logits = model.forward(&next.view([-1, 1]), t + h - 1, None, &extra, Some(&mut cache)).select(1, 0);
         next = draw(&logits, cfg);
         steps.push(next.shallow_clone());
@@ -117,6 +141,7 @@ mod tests {
             max_len: 64,
             text_vocab: 0,
             n_covariates: 0,
+            covariates: vec![],
             tied: true,
             season_lag: true,
         };

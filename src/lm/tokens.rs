@@ -22,6 +22,10 @@ pub struct Encoded {
     pub scale: f64,
     /// Season length the model's seasonal-lag input uses (1 = the previous value).
     pub season: usize,
+    /// Known covariates of each position's own step, row-major [ids.len() × n_cov]
+    /// ([`covariate_features`]); empty when `n_cov` is 0. Prefix positions hold zeros.
+    pub covariates: Vec<f32>,
+    pub n_cov: usize,
 }
 
 fn step() -> f64 {
@@ -57,7 +61,7 @@ pub fn encode(context: &[f64], censored: Option<&[bool]>) -> Encoded {
 pub fn encode_with_scale(values: &[f64], censored: Option<&[bool]>, scale: f64) -> Encoded {
     let ids = values.iter().map(|v| if v.is_finite() { value_id(v / scale) } else { PAD }).collect();
     let target = values.iter().enumerate().map(|(t, v)| v.is_finite() && !censored.is_some_and(|c| c[t])).collect();
-    Encoded { ids, target, scale, season: 1 }
+    Encoded { ids, target, scale, season: 1, covariates: vec![], n_cov: 0 }
 }
 
 impl Encoded {
@@ -65,15 +69,55 @@ impl Encoded {
         Self { season: season.max(1), ..self }
     }
 
-    /// The same values after a prefix (`text_prefix`), which is never a target.
+    /// With each position's known covariates (row-major [ids.len() × n], `covariate_features`).
+    pub fn with_covariates(self, covariates: Vec<f32>, n: usize) -> Self {
+        assert_eq!(covariates.len(), self.ids.len() * n, "one row of covariates per position");
+        Self { covariates, n_cov: n, ..self }
+    }
+
+    /// The same values after a prefix (`text_prefix`), which is never a target and has no
+    /// covariates (zeros).
     pub fn after(self, prefix: &[i64]) -> Self {
         if prefix.is_empty() {
             return self;
         }
         let ids = prefix.iter().chain(&self.ids).copied().collect();
         let target = std::iter::repeat_n(false, prefix.len()).chain(self.target).collect();
-        Self { ids, target, ..self }
+        let covariates = std::iter::repeat_n(0.0, prefix.len() * self.n_cov).chain(self.covariates).collect();
+        Self { ids, target, covariates, ..self }
     }
+}
+
+/// One known covariate of a series, step by step (NaN = unknown): a flag (a BOOLEAN column,
+/// 1/0), or a level such as a price.
+#[derive(Debug, Clone, Copy)]
+pub struct CovariateColumn<'a> {
+    pub flag: bool,
+    pub values: &'a [f64],
+}
+
+/// Known covariates as model inputs, row-major [steps × columns]: a flag as 0/1; a level as
+/// ln(x / the series' median positive value), clamped to ±4, so a price cut reads the same on a
+/// cheap item and a dear one. Unknown (and non-positive levels) → 0, which is also what a
+/// model reads where no covariates are given: "nothing special".
+pub fn covariate_features(columns: &[CovariateColumn]) -> Vec<f32> {
+    let steps = columns.first().map_or(0, |c| c.values.len());
+    let mut out = vec![0.0f32; steps * columns.len()];
+    for (j, c) in columns.iter().enumerate() {
+        assert_eq!(c.values.len(), steps, "covariate columns of one series have one length");
+        let mut positive: Vec<f64> = c.values.iter().copied().filter(|v| v.is_finite() && *v > 0.0).collect();
+        positive.sort_by(f64::total_cmp);
+        let median = positive.get(positive.len() / 2).copied();
+        for (t, &v) in c.values.iter().enumerate() {
+            let x = match (c.flag, median) {
+                (true, _) if v.is_finite() => v.clamp(0.0, 1.0),
+                (false, Some(m)) if v.is_finite() && v > 0.0 => (v / m).ln().clamp(-4.0, 4.0),
+                _ => 0.0,
+            };
+            out[t * columns.len() + j] = x as f32;
+        }
+    }
+    out
 }
 
 /// The text part of a sequence: the first `max_text` text ids shifted past the value vocabulary
@@ -154,5 +198,17 @@ mod tests {
         assert_eq!(e.ids.len(), 6);
         assert_eq!(e.target, vec![false, false, false, false, true, true]);
         assert_eq!(seasonal_lag(&e.ids, 1)[..4], [PAD; 4], "text is never a lag");
+    }
+
+    #[test]
+    fn covariates_are_flags_or_log_ratios_to_the_series_median() {
+        let promo = [0.0, 1.0, f64::NAN, 1.0];
+        let price = [10.0, 8.0, 10.0, 0.0];
+        let cols = [CovariateColumn { flag: true, values: &promo }, CovariateColumn { flag: false, values: &price }];
+        let f = covariate_features(&cols);
+        let cut = (0.8f64).ln() as f32;
+        assert_eq!(f, vec![0.0, 0.0, 1.0, cut, 0.0, 0.0, 1.0, 0.0], "row-major; unknown and non-positive → 0");
+        let e = encode(&[1.0, 2.0], None).with_covariates(vec![1.0, 2.0, 3.0, 4.0], 2).after(&[SEP]);
+        assert_eq!(e.covariates, vec![0.0, 0.0, 1.0, 2.0, 3.0, 4.0], "the prefix reads no covariates");
     }
 }

@@ -96,6 +96,10 @@ struct ForecastConfig {
     /// tokenizer); other models forecast without it.
     #[serde(default)]
     text: Option<TextConfig>,
+    /// `lm` only: the input holding planned covariates for the horizon (series keys, the time
+    /// column, and the model's covariate columns: promotions, prices). A model with covariates
+    /// reads their history from the demand input; without a plan the horizon reads none.
+    future: Option<String>,
 }
 
 fn default_paths() -> i64 {
@@ -201,13 +205,15 @@ fn method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, Dia
     if cfg.method == "lm" {
         return lm_method(decl, cfg);
     }
-    if cfg.model.is_some() || cfg.model_input.is_some() || cfg.text.is_some() {
+    if cfg.model.is_some() || cfg.model_input.is_some() || cfg.text.is_some() || cfg.future.is_some() {
         let at = if cfg.model.is_some() {
             "model"
         } else if cfg.model_input.is_some() {
             "model_input"
-        } else {
+        } else if cfg.text.is_some() {
             "text"
+        } else {
+            "future"
         };
         return Err(decl.error(decl.config.pos(at), format!("`{at}` is only for `method: lm`")).into());
     }
@@ -245,7 +251,12 @@ impl StageKind for ForecastKind {
                 "a second output (sample paths) needs `method: lm`; for statistical methods the `policy` stage draws paths from the quantiles",
             ));
         }
-        let extra: Vec<&String> = cfg.model_input.iter().chain(cfg.text.as_ref().map(TextConfig::inputs).unwrap_or_default()).collect();
+        let extra: Vec<&String> =
+            cfg.model_input.iter().chain(cfg.text.as_ref().map(TextConfig::inputs).unwrap_or_default()).chain(&cfg.future).collect();
+        if let Some(f) = cfg.future.as_ref().filter(|f| !decl.inputs.contains(f)) {
+            let msg = format!("`future: {f}` is not one of the stage's inputs ({})", decl.inputs.join(", "));
+            diags.push(decl.error(decl.config.pos("future"), msg).help_opt(did_you_mean(f, decl.inputs.iter().map(String::as_str))));
+        }
         if let Err(d) = decl.expect_inputs("forecast", 1 + extra.len()) {
             diags.push(d);
         }
@@ -270,7 +281,7 @@ impl StageKind for ForecastKind {
         }
         diags.into_result(())?;
         let method = method(decl, &cfg)?;
-        let pos = ["series", "time", "target", "model_input", "text"].into_iter().map(|k| (k, decl.config.pos(k))).collect();
+        let pos = ["series", "time", "target", "model_input", "text", "future"].into_iter().map(|k| (k, decl.config.pos(k))).collect();
         let paths = decl.outputs.len() == 2;
         let input = decl.inputs.iter().find(|i| !extra.contains(i)).expect("one input besides the model and text").clone();
         Ok(Arc::new(ForecastTask { stage: decl.id.into(), input, cfg, method, pos, paths }))
@@ -352,6 +363,15 @@ impl StageTask for ForecastTask {
         if let Some(text) = &self.cfg.text {
             text.plan(inputs, &self.cfg.series, &self.pos["text"], &self.stage)?;
         }
+        if let Some(future) = &self.cfg.future {
+            let schema = inputs.get(future).expect("planner passes every declared input");
+            let has = |c: &String| schema.field_with_name(c).is_ok();
+            if !has(&self.cfg.time) || !self.cfg.series.iter().any(has) {
+                let (t, keys) = (&self.cfg.time, self.cfg.series.join(", "));
+                let msg = format!("the `future` input `{future}` needs `{t}` and at least one series key column ({keys})");
+                return Err(Diagnostic::new(self.pos["future"].clone(), msg).stage(&self.stage).into());
+            }
+        }
         let schema = inputs.get(&self.input).expect("planner passes every declared input");
         let out = self.output_schema(schema)?;
         Ok(if self.paths { vec![out.clone(), paths_schema(&out, self.cfg.series.len())] } else { vec![out] })
@@ -360,19 +380,23 @@ impl StageTask for ForecastTask {
     async fn run(&self, cx: &StageCx) -> Result<StageReport> {
         let input_schema = cx.ctx.table_provider(self.input.as_str()).await?.schema();
         let out_schema = self.output_schema(&input_schema).map_err(|d| anyhow::anyhow!("{d}"))?;
-        let all = long_history(cx, &self.input, &self.cfg.series, &self.cfg.time, &self.cfg.target).await?;
-        let rows_in = all.num_rows() as u64;
         let method = match &self.method {
             StageMethod::Lm { model: LmModel::Input(name), opts } => StageMethod::Lm { model: read_model(cx, name).await?, opts: *opts },
             m => m.clone(),
         };
+        let covariates = self.covariates(cx, &input_schema, &method).await?;
+        let names = covariates.as_ref().map_or(&[][..], |c| &c.names[..]);
+        let all = long_history(cx, &self.input, &self.cfg.series, &self.cfg.time, &self.cfg.target, names).await?;
+        let rows_in = all.num_rows() as u64;
         let texts = match &self.cfg.text {
             Some(t) => Some(series_texts(cx, &self.input, &self.cfg.series, &self.cfg.time, t).await?),
             None => None,
         };
         let (cfg, want_paths) = (self.cfg.clone(), self.paths);
-        let job =
-            move |cancel: &_, progress: &_| forecast_all(&all, texts.as_deref(), &cfg, &method, out_schema, want_paths, cancel, progress);
+        let job = move |cancel: &_, progress: &_| {
+            let data = History { all: &all, texts: texts.as_deref(), covariates: covariates.as_ref() };
+            forecast_all(&data, &cfg, &method, out_schema, want_paths, cancel, progress)
+        };
         let (batch, paths, n_series, warnings) = cx.blocking(job).await?;
         let mut written = cx.write_output(0, cx.ctx.read_batch(batch)?).await?;
         if let Some(paths) = paths {
@@ -405,13 +429,69 @@ async fn read_model(cx: &StageCx, name: &str) -> Result<LmModel> {
     Ok(LmModel::Known(Source::Row { name: format!("input {name}"), config, weights: Arc::new(weights), tokenizer }))
 }
 
-/// Forecast every series of `all` (keys…, DATE, DOUBLE, sorted by keys then date): the CPU-bound
-/// part, run on a blocking thread. Returns the output batch, the sample paths' batch when asked
-/// (method `lm`), the number of series and the warnings. `texts`: each series' product text.
-#[allow(clippy::too_many_arguments)]
+/// A model's known covariates as this stage reads them: names, whether each is a flag, the
+/// `future:` plan, and what to warn about.
+struct Covariates {
+    names: Vec<String>,
+    flags: Vec<bool>,
+    /// The plan, and the positions among the series keys of the key columns it has.
+    future: Option<(RecordBatch, Vec<usize>)>,
+    warnings: Vec<String>,
+}
+
+/// What `forecast_all` forecasts from: a [`long_history`] batch (its covariate columns last),
+/// each series' text, the covariates.
+struct History<'a> {
+    all: &'a RecordBatch,
+    texts: Option<&'a [Option<String>]>,
+    covariates: Option<&'a Covariates>,
+}
+
+impl ForecastTask {
+    /// The covariates the stage's model reads (None for other methods and models without).
+    async fn covariates(&self, cx: &StageCx, demand: &Schema, method: &StageMethod) -> Result<Option<Covariates>> {
+        let StageMethod::Lm { model: LmModel::Known(source), .. } = method else { return Ok(None) };
+        let names = source.config()?.covariates;
+        if names.is_empty() {
+            let warnings = self.cfg.future.iter().map(|f| format!("the model reads no covariates, so `future: {f}` is unused")).collect();
+            return Ok(Some(Covariates { names, flags: vec![], future: None, warnings }));
+        }
+        let flags = super::covariates::kinds(demand, &names, &self.input)
+            .map_err(|e| anyhow!("the model {} reads known covariates: {e}", source.name()))?;
+        let (future, warnings) = match &self.cfg.future {
+            Some(f) => (Some(super::covariates::read_future(cx, f, &self.cfg.series, &self.cfg.time, &names).await?), vec![]),
+            None => {
+                let msg = format!("the model reads the covariates [{}]; with no `future:` input the horizon reads none", names.join(", "));
+                (None, vec![msg])
+            }
+        };
+        Ok(Some(Covariates { names, flags, future, warnings }))
+    }
+}
+
+/// Each series' covariate features over its history then horizon (a step without a planned
+/// row reads none). Empty when the model reads none.
+fn horizon_covariates(h: &History, bounds: &[(usize, usize)], cfg: &ForecastConfig, last: &[NaiveDate]) -> Vec<Vec<f32>> {
+    let Some(c) = h.covariates.filter(|c| !c.names.is_empty()) else { return vec![vec![]; bounds.len()] };
+    let n_keys = cfg.series.len();
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
+    let dates: Vec<Vec<i32>> =
+        last.iter().map(|&l| (1..=cfg.horizon).map(|s| (cfg.freq.step(l, s) - epoch).num_days() as i32).collect()).collect();
+    let future = match &c.future {
+        Some((f, present)) => {
+            let keys: Vec<String> = bounds.iter().map(|&(s, _)| super::covariates::key_of(h.all, present, s)).collect();
+            super::covariates::horizon_values(f, present.len(), &keys, &dates, c.names.len())
+        }
+        None => dates.iter().map(|d| vec![vec![f64::NAN; c.names.len()]; d.len()]).collect(),
+    };
+    super::covariates::series_features(h.all, bounds, n_keys + 2, &c.flags, Some(&future))
+}
+
+/// Forecast every series of `h.all` (keys…, DATE, DOUBLE, covariates…, sorted by keys then
+/// date): the CPU-bound part, run on a blocking thread. Returns the output batch, the sample
+/// paths' batch when asked (method `lm`), the number of series and the warnings.
 fn forecast_all(
-    all: &RecordBatch,
-    texts: Option<&[Option<String>]>,
+    h: &History,
     cfg: &ForecastConfig,
     method: &StageMethod,
     out_schema: SchemaRef,
@@ -419,6 +499,7 @@ fn forecast_all(
     cancel: &tokio_util::sync::CancellationToken,
     progress: &StageProgress,
 ) -> Result<(RecordBatch, Option<RecordBatch>, u64, Vec<String>)> {
+    let (all, texts) = (h.all, h.texts);
     let n_keys = cfg.series.len();
     let key_cols: Vec<ArrayRef> = all.columns()[..n_keys].to_vec();
     let dates = all.column(n_keys).as_any().downcast_ref::<Date32Array>().expect("time column is DATE (checked)");
@@ -432,11 +513,15 @@ fn forecast_all(
     if texts.is_some_and(|t| t.len() != histories.len()) {
         bail!("matching text to series: the series and their text rows differ in number (null series keys?)");
     }
-    let (forecasts, paths, warnings) = forecasts(method, &histories, texts, &req, want_paths, cancel, progress)?;
-    let mut out = Rows { qs: vec![vec![]; cfg.quantiles.len()], ..Rows::default() };
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
-    for (&(start, end), f) in bounds.iter().zip(&forecasts) {
-        let last = epoch + chrono::Duration::days(dates.value(end - 1) as i64);
+    let last: Vec<NaiveDate> = bounds.iter().map(|&(_, end)| epoch + chrono::Duration::days(dates.value(end - 1) as i64)).collect();
+    let covariates = horizon_covariates(h, &bounds, cfg, &last);
+    let mut warnings: Vec<String> = h.covariates.iter().flat_map(|c| c.warnings.iter().cloned()).collect();
+    let series = Series { histories: &histories, texts, covariates: &covariates };
+    let (forecasts, paths, more) = forecasts(method, &series, &req, want_paths, cancel, progress)?;
+    warnings.extend(more);
+    let mut out = Rows { qs: vec![vec![]; cfg.quantiles.len()], ..Rows::default() };
+    for ((&(start, _), f), &last) in bounds.iter().zip(&forecasts).zip(&last) {
         for h in 0..req.horizon {
             out.take_idx.push(start as u32);
             out.dates.push((cfg.freq.step(last, h as u32 + 1) - epoch).num_days() as i32);
@@ -490,12 +575,20 @@ fn paths_batch(key_cols: &[ArrayRef], rows: &Rows, paths: &[Vec<Vec<f64>>], sche
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-/// Keys…, DATE, the target as DOUBLE, sorted by keys then date: a long table read for a model.
-pub(crate) async fn long_history(cx: &StageCx, input: &str, series: &[String], time: &str, target: &str) -> Result<RecordBatch> {
+/// Keys…, DATE, the target as DOUBLE, then the `covariates` columns as DOUBLE, sorted by keys
+/// then date: a long table read for a model.
+pub(crate) async fn long_history(
+    cx: &StageCx,
+    input: &str,
+    series: &[String],
+    time: &str,
+    target: &str,
+    covariates: &[String],
+) -> Result<RecordBatch> {
     let q = super::quote_ident;
     let keys = series.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ");
-    let (t, y) = (q(time), q(target));
-    let sql = format!("SELECT {keys}, {t}, CAST({y} AS DOUBLE) AS y FROM {} WHERE {t} IS NOT NULL ORDER BY {keys}, {t}", q(input));
+    let (t, y, extra) = (q(time), q(target), super::covariates::select_list(covariates));
+    let sql = format!("SELECT {keys}, {t}, CAST({y} AS DOUBLE) AS y{extra} FROM {} WHERE {t} IS NOT NULL ORDER BY {keys}, {t}", q(input));
     let df = cx.ctx.sql(&sql).await?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     let all = concat_batches(&schema, &df.collect().await?)?;
@@ -528,15 +621,22 @@ pub(crate) fn split_series(all: &RecordBatch, n_keys: usize) -> Result<(Vec<(usi
 /// Forecasts, their sample paths when asked, and warnings.
 type Forecasts = (Vec<QuantileForecast>, Option<Vec<Vec<Vec<f64>>>>, Vec<String>);
 
+/// The series `forecasts` runs over: values, text, covariate features (history + horizon).
+struct Series<'a> {
+    histories: &'a [Vec<f64>],
+    texts: Option<&'a [Option<String>]>,
+    covariates: &'a [Vec<f32>],
+}
+
 fn forecasts(
     method: &StageMethod,
-    histories: &[Vec<f64>],
-    texts: Option<&[Option<String>]>,
+    series: &Series,
     req: &Request,
     want_paths: bool,
     cancel: &tokio_util::sync::CancellationToken,
     progress: &StageProgress,
 ) -> Result<Forecasts> {
+    let histories = series.histories;
     let started = std::time::Instant::now();
     let report = |done: usize| {
         progress.set(format!("{done}/{} series · {:.0}/s", histories.len(), done as f64 / started.elapsed().as_secs_f64().max(1e-3)))
@@ -557,8 +657,10 @@ fn forecasts(
         }
         StageMethod::Lm { model, opts } => {
             let ck = model.load()?.for_inference();
-            let (ids, warnings) = crate::lm::forecast::text_ids(&ck, texts, histories.len())?;
-            let inputs: Vec<Input> = histories.iter().zip(&ids).map(|(h, t)| Input { history: h, text: t.as_deref() }).collect();
+            let (ids, warnings) = crate::lm::forecast::text_ids(&ck, series.texts, histories.len())?;
+            let inputs: Vec<Input> = (0..histories.len())
+                .map(|i| Input { history: &histories[i], text: ids[i].as_deref(), covariates: &series.covariates[i] })
+                .collect();
             let both = crate::lm::forecast::forecast_paths(&ck, &inputs, req, opts, |done| {
                 report(done);
                 !cancel.is_cancelled()

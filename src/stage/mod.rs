@@ -7,6 +7,7 @@
 //! outputs to the staging URLs they are given: they never publish and never touch run history.
 pub mod allocate;
 pub mod check;
+pub mod covariates;
 pub mod forecast;
 pub mod noop;
 pub mod policy;

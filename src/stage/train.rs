@@ -65,6 +65,11 @@ struct TrainStageConfig {
     /// Product text to condition on (the model learns what its words say about demand).
     #[serde(default)]
     text: Option<TextConfig>,
+    /// Known covariates: columns of the demand input the model reads step by step (BOOLEAN =
+    /// a flag such as `promo`; numbers = a level such as a price). A base without covariates
+    /// gains them, starting at zero; forecasting then reads them, and a `future:` input's plan.
+    #[serde(default)]
+    covariates: Vec<String>,
 }
 
 fn default_checkpoint_every() -> usize {
@@ -100,6 +105,7 @@ struct TrainTask {
     base: PathBuf,
     cfg: TrainStageConfig,
     text_pos: crate::diag::Pos,
+    covariates_pos: crate::diag::Pos,
 }
 
 impl StageKind for TrainKind {
@@ -134,7 +140,8 @@ impl StageKind for TrainKind {
                 .into());
         }
         let input = decl.inputs.iter().find(|i| !text_inputs.contains(i)).expect("one input besides the text").clone();
-        Ok(Arc::new(TrainTask { stage: decl.id.into(), input, base, text_pos: decl.config.pos("text"), cfg }))
+        let (text_pos, covariates_pos) = (decl.config.pos("text"), decl.config.pos("covariates"));
+        Ok(Arc::new(TrainTask { stage: decl.id.into(), input, base, text_pos, covariates_pos, cfg }))
     }
 }
 
@@ -157,11 +164,13 @@ fn output_schema() -> SchemaRef {
 /// is a forward pass over all of them, taken several times a run.
 const MAX_VALIDATION: usize = 512;
 
-/// One series as training draws from it: its values before the held-out part, and its text
-/// prefix (`tokens::text_prefix`; empty without text).
+/// One series as training draws from it: its values before the held-out part, their known
+/// covariates (row-major, empty without), and its text prefix (`tokens::text_prefix`; empty
+/// without text).
 #[derive(Clone, Copy)]
 struct TrainSeries<'a> {
     values: &'a [f64],
+    covariates: &'a [f32],
     prefix: &'a [i64],
 }
 
@@ -169,23 +178,35 @@ struct TrainSeries<'a> {
 /// [`MAX_VALIDATION`] of them; its last quarter is what the loss scores), after each series'
 /// prefix when `with_text`; training windows end before that quarter.
 fn windows<'a>(
-    histories: &'a [Vec<f64>],
+    data: &'a Data,
     prefixes: &'a [Vec<i64>],
     len: usize,
     season: usize,
     with_text: bool,
 ) -> (Vec<TrainSeries<'a>>, Vec<Encoded>) {
     let held = len / 4;
-    let long: Vec<(&Vec<f64>, &Vec<i64>)> = histories.iter().zip(prefixes).filter(|(h, _)| h.len() >= len + held).collect();
-    let train = long.iter().map(|(h, p)| TrainSeries { values: &h[..h.len() - held], prefix: p }).collect();
+    let n = data.n_covariates();
+    let long: Vec<TrainSeries> = (0..data.histories.len())
+        .filter(|&i| data.histories[i].len() >= len + held)
+        .map(|i| TrainSeries { values: &data.histories[i], covariates: data.covariates.get(i).map_or(&[], |c| c), prefix: &prefixes[i] })
+        .collect();
+    let train = long
+        .iter()
+        .map(|s| {
+            let end = s.values.len() - held;
+            TrainSeries { values: &s.values[..end], covariates: &s.covariates[..(end * n).min(s.covariates.len())], prefix: s.prefix }
+        })
+        .collect();
     let stride = long.len().div_ceil(MAX_VALIDATION).max(1);
     let valid = long
         .iter()
         .step_by(stride)
-        .map(|(h, p)| {
-            let w = &h[h.len() - len..];
+        .map(|s| {
+            let from = s.values.len() - len;
+            let w = &s.values[from..];
             let enc = encode_with_scale(w, None, scale_of(&w[..len - held])).with_season(season);
-            if with_text { enc.after(p) } else { enc }
+            let enc = if n > 0 { enc.with_covariates(s.covariates[from * n..].to_vec(), n) } else { enc };
+            if with_text { enc.after(s.prefix) } else { enc }
         })
         .collect();
     (train, valid)
@@ -200,10 +221,19 @@ struct SeriesText {
     config: TextConfig,
 }
 
-/// What a fine-tune trains on.
+/// What a fine-tune trains on: each series' values, known covariates (row-major
+/// [values × covariates]; empty without) and text.
 struct Data {
     histories: Vec<Vec<f64>>,
+    covariates: Vec<Vec<f32>>,
+    names: Vec<String>,
     text: Option<SeriesText>,
+}
+
+impl Data {
+    fn n_covariates(&self) -> usize {
+        self.names.len()
+    }
 }
 
 /// Each series' text prefix as `ck` reads it (empty where a series has no text), and how many
@@ -232,12 +262,19 @@ impl StageTask for TrainTask {
         if let Some(text) = &self.cfg.text {
             text.plan(inputs, &self.cfg.series, &self.text_pos, &self.stage)?;
         }
+        let demand = inputs.get(&self.input).expect("planner passes every declared input");
+        super::covariates::kinds(demand, &self.cfg.covariates, &self.input)
+            .map_err(|msg| crate::diag::Diagnostic::new(self.covariates_pos.clone(), msg).stage(&self.stage))?;
         Ok(vec![output_schema()])
     }
 
     async fn run(&self, cx: &StageCx) -> Result<StageReport> {
-        let all = long_history(cx, &self.input, &self.cfg.series, &self.cfg.time, &self.cfg.target).await?;
-        let (_, histories) = split_series(&all, self.cfg.series.len())?;
+        let names = &self.cfg.covariates;
+        let all = long_history(cx, &self.input, &self.cfg.series, &self.cfg.time, &self.cfg.target, names).await?;
+        let (bounds, histories) = split_series(&all, self.cfg.series.len())?;
+        let schema = cx.ctx.table_provider(self.input.as_str()).await?.schema();
+        let flags = super::covariates::kinds(&schema, names, &self.input).map_err(anyhow::Error::msg)?;
+        let covariates = super::covariates::series_features(&all, &bounds, self.cfg.series.len() + 2, &flags, None);
         let text = match &self.cfg.text {
             Some(t) => Some(SeriesText {
                 texts: series_texts(cx, &self.input, &self.cfg.series, &self.cfg.time, t).await?,
@@ -260,7 +297,7 @@ impl StageTask for TrainTask {
             _ => Source::Folder(self.base.clone()),
         };
         let (cfg, stage, scratch) = (self.cfg.clone(), self.stage.clone(), cx.scratch.clone());
-        let data = Data { histories, text };
+        let data = Data { histories, covariates, names: names.clone(), text };
         let run =
             move |cancel: &_, progress: &_| fine_tune(&data, &cfg, &base, &Job { stage: &stage, cancel, progress, scratch: &scratch });
         let tuned = cx.blocking(run).await?;
@@ -365,7 +402,7 @@ fn train_resumably(ck: &Checkpoint, rec: &mut Record, data: &Windows, cfg: &Trai
     let draw = |rng: &mut rand_chacha::ChaCha8Rng| {
         let s = series[rng.random_range(0..series.len())];
         let prefix = if dropout > 0.0 && rng.random_bool(dropout) { &[] } else { s.prefix };
-        crate::lm::train::window(s.values, prefix, window, cfg.season_length, rng)
+        crate::lm::train::window(s.values, s.covariates, prefix, window, cfg.season_length, rng)
     };
     let mut saved: Result<Option<TrainState>> = Ok(None);
     train(&ck.model, &ck.vs, &tc, rec.step, draw, |step, loss| {
@@ -467,6 +504,9 @@ fn fine_tune(data: &Data, cfg: &TrainStageConfig, base: &Source, job: &Job) -> R
     let device = base_ck.vs.device();
     let base_tokenizer = base_ck.tokenizer_json()?;
     let (base_ck, mut warnings) = with_text_tokenizer(base_ck, data, base, job.stage)?;
+    let base_ck = base_ck.with_covariates(&data.names).with_context(|| {
+        format!("{}: the base model {}: list its covariates in `covariates:` (or `restart: true`)", job.stage, base.name())
+    })?;
     let (prefixes, missing) = prefixes(&base_ck, data)?;
     if missing > 0 {
         warnings.push(format!("{}: {missing} of {} series have no text; they train without it", job.stage, prefixes.len()));
@@ -484,12 +524,9 @@ fn fine_tune(data: &Data, cfg: &TrainStageConfig, base: &Source, job: &Job) -> R
         ));
     }
     let with_text = data.text.is_some();
-    let (series, valid) = windows(&data.histories, &prefixes, window, cfg.season_length, with_text);
-    let base_valid = if base_tokenizer.is_some() || !with_text {
-        valid.clone()
-    } else {
-        windows(&data.histories, &prefixes, window, cfg.season_length, false).1
-    };
+    let (series, valid) = windows(data, &prefixes, window, cfg.season_length, with_text);
+    let base_valid =
+        if base_tokenizer.is_some() || !with_text { valid.clone() } else { windows(data, &prefixes, window, cfg.season_length, false).1 };
     let base_loss = eval_loss(&base_ck.model, &base_valid, cfg.batch, device);
     let base_bytes = base_ck.to_bytes(Kind::BFloat16)?;
     let config_yaml = serde_saphyr::to_string(&base_ck.model.config).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -1,7 +1,7 @@
 //! Forecast methods through the `forecast` stage and `restock evaluate`, end to end.
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Date32Array, Float64Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{ArrayRef, BooleanArray, Date32Array, Float64Array, RecordBatch, StringArray};
 
 use crate::common::{Project, stdout, write_parquet};
 
@@ -329,6 +329,106 @@ stages:
     );
     let err = p.fails(&["validate", "p.yaml"], 2);
     assert!(err.contains("`text` is only for `method: lm`"), "{err}");
+}
+
+/// Known covariates end to end: a fine-tune reading a promotion flag gains it (the model's
+/// config names it), the forecast reads its history from the demand and the horizon's from a
+/// `future:` plan keyed by SKU, and its forecast rises on the planned promotion day only. Bad
+/// settings are named at validation; a model with covariates needs them wherever it runs.
+#[test]
+fn a_fine_tune_learns_a_promotion_flag_and_forecasts_read_the_plan() {
+    let p = Project::empty();
+    let days = 140;
+    // Promotion days at random (a fixed LCG), so no calendar pattern stands in for the flag.
+    let mut state = 7u64;
+    let mut flip = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) % 6 == 0
+    };
+    let random_days: Vec<bool> = (0..140).map(|_| flip()).collect();
+    let promo = |d: i32| random_days[d as usize];
+    let (mut ids, mut dates, mut units, mut flags) = (vec![], vec![], vec![], vec![]);
+    for (k, sku) in ["a", "b"].iter().enumerate() {
+        for d in 0..days {
+            ids.push(*sku);
+            dates.push(20_000 + d);
+            units.push((8.0 + 2.0 * k as f64 + (d % 2) as f64) * if promo(d) { 3.0 } else { 1.0 });
+            flags.push(promo(d));
+        }
+    }
+    let batch = RecordBatch::try_from_iter(vec![
+        ("sku_id", Arc::new(StringArray::from(ids)) as ArrayRef),
+        ("date", Arc::new(Date32Array::from(dates))),
+        ("units", Arc::new(Float64Array::from(units))),
+        ("promo", Arc::new(BooleanArray::from(flags))),
+        ("label", Arc::new(StringArray::from(vec!["x"; 2 * days as usize]))),
+    ])
+    .unwrap();
+    write_parquet(&p, "lake/raw/demand/part-0.parquet", batch);
+    // The plan: SKU a is on promotion on the third day after the history.
+    let plan = RecordBatch::try_from_iter(vec![
+        ("sku_id", Arc::new(StringArray::from(vec!["a"])) as ArrayRef),
+        ("date", Arc::new(Date32Array::from(vec![20_000 + days + 2]))),
+        ("promo", Arc::new(BooleanArray::from(vec![true]))),
+    ])
+    .unwrap();
+    write_parquet(&p, "lake/raw/plan/part-0.parquet", plan);
+    let tiny = format!("{}/models/tiny.yaml", crate::common::REPO);
+    p.ok(&["pretrain", "--config", &tiny, "--out", "model", "--steps", "2", "--batch", "2", "--window", "32"]);
+    let pipeline = |cov: &str, future: &str| {
+        let plan = if future.contains("plan") { ", plan: raw/plan/" } else { "" };
+        format!(
+            r#"name: ft
+lake: file://./lake
+stages:
+  - id: ft
+    kind: train
+    inputs: {{ demand: raw/demand/ }}
+    outputs: [lm_model]
+    config: {{ series: [sku_id], time: date, target: units, base: model, steps: 300, batch: 8, window: 36, lr: 3e-3, season_length: 1, eval_every: 0{cov} }}
+  - id: fc
+    kind: forecast
+    inputs: {{ demand: raw/demand/, model: lm_model{plan} }}
+    outputs: [forecasts_lm]
+    config: {{ method: lm, model_input: model, series: [sku_id], time: date, target: units, horizon: 5, season_length: 1, paths: 50, context: 27, quantiles: [0.5]{future} }}
+"#
+        )
+    };
+    p.write("ft.yaml", &pipeline(", covariates: [promo]", ", future: plan"));
+    let (ok, out) = p.loud(&["run", "ft.yaml"]);
+    assert!(ok, "{out}");
+    assert!(!out.contains("the horizon reads none"), "{out}");
+    let config = p.query("SELECT config_yaml FROM lm_model").join("\n");
+    assert!(config.contains("n_covariates: 1") && config.contains("- promo"), "{config}");
+    let rows = p.query("SELECT step, forecast FROM forecasts_lm WHERE sku_id = 'a' ORDER BY step");
+    let fc: Vec<f64> = rows.iter().map(|r| r.split(',').nth(1).unwrap().parse().unwrap()).collect();
+    let off = (fc[0] + fc[1] + fc[3] + fc[4]) / 4.0;
+    assert!(fc[2] > 1.5 * off, "the planned promotion day lifts the forecast: {fc:?}");
+
+    // Without a plan the horizon reads no promotion, and the run says so.
+    p.write("fc.yaml", &pipeline(", covariates: [promo]", "").replace("steps: 300", "steps: 2"));
+    let (ok, out) = p.loud(&["run", "fc.yaml"]);
+    assert!(ok && out.contains("reads the covariates [promo]; with no `future:` input the horizon reads none"), "{out}");
+    // The published model reads `promo`: a fine-tune that does not list it is refused.
+    p.write("ft.yaml", &pipeline("", ", future: plan").replace("steps: 300", "steps: 2"));
+    let (ok, out) = p.loud(&["run", "ft.yaml"]);
+    assert!(!ok && out.contains("reads the covariates [promo], not []"), "{out}");
+    for (cov, future, expected) in [
+        (", covariates: [nope]", "", "no covariate column `nope` in input `demand`"),
+        (", covariates: [label]", "", "covariate column `label` of `demand` is Utf8, expected BOOLEAN (a flag) or a number"),
+        ("", ", future: nope", "`future: nope` is not one of the stage's inputs"),
+        ("", ", future: demand2", "not one of the stage's inputs"),
+    ] {
+        p.write("bad.yaml", &pipeline(cov, future));
+        let err = p.fails(&["validate", "bad.yaml"], 2);
+        assert!(err.contains("bad.yaml:") && err.contains(expected), "{expected}: {err}");
+    }
+    p.write(
+        "bad.yaml",
+        &pipeline("", ", future: plan").replace("method: lm, model_input: model,", "method: ets,").replace(" model: lm_model,", ""),
+    );
+    let err = p.fails(&["validate", "bad.yaml"], 2);
+    assert!(err.contains("`future` is only for `method: lm`"), "{err}");
 }
 
 /// A fine-tune killed mid-training continues from its last checkpoint (the run's scratch folder)

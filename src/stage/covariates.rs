@@ -1,0 +1,106 @@
+//! Known covariates for the model stages (`train`, `forecast` with `method: lm`): columns of the
+//! demand table the model reads step by step — a promotion flag, a price — and, for forecasting,
+//! their planned values over the horizon from a `future:` input. BOOLEAN columns are flags;
+//! numeric ones are levels (`lm::tokens::covariate_features` turns both into model inputs).
+use std::collections::HashMap;
+
+use anyhow::{Context, Result, bail};
+use datafusion::arrow::array::{Array, Date32Array, Float64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::util::display::array_value_to_string;
+
+use super::{StageCx, quote_ident};
+use crate::lm::tokens::{CovariateColumn, covariate_features};
+
+/// Whether each covariate column of `schema` is a flag (BOOLEAN) or a level (a number); an
+/// error in words naming the column otherwise.
+pub fn kinds(schema: &Schema, names: &[String], input: &str) -> Result<Vec<bool>, String> {
+    names
+        .iter()
+        .map(|c| match schema.field_with_name(c) {
+            Ok(f) if f.data_type() == &DataType::Boolean => Ok(true),
+            Ok(f) if f.data_type().is_numeric() => Ok(false),
+            Ok(f) => Err(format!("covariate column `{c}` of `{input}` is {}, expected BOOLEAN (a flag) or a number", f.data_type())),
+            Err(_) => {
+                let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                Err(format!("no covariate column `{c}` in input `{input}` (columns: {})", have.join(", ")))
+            }
+        })
+        .collect()
+}
+
+/// `CAST(col AS DOUBLE)` for each name, comma-led: what `long_history` appends.
+pub fn select_list(names: &[String]) -> String {
+    names.iter().map(|c| format!(", CAST({} AS DOUBLE)", quote_ident(c))).collect()
+}
+
+/// Column `col` of `b` over rows `rows` as numbers (NaN = null).
+fn numbers(b: &RecordBatch, col: usize, rows: std::ops::Range<usize>) -> Vec<f64> {
+    let a = b.column(col).as_any().downcast_ref::<Float64Array>().expect("covariates are cast to DOUBLE");
+    rows.map(|i| if a.is_null(i) { f64::NAN } else { a.value(i) }).collect()
+}
+
+/// Each series' covariate features over its own rows of a `long_history` batch whose columns
+/// from `first` on are the covariates, and, when `future` is given, then over its horizon
+/// (`future[k]`: per step, each covariate's planned value, NaN = not planned).
+pub fn series_features(
+    all: &RecordBatch,
+    bounds: &[(usize, usize)],
+    first: usize,
+    flags: &[bool],
+    future: Option<&[Vec<Vec<f64>>]>,
+) -> Vec<Vec<f32>> {
+    bounds
+        .iter()
+        .enumerate()
+        .map(|(k, &(s, e))| {
+            let mut raw: Vec<Vec<f64>> = (0..flags.len()).map(|j| numbers(all, first + j, s..e)).collect();
+            if let Some(f) = future {
+                raw.iter_mut().enumerate().for_each(|(j, col)| col.extend(f[k].iter().map(|step| step[j])));
+            }
+            let cols: Vec<CovariateColumn> = raw.iter().zip(flags).map(|(v, &flag)| CovariateColumn { flag, values: v }).collect();
+            covariate_features(&cols)
+        })
+        .collect()
+}
+
+/// The `future:` input's planned covariates: the series key columns it has (their positions
+/// among `series`; a plan per SKU serves every location), DATE, covariates as DOUBLE.
+pub async fn read_future(cx: &StageCx, input: &str, series: &[String], time: &str, names: &[String]) -> Result<(RecordBatch, Vec<usize>)> {
+    let schema = cx.ctx.table_provider(input).await?.schema();
+    let present: Vec<usize> = (0..series.len()).filter(|&i| schema.field_with_name(&series[i]).is_ok()).collect();
+    if present.is_empty() || schema.field_with_name(time).is_err() {
+        bail!("the `future` input `{input}` needs `{time}` and at least one series key column ({})", series.join(", "));
+    }
+    kinds(&schema, names, input).map_err(anyhow::Error::msg)?;
+    let q = quote_ident;
+    let keys = present.iter().map(|&i| q(&series[i])).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT {keys}, CAST({t} AS DATE){cols} FROM {i} WHERE {t} IS NOT NULL",
+        t = q(time),
+        cols = select_list(names),
+        i = q(input)
+    );
+    let b = cx.sql_batch(&sql).await.with_context(|| format!("reading the planned covariates of `{input}`"))?;
+    Ok((b, present))
+}
+
+/// A row's key over columns `cols` of `b`, as text (how history and `future` rows are matched).
+pub fn key_of(b: &RecordBatch, cols: &[usize], row: usize) -> String {
+    cols.iter().map(|&c| array_value_to_string(b.column(c), row).unwrap_or_default()).collect::<Vec<_>>().join("\u{1f}")
+}
+
+/// Planned covariates per series and horizon step (`dates[k][h]`, days since the epoch) from a
+/// [`read_future`] batch with `n_keys` key columns, for series keyed `keys[k]` (over the same
+/// columns); NaN where nothing is planned (read as none: no promotion, the usual price).
+pub fn horizon_values(future: &RecordBatch, n_keys: usize, keys: &[String], dates: &[Vec<i32>], n: usize) -> Vec<Vec<Vec<f64>>> {
+    let days = future.column(n_keys).as_any().downcast_ref::<Date32Array>().expect("cast to DATE");
+    let cols: Vec<usize> = (0..n_keys).collect();
+    let mut planned: HashMap<(String, i32), Vec<f64>> = HashMap::with_capacity(future.num_rows());
+    for i in 0..future.num_rows() {
+        let values = (0..n).map(|j| numbers(future, n_keys + 1 + j, i..i + 1)[0]).collect();
+        planned.insert((key_of(future, &cols, i), days.value(i)), values);
+    }
+    let none = vec![f64::NAN; n];
+    keys.iter().zip(dates).map(|(key, ds)| ds.iter().map(|d| planned.get(&(key.clone(), *d)).unwrap_or(&none).clone()).collect()).collect()
+}
