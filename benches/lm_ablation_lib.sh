@@ -8,9 +8,10 @@ source scripts/env.sh >/dev/null
 export LD_LIBRARY_PATH="$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib"
 R="$PWD/target/debug/restock"
 [ -x "$R" ] || cargo build --locked --bin restock
-rm -rf "$OUT" && mkdir -p "$OUT/lake/raw/train_demand"
+rm -rf "$OUT" && mkdir -p "$OUT"
 L="file://$OUT/lake" S="sqlite://$OUT/state.db"
 "$R" -q demo --skus "$SKUS" --lake "$L" --state "$S" --pipeline pipelines/nightly.yaml >/dev/null
+mkdir -p "$OUT/lake/raw/train_demand"   # after the demo, which regenerates raw/
 LAST="(SELECT max(date) FROM demand_daily)"
 
 finetune() {
