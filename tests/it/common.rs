@@ -99,6 +99,14 @@ impl Project {
         stderr(&out)
     }
 
+    /// Write `yaml` to `file` and require `restock validate` to refuse it (exit 2) with a
+    /// diagnostic at `file:` containing `expected`.
+    pub fn invalid(&self, file: &str, yaml: &str, expected: &str) {
+        self.write(file, yaml);
+        let err = self.fails(&["validate", file], 2);
+        assert!(err.contains(&format!("{file}:")) && err.contains(expected), "{expected}: {err}");
+    }
+
     /// `restock query` as CSV rows (header dropped).
     pub fn query(&self, sql: &str) -> Vec<String> {
         let out = self.ok(&["query", "--format", "csv", sql]);
