@@ -24,7 +24,7 @@ stages:
     kind: train
     inputs: { demand: raw/train_demand/$inputs }
     outputs: [lm_$name]
-    config: { series: [sku_id, location_id], time: date, target: units, base: $PWD/models/small, season_length: 7, steps: $STEPS, lr: $LR, batch: 16, window: 128, eval_every: 40, patience: 4$extra }
+    config: { series: [sku_id, location_id], time: date, target: units, base: $PWD/models/small, season_length: 7, steps: $STEPS, lr: $LR, batch: 16, window: 128, eval_every: ${EVAL_EVERY:-40}, patience: 4$extra }
 YAML
     start=$(date +%s)
     "$R" -q run "$OUT/ft_$name.yaml" --state "$S"

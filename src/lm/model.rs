@@ -104,7 +104,7 @@ pub struct LayerCache {
 }
 
 /// A series' prefilled keys and values, shared by its `paths` rows; `bias` is 0 for real keys
-/// and −∞ for padding, shaped [series, 1, 1, 1, T].
+/// and −∞ for padding, shaped [series, 1, 1, T].
 #[derive(Debug)]
 struct Prefix {
     k: Tensor,
@@ -131,23 +131,29 @@ impl LayerCache {
     pub fn share(&mut self, paths: i64, valid: &Tensor) {
         let (Some(k), Some(v)) = (self.k.take(), self.v.take()) else { return };
         let (b, t) = valid.size2().expect("[series, T]");
-        let bias = Tensor::zeros([b, t], (k.kind(), k.device())).masked_fill(&valid.logical_not(), f64::NEG_INFINITY).view([b, 1, 1, 1, t]);
+        let bias = Tensor::zeros([b, t], (k.kind(), k.device())).masked_fill(&valid.logical_not(), f64::NEG_INFINITY).view([b, 1, 1, t]);
         self.prefix = Some(Prefix { k, v, bias, paths });
     }
 }
 
 /// Attention of rows' queries q [N, H, tq, hd] to their series' shared prefix and to their own
 /// generated keys k, v [N, H, t, hd] (all in the past of every query: one token per step).
+/// A series' paths are stacked as the query rows of one product with its prefix
+/// ([series, H, paths·tq, ·]), so the prefix is read once per series, never broadcast into a
+/// per-path copy (that copy was 20× the cost of the attention itself on the CPU).
 fn shared_attention(q: &Tensor, p: &Prefix, k: &Tensor, v: &Tensor) -> Tensor {
     let (n, h, tq, hd) = q.size4().expect("[N, H, tq, hd]");
     let (b, tp, t) = (n / p.paths, p.k.size()[2], k.size()[2]);
+    let rows = p.paths * tq;
     let scale = 1.0 / (hd as f64).sqrt();
-    let q5 = q.view([b, p.paths, h, tq, hd]);
-    let to_prefix = q5.matmul(&p.k.unsqueeze(1).transpose(-1, -2)) * scale + &p.bias;
-    let to_own = q.matmul(&k.transpose(-1, -2)).view([b, p.paths, h, tq, t]) * scale;
+    // [N, H, tq, x] ↔ [series, H, paths·tq, x]
+    let by_series = |x: &Tensor, w: i64| x.view([b, p.paths, h, tq, w]).permute([0, 2, 1, 3, 4]).reshape([b, h, rows, w]);
+    let by_row = |x: &Tensor, w: i64| x.view([b, h, p.paths, tq, w]).permute([0, 2, 1, 3, 4]).reshape([n, h, tq, w]);
+    let qs = by_series(q, hd);
+    let to_prefix = qs.matmul(&p.k.transpose(-1, -2)) * scale + &p.bias;
+    let to_own = by_series(&q.matmul(&k.transpose(-1, -2)), t) * scale;
     let w = Tensor::cat(&[to_prefix, to_own], -1).softmax(-1, q.kind());
-    let out = w.narrow(-1, 0, tp).matmul(&p.v.unsqueeze(1)) + w.narrow(-1, tp, t).matmul(&v.view([b, p.paths, h, t, hd]));
-    out.view([n, h, tq, hd])
+    by_row(&w.narrow(-1, 0, tp).matmul(&p.v), hd) + by_row(&w.narrow(-1, tp, t), t).matmul(v)
 }
 
 impl Block {

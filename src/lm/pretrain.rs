@@ -12,7 +12,7 @@ use tch::{Device, Kind};
 use super::checkpoint::{Checkpoint, WEIGHTS};
 use super::corpus;
 use super::model::Config;
-use super::train::{TrainConfig, eval_loss, train, window};
+use super::train::{TrainConfig, train, validate, window};
 
 #[derive(Debug, Clone)]
 pub struct PretrainOptions {
@@ -124,7 +124,7 @@ pub fn pretrain(o: &PretrainOptions, device: Device, mut on_step: impl FnMut(usi
         seconds,
         tokens_per_second: tokens as f64 / seconds.max(1e-9),
         final_train_loss: tail.iter().sum::<f64>() / tail.len().max(1) as f64,
-        validation_loss: eval_loss(&ck.model, &validation, o.train.batch, device),
+        validation_loss: validate(&ck.model, &validation, o.train.batch, device).cross_entropy,
         parameters: super::model::Model::parameters(&ck.vs),
         device: format!("{device:?}"),
         resumed_from: state.step,

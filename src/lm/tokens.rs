@@ -28,12 +28,13 @@ pub struct Encoded {
     pub n_cov: usize,
 }
 
-fn step() -> f64 {
+/// The distance between neighbouring bin centres, in units of the series' scale.
+pub fn bin_width() -> f64 {
     (HIGH - LOW) / (N_CENTRES - 1) as f64
 }
 
 fn centre(i: usize) -> f64 {
-    LOW + i as f64 * step()
+    LOW + i as f64 * bin_width()
 }
 
 /// Mean |x| over the observed values (1 when that is 0 or nothing is observed).
@@ -47,7 +48,7 @@ pub fn scale_of(context: &[f64]) -> f64 {
 pub fn value_id(scaled: f64) -> i64 {
     // Edges: -1e20, the midpoints between centres, +1e20. Edge j (1 ≤ j < N_CENTRES) sits at
     // LOW + (j - 0.5)·step; count those ≤ x in closed form, then the -1e20 edge.
-    let j = ((scaled - LOW) / step() + 0.5).floor();
+    let j = ((scaled - LOW) / bin_width() + 0.5).floor();
     let inner = j.clamp(0.0, (N_CENTRES - 1) as f64) as i64;
     1 + inner + N_SPECIAL
 }
@@ -164,7 +165,7 @@ mod tests {
         assert_eq!(e.scale, 2.5);
         assert_eq!(e.ids, vec![2104, 2158, 2213, 2267]);
         for (id, v) in e.ids.iter().zip([1.0, 2.0, 3.0, 4.0]) {
-            assert!((decode(*id, e.scale) - v).abs() <= step() * e.scale / 2.0 + 1e-12);
+            assert!((decode(*id, e.scale) - v).abs() <= bin_width() * e.scale / 2.0 + 1e-12);
         }
         assert_eq!(value_id(-1e9), N_SPECIAL + 1, "below the range: first bin");
         assert_eq!(value_id(1e9), N_VALUE_IDS - 1, "above the range: last bin");

@@ -11,7 +11,7 @@ use super::model::{COVARIATE_GROUP, Extra, Model, padded_causal_mask};
 /// to a model already trained: at the base rate, a few hundred steps of noisy daily demand
 /// barely move it (a demo fine-tune left its weights under 0.02).
 pub const COVARIATE_LR_SCALE: f64 = 10.0;
-use super::tokens::{Encoded, PAD, encode_with_scale, scale_of, seasonal_lag};
+use super::tokens::{Encoded, N_SPECIAL, N_VALUE_IDS, PAD, bin_width, encode_with_scale, scale_of, seasonal_lag};
 
 #[derive(Debug, Clone, Copy)]
 pub struct TrainConfig {
@@ -61,9 +61,24 @@ pub struct Batch {
     pub covariates: Option<Tensor>,
 }
 
-/// Mean cross-entropy of predicting ids[:, t] from ids[:, ..t] where `target[:, t]`. The input
-/// at t reads the covariates of t + 1, the step it predicts (known in advance: a promotion).
+/// Mean cross-entropy of predicting ids[:, t] from ids[:, ..t] where `target[:, t]`.
 pub fn loss(model: &Model, b: &Batch) -> Tensor {
+    let p = predict(model, b);
+    let weight = p.is_target.to_kind(Kind::Float);
+    let ce = p.logits.cross_entropy_loss::<Tensor>(&p.labels, None, Reduction::None, -100, 0.0);
+    (ce * &weight).sum(Kind::Float) / weight.sum(Kind::Float).clamp_min(1.0)
+}
+
+/// Every position's next-value logits [B·(T−1), 4096], what it should predict (−100 where
+/// nothing) and whether it is a target. The input at t reads the covariates of t + 1, the
+/// step it predicts (known in advance: a promotion).
+struct Predicted {
+    logits: Tensor,
+    labels: Tensor,
+    is_target: Tensor,
+}
+
+fn predict(model: &Model, b: &Batch) -> Predicted {
     let t = b.ids.size()[1];
     let lag = b.lag.narrow(1, 0, t - 1);
     let cov = b.covariates.as_ref().map(|c| c.narrow(1, 1, t - 1));
@@ -73,9 +88,21 @@ pub fn loss(model: &Model, b: &Batch) -> Tensor {
     let is_target = b.target.narrow(1, 1, t - 1);
     // Text, the separator and padding are never targets (and lie outside the value head).
     let labels = b.ids.narrow(1, 1, t - 1).masked_fill(&is_target.logical_not(), -100);
-    let weight = is_target.to_kind(Kind::Float);
-    let ce = logits.flatten(0, 1).cross_entropy_loss::<Tensor>(&labels.flatten(0, 1), None, Reduction::None, -100, 0.0);
-    (ce * weight.flatten(0, 1)).sum(Kind::Float) / weight.sum(Kind::Float).clamp_min(1.0)
+    Predicted { logits: logits.flatten(0, 1), labels: labels.flatten(0, 1), is_target: is_target.flatten(0, 1) }
+}
+
+/// Sum over targets of the CRPS of each predicted distribution over value bins, in units of the
+/// series' scale: bin width × Σ_j (F_j − 1[j ≥ target])², F the predicted CDF over the bins (the
+/// special ids dropped, as sampling drops them). Unlike cross-entropy it rewards mass near the
+/// truth, not only on its exact bin.
+fn crps_sum(p: &Predicted) -> f64 {
+    let at = p.is_target.nonzero().squeeze_dim(1);
+    let n_bins = N_VALUE_IDS - N_SPECIAL;
+    let cdf = p.logits.index_select(0, &at).narrow(1, N_SPECIAL, n_bins).softmax(1, Kind::Float).cumsum(1, Kind::Float);
+    let y = p.labels.index_select(0, &at) - N_SPECIAL;
+    let bins = Tensor::arange(n_bins, (Kind::Int64, cdf.device()));
+    let above = bins.unsqueeze(0).ge_tensor(&y.unsqueeze(1)).to_kind(Kind::Float);
+    (cdf - above).square().sum(Kind::Float).double_value(&[]) * bin_width()
 }
 
 /// Stack encoded windows, left-padding the shorter ones with PAD (never a target, masked, no
@@ -180,11 +207,28 @@ impl EarlyStopping {
     }
 }
 
-/// Mean loss over fixed windows, without gradients (validation).
-pub fn eval_loss(model: &Model, windows: &[Encoded], batch_size: usize, device: tch::Device) -> f64 {
+/// How well a model predicts fixed validation windows' next values (teacher-forced): mean
+/// cross-entropy (what training minimises) and mean CRPS per target (how good the
+/// distributions are as forecasts: what model selection uses).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Validation {
+    pub cross_entropy: f64,
+    pub crps: f64,
+}
+
+/// Score validation windows, `batch_size` at a time, without gradients.
+pub fn validate(model: &Model, windows: &[Encoded], batch_size: usize, device: tch::Device) -> Validation {
     let _guard = tch::no_grad_guard();
-    let parts: Vec<f64> = windows.chunks(batch_size.max(1)).map(|w| loss(model, &batch(w, device)).double_value(&[])).collect();
-    parts.iter().sum::<f64>() / parts.len().max(1) as f64
+    let (mut ce, mut crps, mut n) = (0.0, 0.0, 0.0);
+    for w in windows.chunks(batch_size.max(1)) {
+        let p = predict(model, &batch(w, device));
+        let targets = p.is_target.to_kind(Kind::Float).sum(Kind::Float).double_value(&[]);
+        let l = p.logits.cross_entropy_loss::<Tensor>(&p.labels, None, Reduction::Sum, -100, 0.0);
+        ce += l.double_value(&[]);
+        crps += crps_sum(&p);
+        n += targets;
+    }
+    Validation { cross_entropy: ce / n.max(1.0), crps: crps / n.max(1.0) }
 }
 
 #[cfg(test)]
@@ -200,7 +244,30 @@ mod tests {
         assert_eq!(es.best, Some((39, 2.4)));
     }
 
+    /// CRPS in units of the scale: a certain forecast on the right bin scores 0, one `k` bins
+    /// off scores k bin widths (cross-entropy calls every miss equally wrong), and an even split
+    /// over the right bin and the one 2 above scores 2 × (½)² = ½ a width.
+    #[test]
+    fn crps_rewards_mass_near_the_truth() {
+        let target = 2100i64;
+        let score = |mass: &[(i64, f64)]| {
+            let mut logits = vec![-1e4f32; N_VALUE_IDS as usize];
+            mass.iter().for_each(|&(id, p)| logits[id as usize] = p.ln() as f32);
+            let p = Predicted {
+                logits: Tensor::from_slice(&logits).view([1, -1]),
+                labels: Tensor::from_slice(&[target]),
+                is_target: Tensor::from_slice(&[true]),
+            };
+            crps_sum(&p) / bin_width()
+        };
+        assert!(score(&[(target, 1.0)]).abs() < 1e-3);
+        assert!((score(&[(target + 1, 1.0)]) - 1.0).abs() < 1e-3);
+        assert!((score(&[(target - 10, 1.0)]) - 10.0).abs() < 1e-3);
+        assert!((score(&[(target, 0.5), (target + 2, 0.5)]) - 0.5).abs() < 1e-3);
+    }
+
     use super::*;
+    use crate::lm::forecast::holdout_wql;
     use crate::lm::model::Config;
     use crate::lm::sample::{Context, SampleConfig, sample};
     use crate::lm::tokens::encode;
@@ -254,6 +321,13 @@ mod tests {
         let naive = vec![history[history.len() - 1]; 7];
         assert!(mae(&median) < mae(&naive), "lm {median:?} vs naive {naive:?}, actual {actual:?}");
         assert_eq!(paths, sample(&model, &ctx, &sc, device), "fixed seed, same paths");
+        // Model selection's score: the trained model's sampled forecasts of held-out weeks are
+        // far better than an untrained one's, and the same on a second call (fixed seeds).
+        let held: Vec<Encoded> = (0..4).map(|i| encode(&series[300 + i * 7..342 + i * 7], None).with_season(7)).collect();
+        let untrained = Model::new(&nn::VarStore::new(device).root(), tiny());
+        let (trained_wql, untrained_wql) = (holdout_wql(&model, &held, 7, 8, device), holdout_wql(&untrained, &held, 7, 8, device));
+        assert!(trained_wql < 0.5 * untrained_wql, "held-out WQL {trained_wql:.3} trained, {untrained_wql:.3} untrained");
+        assert_eq!(trained_wql, holdout_wql(&model, &held, 7, 8, device));
 
         let file = tempfile::NamedTempFile::with_suffix(".safetensors").unwrap();
         vs.save(file.path()).unwrap();
@@ -294,13 +368,13 @@ mod tests {
             (0..2).map(|i| (0..32).map(|_| window(&series[i], &[], &[], cfg.window, 7, &mut rng)).collect()).collect();
         let with = |i: usize, text: usize| plain[i].iter().map(|w| w.clone().after(&texts[text])).collect::<Vec<_>>();
         for i in 0..2 {
-            let own = eval_loss(&model, &with(i, i), 32, device);
-            let other = eval_loss(&model, &with(i, 1 - i), 32, device);
+            let own = validate(&model, &with(i, i), 32, device).cross_entropy;
+            let other = validate(&model, &with(i, 1 - i), 32, device).cross_entropy;
             assert!(own < 0.5 * other, "product {i}: loss {own:.3} after its own text, {other:.3} after the other's");
         }
         let mixed: Vec<Encoded> = with(0, 0).into_iter().take(4).chain(with(1, 1).into_iter().take(4)).collect();
-        let apart = (eval_loss(&model, &mixed[..4], 4, device) + eval_loss(&model, &mixed[4..], 4, device)) / 2.0;
-        let together = eval_loss(&model, &mixed, 8, device);
+        let apart = (validate(&model, &mixed[..4], 4, device).cross_entropy + validate(&model, &mixed[4..], 4, device).cross_entropy) / 2.0;
+        let together = validate(&model, &mixed, 8, device).cross_entropy;
         assert!(batch(&mixed, device).valid.is_some(), "texts of different lengths pad the batch");
         assert!((apart - together).abs() < 1e-4, "padding is masked: {apart} vs {together}");
     }
@@ -334,7 +408,7 @@ mod tests {
         train(&ck.model, &ck.vs, &cfg, 0, |rng| window(&series[..500], &cov[..500], &[], cfg.window, 1, rng), |_, _| true).unwrap();
         let held: Vec<Encoded> = (0..8).map(|i| window(&series[500 + i * 6..], &cov[500 + i * 6..], &[], 48, 1, &mut rng)).collect();
         let zeroed: Vec<Encoded> = held.iter().map(|w| w.clone().with_covariates(vec![0.0; w.ids.len()], 1)).collect();
-        let (with, without) = (eval_loss(&ck.model, &held, 8, device), eval_loss(&ck.model, &zeroed, 8, device));
+        let (with, without) = (validate(&ck.model, &held, 8, device).cross_entropy, validate(&ck.model, &zeroed, 8, device).cross_entropy);
         assert!(with < without - 0.5, "loss {with:.3} with the flags, {without:.3} without");
 
         let enc = encode(&series[452..500], None);
