@@ -141,10 +141,9 @@ pub fn forecast_paths(
 
 /// Sampled forecasts of each window's last `held` values from what precedes them (its text,
 /// its values, and the held-out steps' known covariates), scored as `restock evaluate` scores
-/// them: WQL over quantiles 0.1…0.9 (non-negative paths, as for demand). Model selection uses
-/// it: a fine-tune's teacher-forced losses keep improving on one-step predictions long after
-/// its 28-day sampled forecasts start getting worse. A fixed seed gives every score the same
-/// random draws.
+/// them: WQL over quantiles 0.1…0.9 (non-negative paths, as for demand). The `train` stage's
+/// `score: wql` selects and registers on it. Fixed seeds give every score the same random
+/// draws, so two models' scores differ by the models, not the draws.
 pub fn holdout_wql(model: &Model, windows: &[Encoded], held: usize, paths: i64, device: Device) -> f64 {
     let levels: Vec<f64> = (1..10).map(|i| f64::from(i) / 10.0).collect();
     let longest = windows.iter().map(|w| w.ids.len()).max().unwrap_or(0);

@@ -210,7 +210,7 @@ impl EarlyStopping {
 /// How well a model predicts fixed validation windows' next values (teacher-forced): mean
 /// cross-entropy (what training minimises) and mean CRPS per target (how good the
 /// distributions are as forecasts: what model selection uses).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Validation {
     pub cross_entropy: f64,
     pub crps: f64,
