@@ -628,3 +628,24 @@ fn fine_tune(data: &Data, cfg: &TrainStageConfig, base: &Source, job: &Job) -> R
 
 /// The share of training windows drawn without their text when `text: dropout` is not set.
 const DEFAULT_TEXT_DROPOUT: f64 = 0.2;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Validation scores only each window's held-out quarter (training saw the rest), with the
+    /// scale taken from the part before it, and training windows end before that quarter.
+    #[test]
+    fn validation_windows_score_only_the_held_out_quarter() {
+        let histories = vec![(0..200).map(f64::from).collect::<Vec<f64>>(), vec![1.0; 30]];
+        let data = Data { histories, covariates: vec![], names: vec![], text: None };
+        let prefixes = vec![vec![], vec![]];
+        let (train, valid) = windows(&data, &prefixes, 40, 7, false);
+        assert_eq!((train.len(), valid.len()), (1, 1), "the 30-value series is too short for 40 + 10");
+        assert_eq!(train[0].values.len(), 190, "training ends before the held-out 10");
+        let v = &valid[0];
+        assert_eq!(v.target.iter().filter(|t| **t).count(), 10);
+        assert!(v.target[30..].iter().all(|t| *t) && !v.target[..30].iter().any(|t| *t));
+        assert_eq!(v.scale, scale_of(&(160..190).map(f64::from).collect::<Vec<_>>()));
+    }
+}
