@@ -82,11 +82,12 @@ struct TrainStageConfig {
 #[serde(rename_all = "lowercase")]
 enum Score {
     /// The teacher-forced CRPS of each next-value distribution: one forward pass. On the demo
-    /// lake it ranks a fine-tune's checkpoints as `wql` does, where cross-entropy does not.
+    /// lake it follows `wql`'s ranking of a fine-tune's checkpoints more closely than
+    /// cross-entropy does (BENCHMARKS.md).
     #[default]
     Crps,
     /// The WQL of 16 sampled forecast paths of the whole quarter from the values before it, what
-    /// `restock evaluate` reports: ~30 s per score for 512 series on 2 cores.
+    /// `restock evaluate` reports: ~25 s per score for 512 series on 2 cores.
     Wql,
 }
 
