@@ -12,14 +12,11 @@ use datafusion::arrow::array::{Array, ArrayRef, Date32Array, Float64Array, Int32
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
-use crate::forecast::metrics::{WqlSums, coverage, mase};
+use crate::forecast::metrics::{LEVELS, WqlSums, coverage, mase};
 use crate::forecast::{Forecaster, QuantileForecast, Request};
 use crate::lm::checkpoint::Checkpoint;
 use crate::lm::forecast::{Input, LmOptions};
 use crate::lm::tokens::{CovariateColumn, covariate_features};
-
-/// The quantile levels every method is scored on (WQL averages over them).
-pub const LEVELS: [f64; 9] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
 
 /// One series of the long table, observations in time order.
 #[derive(Debug, Clone)]

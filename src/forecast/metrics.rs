@@ -1,6 +1,9 @@
 //! Forecast accuracy: the scaled quantile loss (WQL), MASE and interval coverage that
 //! `restock evaluate` reports, as in the Chronos and M-competition papers.
 
+/// The quantile levels WQL is scored on (`restock evaluate`, and the LM's sampled validation).
+pub const LEVELS: [f64; 9] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
+
 /// Pinball loss of quantile level q.
 pub fn pinball(y: f64, pred: f64, q: f64) -> f64 {
     if y >= pred { q * (y - pred) } else { (1.0 - q) * (pred - y) }

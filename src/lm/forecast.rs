@@ -9,7 +9,7 @@ use super::checkpoint::Checkpoint;
 use super::model::Model;
 use super::sample::{Context, SampleConfig, sample};
 use super::tokens::{Encoded, decode, encode, text_prefix};
-use crate::forecast::metrics::WqlSums;
+use crate::forecast::metrics::{LEVELS, WqlSums};
 use crate::forecast::{QuantileForecast, Request};
 
 #[derive(Debug, Clone, Copy)]
@@ -145,7 +145,6 @@ pub fn forecast_paths(
 /// `score: wql` selects and registers on it. Fixed seeds give every score the same random
 /// draws, so two models' scores differ by the models, not the draws.
 pub fn holdout_wql(model: &Model, windows: &[Encoded], held: usize, paths: i64, device: Device) -> f64 {
-    let levels: Vec<f64> = (1..10).map(|i| f64::from(i) / 10.0).collect();
     let longest = windows.iter().map(|w| w.ids.len()).max().unwrap_or(0);
     let mut sums = WqlSums::default();
     for (b, chunk) in windows.chunks(auto_batch(paths, longest)).enumerate() {
@@ -163,7 +162,7 @@ pub fn holdout_wql(model: &Model, windows: &[Encoded], held: usize, paths: i64, 
             let n = w.ids.len();
             let actual: Vec<f64> = (n - held..n).map(|t| if w.target[t] { decode(w.ids[t], w.scale) } else { f64::NAN }).collect();
             p.iter_mut().flatten().for_each(|v| *v = v.max(0.0));
-            sums.add(&actual, &levels, &QuantileForecast::from_paths(vec![0.0; held], &p, &levels).quantiles);
+            sums.add(&actual, &LEVELS, &QuantileForecast::from_paths(vec![0.0; held], &p, &LEVELS).quantiles);
         }
     }
     sums.wql()

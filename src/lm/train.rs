@@ -64,9 +64,12 @@ pub struct Batch {
 /// Mean cross-entropy of predicting ids[:, t] from ids[:, ..t] where `target[:, t]`.
 pub fn loss(model: &Model, b: &Batch) -> Tensor {
     let p = predict(model, b);
-    let weight = p.is_target.to_kind(Kind::Float);
-    let ce = p.logits.cross_entropy_loss::<Tensor>(&p.labels, None, Reduction::None, -100, 0.0);
-    (ce * &weight).sum(Kind::Float) / weight.sum(Kind::Float).clamp_min(1.0)
+    cross_entropy_sum(&p) / p.is_target.to_kind(Kind::Float).sum(Kind::Float).clamp_min(1.0)
+}
+
+/// Cross-entropy summed over the targets (every other position is labelled −100, ignored).
+fn cross_entropy_sum(p: &Predicted) -> Tensor {
+    p.logits.cross_entropy_loss::<Tensor>(&p.labels, None, Reduction::Sum, -100, 0.0)
 }
 
 /// Every position's next-value logits [B·(T−1), 4096], what it should predict (−100 where
@@ -223,8 +226,7 @@ pub fn validate(model: &Model, windows: &[Encoded], batch_size: usize, device: t
     for w in windows.chunks(batch_size.max(1)) {
         let p = predict(model, &batch(w, device));
         let targets = p.is_target.to_kind(Kind::Float).sum(Kind::Float).double_value(&[]);
-        let l = p.logits.cross_entropy_loss::<Tensor>(&p.labels, None, Reduction::Sum, -100, 0.0);
-        ce += l.double_value(&[]);
+        ce += cross_entropy_sum(&p).double_value(&[]);
         crps += crps_sum(&p);
         n += targets;
     }

@@ -420,6 +420,7 @@ stages:
         (", covariates: [nope]", "", "no covariate column `nope` in input `demand`"),
         (", covariates: [label]", "", "covariate column `label` of `demand` is Utf8, expected BOOLEAN (a flag) or a number"),
         ("", ", future: nope", "`future: nope` is not one of the stage's inputs"),
+        ("", ", future: demand2", "not one of the stage's inputs"),
     ] {
         p.invalid("bad.yaml", &pipeline(cov, future), expected);
     }
