@@ -3,7 +3,8 @@
 //! and periodic kernels with daily/weekly/monthly/quarterly/yearly periods), random walks with
 //! trend changes, and intermittent counts (Bernoulli occurrence × negative-binomial sizes, the
 //! Croston family), and exponential-smoothing state-space simulations (level, damped trend,
-//! additive or multiplicative season and error: the structure of most business series);
+//! additive or multiplicative season and error: the structure of most business series), and
+//! unit counts around any of those curves (negative binomial, as item-level sales are);
 //! TSMixup mixes one to three of them with random weights. Every series has a frequency, and
 //! its season length is what the model's seasonal-lag input uses, as at forecast time.
 use rand::Rng;
@@ -202,7 +203,7 @@ pub fn ets_like(len: usize, season: usize, rng: &mut impl Rng) -> Vec<f64> {
 /// One pretraining series and its season length: a TSMixup of 1–3 generated series of one
 /// frequency, each mean-scaled, mixed with Dirichlet-like weights; sometimes lifted by a level
 /// (small relative variation, like most aggregate sales); demand-like (non-negative) half the
-/// time.
+/// time, and of those 40 % as item-level unit counts around the curve ([`counts`]).
 pub fn series(len: usize, rng: &mut impl Rng) -> (Vec<f64>, usize) {
     let freq = Frequency::random(rng);
     let k = rng.random_range(1..=3);
@@ -227,8 +228,32 @@ pub fn series(len: usize, rng: &mut impl Rng) -> (Vec<f64>, usize) {
     if rng.random_bool(0.5) {
         let min = out.iter().copied().fold(f64::INFINITY, f64::min);
         out.iter_mut().for_each(|v| *v = (*v - min.min(0.0)).max(0.0));
+        if rng.random_bool(0.4) {
+            out = counts(&out, rng);
+        }
     }
     (out, freq.season)
+}
+
+/// Unit sales of one item: counts drawn around a non-negative rate curve (its shape kept, its
+/// mean set to a random level from 0.05 to 50 a step), gamma–Poisson (negative binomial) with a
+/// random dispersion, sometimes with extra zeros (days without stock or listing). Most
+/// item-level retail series look like this, not like the smooth curve under them.
+pub fn counts(rate: &[f64], rng: &mut impl Rng) -> Vec<f64> {
+    let mean = rate.iter().sum::<f64>() / rate.len().max(1) as f64;
+    let level = rng.random_range(0.05f64.ln()..50f64.ln()).exp() / if mean > 0.0 { mean } else { 1.0 };
+    let shape = rng.random_range(0.3f64.ln()..50f64.ln()).exp();
+    let zeros = if rng.random_bool(0.3) { rng.random_range(0.0..0.4) } else { 0.0 };
+    rate.iter()
+        .map(|r| {
+            let lambda = r * level;
+            if lambda <= 0.0 || rng.random_bool(zeros) {
+                return 0.0;
+            }
+            let g: f64 = Gamma::new(shape, lambda / shape).expect("valid").sample(rng);
+            Poisson::new(g.max(1e-9)).map_or(0.0, |d| d.sample(rng))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -249,6 +274,11 @@ mod tests {
         assert!(seasons.len() >= 4 && seasons.iter().all(|m| FREQUENCIES.iter().any(|f| f.season == *m)), "{seasons:?}");
         let e = ets_like(200, 12, &mut rng);
         assert!(e.iter().all(|v| v.is_finite()) && e.iter().any(|v| (v - e[0]).abs() > 1e-9));
+        let rate: Vec<f64> = (0..2000).map(|t| 1.0 + (t % 7) as f64).collect();
+        let c = counts(&rate, &mut rng);
+        assert!(c.iter().all(|v| *v >= 0.0 && v.fract() == 0.0), "counts are whole and non-negative");
+        let by_day = |d: usize| c.iter().skip(d).step_by(7).sum::<f64>();
+        assert!(by_day(6) > by_day(0), "the counts follow the rate's shape: {} vs {}", by_day(6), by_day(0));
         let mut again = crate::forecast::rng();
         assert_eq!(series(100, &mut again).0, all[0]);
         let p = kernel_synth(300, &[7.0], &mut again);
