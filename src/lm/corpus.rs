@@ -143,16 +143,14 @@ pub fn intermittent(len: usize, rng: &mut impl Rng) -> Vec<f64> {
     let p = rng.random_range(0.05..0.9);
     let mean = rng.random_range(0.5..20.0);
     let shape = rng.random_range(0.5..5.0);
-    let gamma = Gamma::new(shape, mean / shape).expect("valid");
-    (0..len)
-        .map(|_| {
-            if !rng.random_bool(p) {
-                return 0.0;
-            }
-            let lambda: f64 = gamma.sample(rng);
-            1.0 + Poisson::new(lambda.max(1e-9)).map_or(0.0, |d| d.sample(rng))
-        })
-        .collect()
+    (0..len).map(|_| if rng.random_bool(p) { 1.0 + gamma_poisson(mean, shape, rng) } else { 0.0 }).collect()
+}
+
+/// One negative-binomial count: Poisson at a gamma-distributed rate of this mean and shape
+/// (the smaller the shape, the more overdispersed).
+fn gamma_poisson(mean: f64, shape: f64, rng: &mut impl Rng) -> f64 {
+    let lambda: f64 = Gamma::new(shape, mean / shape).expect("valid").sample(rng);
+    Poisson::new(lambda.max(1e-9)).map_or(0.0, |d| d.sample(rng))
 }
 
 /// A random seasonal profile of length m (mean 0): a few harmonics plus noise, so profiles are
@@ -247,11 +245,7 @@ pub fn counts(rate: &[f64], rng: &mut impl Rng) -> Vec<f64> {
     rate.iter()
         .map(|r| {
             let lambda = r * level;
-            if lambda <= 0.0 || rng.random_bool(zeros) {
-                return 0.0;
-            }
-            let g: f64 = Gamma::new(shape, lambda / shape).expect("valid").sample(rng);
-            Poisson::new(g.max(1e-9)).map_or(0.0, |d| d.sample(rng))
+            if lambda <= 0.0 || rng.random_bool(zeros) { 0.0 } else { gamma_poisson(lambda, shape, rng) }
         })
         .collect()
 }
