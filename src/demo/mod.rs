@@ -52,11 +52,16 @@ pub struct DemoSize {
     pub start: NaiveDate,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Also write the generator's ground truth, `raw/truth/`: each series' daily demand rate
+    /// and its parts (what a perfect forecaster would know; for benchmarks).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truth: bool,
 }
 
 impl Default for DemoSize {
     fn default() -> Self {
-        Self { skus: 500, locations: 10, days: 730, start: NaiveDate::from_ymd_opt(2024, 11, 30).expect("valid"), seed: 42 }
+        Self { skus: 500, locations: 10, days: 730, start: NaiveDate::from_ymd_opt(2024, 11, 30).expect("valid"), seed: 42, truth: false }
     }
 }
 
@@ -145,6 +150,40 @@ struct InvCols {
     loc: Vec<String>,
     on_hand: Vec<i32>,
     on_order: Vec<i32>,
+}
+
+/// The generator's ground truth per series and day (`--truth`): demand is a gamma-Poisson draw
+/// with mean `rate` = `level` × `season` × `weekday` × `trend` × `promo_effect`, then zero with
+/// probability `extra_zeros` (slow movers).
+#[derive(Default)]
+struct TruthCols {
+    sku: Vec<String>,
+    loc: Vec<String>,
+    date: Vec<i32>,
+    level: Vec<f64>,
+    /// Yearly season (the category's), weekday (its weekend lift), trend, promotion effect.
+    factors: [Vec<f64>; 4],
+    rate: Vec<f64>,
+    extra_zeros: Vec<f64>,
+}
+
+impl TruthCols {
+    async fn write(self, lake: &Lake) -> Result<()> {
+        let [season, weekday, trend, promo] = self.factors;
+        let batch = RecordBatch::try_from_iter(vec![
+            ("sku_id", Arc::new(StringArray::from(self.sku)) as ArrayRef),
+            ("location_id", Arc::new(StringArray::from(self.loc))),
+            ("date", Arc::new(Date32Array::from(self.date))),
+            ("level", Arc::new(Float64Array::from(self.level))),
+            ("season", Arc::new(Float64Array::from(season))),
+            ("weekday", Arc::new(Float64Array::from(weekday))),
+            ("trend", Arc::new(Float64Array::from(trend))),
+            ("promo_effect", Arc::new(Float64Array::from(promo))),
+            ("rate", Arc::new(Float64Array::from(self.rate))),
+            ("extra_zeros", Arc::new(Float64Array::from(self.extra_zeros))),
+        ])?;
+        write_parquet(lake, "raw/truth/truth.parquet", batch).await
+    }
 }
 
 /// Give every sale line a new id in (day, shuffled within the day) order, month partitions in
@@ -316,6 +355,7 @@ pub async fn generate(lake: &Lake, size: &DemoSize, quiet: bool) -> Result<GenSt
     let month_key = |d: NaiveDate| (d.year(), d.month());
     let mut sales: BTreeMap<(i32, u32), SalesCols> = BTreeMap::new();
     let mut inv: BTreeMap<(i32, u32), InvCols> = BTreeMap::new();
+    let mut truth = TruthCols::default();
     let mut returns: Vec<(i64, i32, String, String, i32, &'static str)> = vec![];
     let mut corrections: Vec<(i64, i32, i64)> = vec![];
     let mut next_sale_id: i64 = 1_000_000;
@@ -356,7 +396,9 @@ pub async fn generate(lake: &Lake, size: &DemoSize, quiet: bool) -> Result<GenSt
                 let trend = (1.0 + sku.trend).powf(t as f64 / 365.0);
                 let promo = sku.promo_days[t];
                 let price_ratio: f64 = if promo { 0.8 } else { 1.0 };
-                let lambda = level * season.max(0.05) * weekday * trend * price_ratio.powf(sku.elasticity);
+                let factors = [season.max(0.05), weekday, trend, price_ratio.powf(sku.elasticity)];
+                // (The generator's original order of multiplication: the same draws as before.)
+                let lambda = level * factors[0] * factors[1] * factors[2] * factors[3];
                 let mut demand = if lambda > 0.0 {
                     let g = Gamma::new(2.0, lambda / 2.0).expect("valid").sample(&mut r);
                     if g > 0.0 { Poisson::new(g).expect("valid").sample(&mut r) as i32 } else { 0 }
@@ -369,6 +411,15 @@ pub async fn generate(lake: &Lake, size: &DemoSize, quiet: bool) -> Result<GenSt
                 let sold = demand.min(on_hand);
                 on_hand -= sold;
                 let day = (d - epoch).num_days() as i32;
+                if size.truth {
+                    truth.sku.push(sku.id.clone());
+                    truth.loc.push(loc.clone());
+                    truth.date.push(day);
+                    truth.level.push(level);
+                    truth.factors.iter_mut().zip(factors).for_each(|(col, f)| col.push(f));
+                    truth.rate.push(lambda);
+                    truth.extra_zeros.push(if slow { 0.35 } else { 0.0 });
+                }
                 let cols = sales.entry(month_key(d)).or_default();
                 let mut left = sold;
                 while left > 0 {
@@ -499,6 +550,9 @@ pub async fn generate(lake: &Lake, size: &DemoSize, quiet: bool) -> Result<GenSt
         ),
     ])?;
     write_parquet(lake, "raw/sales_corrections/corrections.parquet", corrections_batch).await?;
+    if size.truth {
+        truth.write(lake).await?;
+    }
     Ok(stats)
 }
 

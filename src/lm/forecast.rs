@@ -1,13 +1,14 @@
 //! Forecasts from the language model: each series' recent history (and product text, when the
-//! model reads text) becomes a context; N sample paths are decoded per series; the point is the
-//! paths' mean and the quantiles theirs. Batched over series.
+//! model reads text) becomes a context; N sample paths are decoded per series; the point and
+//! the quantiles are those of the mixture of the paths' next-value distributions, step by step
+//! (`sample`'s note). Batched over series.
 use anyhow::{Result, bail};
 
 use tch::Device;
 
 use super::checkpoint::Checkpoint;
 use super::model::Model;
-use super::sample::{Context, SampleConfig, sample};
+use super::sample::{Context, SampleConfig, Summary, sample_summarised};
 use super::tokens::{Encoded, decode, encode, text_prefix};
 use crate::forecast::metrics::{LEVELS, WqlSums};
 use crate::forecast::{QuantileForecast, Request};
@@ -124,12 +125,12 @@ pub fn forecast_paths(
     for (b, chunk) in inputs.chunks(batch).enumerate() {
         let ctx: Vec<Context> = chunk.iter().map(|i| context(ck, i, req, o)).collect();
         let sc = SampleConfig { seed: sc.seed + b as i64, ..sc };
-        for mut paths in sample(&ck.model, &ctx, &sc, ck.vs.device()) {
+        let summary = Summary { levels: req.levels, nonnegative: req.nonnegative };
+        for s in sample_summarised(&ck.model, &ctx, &sc, &summary, ck.vs.device()) {
+            let (f, mut paths) = (s.forecast, s.paths);
             if req.nonnegative {
                 paths.iter_mut().flatten().for_each(|v| *v = v.max(0.0));
             }
-            let mean = (0..req.horizon).map(|h| paths.iter().map(|p| p[h]).sum::<f64>() / paths.len() as f64).collect();
-            let f = QuantileForecast::from_paths(mean, &paths, req.levels);
             out.push((if req.nonnegative { f.clipped() } else { f }, paths));
         }
         if !on_batch(out.len()) {
@@ -158,11 +159,11 @@ pub fn holdout_wql(model: &Model, windows: &[Encoded], held: usize, paths: i64, 
             })
             .collect();
         let cfg = SampleConfig { paths, horizon: held as i64, temperature: 1.0, top_k: 0, seed: b as i64 };
-        for (w, mut p) in chunk.iter().zip(sample(model, &ctx, &cfg, device)) {
+        let summary = Summary { levels: &LEVELS, nonnegative: true };
+        for (w, s) in chunk.iter().zip(sample_summarised(model, &ctx, &cfg, &summary, device)) {
             let n = w.ids.len();
             let actual: Vec<f64> = (n - held..n).map(|t| if w.target[t] { decode(w.ids[t], w.scale) } else { f64::NAN }).collect();
-            p.iter_mut().flatten().for_each(|v| *v = v.max(0.0));
-            sums.add(&actual, &LEVELS, &QuantileForecast::from_paths(vec![0.0; held], &p, &LEVELS).quantiles);
+            sums.add(&actual, &LEVELS, &s.forecast.clipped().quantiles);
         }
     }
     sums.wql()

@@ -1,10 +1,16 @@
 //! Forecasting by sampling: prefill each series' context once, share its keys and values
 //! across its sample paths (broadcast, never copied per path), then decode the horizon one value
 //! token at a time with a KV cache.
+//!
+//! Each step's forecast distribution is the mixture of every path's next-value distribution,
+//! not the empirical distribution of the paths' draws (Rao–Blackwellisation): the same paths
+//! and the same expectation, without the draws' own noise. At step 1 it is the model's exact
+//! predictive distribution; 20 paths give quantiles that sample quantiles need hundreds for.
 use tch::{Device, Kind, Tensor};
 
 use super::model::{Extra, LayerCache, Model, padded_causal_mask};
 use super::tokens::{N_SPECIAL, N_VALUE_IDS, PAD, decode, seasonal_lag};
+use crate::forecast::QuantileForecast;
 
 #[derive(Debug, Clone, Copy)]
 pub struct SampleConfig {
@@ -28,6 +34,23 @@ pub struct Context {
     pub covariates: Vec<f32>,
 }
 
+/// What each step's predictive distribution is summarised by: the quantile levels, and whether
+/// values below zero count as zero (demand), for the mean.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Summary<'a> {
+    pub levels: &'a [f64],
+    pub nonnegative: bool,
+}
+
+/// One series' sampled forecast: its paths `paths[p][h]` (values × the context's scale), and
+/// per step the mean and the `Summary::levels` quantiles of the mixture of the paths'
+/// next-value distributions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampled {
+    pub paths: Vec<Vec<f64>>,
+    pub forecast: QuantileForecast,
+}
+
 /// Every row's covariates over context + horizon, [B, t + horizon, n], left-padded like the
 /// ids; None for a model without covariates.
 fn covariates(contexts: &[Context], t: usize, horizon: usize, n: usize, device: Device) -> Option<Tensor> {
@@ -48,6 +71,11 @@ fn covariates(contexts: &[Context], t: usize, horizon: usize, n: usize, device: 
 /// Contexts of any lengths are left-padded with PAD and the padding masked. Returns
 /// paths[i][p][h] as values (× the context's scale).
 pub fn sample(model: &Model, contexts: &[Context], cfg: &SampleConfig, device: Device) -> Vec<Vec<Vec<f64>>> {
+    sample_summarised(model, contexts, cfg, &Summary::default(), device).into_iter().map(|s| s.paths).collect()
+}
+
+/// [`sample`], with each series' forecast summarised step by step (see the module's note).
+pub fn sample_summarised(model: &Model, contexts: &[Context], cfg: &SampleConfig, summary: &Summary, device: Device) -> Vec<Sampled> {
     tch::manual_seed(cfg.seed);
     let _guard = tch::no_grad_guard();
     let b = contexts.len() as i64;
@@ -72,7 +100,9 @@ pub fn sample(model: &Model, contexts: &[Context], cfg: &SampleConfig, device: D
     let extra = Extra { lag: Some(&lag), covariates: prefill_cov.as_ref() };
     let logits = model.forward(&ids, 0, Some(&mask), &extra, Some(&mut cache)).select(1, t - 1);
     cache.iter_mut().for_each(|c| c.share(cfg.paths, &valid));
-    let mut next = draw(&logits.repeat_interleave_self_int(cfg.paths, 0, None), cfg);
+    let mixture = Mixture::new(summary, cfg.paths, device);
+    let (mut next, p) = draw(&logits.repeat_interleave_self_int(cfg.paths, 0, None), cfg);
+    let mut marginals = vec![mixture.summarise(&p)];
     // Every row's tokens so far (context, then what it generated): where decoding's lags come from.
     let seasons: Vec<i64> = contexts.iter().map(|c| c.season.max(1) as i64).collect();
     let seasons = Tensor::from_slice(&seasons).to_device(device).repeat_interleave_self_int(cfg.paths, 0, None);
@@ -84,13 +114,76 @@ pub fn sample(model: &Model, contexts: &[Context], cfg: &SampleConfig, device: D
         let step_cov = cov.as_ref().map(|c| c.narrow(1, t + h, 1).repeat_interleave_self_int(cfg.paths, 0, None));
         let extra = Extra { lag: Some(&lag), covariates: step_cov.as_ref() };
         let logits = model.forward(&next.view([-1, 1]), t + h - 1, None, &extra, Some(&mut cache)).select(1, 0);
-        next = draw(&logits, cfg);
+        let (drawn, p) = draw(&logits, cfg);
+        next = drawn;
+        marginals.push(mixture.summarise(&p));
         steps.push(next.shallow_clone());
     }
     let tokens: Vec<i64> = Vec::try_from(Tensor::stack(&steps, 1).to_device(Device::Cpu).flatten(0, -1)).expect("i64 ids");
     let (p, h) = (cfg.paths as usize, cfg.horizon as usize);
     let value = |i: usize, j: usize, s: usize| decode(tokens[(i * p + j) * h + s], contexts[i].scale);
-    (0..b as usize).map(|i| (0..p).map(|j| (0..h).map(|s| value(i, j, s)).collect()).collect()).collect()
+    let forecasts = mixture.forecasts(&marginals, contexts);
+    let paths = (0..b as usize).map(|i| (0..p).map(|j| (0..h).map(|s| value(i, j, s)).collect()).collect());
+    paths.zip(forecasts).map(|(paths, forecast)| Sampled { paths, forecast }).collect()
+}
+
+/// Summarises a decoding step's drawing distributions [series × paths, V] into each series'
+/// mixture mean [series] and quantile ids [series, levels].
+struct Mixture {
+    paths: i64,
+    levels: Tensor,
+    n_levels: usize,
+    /// Every id's value in units of the scale (0 for special ids; clipped at 0 for demand).
+    values: Tensor,
+}
+
+impl Mixture {
+    fn new(summary: &Summary, paths: i64, device: Device) -> Self {
+        let values: Vec<f32> =
+            (0..N_VALUE_IDS).map(|id| decode(id, 1.0)).map(|v| if summary.nonnegative { v.max(0.0) } else { v } as f32).collect();
+        let levels: Vec<f32> = summary.levels.iter().map(|&q| q as f32).collect();
+        Self {
+            paths,
+            levels: Tensor::from_slice(&levels).to_device(device),
+            n_levels: levels.len(),
+            values: Tensor::from_slice(&values).to_device(device),
+        }
+    }
+
+    /// `p`: unnormalised probabilities [series × paths, V]. The quantile id at level q is the
+    /// first id whose mixture CDF reaches q.
+    fn summarise(&self, p: &Tensor) -> (Tensor, Tensor) {
+        let (n, v) = p.size2().expect("[N, V] probabilities");
+        let series = n / self.paths;
+        let norm = p / p.sum_dim_intlist([1].as_slice(), true, Kind::Float);
+        let mix = norm.view([series, self.paths, v]).mean_dim([1].as_slice(), false, Kind::Float);
+        let mean = (&mix * &self.values).sum_dim_intlist([1].as_slice(), false, Kind::Float);
+        if self.n_levels == 0 {
+            return (mean, Tensor::zeros([series, 0], (Kind::Int64, p.device())));
+        }
+        let cdf = mix.cumsum(1, Kind::Float);
+        let q = self.levels.view([1, -1]).expand([series, self.n_levels as i64], false).contiguous();
+        (mean, q.searchsorted(&cdf, false, false, "left", None::<Tensor>).clamp_max(v - 1))
+    }
+
+    /// Each series' forecast from the steps' summaries, × its scale.
+    fn forecasts(&self, steps: &[(Tensor, Tensor)], contexts: &[Context]) -> Vec<QuantileForecast> {
+        let (h, l) = (steps.len(), self.n_levels);
+        let means: Vec<f32> =
+            Vec::try_from(Tensor::stack(&steps.iter().map(|s| &s.0).collect::<Vec<_>>(), 1).to_device(Device::Cpu).flatten(0, -1))
+                .expect("f32 means");
+        let ids: Vec<i64> =
+            Vec::try_from(Tensor::stack(&steps.iter().map(|s| &s.1).collect::<Vec<_>>(), 1).to_device(Device::Cpu).flatten(0, -1))
+                .expect("i64 ids");
+        contexts
+            .iter()
+            .enumerate()
+            .map(|(i, c)| QuantileForecast {
+                point: (0..h).map(|s| means[i * h + s] as f64 * c.scale).collect(),
+                quantiles: (0..l).map(|k| (0..h).map(|s| decode(ids[(i * h + s) * l + k], c.scale)).collect()).collect(),
+            })
+            .collect()
+    }
 }
 
 /// The lag input [N, 1] of the token about to be fed, which predicts position `next`: each
@@ -103,7 +196,8 @@ fn decoding_lag(rows: &Tensor, seasons: &Tensor, next: i64) -> Tensor {
 }
 
 /// One token per row from value logits [N, 4096]: temperature, top-k, never a special id.
-fn draw(logits: &Tensor, cfg: &SampleConfig) -> Tensor {
+/// Also returns the unnormalised probabilities it drew from.
+fn draw(logits: &Tensor, cfg: &SampleConfig) -> (Tensor, Tensor) {
     let mut l = logits.to_kind(Kind::Float);
     let v = l.size()[1];
     if cfg.top_k > 0 && cfg.top_k < v - N_SPECIAL {
@@ -119,7 +213,7 @@ fn draw(logits: &Tensor, cfg: &SampleConfig) -> Tensor {
     }
     let p = p.exp_();
     let _ = p.narrow(1, 0, N_SPECIAL).fill_(0.0);
-    inverse_cdf(&p)
+    (inverse_cdf(&p), p)
 }
 
 /// Ids per block of the two-level inverse CDF.
@@ -202,6 +296,92 @@ mod tests {
         assert!(err < 1e-4, "max |difference| {err}");
     }
 
+    /// A step's forecast is the mixture of its rows' distributions: two paths of one series, one
+    /// sure of id a and one of id b, give quantiles at a up to the median and at b above it,
+    /// and the mean of the two values (a value below zero counting as zero for demand).
+    #[test]
+    fn a_step_summarises_the_mixture_of_the_paths_distributions() {
+        let levels = [0.1, 0.5, 0.6, 0.9];
+        let (a, b, negative) = (2300i64, 2500i64, 100i64);
+        let mut rows = vec![0f32; 3 * 2 * N_VALUE_IDS as usize];
+        for (row, id) in [a, b, negative, b, a, a].iter().enumerate() {
+            rows[row * N_VALUE_IDS as usize + *id as usize] = 2.0; // unnormalised
+        }
+        let p = Tensor::from_slice(&rows).view([6, N_VALUE_IDS]);
+        let m = Mixture::new(&Summary { levels: &levels, nonnegative: true }, 2, Device::Cpu);
+        let (mean, ids) = m.summarise(&p);
+        assert_eq!(Vec::<i64>::try_from(ids.flatten(0, -1)).unwrap(), [a, a, b, b, negative, negative, b, b, a, a, a, a]);
+        let mean = Vec::<f32>::try_from(mean).unwrap();
+        let want = [(decode(a, 1.0) + decode(b, 1.0)) / 2.0, decode(b, 1.0) / 2.0, decode(a, 1.0)];
+        assert!(decode(negative, 1.0) < 0.0);
+        mean.iter().zip(want).for_each(|(got, want)| assert!((*got as f64 - want).abs() < 1e-4, "{got} vs {want}"));
+        let f = m.forecasts(
+            &[m.summarise(&p)],
+            &[
+                Context { scale: 2.0, ..Context::default() },
+                Context { scale: 1.0, ..Context::default() },
+                Context { scale: 1.0, ..Context::default() },
+            ],
+        );
+        assert_eq!(f[0].quantiles[3][0], decode(b, 2.0), "× the series' scale");
+    }
+
+    /// At the first step every path has the model's own predictive distribution, so the
+    /// forecast's quantiles there are that distribution's exactly, however many paths.
+    #[test]
+    fn the_first_step_is_the_models_exact_predictive_distribution() {
+        tch::manual_seed(2);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = Config {
+            d_model: 32,
+            n_layers: 1,
+            n_heads: 2,
+            d_ff: 64,
+            max_len: 32,
+            text_vocab: 0,
+            n_covariates: 0,
+            covariates: vec![],
+            tied: true,
+            season_lag: false,
+        };
+        let model = Model::new(&vs.root(), cfg);
+        let ids = vec![2100i64, 2150, 2200, 2120, 2300];
+        let levels: Vec<f64> = (1..10).map(|k| k as f64 / 10.0).collect();
+        let logits =
+            model.forward(&Tensor::from_slice(&ids).view([1, 5]), 0, None, &Extra::default(), None).select(1, 4).to_kind(Kind::Float);
+        let probs: Vec<f64> =
+            Vec::<f32>::try_from(logits.narrow(1, N_SPECIAL, N_VALUE_IDS - N_SPECIAL).softmax(-1, Kind::Float).flatten(0, -1))
+                .unwrap()
+                .into_iter()
+                .map(f64::from)
+                .collect();
+        let exact: Vec<f64> = levels
+            .iter()
+            .map(|&q| {
+                let mut cdf = 0.0;
+                let i = probs
+                    .iter()
+                    .position(|p| {
+                        cdf += p;
+                        cdf >= q
+                    })
+                    .unwrap();
+                decode(i as i64 + N_SPECIAL, 3.0)
+            })
+            .collect();
+        let ctx = [Context { ids, scale: 3.0, season: 1, covariates: vec![] }];
+        for paths in [1, 7] {
+            let sc = SampleConfig { paths, horizon: 2, temperature: 1.0, top_k: 0, seed: 1 };
+            let s = sample_summarised(&model, &ctx, &sc, &Summary { levels: &levels, nonnegative: false }, Device::Cpu);
+            let got: Vec<f64> = s[0].forecast.quantiles.iter().map(|q| q[0]).collect();
+            // A CDF that sums to within float rounding of a level may cross it one id apart.
+            got.iter()
+                .zip(&exact)
+                .for_each(|(g, e)| assert!((g - e).abs() <= 3.0 * super::super::tokens::bin_width() + 1e-9, "{got:?} vs {exact:?}"));
+            assert_eq!(s[0].paths.len(), paths as usize);
+        }
+    }
+
     /// The two-level inverse CDF draws the categorical distribution: frequencies over 200,000
     /// draws from one row match its probabilities (a chi-square test), zero-probability ids
     /// (special ids, top-k's cut) are never drawn, and a seed repeats the draws.
@@ -213,7 +393,7 @@ mod tests {
         let n = 200_000;
         let logits = Tensor::from_slice(&row).view([1, v]).expand([n, v], false);
         let cfg = SampleConfig { paths: 1, horizon: 1, temperature: 1.0, top_k: 0, seed: 0 };
-        let ids = Vec::<i64>::try_from(draw(&logits, &cfg)).unwrap();
+        let ids = Vec::<i64>::try_from(draw(&logits, &cfg).0).unwrap();
         let mut counts = vec![0f64; v as usize];
         ids.iter().for_each(|&i| counts[i as usize] += 1.0);
         assert_eq!(counts[..N_SPECIAL as usize].iter().sum::<f64>(), 0.0, "special ids are never drawn");
@@ -230,14 +410,14 @@ mod tests {
         assert!((counts[300] / n as f64 - weights[300] / total).abs() < 0.01, "the likeliest id's share");
 
         let top = SampleConfig { top_k: 5, ..cfg };
-        let ids = Vec::<i64>::try_from(draw(&logits.narrow(0, 0, 20_000), &top)).unwrap();
+        let ids = Vec::<i64>::try_from(draw(&logits.narrow(0, 0, 20_000), &top).0).unwrap();
         let mut allowed: Vec<usize> = (N_SPECIAL as usize..v as usize).collect();
         allowed.sort_by(|a, b| row[*b].total_cmp(&row[*a]));
         let floor = row[allowed[4]];
         assert!(ids.iter().all(|&i| i >= N_SPECIAL && row[i as usize] >= floor), "top-k keeps only the k likeliest logits");
         tch::manual_seed(3);
-        let a = Vec::<i64>::try_from(draw(&logits.narrow(0, 0, 100), &cfg)).unwrap();
+        let a = Vec::<i64>::try_from(draw(&logits.narrow(0, 0, 100), &cfg).0).unwrap();
         tch::manual_seed(3);
-        assert_eq!(a, Vec::<i64>::try_from(draw(&logits.narrow(0, 0, 100), &cfg)).unwrap(), "a seed repeats the draws");
+        assert_eq!(a, Vec::<i64>::try_from(draw(&logits.narrow(0, 0, 100), &cfg).0).unwrap(), "a seed repeats the draws");
     }
 }
