@@ -228,10 +228,13 @@ impl Daemon {
                     (None, _) => w.slots = None,
                 }
                 let when = loaded.schedule.as_ref().map_or("no schedule".to_string(), |s| format!("`{}` in {}", s.cron, s.timezone));
-                tracing::info!("{verb} {} (pipeline `{}`, {when})", file.display(), loaded.name);
+                let said = format!("{verb} {} (pipeline `{}`, {when})", file.display(), loaded.name);
                 w.loaded = Some(*loaded);
                 w.error = None;
                 self.arm(&file).await?;
+                // Health first, then the log line: whoever reads the line sees the new state.
+                self.publish_health();
+                tracing::info!("{said}");
                 Ok(Some(file))
             }
             Change::Broken(file, why) => {
@@ -258,8 +261,10 @@ impl Daemon {
     fn broken(&mut self, file: PathBuf, why: String) {
         let w = self.watched.entry(file.clone()).or_default();
         let keeps = if w.loaded.is_some() { "its last good version keeps its schedule" } else { "it is not scheduled" };
-        tracing::error!(file = %file.display(), "invalid pipeline; {keeps}:\n{why}");
+        let said = format!("invalid pipeline; {keeps}:\n{why}");
         w.error = Some(why);
+        self.publish_health();
+        tracing::error!(file = %file.display(), "{said}");
     }
 
     /// Arm the one-shot job for the file's next fire.
