@@ -5,7 +5,8 @@
 //! Croston family), and exponential-smoothing state-space simulations (level, damped trend,
 //! additive or multiplicative season and error: the structure of most business series), and
 //! unit counts around any of those curves (negative binomial, as item-level sales are);
-//! TSMixup mixes one to three of them with random weights. Every series has a frequency, and
+//! TSMixup mixes one to three of them with random weights; some change regime part-way (a
+//! product launch: nothing before it; or a lasting shift of level). Every series has a frequency, and
 //! its season length is what the model's seasonal-lag input uses, as at forecast time.
 use rand::Rng;
 use rand_distr::{Distribution, Gamma, Normal, Poisson, StandardNormal};
@@ -223,14 +224,36 @@ pub fn series(len: usize, rng: &mut impl Rng) -> (Vec<f64>, usize) {
         let lift = rng.random_range(0.0f64..3.0).exp();
         out.iter_mut().for_each(|v| *v += lift);
     }
-    if rng.random_bool(0.5) {
+    let demand = rng.random_bool(0.5);
+    if demand {
         let min = out.iter().copied().fold(f64::INFINITY, f64::min);
         out.iter_mut().for_each(|v| *v = (*v - min.min(0.0)).max(0.0));
-        if rng.random_bool(0.4) {
-            out = counts(&out, rng);
-        }
+    }
+    if rng.random_bool(0.12) {
+        regime_change(&mut out, demand, rng);
+    }
+    if demand && rng.random_bool(0.4) {
+        out = counts(&out, rng);
     }
     (out, freq.season)
+}
+
+/// A change of regime at a random point, most often in the later part of the series, which
+/// then lasts: for demand, a launch (nothing before it) half the time, else the earlier part
+/// scaled by a factor from e^-2.5 to e^2.5; for other series, the earlier part shifted by up to
+/// three times the series' scale. A forecaster must follow a new level once it has lasted, not
+/// pull back to the series' long-run mean.
+pub fn regime_change(out: &mut [f64], demand: bool, rng: &mut impl Rng) {
+    let at = (rng.random_range(0.3..0.97) * out.len() as f64) as usize;
+    let before = &mut out[..at];
+    if demand {
+        let factor = if rng.random_bool(0.5) { 0.0 } else { rng.random_range(-2.5f64..2.5).exp() };
+        before.iter_mut().for_each(|v| *v *= factor);
+    } else {
+        let scale = before.iter().map(|v| v.abs()).sum::<f64>() / before.len().max(1) as f64;
+        let shift = rng.random_range(-3.0..3.0) * scale.max(1e-3);
+        before.iter_mut().for_each(|v| *v += shift);
+    }
 }
 
 /// Unit sales of one item: counts drawn around a non-negative rate curve (its shape kept, its
@@ -273,6 +296,14 @@ mod tests {
         assert!(c.iter().all(|v| *v >= 0.0 && v.fract() == 0.0), "counts are whole and non-negative");
         let by_day = |d: usize| c.iter().skip(d).step_by(7).sum::<f64>();
         assert!(by_day(6) > by_day(0), "the counts follow the rate's shape: {} vs {}", by_day(6), by_day(0));
+        let mut launch = vec![5.0; 1000];
+        regime_change(&mut launch, true, &mut rng);
+        let changed = launch.iter().position(|v| *v == 5.0).unwrap();
+        assert!(
+            (300..970).contains(&changed) && launch[changed..].iter().all(|v| *v == 5.0),
+            "a change at {changed}, then the new regime lasts"
+        );
+        assert!(launch[..changed].iter().all(|v| *v == launch[0] && *v >= 0.0), "one earlier regime, non-negative for demand");
         let mut again = crate::forecast::rng();
         assert_eq!(series(100, &mut again).0, all[0]);
         let p = kernel_synth(300, &[7.0], &mut again);
