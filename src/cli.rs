@@ -206,9 +206,13 @@ enum Command {
         season: usize,
         #[arg(long, default_value_t = 1)]
         windows: usize,
-        /// Comma-separated: naive, seasonal_naive, ets, theta, croston, sba, tsb, ensemble.
+        /// Comma-separated: naive, seasonal_naive, ets, theta, croston, sba, tsb, lm, ensemble.
         #[arg(long, default_value = "seasonal_naive,ets,theta,ensemble")]
         methods: String,
+        /// The members of `ensemble` (the median of their forecasts), comma-separated; `lm` may
+        /// be one. A member also in --methods runs once. Default: ets,theta,seasonal_naive.
+        #[arg(long)]
+        ensemble: Option<String>,
         /// Also write every forecast: method, series_id, ts, window, step, mean, q0.1 … q0.9.
         #[arg(long)]
         forecasts: Option<PathBuf>,
@@ -521,10 +525,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Evaluate { data, text, horizon, season, windows, methods, forecasts, model, paths, context } => {
+        Command::Evaluate { data, text, horizon, season, windows, methods, ensemble, forecasts, model, paths, context } => {
             let opts = crate::evaluate::Options { horizon, season, windows };
             let lm = crate::lm::forecast::LmOptions { paths, max_context: context.max(1), ..Default::default() };
-            let methods = crate::evaluate::parse_methods(&methods, &model, &lm)?;
+            let methods = crate::evaluate::parse_methods(&methods, ensemble.as_deref(), &model, &lm)?;
             evaluate_cmd(&data, text.as_deref(), &opts, methods, forecasts.as_ref()).await
         }
         Command::Pretrain { config, out, steps, batch, window, lr, seed, data, data_season, checkpoint_every, init } => {
@@ -571,7 +575,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             };
             let opts = crate::simulate::Options { weeks: weeks.max(1), max_series: series, season: season.max(1), seed };
             let lm = crate::lm::forecast::LmOptions { paths: lm_paths.max(1), max_context: context.max(1), ..Default::default() };
-            let methods = crate::evaluate::parse_methods(&methods, &model, &lm)?;
+            let methods = crate::evaluate::parse_methods(&methods, None, &model, &lm)?;
             simulate_cmd(&lake, methods, &cfg, &opts, quiet).await
         }
         Command::Models { command, table, lake } => {
@@ -1036,13 +1040,7 @@ async fn evaluate_cmd(
         bail!("--horizon, --season and --windows must be at least 1");
     }
     // A model with known covariates reads them from LONG, held-out rows included (the known future).
-    let covariates: Vec<String> = methods
-        .iter()
-        .find_map(|m| match m {
-            evaluate::Candidate::Lm { ck, .. } => Some(ck.model.config.covariates.clone()),
-            evaluate::Candidate::Stat(_) => None,
-        })
-        .unwrap_or_default();
+    let covariates = evaluate::Candidate::lm_covariates(&methods);
     let series = evaluate::load(data, text, &covariates).await?;
     if series.is_empty() {
         bail!("{}: no rows", data.display());

@@ -3,6 +3,7 @@
 //!
 //! Reads with DataFusion, then hands plain series to `forecast/` (and, for `lm`, to `lm/`);
 //! no stages, no run history.
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,7 +14,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 use crate::forecast::metrics::{LEVELS, WqlSums, coverage, mase};
-use crate::forecast::{Forecaster, QuantileForecast, Request};
+use crate::forecast::{Forecaster, QuantileForecast, Request, median_ensemble};
 use crate::lm::checkpoint::Checkpoint;
 use crate::lm::forecast::{Input, LmOptions};
 use crate::lm::tokens::{CovariateColumn, covariate_features};
@@ -158,7 +159,14 @@ pub fn origins(len: usize, opts: &Options) -> Vec<(usize, usize)> {
 /// A method under test: a statistical forecaster, or the language model from a checkpoint.
 pub enum Candidate {
     Stat(Forecaster),
-    Lm { name: String, ck: Box<Checkpoint>, opts: LmOptions },
+    Lm {
+        name: String,
+        ck: Box<Checkpoint>,
+        opts: LmOptions,
+    },
+    /// `ensemble` with members named by `--ensemble` (the language model may be one): the
+    /// median of the members' forecasts, each member run once even when also listed.
+    Ensemble(Vec<Candidate>),
 }
 
 impl Candidate {
@@ -166,7 +174,20 @@ impl Candidate {
         match self {
             Candidate::Stat(f) => f.name(),
             Candidate::Lm { name, .. } => name,
+            Candidate::Ensemble(_) => "ensemble",
         }
+    }
+
+    /// The known covariate columns the language model among these reads (none without one).
+    pub fn lm_covariates(methods: &[Candidate]) -> Vec<String> {
+        methods
+            .iter()
+            .find_map(|m| match m {
+                Candidate::Lm { ck, .. } => Some(ck.model.config.covariates.clone()),
+                Candidate::Ensemble(members) => Some(Self::lm_covariates(members)).filter(|c| !c.is_empty()),
+                Candidate::Stat(_) => None,
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -180,7 +201,26 @@ pub fn backtest(series: &[Series], c: &Candidate, opts: &Options) -> Result<Vec<
     match c {
         Candidate::Stat(f) => Ok(backtest_stat(series, f, opts)),
         Candidate::Lm { ck, opts: lm, .. } => backtest_lm(series, ck, lm, opts),
+        Candidate::Ensemble(members) => {
+            let each = members.iter().map(|m| backtest(series, m, opts)).collect::<Result<Vec<_>>>()?;
+            Ok(median_of(&each.iter().collect::<Vec<_>>()))
+        }
     }
+}
+
+/// The median ensemble of several candidates' backtests, job by job (a job one member could
+/// not forecast is left out).
+fn median_of(members: &[&Vec<Backtest>]) -> Vec<Backtest> {
+    let key = |t: &Backtest| (t.series, t.window);
+    let by_key: Vec<HashMap<(usize, usize), &Backtest>> = members.iter().map(|m| m.iter().map(|t| (key(t), t)).collect()).collect();
+    let Some(first) = members.first() else { return vec![] };
+    first
+        .iter()
+        .filter_map(|t| {
+            let each: Option<Vec<QuantileForecast>> = by_key.iter().map(|m| m.get(&key(t)).map(|b| b.forecast.clone())).collect();
+            Some(Backtest { forecast: median_ensemble(&each?), ..t.clone() })
+        })
+        .collect()
 }
 
 /// The language model, batched over all (series, window) contexts; libtorch uses the cores.
@@ -254,29 +294,60 @@ pub fn score(method: &str, series: &[Series], tests: &[Backtest], opts: &Options
 
 /// Run each method, timing it, and score it.
 pub fn run_methods(series: &[Series], methods: &[Candidate], opts: &Options) -> Result<Vec<(Score, Vec<Backtest>)>> {
+    // Each method runs once: an ensemble reuses its listed members' backtests (and its time is
+    // theirs added up).
+    let mut done: HashMap<String, (Vec<Backtest>, f64)> = HashMap::new();
+    let mut run = |m: &Candidate| -> Result<()> {
+        if !done.contains_key(m.name()) {
+            let started = Instant::now();
+            let tests = backtest(series, m, opts)?;
+            done.insert(m.name().to_string(), (tests, started.elapsed().as_secs_f64()));
+        }
+        Ok(())
+    };
+    for m in methods {
+        match m {
+            Candidate::Ensemble(members) => members.iter().try_for_each(&mut run)?,
+            _ => run(m)?,
+        }
+    }
     methods
         .iter()
         .map(|m| {
-            let started = Instant::now();
-            let tests = backtest(series, m, opts)?;
-            let s = score(m.name(), series, &tests, opts, started.elapsed().as_secs_f64());
-            Ok((s, tests))
+            let (tests, seconds) = match m {
+                Candidate::Ensemble(members) => {
+                    let each: Vec<&(Vec<Backtest>, f64)> = members.iter().map(|c| &done[c.name()]).collect();
+                    (median_of(&each.iter().map(|e| &e.0).collect::<Vec<_>>()), each.iter().map(|e| e.1).sum())
+                }
+                _ => done[m.name()].clone(),
+            };
+            Ok((score(m.name(), series, &tests, opts, seconds), tests))
         })
         .collect()
 }
 
-/// `--methods a,b,c` → candidates (`ensemble` = median of ets, theta, seasonal_naive; `lm` =
-/// the model in `model_dir`, loaded once onto the best device).
-pub fn parse_methods(list: &str, model_dir: &Path, lm: &LmOptions) -> Result<Vec<Candidate>> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|name| {
-            if name == "lm" {
-                let ck = Checkpoint::load(model_dir, crate::device::best())?.for_inference();
-                return Ok(Candidate::Lm { name: "lm".into(), ck: Box::new(ck), opts: *lm });
+/// `--methods a,b,c` → candidates (`ensemble` = median of `ensemble`'s members, by default
+/// ets, theta, seasonal_naive; `lm` = the model in `model_dir`, loaded once onto the best device).
+pub fn parse_methods(list: &str, ensemble: Option<&str>, model_dir: &Path, lm: &LmOptions) -> Result<Vec<Candidate>> {
+    let names = |list: &str| list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect::<Vec<_>>();
+    let one = |name: &str| -> Result<Candidate> {
+        if name == "lm" {
+            let ck = Checkpoint::load(model_dir, crate::device::best())?.for_inference();
+            return Ok(Candidate::Lm { name: "lm".into(), ck: Box::new(ck), opts: *lm });
+        }
+        Forecaster::from_name(name).map(Candidate::Stat).map_err(anyhow::Error::msg)
+    };
+    names(list)
+        .iter()
+        .map(|name| match (name.as_str(), ensemble) {
+            ("ensemble", Some(members)) => {
+                let members = names(members);
+                if members.len() < 2 || members.iter().any(|m| m == "ensemble") {
+                    bail!("--ensemble names two or more methods, not `ensemble` itself (got `{}`)", members.join(","));
+                }
+                Ok(Candidate::Ensemble(members.iter().map(|m| one(m)).collect::<Result<_>>()?))
             }
-            Forecaster::from_name(name).map(Candidate::Stat).map_err(anyhow::Error::msg)
+            _ => one(name),
         })
         .collect()
 }
@@ -334,5 +405,47 @@ mod tests {
         let opts = Options { horizon: 3, season: 1, windows: 2 };
         assert_eq!(origins(20, &opts), vec![(0, 14), (1, 17)]);
         assert_eq!(origins(8, &opts), vec![(1, 5)]);
+    }
+
+    /// `--ensemble` members' backtests combine job by job into their median; a job one member
+    /// lacks is left out; a listed member runs once and the ensemble's time is its members'.
+    #[test]
+    fn an_ensemble_is_the_median_of_its_members_job_by_job() {
+        let bt = |series: usize, v: f64| Backtest {
+            series,
+            window: 0,
+            origin: 4,
+            forecast: QuantileForecast { point: vec![v], quantiles: vec![vec![v - 1.0], vec![v + 1.0]] },
+        };
+        let (a, b, c) = (vec![bt(0, 1.0), bt(1, 5.0)], vec![bt(1, 7.0), bt(0, 3.0)], vec![bt(0, 10.0)]);
+        let m = median_of(&[&a, &b, &c]);
+        assert_eq!(m.len(), 1, "series 1 is missing from one member");
+        assert_eq!((m[0].series, m[0].forecast.point[0], m[0].forecast.quantiles[1][0]), (0, 3.0, 4.0));
+
+        let series: Vec<Series> = (0..3)
+            .map(|i| Series {
+                id: format!("s{i}"),
+                ts: (0..24).collect(),
+                values: (0..24).map(|t| 10.0 + (t % 4) as f64 + i as f64).collect(),
+                text: None,
+                covariates: vec![],
+            })
+            .collect();
+        let opts = Options { horizon: 4, season: 4, windows: 1 };
+        let lm = LmOptions::default();
+        let methods = parse_methods("naive,seasonal_naive,ensemble", Some("naive,seasonal_naive,theta"), Path::new("-"), &lm).unwrap();
+        let results = run_methods(&series, &methods, &opts).unwrap();
+        let (naive, snaive, ens) = (&results[0], &results[1], &results[2]);
+        assert_eq!(ens.0.method, "ensemble");
+        let theta = backtest(&series, &Candidate::Stat(Forecaster::from_name("theta").unwrap()), &opts).unwrap();
+        let want = median_of(&[&naive.1, &snaive.1, &theta]);
+        assert_eq!(
+            ens.1.iter().map(|t| t.forecast.point.clone()).collect::<Vec<_>>(),
+            want.iter().map(|t| t.forecast.point.clone()).collect::<Vec<_>>()
+        );
+        assert!(ens.0.seconds >= naive.0.seconds + snaive.0.seconds, "its time is its members'");
+        let Err(err) = parse_methods("ensemble", Some("lm"), Path::new("-"), &lm) else { panic!("an ensemble of one") };
+        let err = err.to_string();
+        assert!(err.contains("two or more"), "{err}");
     }
 }

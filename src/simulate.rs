@@ -190,6 +190,7 @@ pub fn run_method(
                 r
             })
             .collect(),
+        Candidate::Ensemble(_) => bail!("an ensemble with members named by `--ensemble` is for `restock evaluate`"),
         Candidate::Lm { ck, opts: lm, .. } => {
             let longest = series.iter().map(|s| horizon(s, cfg)).max().unwrap_or(0);
             let most = crate::lm::forecast::max_horizon(ck);
