@@ -122,10 +122,10 @@ pub fn forecast_paths(
     let mut out = Vec::with_capacity(inputs.len());
     let longest = (ck.model.config.max_len as usize).saturating_sub(req.horizon).min(o.max_context);
     let batch = if o.batch > 0 { o.batch } else { auto_batch(o.paths, longest) };
+    let summary = Summary { levels: req.levels, nonnegative: req.nonnegative };
     for (b, chunk) in inputs.chunks(batch).enumerate() {
         let ctx: Vec<Context> = chunk.iter().map(|i| context(ck, i, req, o)).collect();
         let sc = SampleConfig { seed: sc.seed + b as i64, ..sc };
-        let summary = Summary { levels: req.levels, nonnegative: req.nonnegative };
         for s in sample_summarised(&ck.model, &ctx, &sc, &summary, ck.vs.device()) {
             let (f, mut paths) = (s.forecast, s.paths);
             if req.nonnegative {
@@ -148,6 +148,7 @@ pub fn forecast_paths(
 pub fn holdout_wql(model: &Model, windows: &[Encoded], held: usize, paths: i64, device: Device) -> f64 {
     let longest = windows.iter().map(|w| w.ids.len()).max().unwrap_or(0);
     let mut sums = WqlSums::default();
+    let summary = Summary { levels: &LEVELS, nonnegative: true };
     for (b, chunk) in windows.chunks(auto_batch(paths, longest)).enumerate() {
         let ctx: Vec<Context> = chunk
             .iter()
@@ -159,7 +160,6 @@ pub fn holdout_wql(model: &Model, windows: &[Encoded], held: usize, paths: i64, 
             })
             .collect();
         let cfg = SampleConfig { paths, horizon: held as i64, temperature: 1.0, top_k: 0, seed: b as i64 };
-        let summary = Summary { levels: &LEVELS, nonnegative: true };
         for (w, s) in chunk.iter().zip(sample_summarised(model, &ctx, &cfg, &summary, device)) {
             let n = w.ids.len();
             let actual: Vec<f64> = (n - held..n).map(|t| if w.target[t] { decode(w.ids[t], w.scale) } else { f64::NAN }).collect();
