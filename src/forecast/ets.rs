@@ -10,7 +10,7 @@
 use rand_distr::{Distribution, Normal};
 
 use super::decompose::{Form, seasonal_component};
-use super::optim::nelder_mead;
+use super::optim::{Stop, nelder_mead};
 use super::{QuantileForecast, Request, SIM_PATHS, norm_ppf, rng, seasonal_naive};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +140,11 @@ fn candidates(y: &[f64], m: usize) -> Vec<Form3> {
     out
 }
 
+/// How far each form's fit is optimised: statsforecast's budget (1,000 iterations, stop once the
+/// simplex's likelihoods agree to a standard deviation of 1e-4). Searching to full convergence
+/// fits better in sample but forecasts worse out of it (BENCHMARKS.md: PBS).
+const FIT_STOP: Stop = Stop { max_iter: 1000, f_std: 1e-4 };
+
 /// Fit one form: Nelder–Mead over [alpha, beta?, gamma?, phi?, l0, b0?, s_0..s_{m-2}].
 pub fn fit(y: &[f64], m: usize, form: Form3) -> Option<Fit> {
     let n = y.len();
@@ -174,7 +179,7 @@ pub fn fit(y: &[f64], m: usize, form: Form3) -> Option<Fit> {
         return None;
     }
     let objective = |x: &[f64]| decode(form, x, k).map_or(f64::INFINITY, |(p, st)| likelihood(form, &p, st, y).0);
-    let best = nelder_mead(objective, &x0, &lo, &hi, 2000);
+    let best = nelder_mead(objective, &x0, &lo, &hi, FIT_STOP);
     let (params, st) = decode(form, &best.x, k)?;
     let (lik, sse, last) = likelihood(form, &params, st, y);
     if !lik.is_finite() {
@@ -461,9 +466,11 @@ mod tests {
         );
         // statsforecast 2.1.1 AutoETS(season_length=12): ETS(M,N,M), AICc 1458.10.
         let reference = [442.357, 428.267, 492.975, 477.37, 477.603, 535.858, 600.832, 594.768, 513.703, 448.223, 390.316, 435.738];
+        // Both stop their searches early (`FIT_STOP`) from different decompositions, so points
+        // differ a little: within 1.5 % each, 0.5 % on average.
         assert_eq!(fit.form.name(), "M,N,M");
-        for (a, b) in f.point.iter().zip(reference) {
-            assert!((a - b).abs() / b < 0.01, "{:?}", f.point);
-        }
+        let errors: Vec<f64> = f.point.iter().zip(reference).map(|(a, b)| (a - b).abs() / b).collect();
+        assert!(errors.iter().all(|e| *e < 0.015), "{:?}", f.point);
+        assert!(errors.iter().sum::<f64>() / 12.0 < 0.005, "{:?}", f.point);
     }
 }

@@ -6,7 +6,7 @@
 use rand_distr::{Distribution, Normal};
 
 use super::decompose::{Form, is_seasonal, seasonal_component};
-use super::optim::nelder_mead;
+use super::optim::{Stop, nelder_mead};
 use super::{QuantileForecast, Request, SIM_PATHS, rng, seasonal_naive};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +103,7 @@ pub fn fit(y: &[f64], variant: Variant) -> Option<Fit> {
     }
     let theta_of = |x: &[f64]| if variant.optimised() { x[2] } else { 2.0 };
     let objective = |x: &[f64]| run(y, variant, x[0], x[1], theta_of(x)).0;
-    let best = nelder_mead(objective, &x0, &lo, &hi, 1000);
+    let best = nelder_mead(objective, &x0, &lo, &hi, Stop::converged(1000));
     let (alpha, theta, level0) = (best.x[1], theta_of(&best.x), best.x[0]);
     let (mse, errors, last) = run(y, variant, level0, alpha, theta);
     if !mse.is_finite() {
