@@ -3,7 +3,8 @@
 # the last 28 days (same data, steps and seed), one reading the promotion calendar's daily
 # `promo` flag as a known covariate, one without; then `restock evaluate` on the held-out 28
 # days, whose promotion days the calendar planned in advance — over all series, and over the
-# series of SKUs with a promotion in those 28 days.
+# series of SKUs with a promotion in those 28 days; beside them models/small zero-shot, without
+# and with the flag in its pretrained covariate slots.
 # Usage: benches/lm_covariates_ablation.sh [SKUS=50] [STEPS=240] [OUT=/tmp/restock-cov] [LR=1e-3]
 SKUS=${1:-50} STEPS=${2:-240} OUT=${3:-/tmp/restock-cov} LR=${4:-1e-3}
 source "$(dirname "$0")/lm_ablation_lib.sh"
@@ -20,6 +21,7 @@ ev() { "$R" evaluate --horizon 28 --season 7 --paths 20 --context 112 "$@"; }
 for data in long promoted; do
     echo "== $data series: last 28 days held out"
     echo "-- baselines and zero-shot models/small"; ev --data "$OUT/$data.parquet" --methods seasonal_naive,ets,lm --model models/small
+    echo "-- zero-shot reading the promo flag";    ev --data "$OUT/$data.parquet" --methods lm --model models/small --covariates promo
     echo "-- fine-tuned without covariates";       ev --data "$OUT/$data.parquet" --methods lm --model "$OUT/plain"
     echo "-- fine-tuned reading the promo flag";   ev --data "$OUT/$data.parquet" --methods lm --model "$OUT/promo"
 done

@@ -226,6 +226,11 @@ enum Command {
         /// window; at most what fits in the model beside the horizon).
         #[arg(long, default_value_t = 256)]
         context: usize,
+        /// Columns of LONG the language model reads as known covariates, comma-separated (BOOLEAN
+        /// flags or numbers, known for the held-out steps too). A model pretrained with covariate
+        /// slots reads them zero-shot; by default a fine-tuned model reads the ones it learned.
+        #[arg(long, value_delimiter = ',')]
+        covariates: Vec<String>,
     },
     /// Train a forecasting model from scratch on the built-in synthetic corpus (plus any long
     /// tables given), checkpointing every N steps: a killed run resumes where it stopped.
@@ -370,6 +375,17 @@ enum ModelsCommand {
         table: String,
         #[arg(long)]
         version: Option<i64>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Average two model folders' weights into OUT, (1 − weight)·FIRST + weight·SECOND (a model
+    /// soup: e.g. a continued pretraining run with the checkpoint it started from). FIRST's
+    /// config is kept, and its weights the other lacks (new covariate slots).
+    Average {
+        first: PathBuf,
+        second: PathBuf,
+        #[arg(long, default_value_t = 0.5)]
+        weight: f64,
         #[arg(long)]
         out: PathBuf,
     },
@@ -525,10 +541,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Evaluate { data, text, horizon, season, windows, methods, ensemble, forecasts, model, paths, context } => {
+        Command::Evaluate { data, text, horizon, season, windows, methods, ensemble, forecasts, model, paths, context, covariates } => {
             let opts = crate::evaluate::Options { horizon, season, windows };
             let lm = crate::lm::forecast::LmOptions { paths, max_context: context.max(1), ..Default::default() };
-            let methods = crate::evaluate::parse_methods(&methods, ensemble.as_deref(), &model, &lm)?;
+            let methods = crate::evaluate::parse_methods(&methods, ensemble.as_deref(), &model, &lm, &covariates)?;
             evaluate_cmd(&data, text.as_deref(), &opts, methods, forecasts.as_ref()).await
         }
         Command::Pretrain { config, out, steps, batch, window, lr, seed, data, data_season, checkpoint_every, init } => {
@@ -575,7 +591,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             };
             let opts = crate::simulate::Options { weeks: weeks.max(1), max_series: series, season: season.max(1), seed };
             let lm = crate::lm::forecast::LmOptions { paths: lm_paths.max(1), max_context: context.max(1), ..Default::default() };
-            let methods = crate::evaluate::parse_methods(&methods, None, &model, &lm)?;
+            let methods = crate::evaluate::parse_methods(&methods, None, &model, &lm, &[])?;
             simulate_cmd(&lake, methods, &cfg, &opts, quiet).await
         }
         Command::Models { command, table, lake } => {
@@ -593,6 +609,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                     );
                     Ok(())
                 }
+                Some(ModelsCommand::Average { first, second, weight, out }) => average_cmd(&first, &second, weight, &out),
                 None => models_cmd(&lake, table.as_deref()).await,
             }
         }
@@ -1025,6 +1042,24 @@ fn show_run(state: Arc<dyn StateStore>, id: &str, plans: bool) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `restock models average`: two model folders' weights averaged into `out` (bf16).
+fn average_cmd(first: &std::path::Path, second: &std::path::Path, weight: f64, out: &std::path::Path) -> Result<()> {
+    use crate::lm::checkpoint::Checkpoint;
+    if !(0.0..=1.0).contains(&weight) {
+        anyhow::bail!("--weight must be between 0 and 1, not {weight}");
+    }
+    let device = crate::device::best();
+    let soup = Checkpoint::load(first, device)?.averaged(&Checkpoint::load(second, device)?, weight)?;
+    let metrics_of = |dir: &std::path::Path| -> serde_json::Value {
+        let text = std::fs::read(dir.join(crate::lm::checkpoint::METRICS)).unwrap_or_default();
+        serde_json::json!({ "path": dir, "metrics": serde_json::from_slice::<serde_json::Value>(&text).ok() })
+    };
+    let metrics = serde_json::json!({ "averaged": [metrics_of(first), metrics_of(second)], "weight": weight });
+    soup.save(out, tch::Kind::BFloat16, &metrics).with_context(|| format!("saving the model to {}", out.display()))?;
+    println!("(1 - {weight})·{} + {weight}·{} -> {}", first.display(), second.display(), out.display());
     Ok(())
 }
 

@@ -328,11 +328,23 @@ pub fn run_methods(series: &[Series], methods: &[Candidate], opts: &Options) -> 
 
 /// `--methods a,b,c` → candidates (`ensemble` = median of `ensemble`'s members, by default
 /// ets, theta, seasonal_naive; `lm` = the model in `model_dir`, loaded once onto the best device).
-pub fn parse_methods(list: &str, ensemble: Option<&str>, model_dir: &Path, lm: &LmOptions) -> Result<Vec<Candidate>> {
+/// `covariates`: the LONG columns the model reads as known covariates (none: the ones it was
+/// fine-tuned on, if any).
+pub fn parse_methods(
+    list: &str,
+    ensemble: Option<&str>,
+    model_dir: &Path,
+    lm: &LmOptions,
+    covariates: &[String],
+) -> Result<Vec<Candidate>> {
     let names = |list: &str| list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect::<Vec<_>>();
     let one = |name: &str| -> Result<Candidate> {
         if name == "lm" {
-            let ck = Checkpoint::load(model_dir, crate::device::best())?.for_inference();
+            let mut ck = Checkpoint::load(model_dir, crate::device::best())?;
+            if !covariates.is_empty() {
+                ck = ck.with_covariates(covariates).with_context(|| format!("--covariates for the model {}", model_dir.display()))?;
+            }
+            let ck = ck.for_inference();
             return Ok(Candidate::Lm { name: "lm".into(), ck: Box::new(ck), opts: *lm });
         }
         Forecaster::from_name(name).map(Candidate::Stat).map_err(anyhow::Error::msg)
@@ -433,7 +445,7 @@ mod tests {
             .collect();
         let opts = Options { horizon: 4, season: 4, windows: 1 };
         let lm = LmOptions::default();
-        let methods = parse_methods("naive,seasonal_naive,ensemble", Some("naive,seasonal_naive,theta"), Path::new("-"), &lm).unwrap();
+        let methods = parse_methods("naive,seasonal_naive,ensemble", Some("naive,seasonal_naive,theta"), Path::new("-"), &lm, &[]).unwrap();
         let results = run_methods(&series, &methods, &opts).unwrap();
         let (naive, snaive, ens) = (&results[0], &results[1], &results[2]);
         assert_eq!(ens.0.method, "ensemble");
@@ -444,7 +456,7 @@ mod tests {
             want.iter().map(|t| t.forecast.point.clone()).collect::<Vec<_>>()
         );
         assert!(ens.0.seconds >= naive.0.seconds + snaive.0.seconds, "its time is its members'");
-        let Err(err) = parse_methods("ensemble", Some("lm"), Path::new("-"), &lm) else { panic!("an ensemble of one") };
+        let Err(err) = parse_methods("ensemble", Some("lm"), Path::new("-"), &lm, &[]) else { panic!("an ensemble of one") };
         let err = err.to_string();
         assert!(err.contains("two or more"), "{err}");
     }

@@ -111,30 +111,63 @@ impl Checkpoint {
         Ok(self)
     }
 
-    /// The model reading the known covariates `names` (column names, in order). A model without
-    /// covariates gains a projection for them, initialised to zero, so it forecasts exactly as
-    /// before until it is trained; a model with covariates must be given the same names.
+    /// The model reading the known covariates `names` (column names, in order). A model
+    /// pretrained with unnamed covariate slots reads them in its first slots, as pretrained
+    /// (slots beyond them are dropped; names beyond the slots get new inputs at zero); a model
+    /// without covariates gains a projection for them at zero, so it forecasts exactly as before
+    /// until it is trained; a model fine-tuned on named covariates must be given the same names.
     pub fn with_covariates(self, names: &[String]) -> Result<Self> {
         let c = &self.model.config;
         if c.covariates == names {
             return Ok(self);
         }
-        if c.n_covariates > 0 {
-            let had = if c.covariates.is_empty() { format!("{} unnamed ones", c.n_covariates) } else { c.covariates.join(", ") };
-            return Err(anyhow!("the model reads the covariates [{had}], not [{}]", names.join(", ")));
+        if !c.covariates.is_empty() {
+            return Err(anyhow!("the model reads the covariates [{}], not [{}]", c.covariates.join(", "), names.join(", ")));
         }
         let config = Config { n_covariates: names.len() as i64, covariates: names.to_vec(), ..c.clone() };
+        Ok(self.reshaped(config))
+    }
+
+    /// This model under another `config` of the same shape but for its covariate inputs:
+    /// every weight copied, the covariate projection's first columns from the old one, new
+    /// columns at zero.
+    pub fn reshaped(self, config: Config) -> Self {
         let ck = Self::init(config, self.vs.device(), 0);
         let old = self.vs.variables();
         tch::no_grad(|| {
             for (name, mut var) in ck.vs.variables() {
+                let _ = var.zero_();
                 match old.get(&name) {
-                    Some(v) => var.copy_(v),
-                    None => _ = var.zero_(),
+                    Some(v) if v.size() == var.size() => var.copy_(v),
+                    Some(v) if name.starts_with("covariates.") => {
+                        let k = v.size()[1].min(var.size()[1]);
+                        var.narrow(1, 0, k).copy_(&v.narrow(1, 0, k));
+                    }
+                    _ => {}
                 }
             }
         });
-        Ok(Self { tokenizer: self.tokenizer, ..ck })
+        Self { tokenizer: self.tokenizer, ..ck }
+    }
+
+    /// The weight average (1 − `weight`)·self + `weight`·`other` of two checkpoints of one
+    /// shape, a "model soup": every weight both have is averaged; weights only self has (covariate
+    /// slots `other` lacks) stay self's. Its config and tokenizer are self's.
+    pub fn averaged(self, other: &Checkpoint, weight: f64) -> Result<Self> {
+        let (a, b) = (&self.model.config, &other.model.config);
+        if a.without_covariates() != b.without_covariates() {
+            return Err(anyhow!("the two models differ in shape ({a:?} vs {b:?}), so their weights cannot be averaged"));
+        }
+        let theirs = other.vs.variables();
+        tch::no_grad(|| {
+            for (name, mut var) in self.vs.variables() {
+                if let Some(v) = theirs.get(&name).filter(|v| v.size() == var.size()) {
+                    let mixed = &var * (1.0 - weight) + v.to_device(var.device()) * weight;
+                    var.copy_(&mixed);
+                }
+            }
+        });
+        Ok(self)
     }
 
     /// A series' product text as the model's text ids; None when the model reads no text.

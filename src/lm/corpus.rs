@@ -7,7 +7,9 @@
 //! unit counts around any of those curves (negative binomial, as item-level sales are);
 //! TSMixup mixes one to three of them with random weights; some change regime part-way (a
 //! product launch: nothing before it; or a lasting shift of level). Every series has a frequency, and
-//! its season length is what the model's seasonal-lag input uses, as at forecast time.
+//! its season length is what the model's seasonal-lag input uses, as at forecast time. For a
+//! model with covariate slots, half the series also have known covariates (event flags, runs,
+//! weekday-like phases, prices) with random effects, which the model learns to read in context.
 use rand::Rng;
 use rand_distr::{Distribution, Gamma, Normal, Poisson, StandardNormal};
 
@@ -204,6 +206,25 @@ pub fn ets_like(len: usize, season: usize, rng: &mut impl Rng) -> Vec<f64> {
 /// (small relative variation, like most aggregate sales); demand-like (non-negative) half the
 /// time, and of those 40 % as item-level unit counts around the curve ([`counts`]).
 pub fn series(len: usize, rng: &mut impl Rng) -> (Vec<f64>, usize) {
+    let s = with_covariates(len, 0, rng);
+    (s.values, s.season)
+}
+
+/// A pretraining series with known covariates in a model's `slots` covariate inputs.
+#[derive(Debug, Clone)]
+pub struct Synthetic {
+    pub values: Vec<f64>,
+    pub season: usize,
+    /// Row-major [values.len() × slots]: the features `tokens::covariate_features` would make
+    /// (flags 0/1, levels as log ratios to their median); zero in unused slots.
+    pub covariates: Vec<f32>,
+}
+
+/// [`series`] where half the series (when `slots` > 0) also have one to `slots` known
+/// covariates, each in a random slot, that act on the series ([`Covariate`]): so a pretrained
+/// model reads a promotion flag, a weekend or a price from the start, estimating its effect
+/// from the context in which it is seen, instead of a fine-tune learning it from nothing.
+pub fn with_covariates(len: usize, slots: usize, rng: &mut impl Rng) -> Synthetic {
     let freq = Frequency::random(rng);
     let k = rng.random_range(1..=3);
     let weights: Vec<f64> = (0..k).map(|_| -rng.random_range(1e-9f64..1.0).ln()).collect();
@@ -229,13 +250,106 @@ pub fn series(len: usize, rng: &mut impl Rng) -> (Vec<f64>, usize) {
         let min = out.iter().copied().fold(f64::INFINITY, f64::min);
         out.iter_mut().for_each(|v| *v = (*v - min.min(0.0)).max(0.0));
     }
+    let mut covariates = vec![0.0f32; len * slots];
+    if slots > 0 && rng.random_bool(0.5) {
+        let mut free: Vec<usize> = (0..slots).collect();
+        for _ in 0..rng.random_range(1..=slots) {
+            let slot = free.swap_remove(rng.random_range(0..free.len()));
+            let c = Covariate::random(len, freq.season, rng);
+            c.apply(&mut out, demand);
+            c.feature.iter().enumerate().for_each(|(t, f)| covariates[t * slots + slot] = *f as f32);
+        }
+    }
     if rng.random_bool(0.12) {
         regime_change(&mut out, demand, rng);
     }
     if demand && rng.random_bool(0.4) {
         out = counts(&out, rng);
     }
-    (out, freq.season)
+    Synthetic { values: out, season: freq.season, covariates }
+}
+
+/// A known covariate of a synthetic series: its model input at each step and what one unit of
+/// it does to the series.
+#[derive(Debug, Clone)]
+pub struct Covariate {
+    /// Flags are 0/1; a level (a price) is its log ratio to its median, as
+    /// `tokens::covariate_features` makes them from a table.
+    pub feature: Vec<f64>,
+    /// Per unit of the feature: a log-multiplier of demand-like series, a shift in units of its
+    /// spread for others. Zero in some series: a covariate can also do nothing.
+    pub effect: f64,
+}
+
+impl Covariate {
+    /// A random covariate: sparse events (promotions), runs of days (campaigns, closures), a
+    /// fixed set of phases of the season (weekends, month ends), or a price that changes now
+    /// and then (its effect an elasticity, mostly negative).
+    pub fn random(len: usize, season: usize, rng: &mut impl Rng) -> Covariate {
+        let kind = rng.random_range(0..4);
+        let feature: Vec<f64> = match kind {
+            0 => {
+                let p = rng.random_range(0.02..0.25);
+                (0..len).map(|_| f64::from(u8::from(rng.random_bool(p)))).collect()
+            }
+            1 => {
+                let (p, most) = (rng.random_range(0.01..0.08), rng.random_range(2..=14usize));
+                let mut left = 0usize;
+                (0..len)
+                    .map(|_| {
+                        if left == 0 && rng.random_bool(p) {
+                            left = rng.random_range(1..=most);
+                        }
+                        let on = left > 0;
+                        left = left.saturating_sub(1);
+                        f64::from(u8::from(on))
+                    })
+                    .collect()
+            }
+            2 if season > 1 => {
+                let phases: Vec<usize> = (0..rng.random_range(1..=(season / 3).max(1))).map(|_| rng.random_range(0..season)).collect();
+                (0..len).map(|t| f64::from(u8::from(phases.contains(&(t % season))))).collect()
+            }
+            _ => return Self::price(len, rng),
+        };
+        let size = if rng.random_bool(0.75) { rng.random_range(0.1..1.5) } else { -rng.random_range(0.1..1.5) };
+        Covariate { feature, effect: if rng.random_bool(0.15) { 0.0 } else { size } }
+    }
+
+    /// A price: steady, with changes (a discount, a new list price) at random steps; its
+    /// feature is the log ratio to its median, its effect an elasticity.
+    fn price(len: usize, rng: &mut impl Rng) -> Covariate {
+        let change = rng.random_range(0.005..0.1);
+        let mut log_price = 0.0;
+        let path: Vec<f64> = (0..len)
+            .map(|_| {
+                if rng.random_bool(change) {
+                    log_price = if rng.random_bool(0.4) { 0.0 } else { rng.random_range(-0.5..0.3) };
+                }
+                log_price
+            })
+            .collect();
+        let mut sorted = path.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        let effect = if rng.random_bool(0.15) { 0.0 } else { rng.random_range(-3.0..0.5) };
+        Covariate { feature: path.iter().map(|p| (p - median).clamp(-4.0, 4.0)).collect(), effect }
+    }
+
+    /// Act on `out`: multiply a demand-like (non-negative) series by e^(effect·feature), shift
+    /// another by effect·feature times its spread (mean absolute deviation).
+    pub fn apply(&self, out: &mut [f64], demand: bool) {
+        let n = out.len().max(1) as f64;
+        let mean = out.iter().sum::<f64>() / n;
+        let spread = out.iter().map(|v| (v - mean).abs()).sum::<f64>() / n;
+        for (v, f) in out.iter_mut().zip(&self.feature) {
+            if demand {
+                *v *= (self.effect * f).clamp(-4.0, 4.0).exp();
+            } else {
+                *v += self.effect * f * spread.max(1e-3);
+            }
+        }
+    }
 }
 
 /// A change of regime at a random point, most often in the later part of the series, which
@@ -306,7 +420,31 @@ mod tests {
         assert!(launch[..changed].iter().all(|v| *v == launch[0] && *v >= 0.0), "one earlier regime, non-negative for demand");
         let mut again = crate::forecast::rng();
         assert_eq!(series(100, &mut again).0, all[0]);
+        let with: Vec<Synthetic> = (0..200).map(|_| with_covariates(120, 3, &mut again)).collect();
+        assert!(with.iter().all(|s| s.covariates.len() == 120 * 3 && s.covariates.iter().all(|f| f.is_finite())));
+        let used = with.iter().filter(|s| s.covariates.iter().any(|f| *f != 0.0)).count();
+        assert!((60..140).contains(&used), "about half the series have covariates: {used}");
+        let slot_used = |j: usize| with.iter().any(|s| s.covariates.iter().skip(j).step_by(3).any(|f| *f != 0.0));
+        assert!((0..3).all(slot_used), "every slot is used");
         let p = kernel_synth(300, &[7.0], &mut again);
         assert!(p.iter().any(|v| (v - p[0]).abs() > 1e-6), "a GP draw varies");
+    }
+
+    /// A covariate does what its effect says: a flag with effect ln 2 doubles a demand-like
+    /// series where it is on, and shifts another by its effect times the spread.
+    #[test]
+    fn a_covariate_acts_on_the_series_where_it_is_on() {
+        let c = Covariate { feature: vec![0.0, 1.0, 0.0, 1.0], effect: 2f64.ln() };
+        let mut demand = vec![3.0; 4];
+        c.apply(&mut demand, true);
+        assert!(demand.iter().zip([3.0, 6.0, 3.0, 6.0]).all(|(a, b)| (a - b).abs() < 1e-9), "{demand:?}");
+        let mut other = vec![-1.0, 1.0, -1.0, 1.0];
+        Covariate { effect: 0.5, ..c }.apply(&mut other, false);
+        assert_eq!(other, vec![-1.0, 1.5, -1.0, 1.5], "spread 1: +0.5 where on");
+        let mut rng = crate::forecast::rng();
+        for _ in 0..100 {
+            let c = Covariate::random(60, 7, &mut rng);
+            assert!(c.feature.iter().all(|f| f.is_finite() && f.abs() <= 4.0) && c.effect.abs() <= 3.0);
+        }
     }
 }

@@ -30,7 +30,9 @@ pub struct Config {
     /// Text (BPE) vocabulary size; 0 = a model without text.
     #[serde(default)]
     pub text_vocab: i64,
-    /// Covariates per step added to value embeddings (0 = none).
+    /// Covariates per step added to value embeddings (0 = none). Without `covariates` names
+    /// they are slots that pretraining teaches to read any flag or level in context
+    /// (`corpus::with_covariates`); a fine-tune or `evaluate --covariates` names the first ones.
     #[serde(default)]
     pub n_covariates: i64,
     /// The covariates' column names, in input order (what a fine-tune learned them from).
@@ -48,6 +50,12 @@ pub struct Config {
 impl Config {
     pub fn vocab(&self) -> i64 {
         N_VALUE_IDS + 1 + self.text_vocab
+    }
+
+    /// The same shape without covariate inputs: what two checkpoints must share for one's
+    /// weights to serve the other.
+    pub fn without_covariates(&self) -> Config {
+        Config { n_covariates: 0, covariates: vec![], ..self.clone() }
     }
 
     /// Shape errors a config can have, in words.

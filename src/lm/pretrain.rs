@@ -63,14 +63,18 @@ fn draw(o: &PretrainOptions, long: &[&Vec<f64>], rng: &mut ChaCha8Rng) -> super:
     if !long.is_empty() && rng.random_bool(1.0 / 3.0) {
         return window(long[rng.random_range(0..long.len())], &[], &[], len, o.real_season, rng);
     }
-    let (series, season) = corpus::series(len, rng);
-    window(&series, &[], &[], len, season, rng)
+    let slots = if o.config.covariates.is_empty() { o.config.n_covariates as usize } else { 0 };
+    let s = corpus::with_covariates(len, slots, rng);
+    window(&s.values, &s.covariates, &[], len, s.season, rng)
 }
 
 /// The model a fresh run starts from: `init`'s weights, or a seeded random initialisation.
 fn start(o: &PretrainOptions, device: Device) -> Result<Checkpoint> {
     let Some(dir) = &o.init else { return Ok(Checkpoint::init(o.config.clone(), device, o.train.seed as i64)) };
     let ck = Checkpoint::load(dir, device)?;
+    let had = &ck.model.config;
+    // Covariate slots added to a model pretrained without: the rest as it was, the slots at zero.
+    let ck = if *had == had.without_covariates() && o.config.without_covariates() == *had { ck.reshaped(o.config.clone()) } else { ck };
     if ck.model.config != o.config {
         anyhow::bail!("{}: its config differs from the one given ({:?} vs {:?})", dir.display(), ck.model.config, o.config);
     }
@@ -179,6 +183,13 @@ mod tests {
             std::fs::read(o.out.join(WEIGHTS)).unwrap(),
             "zero steps from init: its weights"
         );
+        // Covariate slots added to a model pretrained without: pretraining continues, filling them.
+        let slotted = Config { n_covariates: 2, ..o.config.clone() };
+        let cont = PretrainOptions { config: slotted, out: dir.path().join("m3"), train: TrainConfig { steps: 4, ..train }, ..cont };
+        pretrain(&cont, Device::Cpu, |_, _, _| true).unwrap();
+        let ck = Checkpoint::load(&cont.out, Device::Cpu).unwrap();
+        assert_eq!(ck.model.config.n_covariates, 2);
+        assert!(f64::try_from(ck.vs.variables()["covariates.weight"].abs().sum(Kind::Float)).unwrap() > 0.0, "the slots learned");
         let ck = Checkpoint::load(&o.out, Device::Cpu).unwrap();
         assert!(ck.vs.variables().values().all(|v| v.kind() == Kind::Float), "bf16 files load as f32 master weights");
         assert_eq!(ck.to_bytes(Kind::BFloat16).unwrap(), std::fs::read(o.out.join(WEIGHTS)).unwrap(), "in-table weights = the file");

@@ -422,4 +422,55 @@ mod tests {
         let (on, off) = ((mean(2) + mean(5)) / 2.0, (mean(0) + mean(1) + mean(3) + mean(4) + mean(6)) / 5.0);
         assert!(on > 2.0 * off, "forecast {on:.2} on promotion days, {off:.2} off");
     }
+
+    /// A model pretrained with unnamed covariate slots reads named covariates in its first
+    /// slots with the weights it learned, zero-initialised where names outnumber slots; once
+    /// named, other names are refused; pretraining fills its slots from the corpus.
+    #[test]
+    fn named_covariates_take_a_pretrained_models_slots() {
+        use crate::lm::checkpoint::Checkpoint;
+        let device = crate::device::best();
+        let slots = Checkpoint::init(Config { n_covariates: 3, ..tiny() }, device, 1);
+        let learned = slots.vs.variables()["covariates.weight"].copy();
+        assert!(f64::try_from(learned.abs().sum(Kind::Float)).unwrap() > 0.0);
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let one = slots.with_covariates(&names(&["promo"])).unwrap();
+        assert_eq!((one.model.config.n_covariates, one.model.config.covariates.clone()), (1, names(&["promo"])));
+        let w = one.vs.variables()["covariates.weight"].copy();
+        assert!(w.equal(&learned.narrow(1, 0, 1)), "the first slot's weights");
+        assert!(one.with_covariates(&names(&["price"])).is_err(), "a named model keeps its names");
+        let slots = Checkpoint::init(Config { n_covariates: 2, ..tiny() }, device, 1);
+        let learned = slots.vs.variables()["covariates.weight"].copy();
+        let more = slots.with_covariates(&names(&["a", "b", "c"])).unwrap();
+        let w = more.vs.variables()["covariates.weight"].copy();
+        assert!(w.narrow(1, 0, 2).equal(&learned) && f64::try_from(w.narrow(1, 2, 1).abs().sum(Kind::Float)).unwrap() == 0.0);
+
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let windows: Vec<Encoded> = (0..40)
+            .map(|_| {
+                let s = crate::lm::corpus::with_covariates(64, 3, &mut rng);
+                window(&s.values, &s.covariates, &[], 64, s.season, &mut rng)
+            })
+            .collect();
+        assert!(windows.iter().all(|w| w.n_cov == 3) && windows.iter().any(|w| w.covariates.iter().any(|f| *f != 0.0)));
+        assert_eq!(batch(&windows, device).covariates.unwrap().size(), [40, 64, 3]);
+    }
+
+    /// A soup averages every weight two checkpoints share; covariate slots only the first has
+    /// stay its own; checkpoints of other shapes are refused.
+    #[test]
+    fn averaging_two_checkpoints_mixes_the_weights_they_share() {
+        use crate::lm::checkpoint::Checkpoint;
+        let device = crate::device::best();
+        let (a, b) = (Checkpoint::init(Config { n_covariates: 2, ..tiny() }, device, 1), Checkpoint::init(tiny(), device, 2));
+        let (va, vb) = (a.vs.variables(), b.vs.variables());
+        let soup = a.averaged(&b, 0.25).unwrap();
+        let vs = soup.vs.variables();
+        let want = &va["head.weight"] * 0.75 + &vb["head.weight"] * 0.25;
+        assert!(f64::try_from((&vs["head.weight"] - want).abs().max()).unwrap() < 1e-6);
+        assert!(vs["covariates.weight"].equal(&va["covariates.weight"]), "the first's own slots");
+        let wide = Checkpoint::init(Config { d_ff: 256, ..tiny() }, device, 3);
+        let err = soup.averaged(&wide, 0.5).unwrap_err().to_string();
+        assert!(err.contains("differ in shape"), "{err}");
+    }
 }

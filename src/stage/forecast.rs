@@ -100,6 +100,10 @@ struct ForecastConfig {
     /// column, and the model's covariate columns: promotions, prices). A model with covariates
     /// reads their history from the demand input; without a plan the horizon reads none.
     future: Option<String>,
+    /// `lm` only: the demand input's columns a model pretrained with covariate slots reads as
+    /// known covariates, zero-shot (a fine-tuned model reads the ones it learned without this).
+    #[serde(default)]
+    covariates: Vec<String>,
 }
 
 fn default_paths() -> i64 {
@@ -205,15 +209,17 @@ fn method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, Dia
     if cfg.method == "lm" {
         return lm_method(decl, cfg);
     }
-    if cfg.model.is_some() || cfg.model_input.is_some() || cfg.text.is_some() || cfg.future.is_some() {
+    if cfg.model.is_some() || cfg.model_input.is_some() || cfg.text.is_some() || cfg.future.is_some() || !cfg.covariates.is_empty() {
         let at = if cfg.model.is_some() {
             "model"
         } else if cfg.model_input.is_some() {
             "model_input"
         } else if cfg.text.is_some() {
             "text"
-        } else {
+        } else if cfg.future.is_some() {
             "future"
+        } else {
+            "covariates"
         };
         return Err(decl.error(decl.config.pos(at), format!("`{at}` is only for `method: lm`")).into());
     }
@@ -451,7 +457,12 @@ impl ForecastTask {
     /// The covariates the stage's model reads (None for other methods and models without).
     async fn covariates(&self, cx: &StageCx, demand: &Schema, method: &StageMethod) -> Result<Option<Covariates>> {
         let StageMethod::Lm { model: LmModel::Known(source), .. } = method else { return Ok(None) };
-        let names = source.config()?.covariates;
+        let learned = source.config()?.covariates;
+        let named = &self.cfg.covariates;
+        if !learned.is_empty() && !named.is_empty() && learned != *named {
+            bail!("the model {} reads the covariates [{}], not `covariates: [{}]`", source.name(), learned.join(", "), named.join(", "));
+        }
+        let names = if learned.is_empty() { named.clone() } else { learned };
         if names.is_empty() {
             let warnings = self.cfg.future.iter().map(|f| format!("the model reads no covariates, so `future: {f}` is unused")).collect();
             return Ok(Some(Covariates { names, flags: vec![], future: None, warnings }));
@@ -517,7 +528,8 @@ fn forecast_all(
     let last: Vec<NaiveDate> = bounds.iter().map(|&(_, end)| epoch + chrono::Duration::days(dates.value(end - 1) as i64)).collect();
     let covariates = horizon_covariates(h, &bounds, cfg, &last);
     let mut warnings: Vec<String> = h.covariates.iter().flat_map(|c| c.warnings.iter().cloned()).collect();
-    let series = Series { histories: &histories, texts, covariates: &covariates };
+    let names = h.covariates.map_or(&[][..], |c| &c.names[..]);
+    let series = Series { histories: &histories, texts, covariates: &covariates, covariate_names: names };
     let (forecasts, paths, more) = forecasts(method, &series, &req, want_paths, cancel, progress)?;
     warnings.extend(more);
     let mut out = Rows { qs: vec![vec![]; cfg.quantiles.len()], ..Rows::default() };
@@ -626,6 +638,8 @@ struct Series<'a> {
     histories: &'a [Vec<f64>],
     texts: Option<&'a [Option<String>]>,
     covariates: &'a [Vec<f32>],
+    /// The covariates' names: the model's own, or those a model with slots is given.
+    covariate_names: &'a [String],
 }
 
 fn forecasts(
@@ -656,7 +670,9 @@ fn forecasts(
             Ok((out, None, vec![]))
         }
         StageMethod::Lm { model, opts } => {
-            let ck = model.load()?.for_inference();
+            let ck = model.load()?;
+            let ck = if series.covariate_names.is_empty() { ck } else { ck.with_covariates(series.covariate_names)? };
+            let ck = ck.for_inference();
             let (ids, warnings) = crate::lm::forecast::text_ids(&ck, series.texts, histories.len())?;
             let inputs: Vec<Input> = (0..histories.len())
                 .map(|i| Input { history: &histories[i], text: ids[i].as_deref(), covariates: &series.covariates[i] })

@@ -428,6 +428,29 @@ stages:
     }
     let ets = pipeline("", ", future: plan").replace("method: lm, model_input: model,", "method: ets,").replace(" model: lm_model,", "");
     p.invalid("bad.yaml", &ets, "`future` is only for `method: lm`");
+    let ets =
+        pipeline("", "").replace("method: lm, model_input: model,", "method: ets,").replace("quantiles: [0.5]", "covariates: [promo]");
+    p.invalid("bad.yaml", &ets.replace(", model: lm_model", ""), "`covariates` is only for `method: lm`");
+
+    // A model pretrained with covariate slots reads the columns the stage names, zero-shot; the
+    // fine-tuned model reads only the ones it learned.
+    p.write("slots.yaml", &std::fs::read_to_string(&tiny).unwrap().replace("season_lag: true", "season_lag: true\nn_covariates: 2"));
+    p.ok(&["pretrain", "--config", "slots.yaml", "--out", "slots", "--steps", "2", "--batch", "2", "--window", "32"]);
+    let zero_shot = |model: &str, cov: &str| {
+        format!(
+            "name: zs\nlake: file://./lake\nstages:\n  - {{ id: fc, kind: forecast, inputs: {{ demand: raw/demand/, plan: raw/plan/ }}, outputs: [forecasts_zs], config: {{ method: lm, model: {model}, series: [sku_id], time: date, target: units, horizon: 5, season_length: 1, paths: 4, future: plan{cov} }} }}\n"
+        )
+    };
+    p.write("zs.yaml", &zero_shot("slots", ", covariates: [promo]"));
+    let (ok, out) = p.loud(&["run", "zs.yaml"]);
+    assert!(ok && !out.contains("reads no covariates"), "{out}");
+    p.write("zs.yaml", &zero_shot("slots", ""));
+    let (ok, out) = p.loud(&["run", "zs.yaml"]);
+    assert!(ok && out.contains("the model reads no covariates, so `future: plan` is unused"), "{out}");
+    p.ok(&["models", "export", "lm_model", "--out", "tuned"]);
+    p.write("zs.yaml", &zero_shot("tuned", ", covariates: [units]"));
+    let (ok, out) = p.loud(&["run", "zs.yaml"]);
+    assert!(!ok && out.contains("reads the covariates [promo], not `covariates: [units]`"), "{out}");
 }
 
 /// A fine-tune killed mid-training continues from its last checkpoint (the run's scratch folder)
