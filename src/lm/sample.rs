@@ -52,9 +52,10 @@ pub struct Sampled {
 }
 
 /// Every row's covariates over context + horizon, [B, t + horizon, n], left-padded like the
-/// ids; None for a model without covariates.
+/// ids; None for a model without covariates, or when no row has any (all zero: the projection
+/// has no bias, so they would add nothing — a model's unused pretrained slots).
 fn covariates(contexts: &[Context], t: usize, horizon: usize, n: usize, device: Device) -> Option<Tensor> {
-    if n == 0 {
+    if n == 0 || contexts.iter().all(|c| c.covariates.is_empty()) {
         return None;
     }
     let len = t + horizon;
