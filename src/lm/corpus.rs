@@ -13,6 +13,8 @@
 use rand::Rng;
 use rand_distr::{Distribution, Gamma, Normal, Poisson, StandardNormal};
 
+use super::tokens::{CovariateColumn, covariate_features};
+
 /// A sampling frequency: its season length (what a user passes as `season_length`) and the
 /// periods its cycles have.
 #[derive(Debug, Clone, Copy)]
@@ -329,11 +331,11 @@ impl Covariate {
                 log_price
             })
             .collect();
-        let mut sorted = path.clone();
-        sorted.sort_by(f64::total_cmp);
-        let median = sorted[sorted.len() / 2];
         let effect = if rng.random_bool(0.15) { 0.0 } else { rng.random_range(-3.0..0.5) };
-        Covariate { feature: path.iter().map(|p| (p - median).clamp(-4.0, 4.0)).collect(), effect }
+        // The feature a table's price column gives: ln(price / its median), clamped.
+        let price: Vec<f64> = path.iter().map(|p| p.exp()).collect();
+        let feature = covariate_features(&[CovariateColumn { flag: false, values: &price }]);
+        Covariate { feature: feature.into_iter().map(f64::from).collect(), effect }
     }
 
     /// Act on `out`: multiply a demand-like (non-negative) series by e^(effect·feature), shift
