@@ -4,7 +4,8 @@
 # `promo` flag as a known covariate, one without; then `restock evaluate` on the held-out 28
 # days, whose promotion days the calendar planned in advance — over all series, and over the
 # series of SKUs with a promotion in those 28 days; beside them models/small zero-shot, without
-# and with the flag in its pretrained covariate slots.
+# and with the flag in its pretrained covariate slots. Then the same with the weekend as a
+# built-in calendar covariate (`calendar.weekend`, computed from the date) beside the flag.
 # Usage: benches/lm_covariates_ablation.sh [SKUS=50] [STEPS=240] [OUT=/tmp/restock-cov] [LR=1e-3]
 SKUS=${1:-50} STEPS=${2:-240} OUT=${3:-/tmp/restock-cov} LR=${4:-1e-3}
 source "$(dirname "$0")/lm_ablation_lib.sh"
@@ -17,6 +18,7 @@ source "$(dirname "$0")/lm_ablation_lib.sh"
      WHERE sku_id IN (SELECT sku_id FROM demand_daily WHERE promo AND date > $LAST - INTERVAL '28' DAY) ORDER BY 1, 2"
 finetune promo "" ", covariates: [promo]"
 finetune plain "" ""
+finetune calendar "" ", covariates: [promo, calendar.weekend]"
 ev() { "$R" evaluate --horizon 28 --season 7 --paths 20 --context 112 "$@"; }
 for data in long promoted; do
     echo "== $data series: last 28 days held out"
@@ -24,4 +26,7 @@ for data in long promoted; do
     echo "-- zero-shot reading the promo flag";    ev --data "$OUT/$data.parquet" --methods lm --model models/small --covariates promo
     echo "-- fine-tuned without covariates";       ev --data "$OUT/$data.parquet" --methods lm --model "$OUT/plain"
     echo "-- fine-tuned reading the promo flag";   ev --data "$OUT/$data.parquet" --methods lm --model "$OUT/promo"
+    echo "-- zero-shot reading promo, calendar.weekend"
+    ev --data "$OUT/$data.parquet" --methods lm --model models/small --covariates promo,calendar.weekend
+    echo "-- fine-tuned reading promo, calendar.weekend"; ev --data "$OUT/$data.parquet" --methods lm --model "$OUT/calendar"
 done

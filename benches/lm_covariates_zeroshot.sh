@@ -3,7 +3,8 @@
 # `n_covariates`) reads a demo lake's promotion flag and a weekend flag without any fine-tune,
 # estimating their effects from each series' own context. Scores the last 28 days with
 # `restock evaluate`, the model reading no covariates, then `promo`, then `promo,weekend`, over
-# all series and over the series of SKUs promoted in those 28 days.
+# all series and over the series of SKUs promoted in those 28 days; then the weekend as the
+# built-in calendar covariate (`calendar.weekend`, no column), and with `calendar.month_start`.
 # Usage: benches/lm_covariates_zeroshot.sh [SKUS=50] [MODEL=models/small] [OUT=/tmp/restock-covzs]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,4 +28,8 @@ for data in long promoted; do
     echo "-- baselines, and $MODEL reading no covariates"; ev --data "$OUT/$data.parquet" --methods seasonal_naive,ets,lm
     echo "-- reading promo";                              ev --data "$OUT/$data.parquet" --methods lm --covariates promo
     echo "-- reading promo, weekend";                     ev --data "$OUT/$data.parquet" --methods lm --covariates promo,weekend
+    echo "-- reading promo, calendar.weekend (computed from ts)"
+    ev --data "$OUT/$data.parquet" --methods lm --covariates promo,calendar.weekend
+    echo "-- reading promo, calendar.weekend, calendar.month_start"
+    ev --data "$OUT/$data.parquet" --methods lm --covariates promo,calendar.weekend,calendar.month_start
 done

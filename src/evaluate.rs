@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use datafusion::arrow::array::{Array, ArrayRef, Date32Array, Float64Array, Int32Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
@@ -17,7 +17,6 @@ use crate::forecast::metrics::{LEVELS, WqlSums, coverage, mase};
 use crate::forecast::{Forecaster, QuantileForecast, Request, median_ensemble};
 use crate::lm::checkpoint::Checkpoint;
 use crate::lm::forecast::{Input, LmOptions};
-use crate::lm::tokens::{CovariateColumn, covariate_features};
 
 /// One series of the long table, observations in time order.
 #[derive(Debug, Clone)]
@@ -64,7 +63,7 @@ pub struct Backtest {
 
 /// Read LONG (and optionally TEXT) Parquet into series, checking columns and types, with the
 /// known covariate columns `covariates` of LONG (a model's; their held-out rows are the known
-/// future: planned promotions, prices).
+/// future: planned promotions, prices) or calendar features of `ts` (`calendar.weekend`, …).
 pub async fn load(data: &Path, text: Option<&Path>, covariates: &[String]) -> Result<Vec<Series>> {
     let ctx = SessionContext::new();
     let path = data.to_str().context("data path is not UTF-8")?;
@@ -76,15 +75,8 @@ pub async fn load(data: &Path, text: Option<&Path>, covariates: &[String]) -> Re
             bail!("{}: no column `{col}` (a long table has series_id, ts, value; this one has {})", data.display(), have.join(", "));
         }
     }
-    let mut flags = vec![];
-    for col in covariates {
-        match schema.field_with_name(col) {
-            Ok(f) if f.data_type() == &DataType::Boolean || f.data_type().is_numeric() => flags.push(f.data_type() == &DataType::Boolean),
-            Ok(f) => bail!("{}: covariate column `{col}` is {}, expected BOOLEAN or a number", data.display(), f.data_type()),
-            Err(_) => bail!("{}: no column `{col}`, a covariate the model reads (columns: {})", data.display(), have.join(", ")),
-        }
-    }
-    let extra: String = covariates.iter().map(|c| format!(", CAST({} AS DOUBLE)", crate::stage::quote_ident(c))).collect();
+    let sources = crate::stage::covariates::kinds(&schema, covariates, "LONG").map_err(|e| anyhow!("{}: {e}", data.display()))?;
+    let extra = crate::stage::covariates::select_list(covariates);
     let sql = format!(
         "SELECT arrow_cast(series_id, 'Utf8') AS id, CAST(ts AS DATE) AS ts, CAST(value AS DOUBLE) AS v{extra} FROM long ORDER BY id, ts"
     );
@@ -112,9 +104,8 @@ pub async fn load(data: &Path, text: Option<&Path>, covariates: &[String]) -> Re
             raw.last_mut().expect("pushed").iter_mut().zip(&cols).for_each(|(r, c)| r.push(num(c, i)));
         }
     }
-    for (s, cols) in out.iter_mut().zip(&raw) {
-        let columns: Vec<CovariateColumn> = cols.iter().zip(&flags).map(|(v, &flag)| CovariateColumn { flag, values: v }).collect();
-        s.covariates = covariate_features(&columns);
+    for (s, cols) in out.iter_mut().zip(raw) {
+        s.covariates = crate::stage::covariates::features(&sources, &s.ts, cols);
     }
     if let Some(text) = text {
         attach_text(&ctx, text, &mut out).await?;

@@ -115,13 +115,15 @@ impl Checkpoint {
     /// pretrained with unnamed covariate slots reads them in its first slots, as pretrained
     /// (slots beyond them are dropped; names beyond the slots get new inputs at zero); a model
     /// without covariates gains a projection for them at zero, so it forecasts exactly as before
-    /// until it is trained; a model fine-tuned on named covariates must be given the same names.
+    /// until it is trained; a model fine-tuned on named covariates must be given the same names,
+    /// or those names then more (the new ones also start at zero: last night's model learns a
+    /// covariate added to the pipeline today).
     pub fn with_covariates(self, names: &[String]) -> Result<Self> {
         let c = &self.model.config;
         if c.covariates == names {
             return Ok(self);
         }
-        if !c.covariates.is_empty() {
+        if !c.covariates.is_empty() && !names.starts_with(&c.covariates) {
             return Err(anyhow!("the model reads the covariates [{}], not [{}]", c.covariates.join(", "), names.join(", ")));
         }
         let config = Config { n_covariates: names.len() as i64, covariates: names.to_vec(), ..c.clone() };

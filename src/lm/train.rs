@@ -438,7 +438,11 @@ mod tests {
         assert_eq!((one.model.config.n_covariates, one.model.config.covariates.clone()), (1, names(&["promo"])));
         let w = one.vs.variables()["covariates.weight"].copy();
         assert!(w.equal(&learned.narrow(1, 0, 1)), "the first slot's weights");
-        assert!(one.with_covariates(&names(&["price"])).is_err(), "a named model keeps its names");
+        let two = one.with_covariates(&names(&["promo", "calendar.weekend"])).unwrap();
+        let w2 = two.vs.variables()["covariates.weight"].copy();
+        assert_eq!(two.model.config.n_covariates, 2, "a named model takes more names after its own");
+        assert!(w2.narrow(1, 0, 1).equal(&w) && f64::try_from(w2.narrow(1, 1, 1).abs().sum(Kind::Float)).unwrap() == 0.0);
+        assert!(two.with_covariates(&names(&["price"])).is_err(), "a named model keeps its names");
         let slots = Checkpoint::init(Config { n_covariates: 2, ..tiny() }, device, 1);
         let learned = slots.vs.variables()["covariates.weight"].copy();
         let more = slots.with_covariates(&names(&["a", "b", "c"])).unwrap();

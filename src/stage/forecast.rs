@@ -101,7 +101,8 @@ struct ForecastConfig {
     /// reads their history from the demand input; without a plan the horizon reads none.
     future: Option<String>,
     /// `lm` only: the demand input's columns a model pretrained with covariate slots reads as
-    /// known covariates, zero-shot (a fine-tuned model reads the ones it learned without this).
+    /// known covariates, zero-shot (a fine-tuned model reads the ones it learned without this);
+    /// `calendar.weekend`, `calendar.days`, … are features of the date (`lm::calendar`).
     #[serde(default)]
     covariates: Vec<String>,
 }
@@ -439,7 +440,7 @@ async fn read_model(cx: &StageCx, name: &str) -> Result<LmModel> {
 /// `future:` plan, and what to warn about.
 struct Covariates {
     names: Vec<String>,
-    flags: Vec<bool>,
+    sources: Vec<super::covariates::Source>,
     /// The plan, and the positions among the series keys of the key columns it has.
     future: Option<(RecordBatch, Vec<usize>)>,
     warnings: Vec<String>,
@@ -465,37 +466,43 @@ impl ForecastTask {
         let names = if learned.is_empty() { named.clone() } else { learned };
         if names.is_empty() {
             let warnings = self.cfg.future.iter().map(|f| format!("the model reads no covariates, so `future: {f}` is unused")).collect();
-            return Ok(Some(Covariates { names, flags: vec![], future: None, warnings }));
+            return Ok(Some(Covariates { names, sources: vec![], future: None, warnings }));
         }
-        let flags = super::covariates::kinds(demand, &names, &self.input)
+        let sources = super::covariates::kinds(demand, &names, &self.input)
             .map_err(|e| anyhow!("the model {} reads known covariates: {e}", source.name()))?;
+        let columns = super::covariates::column_names(&names);
         let (future, warnings) = match &self.cfg.future {
             Some(f) => (Some(super::covariates::read_future(cx, f, &self.cfg.series, &self.cfg.time, &names).await?), vec![]),
+            None if columns.is_empty() => (None, vec![]),
             None => {
-                let msg = format!("the model reads the covariates [{}]; with no `future:` input the horizon reads none", names.join(", "));
+                let msg =
+                    format!("the model reads the covariates [{}]; with no `future:` input the horizon reads none", columns.join(", "));
                 (None, vec![msg])
             }
         };
-        Ok(Some(Covariates { names, flags, future, warnings }))
+        Ok(Some(Covariates { names, sources, future, warnings }))
     }
 }
 
 /// Each series' covariate features over its history then horizon (a step without a planned
-/// row reads none). Empty when the model reads none.
+/// row reads none; calendar features are computed from the step's date). Empty when the model
+/// reads none.
 fn horizon_covariates(h: &History, bounds: &[(usize, usize)], cfg: &ForecastConfig, last: &[NaiveDate]) -> Vec<Vec<f32>> {
     let Some(c) = h.covariates.filter(|c| !c.names.is_empty()) else { return vec![vec![]; bounds.len()] };
     let n_keys = cfg.series.len();
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
     let dates: Vec<Vec<i32>> =
         last.iter().map(|&l| (1..=cfg.horizon).map(|s| (cfg.freq.step(l, s) - epoch).num_days() as i32).collect()).collect();
-    let future = match &c.future {
+    let n = super::covariates::column_names(&c.names).len();
+    let planned = match &c.future {
         Some((f, present)) => {
             let keys: Vec<String> = bounds.iter().map(|&(s, _)| super::covariates::key_of(h.all, present, s)).collect();
-            super::covariates::horizon_values(f, present.len(), &keys, &dates, c.names.len())
+            super::covariates::horizon_values(f, present.len(), &keys, &dates, n)
         }
-        None => dates.iter().map(|d| vec![vec![f64::NAN; c.names.len()]; d.len()]).collect(),
+        None => dates.iter().map(|d| vec![vec![f64::NAN; n]; d.len()]).collect(),
     };
-    super::covariates::series_features(h.all, bounds, n_keys + 2, &c.flags, Some(&future))
+    let horizon = super::covariates::Horizon { dates: &dates, planned: &planned };
+    super::covariates::series_features(h.all, bounds, n_keys + 2, &c.sources, Some(&horizon))
 }
 
 /// Forecast every series of `h.all` (keys…, DATE, DOUBLE, covariates…, sorted by keys then

@@ -70,6 +70,7 @@ struct TrainStageConfig {
     /// Known covariates: columns of the demand input the model reads step by step (BOOLEAN =
     /// a flag such as `promo`; numbers = a level such as a price). A base without covariates
     /// gains them, starting at zero; forecasting then reads them, and a `future:` input's plan.
+    /// `calendar.weekend`, `calendar.days`, … are features of the date (`lm::calendar`).
     #[serde(default)]
     covariates: Vec<String>,
     /// What early stopping and registration compare models on.
@@ -326,8 +327,8 @@ impl StageTask for TrainTask {
         let all = long_history(cx, &self.input, &self.cfg.series, &self.cfg.time, &self.cfg.target, names).await?;
         let (bounds, histories) = split_series(&all, self.cfg.series.len())?;
         let schema = cx.ctx.table_provider(self.input.as_str()).await?.schema();
-        let flags = super::covariates::kinds(&schema, names, &self.input).map_err(anyhow::Error::msg)?;
-        let covariates = super::covariates::series_features(&all, &bounds, self.cfg.series.len() + 2, &flags, None);
+        let sources = super::covariates::kinds(&schema, names, &self.input).map_err(anyhow::Error::msg)?;
+        let covariates = super::covariates::series_features(&all, &bounds, self.cfg.series.len() + 2, &sources, None);
         let text = match &self.cfg.text {
             Some(t) => Some(SeriesText {
                 texts: series_texts(cx, &self.input, &self.cfg.series, &self.cfg.time, t).await?,

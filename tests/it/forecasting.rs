@@ -453,6 +453,81 @@ stages:
     assert!(!ok && out.contains("reads the covariates [promo], not `covariates: [units]`"), "{out}");
 }
 
+/// A calendar covariate (`calendar.month_end`) comes from the date: no column, no plan. A
+/// fine-tune learns that the last three days of a month sell four times as much — too far apart
+/// for the context to show it — and the forecast lifts exactly the month-end steps.
+#[test]
+fn a_calendar_covariate_needs_no_column_and_no_plan() {
+    let p = Project::empty();
+    // 2024-11-07 … 2025-03-26 (140 days): the horizon, 27–31 March, ends the month on steps 3–5.
+    let (first, days) = (20_034, 140);
+    let month_end = |d: i32| {
+        let date = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap() + chrono::Duration::days(d as i64);
+        (date + chrono::Duration::days(3)).format("%d").to_string().parse::<u32>().unwrap() <= 3
+    };
+    let table = |names: [&str; 3], days: i32| {
+        let (mut ids, mut dates, mut units) = (vec![], vec![], vec![]);
+        for (k, sku) in ["a", "b"].iter().enumerate() {
+            for d in first..first + days {
+                ids.push(*sku);
+                dates.push(d);
+                units.push((8.0 + 2.0 * k as f64 + (d % 2) as f64) * if month_end(d) { 4.0 } else { 1.0 });
+            }
+        }
+        RecordBatch::try_from_iter(vec![
+            (names[0], Arc::new(StringArray::from(ids)) as ArrayRef),
+            (names[1], Arc::new(Date32Array::from(dates))),
+            (names[2], Arc::new(Float64Array::from(units))),
+        ])
+        .unwrap()
+    };
+    write_parquet(&p, "lake/raw/demand/part-0.parquet", table(["sku_id", "date", "units"], days));
+    let tiny = format!("{}/models/tiny.yaml", crate::common::REPO);
+    p.ok(&["pretrain", "--config", &tiny, "--out", "model", "--steps", "2", "--batch", "2", "--window", "32"]);
+    let pipeline = |cov: &str| {
+        format!(
+            r#"name: cal
+lake: file://./lake
+stages:
+  - id: ft
+    kind: train
+    inputs: {{ demand: raw/demand/ }}
+    outputs: [lm_model]
+    config: {{ series: [sku_id], time: date, target: units, base: model, steps: 300, batch: 8, window: 36, lr: 3e-3, season_length: 1, eval_every: 0, covariates: [{cov}] }}
+  - id: fc
+    kind: forecast
+    inputs: {{ demand: raw/demand/, model: lm_model }}
+    outputs: [forecasts_lm]
+    config: {{ method: lm, model_input: model, series: [sku_id], time: date, target: units, horizon: 5, season_length: 1, paths: 50, context: 27, quantiles: [0.5] }}
+"#
+        )
+    };
+    p.write("cal.yaml", &pipeline("calendar.month_end"));
+    let (ok, out) = p.loud(&["run", "cal.yaml"]);
+    assert!(ok && !out.contains("the horizon reads none"), "{out}");
+    let config = p.query("SELECT config_yaml FROM lm_model").join("\n");
+    assert!(config.contains("- calendar.month_end"), "{config}");
+    let rows = p.query("SELECT step, forecast FROM forecasts_lm WHERE sku_id = 'a' ORDER BY step");
+    let fc: Vec<f64> = rows.iter().map(|r| r.split(',').nth(1).unwrap().parse().unwrap()).collect();
+    let (before, after) = ((fc[0] + fc[1]) / 2.0, (fc[2] + fc[3] + fc[4]) / 3.0);
+    assert!(after > 1.8 * before, "the month's last three days lift the forecast: {fc:?}");
+    p.invalid("bad.yaml", &pipeline("calendar.holiday"), "unknown calendar covariate `calendar.holiday` (known: calendar.weekend");
+
+    // `restock evaluate` computes the fine-tuned model's calendar covariate from `ts`: held out,
+    // 27–31 March, three of them month-end days, which a naive forecast cannot see coming.
+    write_parquet(&p, "long.parquet", table(["series_id", "ts", "value"], days + 5));
+    p.ok(&["models", "export", "lm_model", "--out", "tuned"]);
+    let ev = ["evaluate", "--data", "long.parquet", "--horizon", "5", "--season", "1", "--paths", "50", "--context", "27"];
+    let out = p.ok(&[&ev[..], &["--methods", "naive,lm", "--model", "tuned"]].concat());
+    let wql = |m: &str| -> f64 {
+        let row = out.lines().find(|l| l.contains(&format!(" {m} "))).unwrap_or_else(|| panic!("no {m} row:\n{out}"));
+        row.split(['│', '┆']).map(str::trim).filter(|c| !c.is_empty()).nth(1).unwrap().parse().unwrap()
+    };
+    assert!(wql("lm") < 0.6 * wql("naive"), "the model reads the month's end:\n{out}");
+    let err = p.fails(&[&ev[..], &["--methods", "lm", "--model", "model", "--covariates", "calendar.holiday"]].concat(), 1);
+    assert!(err.contains("long.parquet: unknown calendar covariate `calendar.holiday`"), "{err}");
+}
+
 /// A fine-tune killed mid-training continues from its last checkpoint (the run's scratch folder)
 /// on `restock resume`, and the finished run leaves no checkpoint behind.
 #[test]

@@ -48,9 +48,12 @@ fn nightly_pipeline_cleans_forecasts_publishes_and_records_history() {
         p.query("SELECT (tokenizer_json IS NOT NULL AND tokenizer_json = (SELECT tokenizer_json FROM tokenizer)) OR NOT registered FROM lm_model"),
         vec!["true"]
     );
-    // …and the promotion calendar's flag as a known covariate, which forecasting reads from the plan.
+    // …and the promotion calendar's flag as a known covariate, which forecasting reads from the
+    // plan, and the weekend, computed from the date.
     assert_eq!(
-        p.query("SELECT strpos(config_yaml, 'n_covariates: 1') > 0 AND strpos(config_yaml, '- promo') > 0 FROM lm_model"),
+        p.query(
+            "SELECT strpos(config_yaml, 'n_covariates: 2') > 0 AND strpos(config_yaml, '- promo') BETWEEN 1 AND strpos(config_yaml, '- calendar.weekend') FROM lm_model"
+        ),
         vec!["true"]
     );
     assert_eq!(p.query("SELECT COUNT(*) > 0 FROM demand_daily WHERE promo"), vec!["true"]);
