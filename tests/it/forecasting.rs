@@ -336,6 +336,35 @@ stages:
     assert!(err.contains("`text` is only for `method: lm`"), "{err}");
 }
 
+/// A fine-tune of `model` on raw/demand/ (one series per `sku_id`, 300 steps) with `cov`
+/// appended to its config, then a 5-step forecast with the model it trained (`future` appended;
+/// one naming `plan` adds the input raw/plan/).
+fn covariates_pipeline(cov: &str, future: &str) -> String {
+    let plan = if future.contains("plan") { ", plan: raw/plan/" } else { "" };
+    format!(
+        r#"name: ft
+lake: file://./lake
+stages:
+  - id: ft
+    kind: train
+    inputs: {{ demand: raw/demand/ }}
+    outputs: [lm_model]
+    config: {{ series: [sku_id], time: date, target: units, base: model, steps: 300, batch: 8, window: 36, lr: 3e-3, season_length: 1, eval_every: 0{cov} }}
+  - id: fc
+    kind: forecast
+    inputs: {{ demand: raw/demand/, model: lm_model{plan} }}
+    outputs: [forecasts_lm]
+    config: {{ method: lm, model_input: model, series: [sku_id], time: date, target: units, horizon: 5, season_length: 1, paths: 50, context: 27, quantiles: [0.5]{future} }}
+"#
+    )
+}
+
+/// SKU `sku`'s point forecasts in `forecasts_lm`, by step.
+fn lm_forecasts(p: &Project, sku: &str) -> Vec<f64> {
+    let rows = p.query(&format!("SELECT step, forecast FROM forecasts_lm WHERE sku_id = '{sku}' ORDER BY step"));
+    rows.iter().map(|r| r.split(',').nth(1).unwrap().parse().unwrap()).collect()
+}
+
 /// Known covariates end to end: a fine-tune reading a promotion flag gains it (the model's
 /// config names it), the forecast reads its history from the demand and the horizon's from a
 /// `future:` plan keyed by SKU, and its forecast rises on the planned promotion day only. Bad
@@ -380,33 +409,14 @@ fn a_fine_tune_learns_a_promotion_flag_and_forecasts_read_the_plan() {
     write_parquet(&p, "lake/raw/plan/part-0.parquet", plan);
     let tiny = format!("{}/models/tiny.yaml", crate::common::REPO);
     p.ok(&["pretrain", "--config", &tiny, "--out", "model", "--steps", "2", "--batch", "2", "--window", "32"]);
-    let pipeline = |cov: &str, future: &str| {
-        let plan = if future.contains("plan") { ", plan: raw/plan/" } else { "" };
-        format!(
-            r#"name: ft
-lake: file://./lake
-stages:
-  - id: ft
-    kind: train
-    inputs: {{ demand: raw/demand/ }}
-    outputs: [lm_model]
-    config: {{ series: [sku_id], time: date, target: units, base: model, steps: 300, batch: 8, window: 36, lr: 3e-3, season_length: 1, eval_every: 0{cov} }}
-  - id: fc
-    kind: forecast
-    inputs: {{ demand: raw/demand/, model: lm_model{plan} }}
-    outputs: [forecasts_lm]
-    config: {{ method: lm, model_input: model, series: [sku_id], time: date, target: units, horizon: 5, season_length: 1, paths: 50, context: 27, quantiles: [0.5]{future} }}
-"#
-        )
-    };
+    let pipeline = covariates_pipeline;
     p.write("ft.yaml", &pipeline(", covariates: [promo]", ", future: plan"));
     let (ok, out) = p.loud(&["run", "ft.yaml"]);
     assert!(ok, "{out}");
     assert!(!out.contains("the horizon reads none"), "{out}");
     let config = p.query("SELECT config_yaml FROM lm_model").join("\n");
     assert!(config.contains("n_covariates: 1") && config.contains("- promo"), "{config}");
-    let rows = p.query("SELECT step, forecast FROM forecasts_lm WHERE sku_id = 'a' ORDER BY step");
-    let fc: Vec<f64> = rows.iter().map(|r| r.split(',').nth(1).unwrap().parse().unwrap()).collect();
+    let fc = lm_forecasts(&p, "a");
     let off = (fc[0] + fc[1] + fc[3] + fc[4]) / 4.0;
     assert!(fc[2] > 1.5 * off, "the planned promotion day lifts the forecast: {fc:?}");
 
@@ -484,31 +494,13 @@ fn a_calendar_covariate_needs_no_column_and_no_plan() {
     write_parquet(&p, "lake/raw/demand/part-0.parquet", table(["sku_id", "date", "units"], days));
     let tiny = format!("{}/models/tiny.yaml", crate::common::REPO);
     p.ok(&["pretrain", "--config", &tiny, "--out", "model", "--steps", "2", "--batch", "2", "--window", "32"]);
-    let pipeline = |cov: &str| {
-        format!(
-            r#"name: cal
-lake: file://./lake
-stages:
-  - id: ft
-    kind: train
-    inputs: {{ demand: raw/demand/ }}
-    outputs: [lm_model]
-    config: {{ series: [sku_id], time: date, target: units, base: model, steps: 300, batch: 8, window: 36, lr: 3e-3, season_length: 1, eval_every: 0, covariates: [{cov}] }}
-  - id: fc
-    kind: forecast
-    inputs: {{ demand: raw/demand/, model: lm_model }}
-    outputs: [forecasts_lm]
-    config: {{ method: lm, model_input: model, series: [sku_id], time: date, target: units, horizon: 5, season_length: 1, paths: 50, context: 27, quantiles: [0.5] }}
-"#
-        )
-    };
+    let pipeline = |cov: &str| covariates_pipeline(&format!(", covariates: [{cov}]"), "");
     p.write("cal.yaml", &pipeline("calendar.month_end"));
     let (ok, out) = p.loud(&["run", "cal.yaml"]);
     assert!(ok && !out.contains("the horizon reads none"), "{out}");
     let config = p.query("SELECT config_yaml FROM lm_model").join("\n");
     assert!(config.contains("- calendar.month_end"), "{config}");
-    let rows = p.query("SELECT step, forecast FROM forecasts_lm WHERE sku_id = 'a' ORDER BY step");
-    let fc: Vec<f64> = rows.iter().map(|r| r.split(',').nth(1).unwrap().parse().unwrap()).collect();
+    let fc = lm_forecasts(&p, "a");
     let (before, after) = ((fc[0] + fc[1]) / 2.0, (fc[2] + fc[3] + fc[4]) / 3.0);
     assert!(after > 1.8 * before, "the month's last three days lift the forecast: {fc:?}");
     p.invalid("bad.yaml", &pipeline("calendar.holiday"), "unknown calendar covariate `calendar.holiday` (known: calendar.weekend");
