@@ -6,22 +6,24 @@
 # `restock evaluate`: the text model with and without its text, the plain model, zero-shot,
 # seasonal naive and ets.
 # Usage: benches/lm_text_ablation.sh [SKUS=100] [STEPS=240] [COLD=21] [OUT=/tmp/restock-text] [LR=3e-4]
-# Environment: WEEKEND_COL=1 gives both fine-tunes (and the scoring) a `weekend` flag as a known
-# covariate, read in the model's pretrained covariate slots.
+# Environment: COVARIATES=calendar.weekend,… gives both fine-tunes (and the scoring) these
+# calendar covariates (`lm::calendar`), read in the model's pretrained covariate slots;
+# WEEKEND_COL=1 is COVARIATES=calendar.weekend (it used to be a column; the flag is the same).
 SKUS=${1:-100} STEPS=${2:-240} COLD=${3:-21} OUT=${4:-/tmp/restock-text} LR=${5:-3e-4}
 source "$(dirname "$0")/lm_ablation_lib.sh"
 COLD_SKU="CAST(substr(sku_id, 5) AS INT) % 4 = 0"
-WK="" COV="" EVCOV=()
-if [ -n "${WEEKEND_COL:-}" ]; then
-    WK=", date_part('dow', date) IN (0, 6) AS weekend" COV=", covariates: [weekend]" EVCOV=(--covariates weekend)
+[ -n "${WEEKEND_COL:-}" ] && COVARIATES=${COVARIATES:-calendar.weekend}
+COV="" EVCOV=()
+if [ -n "${COVARIATES:-}" ]; then
+    COV=", covariates: [$COVARIATES]" EVCOV=(--covariates "$COVARIATES")
 fi
 # Training data: warm SKUs up to the held-out month; cold SKUs only their last COLD days before it.
 "$R" query --lake "$L" --format parquet --output "$OUT/lake/raw/train_demand/part-0.parquet" \
-    "SELECT sku_id, location_id, date, units$WK FROM demand_daily WHERE date <= $LAST - INTERVAL '28' DAY
+    "SELECT sku_id, location_id, date, units FROM demand_daily WHERE date <= $LAST - INTERVAL '28' DAY
        AND (NOT ($COLD_SKU) OR date > $LAST - INTERVAL '$((28 + COLD))' DAY)"
 # Evaluation data: the cold-start series, COLD days of context + 28 held out, and their text.
 "$R" query --lake "$L" --format parquet --output "$OUT/cold.parquet" \
-    "SELECT concat(sku_id, '/', location_id) AS series_id, date AS ts, CAST(units AS DOUBLE) AS value$WK FROM demand_daily
+    "SELECT concat(sku_id, '/', location_id) AS series_id, date AS ts, CAST(units AS DOUBLE) AS value FROM demand_daily
      WHERE $COLD_SKU AND date > $LAST - INTERVAL '$((28 + COLD))' DAY ORDER BY 1, 2"
 "$R" query --lake "$L" --format parquet --output "$OUT/text.parquet" \
     "SELECT DISTINCT concat(d.sku_id, '/', d.location_id) AS series_id, p.text FROM demand_daily d JOIN product_text p ON d.sku_id = p.sku_id"
@@ -30,7 +32,7 @@ finetune plain "" "$COV"
 ev() { "$R" evaluate --data "$OUT/cold.parquet" --horizon 28 --season 7 --paths 20 --context 112 "$@"; }
 echo "== cold-start series: $COLD days of history, 28 held out"
 echo "-- baselines and zero-shot models/small"; ev --methods seasonal_naive,ets,lm --model models/small
-[ -n "$WK" ] && { echo "-- zero-shot reading weekend"; ev --methods lm --model models/small "${EVCOV[@]}"; }
+[ -n "$COV" ] && { echo "-- zero-shot reading $COVARIATES"; ev --methods lm --model models/small "${EVCOV[@]}"; }
 echo "-- fine-tuned without text";             ev --methods lm --model "$OUT/plain"
 echo "-- fine-tuned with text, text withheld"; ev --methods lm --model "$OUT/text"
 echo "-- fine-tuned with text, reading it";    ev --methods lm --model "$OUT/text" --text "$OUT/text.parquet"

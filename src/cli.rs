@@ -229,8 +229,8 @@ enum Command {
         /// Columns of LONG the language model reads as known covariates, comma-separated (BOOLEAN
         /// flags or numbers, known for the held-out steps too). A model pretrained with covariate
         /// slots reads them zero-shot; by default a fine-tuned model reads the ones it learned.
-        /// `calendar.weekend`, `calendar.month_start`, `calendar.month_end`, `calendar.days` and
-        /// `calendar.weekdays` are computed from `ts` instead of read.
+        /// `calendar.weekend`, `calendar.month_start`, `calendar.month_end`, `calendar.days`,
+        /// `calendar.weekdays`, `calendar.year_cos` and `calendar.year_sin` are computed from `ts`.
         #[arg(long, value_delimiter = ',')]
         covariates: Vec<String>,
     },

@@ -13,6 +13,11 @@
 //! | `calendar.month_end` | flag | share of its days among the last three of a month |
 //! | `calendar.days` | level | number of days in the period (months: 28–31) |
 //! | `calendar.weekdays` | level | number of Monday–Friday days in it (trading days) |
+//! | `calendar.year_cos` | flag | mean over its days of (1 + cos 2π·(day of year − 1)/365.25) / 2: 1 on 1 January, 0 in early July |
+//! | `calendar.year_sin` | flag | the same with sin: 1 in early April, 0 in early October |
+//!
+//! The two `year_*` features together place a step in the year (any yearly wave is a mix of
+//! them), so a model can learn how a category's season runs from what its text says.
 //!
 //! Pure: dates in, numbers out (no Arrow, no stages).
 use chrono::{Datelike, Months, NaiveDate, Weekday};
@@ -28,14 +33,18 @@ pub enum Feature {
     MonthEnd,
     Days,
     Weekdays,
+    YearCos,
+    YearSin,
 }
 
-const ALL: [(&str, Feature); 5] = [
+const ALL: [(&str, Feature); 7] = [
     ("weekend", Feature::Weekend),
     ("month_start", Feature::MonthStart),
     ("month_end", Feature::MonthEnd),
     ("days", Feature::Days),
     ("weekdays", Feature::Weekdays),
+    ("year_cos", Feature::YearCos),
+    ("year_sin", Feature::YearSin),
 ];
 
 impl Feature {
@@ -51,18 +60,22 @@ impl Feature {
 
     /// A flag (a share in 0..=1) rather than a level.
     pub fn is_flag(self) -> bool {
-        matches!(self, Feature::Weekend | Feature::MonthStart | Feature::MonthEnd)
+        !matches!(self, Feature::Days | Feature::Weekdays)
     }
 
-    /// Whether `day` counts towards this feature (the level `Days` counts every day).
-    fn counts(self, day: NaiveDate) -> bool {
-        let last = last_day_of_month(day);
+    /// The feature of one day: what a flag averages and a level sums over a period.
+    fn of_day(self, day: NaiveDate) -> f64 {
+        let weekend = matches!(day.weekday(), Weekday::Sat | Weekday::Sun);
+        let angle = 2.0 * std::f64::consts::PI * day.ordinal0() as f64 / 365.25;
+        let yes = |b: bool| if b { 1.0 } else { 0.0 };
         match self {
-            Feature::Weekend => matches!(day.weekday(), Weekday::Sat | Weekday::Sun),
-            Feature::Weekdays => !matches!(day.weekday(), Weekday::Sat | Weekday::Sun),
-            Feature::MonthStart => day.day() <= 3,
-            Feature::MonthEnd => day.day() + 3 > last,
-            Feature::Days => true,
+            Feature::Weekend => yes(weekend),
+            Feature::Weekdays => yes(!weekend),
+            Feature::MonthStart => yes(day.day() <= 3),
+            Feature::MonthEnd => yes(day.day() + 3 > last_day_of_month(day)),
+            Feature::Days => 1.0,
+            Feature::YearCos => (1.0 + angle.cos()) / 2.0,
+            Feature::YearSin => (1.0 + angle.sin()) / 2.0,
         }
     }
 
@@ -75,8 +88,8 @@ impl Feature {
             .map(|&d| {
                 let start = from_days(d);
                 let days: Vec<NaiveDate> = start.iter_days().take_while(|&x| x < spacing.next(start)).collect();
-                let n = days.iter().filter(|&&x| self.counts(x)).count() as f64;
-                if self.is_flag() { n / days.len().max(1) as f64 } else { n }
+                let sum: f64 = days.iter().map(|&x| self.of_day(x)).sum();
+                if self.is_flag() { sum / days.len().max(1) as f64 } else { sum }
             })
             .collect()
     }
@@ -147,6 +160,11 @@ mod tests {
         assert_eq!(Feature::Weekdays.values(&d), [22.0, 20.0, 22.0, 21.0]);
         let weekend = Feature::Weekend.values(&d);
         assert!((weekend[1] - 8.0 / 28.0).abs() < 1e-12, "{weekend:?}");
+        // The year's wave: high in winter and low in summer (cos), high in spring (sin).
+        let months: Vec<i32> = (1..=12).map(|m| days(&[(2026, m, 1)])[0]).collect();
+        let (cos, sin) = (Feature::YearCos.values(&months), Feature::YearSin.values(&months));
+        assert!(cos[0] > 0.95 && cos[6] < 0.05 && sin[3] > 0.95 && sin[9] < 0.05, "{cos:?} {sin:?}");
+        assert!(cos.iter().chain(&sin).all(|v| (0.0..=1.0).contains(v)));
     }
 
     #[test]

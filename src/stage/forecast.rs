@@ -288,7 +288,10 @@ impl StageKind for ForecastKind {
         }
         diags.into_result(())?;
         let method = method(decl, &cfg)?;
-        let pos = ["series", "time", "target", "model_input", "text", "future"].into_iter().map(|k| (k, decl.config.pos(k))).collect();
+        let pos = ["series", "time", "target", "model_input", "text", "future", "covariates"]
+            .into_iter()
+            .map(|k| (k, decl.config.pos(k)))
+            .collect();
         let paths = decl.outputs.len() == 2;
         let input = decl.inputs.iter().find(|i| !extra.contains(i)).expect("one input besides the model and text").clone();
         Ok(Arc::new(ForecastTask { stage: decl.id.into(), input, cfg, method, pos, paths }))
@@ -380,6 +383,8 @@ impl StageTask for ForecastTask {
             }
         }
         let schema = inputs.get(&self.input).expect("planner passes every declared input");
+        super::covariates::kinds(schema, &self.cfg.covariates, &self.input)
+            .map_err(|msg| Diagnostic::new(self.pos["covariates"].clone(), msg).stage(&self.stage))?;
         let out = self.output_schema(schema)?;
         Ok(if self.paths { vec![out.clone(), paths_schema(&out, self.cfg.series.len())] } else { vec![out] })
     }

@@ -504,6 +504,8 @@ fn a_calendar_covariate_needs_no_column_and_no_plan() {
     let (before, after) = ((fc[0] + fc[1]) / 2.0, (fc[2] + fc[3] + fc[4]) / 3.0);
     assert!(after > 1.8 * before, "the month's last three days lift the forecast: {fc:?}");
     p.invalid("bad.yaml", &pipeline("calendar.holiday"), "unknown calendar covariate `calendar.holiday` (known: calendar.weekend");
+    let forecast_reads = covariates_pipeline("", ", covariates: [calendar.weekday]");
+    p.invalid("bad.yaml", &forecast_reads, "unknown calendar covariate `calendar.weekday` (known: calendar.weekend");
 
     // `restock evaluate` computes the fine-tuned model's calendar covariate from `ts`: held out,
     // 27–31 March, three of them month-end days, which a naive forecast cannot see coming.
