@@ -47,15 +47,22 @@ const ALL: [(&str, Feature); 7] = [
     ("year_sin", Feature::YearSin),
 ];
 
+/// Every calendar covariate's full name (`calendar.weekend`, …).
+pub fn names() -> Vec<String> {
+    ALL.iter().map(|(n, _)| format!("{PREFIX}{n}")).collect()
+}
+
 impl Feature {
     /// `None` for a name without the `calendar.` prefix (a column); an error in words for an
     /// unknown feature.
     pub fn parse(name: &str) -> Option<Result<Feature, String>> {
         let rest = name.strip_prefix(PREFIX)?;
-        Some(ALL.iter().find(|(n, _)| *n == rest).map(|&(_, f)| f).ok_or_else(|| {
-            let known: Vec<String> = ALL.iter().map(|(n, _)| format!("{PREFIX}{n}")).collect();
-            format!("unknown calendar covariate `{name}` (known: {})", known.join(", "))
-        }))
+        Some(
+            ALL.iter()
+                .find(|(n, _)| *n == rest)
+                .map(|&(_, f)| f)
+                .ok_or_else(|| format!("unknown calendar covariate `{name}` (known: {})", names().join(", "))),
+        )
     }
 
     /// A flag (a share in 0..=1) rather than a level.

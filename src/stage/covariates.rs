@@ -29,7 +29,14 @@ pub fn kinds(schema: &Schema, names: &[String], input: &str) -> Result<Vec<Sourc
     names
         .iter()
         .map(|c| match (Feature::parse(c), schema.field_with_name(c)) {
-            (Some(f), _) => f.map(Source::Calendar),
+            (Some(f), _) => f.map(Source::Calendar).map_err(|e| {
+                let known = crate::lm::calendar::names();
+                let hint = crate::diag::did_you_mean(c, known.iter().map(String::as_str));
+                match hint {
+                    Some(h) => format!("{e}: {h}"),
+                    None => e,
+                }
+            }),
             (None, Ok(f)) if f.data_type() == &DataType::Boolean => Ok(Source::Column { flag: true }),
             (None, Ok(f)) if f.data_type().is_numeric() => Ok(Source::Column { flag: false }),
             (None, Ok(f)) => {
@@ -37,7 +44,10 @@ pub fn kinds(schema: &Schema, names: &[String], input: &str) -> Result<Vec<Sourc
             }
             (None, Err(_)) => {
                 let have: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-                let hint = format!("; calendar covariates are named {}weekend, {0}days, …", crate::lm::calendar::PREFIX);
+                let hint = match crate::diag::did_you_mean(c, have.iter().copied()) {
+                    Some(h) => format!(": {h}"),
+                    None => format!("; calendar covariates are named {}weekend, {0}days, …", crate::lm::calendar::PREFIX),
+                };
                 Err(format!("no covariate column `{c}` in input `{input}` (columns: {}){hint}", have.join(", ")))
             }
         })

@@ -506,6 +506,7 @@ fn a_calendar_covariate_needs_no_column_and_no_plan() {
     p.invalid("bad.yaml", &pipeline("calendar.holiday"), "unknown calendar covariate `calendar.holiday` (known: calendar.weekend");
     let forecast_reads = covariates_pipeline("", ", covariates: [calendar.weekday]");
     p.invalid("bad.yaml", &forecast_reads, "unknown calendar covariate `calendar.weekday` (known: calendar.weekend");
+    p.invalid("bad.yaml", &forecast_reads, "did you mean `calendar.weekdays`?");
 
     // `restock evaluate` computes the fine-tuned model's calendar covariate from `ts`: held out,
     // 27–31 March, three of them month-end days, which a naive forecast cannot see coming.
