@@ -550,8 +550,17 @@ async fn dispatch(cli: Cli) -> Result<()> {
             evaluate_cmd(&data, text.as_deref(), &opts, methods, forecasts.as_ref()).await
         }
         Command::Pretrain { config, out, steps, batch, window, lr, seed, data, data_season, checkpoint_every, init } => {
-            let train =
-                crate::lm::train::TrainConfig { steps, batch, window, lr, warmup: (steps / 20).max(1), weight_decay: 0.1, clip: 1.0, seed };
+            let train = crate::lm::train::TrainConfig {
+                steps,
+                batch,
+                window,
+                lr,
+                warmup: (steps / 20).max(1),
+                weight_decay: 0.1,
+                clip: 1.0,
+                seed,
+                covariate_lr_scale: crate::lm::train::COVARIATE_LR_SCALE,
+            };
             let real = RealSeries { tables: data, season: data_season };
             pretrain_cmd(&config, out, train, &real, checkpoint_every, init, cli.quiet).await
         }

@@ -13,8 +13,9 @@ use tch::{Device, Kind, Tensor};
 
 use super::tokens::N_VALUE_IDS;
 
-/// The optimiser parameter group of the covariate projection: a fine-tune adds it to a trained
-/// model at zero, and it trains faster than the rest (`train::COVARIATE_LR_SCALE`).
+/// The optimiser parameter group of the covariate projection: where it starts at zero (a
+/// fine-tune adding covariates to a model without slots, pretraining) it trains faster than
+/// the rest (`train::TrainConfig::covariate_lr_scale`).
 pub const COVARIATE_GROUP: usize = 1;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

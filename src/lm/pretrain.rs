@@ -154,7 +154,17 @@ mod tests {
     fn pretraining_resumes_after_a_stop_and_the_model_forecasts() {
         let dir = tempfile::tempdir().unwrap();
         let config = load_config(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny.yaml")).unwrap();
-        let train = TrainConfig { steps: 30, batch: 4, window: 64, lr: 1e-3, warmup: 3, weight_decay: 0.1, clip: 1.0, seed: 3 };
+        let train = TrainConfig {
+            steps: 30,
+            batch: 4,
+            window: 64,
+            lr: 1e-3,
+            warmup: 3,
+            weight_decay: 0.1,
+            clip: 1.0,
+            seed: 3,
+            covariate_lr_scale: 10.0,
+        };
         let o = PretrainOptions {
             config,
             out: dir.path().join("m"),

@@ -7,9 +7,10 @@ use tch::{Device, Kind, Reduction, Tensor};
 
 use super::model::{COVARIATE_GROUP, Extra, Model, padded_causal_mask};
 
-/// How much faster than the rest the covariate projection learns. A fine-tune adds it at zero
-/// to a model already trained: at the base rate, a few hundred steps of noisy daily demand
-/// barely move it (a demo fine-tune left its weights under 0.02).
+/// How much faster than the rest a covariate projection that starts at zero learns (in
+/// pretraining, and in a fine-tune that adds covariates to a model without slots for them): at
+/// the base rate, a few hundred steps of noisy daily demand barely move it (a demo fine-tune
+/// left its weights under 0.02). A pretrained projection learns at the base rate.
 pub const COVARIATE_LR_SCALE: f64 = 10.0;
 use super::tokens::{Encoded, N_SPECIAL, N_VALUE_IDS, PAD, bin_width, encode_with_scale, scale_of, seasonal_lag};
 
@@ -24,6 +25,9 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     pub clip: f64,
     pub seed: u64,
+    /// The covariate projection's learning rate as a multiple of `lr`: [`COVARIATE_LR_SCALE`]
+    /// where it starts at zero, 1 where it was pretrained.
+    pub covariate_lr_scale: f64,
 }
 
 /// Learning rate at `step`: linear warmup to `lr`, then cosine down to a tenth of it.
@@ -156,7 +160,7 @@ pub fn train(
     for step in start..c.steps {
         opt.set_lr(lr_at(step, c));
         if model.config.n_covariates > 0 {
-            opt.set_lr_group(COVARIATE_GROUP, lr_at(step, c) * COVARIATE_LR_SCALE);
+            opt.set_lr_group(COVARIATE_GROUP, lr_at(step, c) * c.covariate_lr_scale);
         }
         let windows: Vec<Encoded> = (0..c.batch).map(|_| draw(&mut rng)).collect();
         let l = loss(model, &batch(&windows, vs.device()));
@@ -246,6 +250,21 @@ mod tests {
         assert_eq!(es.best, Some((39, 2.4)));
     }
 
+    /// A short training run's settings: batch 16, lr 3e-3, warmup 10.
+    fn quick(steps: usize, window: usize, seed: u64) -> TrainConfig {
+        TrainConfig {
+            steps,
+            batch: 16,
+            window,
+            lr: 3e-3,
+            warmup: 10,
+            weight_decay: 0.01,
+            clip: 1.0,
+            seed,
+            covariate_lr_scale: COVARIATE_LR_SCALE,
+        }
+    }
+
     /// CRPS in units of the scale: a certain forecast on the right bin scores 0, one `k` bins
     /// off scores k bin widths (cross-entropy calls every miss equally wrong), and an even split
     /// over the right bin and the one 2 above scores 2 × (½)² = ½ a width.
@@ -300,7 +319,7 @@ mod tests {
         let vs = nn::VarStore::new(device);
         let model = Model::new(&vs.root(), tiny());
         assert!(Model::parameters(&vs) < 1_000_000, "tiny is under 1 M parameters");
-        let cfg = TrainConfig { steps: 150, batch: 16, window: 42, lr: 3e-3, warmup: 10, weight_decay: 0.01, clip: 1.0, seed: 7 };
+        let cfg = quick(150, 42, 7);
         let losses = train(&model, &vs, &cfg, 0, |rng| window(&series, &[], &[], cfg.window, 7, rng), |_, _| true).unwrap();
         let first = losses[..10].iter().sum::<f64>() / 10.0;
         let last = losses[losses.len() - 10..].iter().sum::<f64>() / 10.0;
@@ -358,7 +377,7 @@ mod tests {
         let texts = [text_prefix(&[3, 4, 5], 8, 16), text_prefix(&[11, 12], 8, 16)];
         let vs = nn::VarStore::new(device);
         let model = Model::new(&vs.root(), Config { text_vocab: 16, ..tiny() });
-        let cfg = TrainConfig { steps: 200, batch: 16, window: 6, lr: 3e-3, warmup: 10, weight_decay: 0.01, clip: 1.0, seed: 3 };
+        let cfg = quick(200, 6, 3);
         let draw = |rng: &mut ChaCha8Rng| {
             let i = rng.random_range(0..2);
             let text: &[i64] = if rng.random_bool(0.8) { &texts[i] } else { &[] };
@@ -406,7 +425,7 @@ mod tests {
         // As a fine-tune does: the base gains the covariate at zero, then learns it.
         let ck = Checkpoint::init(tiny(), device, 1).with_covariates(&["promo".to_string()]).unwrap();
 
-        let cfg = TrainConfig { steps: 200, batch: 16, window: 48, lr: 3e-3, warmup: 10, weight_decay: 0.01, clip: 1.0, seed: 5 };
+        let cfg = quick(200, 48, 5);
         train(&ck.model, &ck.vs, &cfg, 0, |rng| window(&series[..500], &cov[..500], &[], cfg.window, 1, rng), |_, _| true).unwrap();
         let held: Vec<Encoded> = (0..8).map(|i| window(&series[500 + i * 6..], &cov[500 + i * 6..], &[], 48, 1, &mut rng)).collect();
         let zeroed: Vec<Encoded> = held.iter().map(|w| w.clone().with_covariates(vec![0.0; w.ids.len()], 1)).collect();

@@ -441,7 +441,7 @@ fn save_checkpoint(scratch: &Scratch, key: &str, ck: &Checkpoint, r: &Record, ol
 /// Train from `rec.step` to the configured steps, scoring validation for early stopping and
 /// saving a resumable checkpoint every `checkpoint_every` steps.
 fn train_resumably(ck: &Checkpoint, rec: &mut Record, data: &Windows, cfg: &TrainStageConfig, key: &str, job: &Job) -> Result<()> {
-    let Windows { series, valid, window, dropout } = *data;
+    let Windows { series, valid, window, dropout, covariate_lr_scale } = *data;
     let device = ck.vs.device();
     let tc = TrainConfig {
         steps: cfg.steps,
@@ -452,6 +452,7 @@ fn train_resumably(ck: &Checkpoint, rec: &mut Record, data: &Windows, cfg: &Trai
         weight_decay: 0.1,
         clip: 1.0,
         seed: cfg.seed,
+        covariate_lr_scale,
     };
     let draw = |rng: &mut rand_chacha::ChaCha8Rng| {
         let s = series[rng.random_range(0..series.len())];
@@ -495,6 +496,8 @@ struct Windows<'a> {
     valid: &'a [Encoded],
     window: usize,
     dropout: f64,
+    /// The covariate projection's learning rate over the rest's (`TrainConfig`).
+    covariate_lr_scale: f64,
 }
 
 /// The output row's contents.
@@ -558,6 +561,9 @@ fn fine_tune(data: &Data, cfg: &TrainStageConfig, base: &Source, job: &Job) -> R
     let device = base_ck.vs.device();
     let base_tokenizer = base_ck.tokenizer_json()?;
     let (base_ck, mut warnings) = with_text_tokenizer(base_ck, data, base, job.stage)?;
+    // Covariates beyond the base's inputs start at zero and learn faster; pretrained ones do not.
+    let fresh = data.names.len() as i64 > base_ck.model.config.n_covariates;
+    let covariate_lr_scale = if fresh { crate::lm::train::COVARIATE_LR_SCALE } else { 1.0 };
     let base_ck = base_ck.with_covariates(&data.names).with_context(|| {
         format!("{}: the base model {}: list its covariates in `covariates:` (or `restart: true`)", job.stage, base.name())
     })?;
@@ -595,7 +601,7 @@ fn fine_tune(data: &Data, cfg: &TrainStageConfig, base: &Source, job: &Job) -> R
         warnings.push(format!("{}: resumed from the checkpoint an earlier attempt saved at step {resumed_from}", job.stage));
     }
     let dropout = data.text.as_ref().and_then(|t| t.config.dropout).unwrap_or(DEFAULT_TEXT_DROPOUT);
-    train_resumably(&ck, &mut rec, &Windows { series: &series, valid: &valid, window, dropout }, cfg, &key, job)?;
+    train_resumably(&ck, &mut rec, &Windows { series: &series, valid: &valid, window, dropout, covariate_lr_scale }, cfg, &key, job)?;
     // The last weights, unless an earlier validation score was better.
     let last = score(&ck.model, &valid, cfg, window, device, &format!("{}: the last weights' validation", job.stage));
     let ran = rec.step;
