@@ -93,8 +93,8 @@ impl Feature {
         dates
             .iter()
             .map(|&d| {
-                let start = from_days(d);
-                let days: Vec<NaiveDate> = start.iter_days().take_while(|&x| x < spacing.next(start)).collect();
+                let (start, end) = (from_days(d), spacing.next(from_days(d)));
+                let days: Vec<NaiveDate> = start.iter_days().take_while(|&x| x < end).collect();
                 let sum: f64 = days.iter().map(|&x| self.of_day(x)).sum();
                 if self.is_flag() { sum / days.len().max(1) as f64 } else { sum }
             })
