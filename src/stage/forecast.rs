@@ -477,6 +477,9 @@ impl ForecastTask {
             .map_err(|e| anyhow!("the model {} reads known covariates: {e}", source.name()))?;
         let columns = super::covariates::column_names(&names);
         let (future, warnings) = match &self.cfg.future {
+            Some(f) if columns.is_empty() => {
+                (None, vec![format!("the model reads only calendar covariates, computed from the dates, so `future: {f}` is unused")])
+            }
             Some(f) => (Some(super::covariates::read_future(cx, f, &self.cfg.series, &self.cfg.time, &names).await?), vec![]),
             None if columns.is_empty() => (None, vec![]),
             None => {

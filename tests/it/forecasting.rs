@@ -454,6 +454,9 @@ fn a_fine_tune_learns_a_promotion_flag_and_forecasts_read_the_plan() {
     p.write("zs.yaml", &zero_shot("slots", ", covariates: [promo]"));
     let (ok, out) = p.loud(&["run", "zs.yaml"]);
     assert!(ok && !out.contains("reads no covariates"), "{out}");
+    p.write("zs.yaml", &zero_shot("slots", ", covariates: [calendar.weekend]"));
+    let (ok, out) = p.loud(&["run", "zs.yaml"]);
+    assert!(ok && out.contains("reads only calendar covariates, computed from the dates, so `future: plan` is unused"), "{out}");
     p.write("zs.yaml", &zero_shot("slots", ""));
     let (ok, out) = p.loud(&["run", "zs.yaml"]);
     assert!(ok && out.contains("the model reads no covariates, so `future: plan` is unused"), "{out}");
