@@ -163,7 +163,7 @@ mod tests {
             weight_decay: 0.1,
             clip: 1.0,
             seed: 3,
-            covariate_lr_scale: 10.0,
+            covariate_lr_scale: crate::lm::train::COVARIATE_LR_SCALE,
         };
         let o = PretrainOptions {
             config,

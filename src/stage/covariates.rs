@@ -107,7 +107,7 @@ pub fn series_features(
 }
 
 /// How many of `sources` are columns.
-fn columns(sources: &[Source]) -> usize {
+pub fn columns(sources: &[Source]) -> usize {
     sources.iter().filter(|s| matches!(s, Source::Column { .. })).count()
 }
 
@@ -127,15 +127,14 @@ pub fn features(sources: &[Source], dates: &[i32], columns: Vec<Vec<f64>>) -> Ve
 }
 
 /// The `future:` input's planned covariates: the series key columns it has (their positions
-/// among `series`; a plan per SKU serves every location), DATE, the covariate columns among
-/// `names` as DOUBLE (calendar features need no plan).
+/// among `series`; a plan per SKU serves every location), DATE, the covariate columns `names`
+/// as DOUBLE (`column_names`: calendar features need no plan).
 pub async fn read_future(cx: &StageCx, input: &str, series: &[String], time: &str, names: &[String]) -> Result<(RecordBatch, Vec<usize>)> {
     let schema = cx.ctx.table_provider(input).await?.schema();
     let present: Vec<usize> = (0..series.len()).filter(|&i| schema.field_with_name(&series[i]).is_ok()).collect();
     if present.is_empty() || schema.field_with_name(time).is_err() {
         bail!("the `future` input `{input}` needs `{time}` and at least one series key column ({})", series.join(", "));
     }
-    let names = &column_names(names);
     kinds(&schema, names, input).map_err(anyhow::Error::msg)?;
     let q = quote_ident;
     let keys = present.iter().map(|&i| q(&series[i])).collect::<Vec<_>>().join(", ");

@@ -480,7 +480,7 @@ impl ForecastTask {
             Some(f) if columns.is_empty() => {
                 (None, vec![format!("the model reads only calendar covariates, computed from the dates, so `future: {f}` is unused")])
             }
-            Some(f) => (Some(super::covariates::read_future(cx, f, &self.cfg.series, &self.cfg.time, &names).await?), vec![]),
+            Some(f) => (Some(super::covariates::read_future(cx, f, &self.cfg.series, &self.cfg.time, &columns).await?), vec![]),
             None if columns.is_empty() => (None, vec![]),
             None => {
                 let msg =
@@ -501,7 +501,7 @@ fn horizon_covariates(h: &History, bounds: &[(usize, usize)], cfg: &ForecastConf
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
     let dates: Vec<Vec<i32>> =
         last.iter().map(|&l| (1..=cfg.horizon).map(|s| (cfg.freq.step(l, s) - epoch).num_days() as i32).collect()).collect();
-    let n = super::covariates::column_names(&c.names).len();
+    let n = super::covariates::columns(&c.sources);
     let planned = match &c.future {
         Some((f, present)) => {
             let keys: Vec<String> = bounds.iter().map(|&(s, _)| super::covariates::key_of(h.all, present, s)).collect();
