@@ -10,7 +10,7 @@ R=${RESTOCK:-target/debug/restock}
 export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-$(ls -d .venv/lib/python3*/site-packages/torch/lib)}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/pipelines" && ln -s "$PWD/models" "$work/models"
+mkdir -p "$work/pipelines" && ln -s "$PWD/models" "$work/models" && ln -s "$PWD/sql" "$work/sql"
 series=$($R -q query --format csv "SELECT COUNT(DISTINCT sku_id || '/' || location_id) FROM demand_daily" | tail -1)
 echo "series: $series  cores: $(nproc)  restock: $R"
 for paths in "${@:-20}"; do

@@ -526,6 +526,92 @@ fn a_calendar_covariate_needs_no_column_and_no_plan() {
     assert!(err.contains("long.parquet: unknown calendar covariate `calendar.holiday`"), "{err}");
 }
 
+/// The LM pipeline's yearly-season covariate (sql/category_last_year.sql, joined by
+/// sql/lm_demand.sql and sql/lm_plan.sql as `pipelines/lm_nightly.yaml` does): a category's
+/// demand 364 days earlier, pooled over its SKUs and averaged over the 15 days around that date,
+/// on the history and on the plan a year past it; none before a year of history.
+#[test]
+fn category_last_year_carries_a_categorys_season_a_year_ahead() {
+    let p = Project::with_pipelines();
+    // 500 days from 2024-10-04; garden SKUs a and b sell 10 a day on days 80–120, 1 otherwise;
+    // toy SKU c sells 3 every day. One promotion of a, planned the day after the history.
+    let (first, days) = (20_000, 500);
+    let (mut ids, mut dates, mut units) = (vec![], vec![], vec![]);
+    for sku in ["a", "b", "c"] {
+        for d in 0..days {
+            ids.push(sku);
+            dates.push(first + d);
+            units.push(if sku == "c" {
+                3.0
+            } else if (80..=120).contains(&d) {
+                10.0
+            } else {
+                1.0
+            });
+        }
+    }
+    let demand = RecordBatch::try_from_iter(vec![
+        ("sku_id", Arc::new(StringArray::from(ids)) as ArrayRef),
+        ("location_id", Arc::new(StringArray::from(vec!["x"; 3 * days as usize]))),
+        ("date", Arc::new(Date32Array::from(dates))),
+        ("units", Arc::new(Float64Array::from(units))),
+        ("promo", Arc::new(BooleanArray::from(vec![false; 3 * days as usize]))),
+    ])
+    .unwrap();
+    write_parquet(&p, "lake/raw/demand/part-0.parquet", demand);
+    let products = RecordBatch::try_from_iter(vec![
+        ("sku_id", Arc::new(StringArray::from(vec!["a", "b", "c"])) as ArrayRef),
+        ("category", Arc::new(StringArray::from(vec!["Garden", "Garden", "Toys"]))),
+    ])
+    .unwrap();
+    write_parquet(&p, "lake/raw/products/part-0.parquet", products);
+    let promotions = RecordBatch::try_from_iter(vec![
+        ("sku_id", Arc::new(StringArray::from(vec!["a"])) as ArrayRef),
+        ("date", Arc::new(Date32Array::from(vec![first + days]))),
+        ("promo", Arc::new(BooleanArray::from(vec![true]))),
+    ])
+    .unwrap();
+    write_parquet(&p, "lake/raw/promotions/part-0.parquet", promotions);
+    let sql = |id: &str, inputs: &str| {
+        format!(
+            "  - {{ id: {id}, kind: sql, inputs: {{ demand: raw/demand/, products: raw/products/{inputs} }}, outputs: [{id}], config: {{ file: ../sql/{id}.sql }} }}\n"
+        )
+    };
+    let season = ", season: category_last_year";
+    p.write(
+        "pipelines/season.yaml",
+        &format!(
+            "name: season\nlake: file://./lake\nstages:\n{}{}{}",
+            sql("category_last_year", ""),
+            sql("lm_demand", season),
+            sql("lm_plan", &format!("{season}, promotions: raw/promotions/"))
+        ),
+    );
+    p.ok(&["run", "pipelines/season.yaml"]);
+    let at = |table: &str, sku: &str, day: i32| {
+        let q = format!(
+            "SELECT category_last_year FROM {table} WHERE sku_id = '{sku}' AND date = DATE '1970-01-01' + INTERVAL '{}' DAY",
+            first + day
+        );
+        p.query(&q).join(",")
+    };
+    // A year after the garden peak's middle (days 93–107 all at 10, two SKUs): 20 a day.
+    assert_eq!(at("lm_demand", "a", 100 + 364), "20.0");
+    assert_eq!(at("lm_demand", "b", 100 + 364), "20.0", "every SKU of the category reads the same");
+    // Its edge: days 113–127, 8 of them at 20 and 7 at 2.
+    let edge: f64 = at("lm_demand", "a", 120 + 364).parse().unwrap();
+    assert!((edge - (8.0 * 20.0 + 7.0 * 2.0) / 15.0).abs() < 1e-9, "{edge}");
+    assert_eq!(at("lm_demand", "c", 100 + 364), "3.0", "the toy category is flat");
+    let unknown =
+        format!("SELECT MAX(date) = DATE '1970-01-01' + INTERVAL '{}' DAY FROM lm_demand WHERE category_last_year IS NULL", first + 363);
+    assert_eq!(p.query(&unknown), vec!["true"], "none before a year of history");
+    assert_eq!(p.query("SELECT COUNT(*), COUNT(category_last_year) FROM lm_demand"), vec![format!("{},{}", 3 * days, 3 * (days - 364))]);
+    // The plan: the days after the history, a year ahead of the history's last days, per SKU.
+    assert_eq!(p.query("SELECT COUNT(*), MIN(date) = DATE '1970-01-01' + INTERVAL '20500' DAY FROM lm_plan"), vec!["1092,true"]);
+    assert_eq!(at("lm_plan", "a", 80 + 365 + 364), "2.0", "a year after day 445: the garden's off season");
+    assert_eq!(p.query("SELECT sku_id, CAST(date AS VARCHAR) FROM lm_plan WHERE promo"), vec![format!("a,{}", "2026-02-16")]);
+}
+
 /// A fine-tune killed mid-training continues from its last checkpoint (the run's scratch folder)
 /// on `restock resume`, and the finished run leaves no checkpoint behind.
 #[test]

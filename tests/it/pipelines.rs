@@ -49,10 +49,12 @@ fn nightly_pipeline_cleans_forecasts_publishes_and_records_history() {
         vec!["true"]
     );
     // …and the promotion calendar's flag as a known covariate, which forecasting reads from the
-    // plan, and the weekend, computed from the date.
+    // plan, the weekend, computed from the date, and the category's demand a year earlier (none
+    // in this lake's 120 days).
     assert_eq!(
         p.query(
-            "SELECT strpos(config_yaml, 'n_covariates: 2') > 0 AND strpos(config_yaml, '- promo') BETWEEN 1 AND strpos(config_yaml, '- calendar.weekend') FROM lm_model"
+            "SELECT strpos(config_yaml, 'n_covariates: 3') > 0 AND strpos(config_yaml, '- promo') BETWEEN 1 AND strpos(config_yaml, '- calendar.weekend') \
+             AND strpos(config_yaml, '- calendar.weekend') < strpos(config_yaml, '- category_last_year') FROM lm_model"
         ),
         vec!["true"]
     );
