@@ -12,10 +12,10 @@ SKUS=${1:-50} STEPS=${2:-240} OUT=${3:-/tmp/restock-cov} LR=${4:-1e-3}
 source "$(dirname "$0")/lm_ablation_lib.sh"
 source benches/lm_demand_sql.sh
 "$R" query --lake "$L" --format parquet --output "$OUT/lake/raw/train_demand/part-0.parquet" \
-    "$LM_DEMAND SELECT sku_id, location_id, date, units, promo, category_last_year FROM lm WHERE date <= $LAST - INTERVAL '28' DAY"
+    "$LM_DEMAND SELECT sku_id, location_id, date, units, promo, category_last_year FROM sold WHERE date <= $LAST - INTERVAL '28' DAY"
 COLS="concat(sku_id, '/', location_id) AS series_id, date AS ts, CAST(units AS DOUBLE) AS value, promo, category_last_year"
-"$R" query --lake "$L" --format parquet --output "$OUT/long.parquet" "$LM_DEMAND SELECT $COLS FROM lm ORDER BY 1, 2"
-"$R" query --lake "$L" --format parquet --output "$OUT/promoted.parquet" "$LM_DEMAND SELECT $COLS FROM lm
+"$R" query --lake "$L" --format parquet --output "$OUT/long.parquet" "$LM_DEMAND SELECT $COLS FROM sold ORDER BY 1, 2"
+"$R" query --lake "$L" --format parquet --output "$OUT/promoted.parquet" "$LM_DEMAND SELECT $COLS FROM sold
      WHERE sku_id IN (SELECT sku_id FROM demand_daily WHERE promo AND date > $LAST - INTERVAL '28' DAY) ORDER BY 1, 2"
 finetune promo "" ", covariates: [promo]"
 finetune plain "" ""

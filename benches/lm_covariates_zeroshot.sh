@@ -22,8 +22,8 @@ LAST="(SELECT max(date) FROM demand_daily)"
 source benches/lm_demand_sql.sh
 COLS="concat(sku_id, '/', location_id) AS series_id, date AS ts, CAST(units AS DOUBLE) AS value, promo,
       date_part('dow', date) IN (0, 6) AS weekend, category_last_year"
-"$R" query --lake "$L" --format parquet --output "$OUT/long.parquet" "$LM_DEMAND SELECT $COLS FROM lm ORDER BY 1, 2"
-"$R" query --lake "$L" --format parquet --output "$OUT/promoted.parquet" "$LM_DEMAND SELECT $COLS FROM lm
+"$R" query --lake "$L" --format parquet --output "$OUT/long.parquet" "$LM_DEMAND SELECT $COLS FROM sold ORDER BY 1, 2"
+"$R" query --lake "$L" --format parquet --output "$OUT/promoted.parquet" "$LM_DEMAND SELECT $COLS FROM sold
      WHERE sku_id IN (SELECT sku_id FROM demand_daily WHERE promo AND date > $LAST - INTERVAL '28' DAY) ORDER BY 1, 2"
 ev() { "$R" evaluate --horizon 28 --season 7 --paths 20 --context 112 --model "$MODEL" "$@"; }
 for data in long promoted; do

@@ -24,12 +24,10 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 L="file://$OUT/lake" S="sqlite://$OUT/state.db"
 "$R" -q demo --skus "$SKUS" --lake "$L" --state "$S" --pipeline pipelines/nightly.yaml >/dev/null
 source benches/lm_demand_sql.sh
-RAW="$LM_DEMAND, sold AS (SELECT lm.sku_id, lm.location_id, lm.date, d.units, lm.promo, lm.category_last_year
-    FROM lm JOIN demand_daily AS d ON d.sku_id = lm.sku_id AND d.location_id = lm.location_id AND d.date = lm.date)"
 CUT="(SELECT max(date) FROM demand_daily) - INTERVAL '28' DAY"
 for days in all uncensored; do
     from=sold && [ "$days" = uncensored ] && from=lm
-    "$R" query --lake "$L" --format parquet --output "$OUT/$days.parquet" "$RAW SELECT concat(sku_id, '/', location_id) AS series_id,
+    "$R" query --lake "$L" --format parquet --output "$OUT/$days.parquet" "$LM_DEMAND SELECT concat(sku_id, '/', location_id) AS series_id,
         date AS ts, CAST(units AS DOUBLE) AS value, promo, category_last_year FROM $from ORDER BY 1, 2"
 done
 covcfg=${COVS:+, covariates: [${COVS//,/, }]}
@@ -37,7 +35,7 @@ for name in masked sales; do
     from=lm && [ "$name" = sales ] && from=sold
     mkdir -p "$OUT/lake/raw/train_$name"
     "$R" query --lake "$L" --format parquet --output "$OUT/lake/raw/train_$name/part-0.parquet" \
-        "$RAW SELECT sku_id, location_id, date, units, promo, category_last_year FROM $from WHERE date <= $CUT"
+        "$LM_DEMAND SELECT sku_id, location_id, date, units, promo, category_last_year FROM $from WHERE date <= $CUT"
     cat > "$OUT/ft_$name.yaml" <<YAML
 name: ft_$name
 lake: $L
