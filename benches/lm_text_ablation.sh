@@ -9,21 +9,32 @@
 # Environment: COVARIATES=calendar.weekend,… gives both fine-tunes (and the scoring) these
 # calendar covariates (`lm::calendar`), read in the model's pretrained covariate slots;
 # WEEKEND_COL=1 is COVARIATES=calendar.weekend (it used to be a column; the flag is the same).
+# LM_INPUT=1 trains and scores on what pipelines/lm_nightly.yaml feeds the model (sql/lm_demand.sql:
+# stockout days masked, so only the days without one are scored) with its covariates (default
+# COVARIATES=promo,calendar.weekend,category_last_year; the category's demand a year earlier is
+# computed without the cold-start SKUs' days before their start).
 SKUS=${1:-100} STEPS=${2:-240} COLD=${3:-21} OUT=${4:-/tmp/restock-text} LR=${5:-3e-4}
 source "$(dirname "$0")/lm_ablation_lib.sh"
 COLD_SKU="CAST(substr(sku_id, 5) AS INT) % 4 = 0"
 [ -n "${WEEKEND_COL:-}" ] && COVARIATES=${COVARIATES:-calendar.weekend}
+HISTORY="NOT ($COLD_SKU) OR date > $LAST - INTERVAL '$((28 + COLD))' DAY"
+FROM="demand_daily" COLS="" SELECT=""
+if [ -n "${LM_INPUT:-}" ]; then
+    COVARIATES=${COVARIATES:-promo,calendar.weekend,category_last_year}
+    DEMAND_WHERE=$HISTORY
+    source benches/lm_demand_sql.sh
+    FROM="lm" COLS=", promo, category_last_year" SELECT="$LM_DEMAND"
+fi
 COV="" EVCOV=()
 if [ -n "${COVARIATES:-}" ]; then
     COV=", covariates: [$COVARIATES]" EVCOV=(--covariates "$COVARIATES")
 fi
 # Training data: warm SKUs up to the held-out month; cold SKUs only their last COLD days before it.
 "$R" query --lake "$L" --format parquet --output "$OUT/lake/raw/train_demand/part-0.parquet" \
-    "SELECT sku_id, location_id, date, units FROM demand_daily WHERE date <= $LAST - INTERVAL '28' DAY
-       AND (NOT ($COLD_SKU) OR date > $LAST - INTERVAL '$((28 + COLD))' DAY)"
+    "$SELECT SELECT sku_id, location_id, date, units$COLS FROM $FROM WHERE date <= $LAST - INTERVAL '28' DAY AND ($HISTORY)"
 # Evaluation data: the cold-start series, COLD days of context + 28 held out, and their text.
 "$R" query --lake "$L" --format parquet --output "$OUT/cold.parquet" \
-    "SELECT concat(sku_id, '/', location_id) AS series_id, date AS ts, CAST(units AS DOUBLE) AS value FROM demand_daily
+    "$SELECT SELECT concat(sku_id, '/', location_id) AS series_id, date AS ts, CAST(units AS DOUBLE) AS value$COLS FROM $FROM
      WHERE $COLD_SKU AND date > $LAST - INTERVAL '$((28 + COLD))' DAY ORDER BY 1, 2"
 "$R" query --lake "$L" --format parquet --output "$OUT/text.parquet" \
     "SELECT DISTINCT concat(d.sku_id, '/', d.location_id) AS series_id, p.text FROM demand_daily d JOIN product_text p ON d.sku_id = p.sku_id"
