@@ -529,12 +529,14 @@ fn a_calendar_covariate_needs_no_column_and_no_plan() {
 /// The LM pipeline's yearly-season covariate (sql/category_last_year.sql, joined by
 /// sql/lm_demand.sql and sql/lm_plan.sql as `pipelines/lm_nightly.yaml` does): a category's
 /// demand 364 days earlier, pooled over its SKUs and averaged over the 15 days around that date,
-/// on the history and on the plan a year past it; none before a year of history.
+/// on the history and on the plan a year past it; none before a year of history. Stockout days'
+/// units are masked.
 #[test]
 fn category_last_year_carries_a_categorys_season_a_year_ahead() {
     let p = Project::with_pipelines();
     // 500 days from 2024-10-04; garden SKUs a and b sell 10 a day on days 80–120, 1 otherwise;
-    // toy SKU c sells 3 every day. One promotion of a, planned the day after the history.
+    // toy SKU c sells 3 every day, but ran out of stock on day 450. One promotion of a, planned
+    // the day after the history.
     let (first, days) = (20_000, 500);
     let (mut ids, mut dates, mut units) = (vec![], vec![], vec![]);
     for sku in ["a", "b", "c"] {
@@ -556,6 +558,7 @@ fn category_last_year_carries_a_categorys_season_a_year_ahead() {
         ("date", Arc::new(Date32Array::from(dates))),
         ("units", Arc::new(Float64Array::from(units))),
         ("promo", Arc::new(BooleanArray::from(vec![false; 3 * days as usize]))),
+        ("censored", Arc::new(BooleanArray::from((0..3 * days).map(|i| i == 2 * days + 450).collect::<Vec<_>>()))),
     ])
     .unwrap();
     write_parquet(&p, "lake/raw/demand/part-0.parquet", demand);
@@ -606,6 +609,9 @@ fn category_last_year_carries_a_categorys_season_a_year_ahead() {
         format!("SELECT MAX(date) = DATE '1970-01-01' + INTERVAL '{}' DAY FROM lm_demand WHERE category_last_year IS NULL", first + 363);
     assert_eq!(p.query(&unknown), vec!["true"], "none before a year of history");
     assert_eq!(p.query("SELECT COUNT(*), COUNT(category_last_year) FROM lm_demand"), vec![format!("{},{}", 3 * days, 3 * (days - 364))]);
+    // The stockout day's sales are not demand: masked (NULL), the others kept.
+    let masked = format!("SELECT sku_id, date = DATE '1970-01-01' + INTERVAL '{}' DAY FROM lm_demand WHERE units IS NULL", first + 450);
+    assert_eq!(p.query(&masked), vec!["c,true"]);
     // The plan: the days after the history, a year ahead of the history's last days, per SKU.
     assert_eq!(p.query("SELECT COUNT(*), MIN(date) = DATE '1970-01-01' + INTERVAL '20500' DAY FROM lm_plan"), vec!["1092,true"]);
     assert_eq!(at("lm_plan", "a", 80 + 365 + 364), "2.0", "a year after day 445: the garden's off season");
