@@ -4,7 +4,7 @@
 -- (censored): its units are NULL here, so the model neither learns to predict them nor reads
 -- them as low demand (a missing value is masked), and it forecasts demand, not stockouts.
 SELECT d.sku_id, d.location_id, d.date,
-       d.units,
+       CASE WHEN d.censored THEN NULL ELSE d.units END AS units,
        d.promo, s.category_last_year
 FROM demand AS d
 LEFT JOIN products AS p ON p.sku_id = d.sku_id
