@@ -54,6 +54,14 @@ def wql(y, q, keep):
     return float(loss / len(LEVELS) / y[keep].abs().sum())
 
 
+def coverage(y, q, keep):
+    """Share of the kept days inside the 80 % interval [q0.1, q0.9], ends included (as `restock
+    evaluate` counts it). For counts, even the true distribution's interval holds more than 80 %
+    of the days: P(q0.1 <= Y <= q0.9) >= 0.8, and small counts tie often."""
+    inside = (y >= q[0]) & (y <= q[-1])
+    return float(inside[keep].double().mean())
+
+
 def from_context(units, censored, zeros, shape, h, n):
     """Quantiles with the form `shape` [S, T] known and each series' level estimated from its
     last n uncensored days before the held-out h."""
@@ -69,7 +77,7 @@ def main():
     h = int(sys.argv[2]) if len(sys.argv) > 2 else 28
     y, cens = units[:, -h:], censored[:, -h:]
     print(f"{units.shape[0]} series, last {h} days held out; {float(cens.float().mean()) * 100:.1f} % of them censored")
-    print(f"{'forecast':40s} {'WQL all days':>12s} {'WQL uncensored':>15s}")
+    print(f"{'forecast':40s} {'WQL all days':>12s} {'WQL uncensored':>15s} {'80 % coverage':>14s}")
     rows = [("truth", quantiles(rate[:, -h:], zeros[:, -h:]))]
     shape = factors.prod(-1)
     rows += [(f"form known, level from {n} days", from_context(units, censored, zeros, shape, h, n)) for n in (112, 365)]
@@ -81,7 +89,8 @@ def main():
     flat = torch.ones_like(shape)
     rows.append(("flat: level only, from 112 days", from_context(units, censored, zeros, flat, h, 112)))
     for name, q in rows:
-        print(f"{name:40s} {wql(y, q, torch.ones_like(cens)):12.4f} {wql(y, q, ~cens):15.4f}")
+        all_days = torch.ones_like(cens)
+        print(f"{name:40s} {wql(y, q, all_days):12.4f} {wql(y, q, ~cens):15.4f} {coverage(y, q, all_days) * 100:13.1f}%")
 
 
 if __name__ == "__main__":

@@ -226,6 +226,13 @@ enum Command {
         /// window; at most what fits in the model beside the horizon).
         #[arg(long, default_value_t = 256)]
         context: usize,
+        /// Context lengths `lm` splits its paths across: --context, half of it, a quarter, …
+        /// Their forecasts are averaged quantile by quantile (1 = the one context).
+        #[arg(long, default_value_t = 2)]
+        contexts: usize,
+        /// Seed of `lm`'s draws (the same seed, the same paths).
+        #[arg(long, default_value_t = 0)]
+        lm_seed: i64,
         /// Columns of LONG the language model reads as known covariates, comma-separated (BOOLEAN
         /// flags or numbers, known for the held-out steps too). A model pretrained with covariate
         /// slots reads them zero-shot; by default a fine-tuned model reads the ones it learned.
@@ -543,9 +550,30 @@ async fn dispatch(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Evaluate { data, text, horizon, season, windows, methods, ensemble, forecasts, model, paths, context, covariates } => {
+        Command::Evaluate {
+            data,
+            text,
+            horizon,
+            season,
+            windows,
+            methods,
+            ensemble,
+            forecasts,
+            model,
+            paths,
+            context,
+            contexts,
+            lm_seed,
+            covariates,
+        } => {
             let opts = crate::evaluate::Options { horizon, season, windows };
-            let lm = crate::lm::forecast::LmOptions { paths, max_context: context.max(1), ..Default::default() };
+            let lm = crate::lm::forecast::LmOptions {
+                paths,
+                max_context: context.max(1),
+                contexts: contexts.max(1),
+                seed: lm_seed,
+                ..Default::default()
+            };
             let methods = crate::evaluate::parse_methods(&methods, ensemble.as_deref(), &model, &lm, &covariates)?;
             evaluate_cmd(&data, text.as_deref(), &opts, methods, forecasts.as_ref()).await
         }

@@ -16,7 +16,7 @@ use rand_chacha::ChaCha8Rng;
 pub use seasonal_naive::seasonal_naive;
 
 /// A probabilistic forecast of one series: a point path and one path per quantile level.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct QuantileForecast {
     pub point: Vec<f64>,
     /// `quantiles[k][h]`: level `levels[k]` at step `h`.

@@ -8,7 +8,7 @@ use tch::Device;
 
 use super::checkpoint::Checkpoint;
 use super::model::Model;
-use super::sample::{Context, SampleConfig, Summary, sample_summarised};
+use super::sample::{Context, SampleConfig, Sampled, Summary, sample_summarised};
 use super::tokens::{Encoded, decode, encode, text_prefix};
 use crate::forecast::metrics::{LEVELS, WqlSums};
 use crate::forecast::{QuantileForecast, Request};
@@ -28,11 +28,18 @@ pub struct LmOptions {
     /// prefilling long daily histories is most of the cost. The default is the window `small`
     /// was pretrained on: longer contexts are positions it never saw.
     pub max_context: usize,
+    /// Context lengths the paths are split across: `max_context`, half of it, a quarter, …
+    /// (`contexts` lengths). Each length's paths give their own mixture forecast; a series'
+    /// forecast is their average, quantile by quantile, weighted by paths (a forecast
+    /// combination over how much history the model reads: a long context sees the season, a
+    /// short one adapts to a recent change of level). 1 = the one context; the default 2 was
+    /// better than 1 on aus_retail, PBS (two windows each) and the demo lake (BENCHMARKS.md).
+    pub contexts: usize,
 }
 
 impl Default for LmOptions {
     fn default() -> Self {
-        Self { paths: 20, temperature: 1.0, top_k: 0, seed: 0, batch: 0, max_text: 32, max_context: 256 }
+        Self { paths: 20, temperature: 1.0, top_k: 0, seed: 0, batch: 0, max_text: 32, max_context: 256, contexts: 2 }
     }
 }
 
@@ -60,11 +67,11 @@ pub fn max_horizon(ck: &Checkpoint) -> usize {
 
 /// The token context of one series: text ids (shifted past the value vocabulary) + SEP, then the
 /// most recent values that fit in `max_len - horizon`.
-fn context(ck: &Checkpoint, input: &Input, req: &Request, o: &LmOptions) -> Context {
+fn context(ck: &Checkpoint, input: &Input, req: &Request, o: &LmOptions, max_context: usize) -> Context {
     let horizon = req.horizon;
     let cfg = &ck.model.config;
     let mut ids = text_prefix(input.text.unwrap_or_default(), o.max_text, cfg.text_vocab);
-    let room = (cfg.max_len as usize).saturating_sub(horizon + ids.len()).min(o.max_context).max(1);
+    let room = (cfg.max_len as usize).saturating_sub(horizon + ids.len()).min(max_context).max(1);
     let from = input.history.len().saturating_sub(room);
     let enc = encode(&input.history[from..], None);
     let n = cfg.n_covariates as usize;
@@ -118,26 +125,63 @@ pub fn forecast_paths(
     if req.horizon > max_horizon(ck) {
         bail!("horizon {} is longer than the model allows ({} for max_len {})", req.horizon, max_horizon(ck), ck.model.config.max_len);
     }
-    let sc = SampleConfig { paths: o.paths, horizon: req.horizon as i64, temperature: o.temperature, top_k: o.top_k, seed: o.seed };
     let mut out = Vec::with_capacity(inputs.len());
     let longest = (ck.model.config.max_len as usize).saturating_sub(req.horizon).min(o.max_context);
     let batch = if o.batch > 0 { o.batch } else { auto_batch(o.paths, longest) };
+    let groups = context_groups(o);
     let summary = Summary { levels: req.levels, nonnegative: req.nonnegative };
     for (b, chunk) in inputs.chunks(batch).enumerate() {
-        let ctx: Vec<Context> = chunk.iter().map(|i| context(ck, i, req, o)).collect();
-        let sc = SampleConfig { seed: sc.seed + b as i64, ..sc };
-        for s in sample_summarised(&ck.model, &ctx, &sc, &summary, ck.vs.device()) {
-            let (f, mut paths) = (s.forecast, s.paths);
-            if req.nonnegative {
-                paths.iter_mut().flatten().for_each(|v| *v = v.max(0.0));
+        let mut combined: Vec<Combined> = (0..chunk.len()).map(|_| Combined::default()).collect();
+        for (g, &(max_context, paths)) in groups.iter().enumerate() {
+            let ctx: Vec<Context> = chunk.iter().map(|i| context(ck, i, req, o, max_context)).collect();
+            let seed = o.seed + (b * groups.len() + g) as i64;
+            let sc = SampleConfig { paths, horizon: req.horizon as i64, temperature: o.temperature, top_k: o.top_k, seed };
+            for (c, mut s) in combined.iter_mut().zip(sample_summarised(&ck.model, &ctx, &sc, &summary, ck.vs.device())) {
+                if req.nonnegative {
+                    s.forecast = s.forecast.clipped();
+                    s.paths.iter_mut().flatten().for_each(|v| *v = v.max(0.0));
+                }
+                c.add(s, paths as f64 / o.paths as f64);
             }
-            out.push((if req.nonnegative { f.clipped() } else { f }, paths));
         }
+        out.extend(combined.into_iter().map(|c| (c.forecast, c.paths)));
         if !on_batch(out.len()) {
             return Err(crate::errors::Cancelled.into());
         }
     }
     Ok(out)
+}
+
+/// Each context length's (most values read, paths): `max_context`, halved `contexts − 1`
+/// times (at least one value), the paths split as evenly as the count allows (each length at
+/// least one path, so there are never more lengths than paths).
+fn context_groups(o: &LmOptions) -> Vec<(usize, i64)> {
+    let n = o.contexts.clamp(1, o.paths.max(1) as usize);
+    let (share, extra) = (o.paths / n as i64, o.paths % n as i64);
+    (0..n).map(|g| ((o.max_context >> g).max(1), share + i64::from((g as i64) < extra))).collect()
+}
+
+/// A series' forecast combined over context lengths: each length's point and quantiles
+/// weighted by its share of the paths, and all the paths.
+#[derive(Default)]
+struct Combined {
+    forecast: QuantileForecast,
+    paths: Vec<Vec<f64>>,
+}
+
+impl Combined {
+    fn add(&mut self, s: Sampled, weight: f64) {
+        let f = &mut self.forecast;
+        if f.point.is_empty() {
+            f.point = vec![0.0; s.forecast.point.len()];
+            f.quantiles = s.forecast.quantiles.iter().map(|q| vec![0.0; q.len()]).collect();
+        }
+        f.point.iter_mut().zip(&s.forecast.point).for_each(|(a, v)| *a += weight * v);
+        for (qa, qs) in f.quantiles.iter_mut().zip(&s.forecast.quantiles) {
+            qa.iter_mut().zip(qs).for_each(|(a, v)| *a += weight * v);
+        }
+        self.paths.extend(s.paths);
+    }
 }
 
 /// Sampled forecasts of each window's last `held` values from what precedes them (its text,
@@ -167,4 +211,46 @@ pub fn holdout_wql(model: &Model, windows: &[Encoded], held: usize, paths: i64, 
         }
     }
     sums.wql()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lm::model::load_config;
+
+    #[test]
+    fn paths_split_across_halved_contexts() {
+        let o = LmOptions { paths: 20, max_context: 256, contexts: 3, ..Default::default() };
+        assert_eq!(context_groups(&o), vec![(256, 7), (128, 7), (64, 6)]);
+        let few = LmOptions { paths: 2, max_context: 3, contexts: 4, ..Default::default() };
+        assert_eq!(context_groups(&few), vec![(3, 1), (1, 1)], "never more lengths than paths, never an empty context");
+        assert_eq!(context_groups(&LmOptions::default()), vec![(256, 10), (128, 10)]);
+        assert_eq!(context_groups(&LmOptions { contexts: 1, ..Default::default() }), vec![(256, 20)]);
+    }
+
+    /// Two context lengths: each draws its share of the paths from its own context (and seed),
+    /// and the forecast is the paths-weighted average of the two lengths' own forecasts.
+    #[test]
+    fn a_context_ensemble_averages_each_lengths_forecast() {
+        let _rng = crate::lm::rng_lock();
+        let config = load_config(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny.yaml")).unwrap();
+        let ck = Checkpoint::init(config, Device::Cpu, 11);
+        let history: Vec<f64> = (0..90).map(|t| (t % 7) as f64 + if t > 60 { 20.0 } else { 0.0 }).collect();
+        let levels = [0.1, 0.5, 0.9];
+        let req = Request { horizon: 4, season: 7, levels: &levels, nonnegative: true };
+        let inputs = [Input { history: &history, ..Input::default() }];
+        let run = |o: LmOptions| forecast_paths(&ck, &inputs, &req, &o, |_| true).unwrap().remove(0);
+        let (both, paths) = run(LmOptions { paths: 6, max_context: 64, contexts: 2, ..Default::default() });
+        assert_eq!(paths.len(), 6);
+        let (long, long_paths) = run(LmOptions { paths: 3, max_context: 64, contexts: 1, ..Default::default() });
+        let (short, short_paths) = run(LmOptions { paths: 3, max_context: 32, contexts: 1, seed: 1, ..Default::default() });
+        assert_eq!(paths, [long_paths, short_paths].concat(), "each length's own draws");
+        for (k, q) in both.quantiles.iter().enumerate() {
+            for (h, v) in q.iter().enumerate() {
+                assert!((v - 0.5 * (long.quantiles[k][h] + short.quantiles[k][h])).abs() < 1e-9, "level {k} step {h}");
+            }
+        }
+        assert!(both.point.iter().zip(long.point.iter().zip(&short.point)).all(|(b, (l, s))| (b - 0.5 * (l + s)).abs() < 1e-9));
+        assert_ne!(long.quantiles, short.quantiles, "the two lengths read different histories");
+    }
 }

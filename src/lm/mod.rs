@@ -12,3 +12,12 @@ pub mod sample;
 pub mod text;
 pub mod tokens;
 pub mod train;
+
+/// libtorch's random generator is one per process, and unit tests run on parallel threads: a
+/// test that seeds it and checks exact draws (or trains from a seeded start) holds this lock, so
+/// no other test draws from the generator in between.
+#[cfg(test)]
+pub(crate) fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -340,6 +340,7 @@ mod tests {
 
     #[test]
     fn shipped_configs_have_the_documented_sizes_and_bad_shapes_are_named() {
+        let _rng = crate::lm::rng_lock();
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
         for (name, lo, hi) in [("tiny", 0.3e6, 1e6), ("small", 2e6, 3e6), ("base", 90e6, 110e6)] {
             let c = load_config(&dir.join(format!("{name}.yaml"))).unwrap();
@@ -361,6 +362,7 @@ mod tests {
     /// KV-cached decoding path included (checked on the CPU: every tensor's kind must agree).
     #[test]
     fn bf16_weights_give_the_same_logits() {
+        let _rng = crate::lm::rng_lock();
         let c = load_config(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny.yaml")).unwrap();
         tch::manual_seed(5);
         let mut vs = nn::VarStore::new(Device::Cpu);

@@ -152,6 +152,7 @@ mod tests {
     /// model then forecasts, and a horizon beyond max_len is refused in words.
     #[test]
     fn pretraining_resumes_after_a_stop_and_the_model_forecasts() {
+        let _rng = crate::lm::rng_lock();
         let dir = tempfile::tempdir().unwrap();
         let config = load_config(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny.yaml")).unwrap();
         let train = TrainConfig {

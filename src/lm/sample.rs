@@ -254,6 +254,7 @@ mod tests {
     /// plain forward pass over context + generated tokens gives, for every path.
     #[test]
     fn shared_prefix_decoding_matches_a_full_forward_pass() {
+        let _rng = crate::lm::rng_lock();
         tch::manual_seed(5);
         let vs = nn::VarStore::new(Device::Cpu);
         let cfg = Config {
@@ -331,6 +332,7 @@ mod tests {
     /// forecast's quantiles there are that distribution's exactly, however many paths.
     #[test]
     fn the_first_step_is_the_models_exact_predictive_distribution() {
+        let _rng = crate::lm::rng_lock();
         tch::manual_seed(2);
         let vs = nn::VarStore::new(Device::Cpu);
         let cfg = Config {
@@ -388,6 +390,7 @@ mod tests {
     /// (special ids, top-k's cut) are never drawn, and a seed repeats the draws.
     #[test]
     fn draws_follow_the_distribution_and_skip_impossible_ids() {
+        let _rng = crate::lm::rng_lock();
         tch::manual_seed(11);
         let v = N_VALUE_IDS;
         let row: Vec<f32> = (0..v).map(|i| ((i * 37) % 11) as f32 * 0.7 - if i == 300 { -6.0 } else { 0.0 }).collect();

@@ -73,6 +73,7 @@ mod tests {
 
     #[test]
     fn trains_round_trips_and_reloads_from_json() {
+        let _rng = crate::lm::rng_lock();
         let texts = ["Organic green tea, 20 bags", "Green tea with mint, 40 bags", "Black tea — Earl Grey, 20 bags", "Ceramic mug 350 ml"];
         let tk = TextTokenizer::train(texts.iter().copied(), 300, 2).unwrap();
         assert!(tk.vocab_size() > 256 && tk.vocab_size() <= 300, "{}", tk.vocab_size());

@@ -270,6 +270,7 @@ mod tests {
     /// over the right bin and the one 2 above scores 2 × (½)² = ½ a width.
     #[test]
     fn crps_rewards_mass_near_the_truth() {
+        let _rng = crate::lm::rng_lock();
         let target = 2100i64;
         let score = |mass: &[(i64, f64)]| {
             let mut logits = vec![-1e4f32; N_VALUE_IDS as usize];
@@ -313,6 +314,7 @@ mod tests {
     /// identical logits.
     #[test]
     fn tiny_model_overfits_a_seasonal_series() {
+        let _rng = crate::lm::rng_lock();
         let device = crate::device::best();
         let pattern = [3.0, 5.0, 8.0, 12.0, 9.0, 4.0, 2.0];
         let series: Vec<f64> = (0..400).map(|t| pattern[t % 7] * (1.0 + 0.05 * ((t * 37 % 11) as f64 - 5.0) / 5.0)).collect();
@@ -370,6 +372,7 @@ mod tests {
     /// windows as unpadded ones.
     #[test]
     fn tiny_model_learns_which_text_goes_with_which_pattern() {
+        let _rng = crate::lm::rng_lock();
         use crate::lm::tokens::text_prefix;
         let device = crate::device::best();
         let shapes = [[2.0, 9.0, 2.0, 4.0, 6.0, 3.0, 5.0], [6.0, 3.0, 5.0, 2.0, 9.0, 4.0, 2.0]];
@@ -406,6 +409,7 @@ mod tests {
     /// the horizon's promotion days only.
     #[test]
     fn tiny_model_learns_what_a_promotion_flag_does() {
+        let _rng = crate::lm::rng_lock();
         use crate::lm::checkpoint::Checkpoint;
         use crate::lm::tokens::{CovariateColumn, covariate_features};
         let device = crate::device::best();
@@ -447,6 +451,7 @@ mod tests {
     /// named, other names are refused; pretraining fills its slots from the corpus.
     #[test]
     fn named_covariates_take_a_pretrained_models_slots() {
+        let _rng = crate::lm::rng_lock();
         use crate::lm::checkpoint::Checkpoint;
         let device = crate::device::best();
         let slots = Checkpoint::init(Config { n_covariates: 3, ..tiny() }, device, 1);
@@ -483,6 +488,7 @@ mod tests {
     /// stay its own; checkpoints of other shapes are refused.
     #[test]
     fn averaging_two_checkpoints_mixes_the_weights_they_share() {
+        let _rng = crate::lm::rng_lock();
         use crate::lm::checkpoint::Checkpoint;
         let device = crate::device::best();
         let (a, b) = (Checkpoint::init(Config { n_covariates: 2, ..tiny() }, device, 1), Checkpoint::init(tiny(), device, 2));

@@ -92,6 +92,10 @@ struct ForecastConfig {
     seed: i64,
     /// `lm` only: most recent values each series shows the model (default: all that fit).
     context: Option<usize>,
+    /// `lm` only: context lengths the paths are split across (`context`, half, a quarter, …),
+    /// their forecasts averaged quantile by quantile.
+    #[serde(default = "default_contexts")]
+    contexts: usize,
     /// `lm` only: product text to condition on, for a model fine-tuned with text (one with a
     /// tokenizer); other models forecast without it.
     #[serde(default)]
@@ -105,6 +109,10 @@ struct ForecastConfig {
     /// `calendar.weekend`, `calendar.days`, … are features of the date (`lm::calendar`).
     #[serde(default)]
     covariates: Vec<String>,
+}
+
+fn default_contexts() -> usize {
+    LmOptions::default().contexts
 }
 
 fn default_paths() -> i64 {
@@ -167,7 +175,22 @@ fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, 
     let d = LmOptions::default();
     let max_context = cfg.context.unwrap_or(d.max_context).max(1);
     let max_text = cfg.text.as_ref().map_or(d.max_text, |t| t.max_tokens);
-    let opts = LmOptions { paths: cfg.paths, temperature: cfg.temperature, top_k: cfg.top_k, seed: cfg.seed, max_context, max_text, ..d };
+    let contexts = cfg.contexts;
+    if contexts < 1 || contexts as i64 > cfg.paths {
+        return Err(decl
+            .error(decl.config.pos("contexts"), "`contexts` must be ≥ 1 and at most `paths` (each length draws its own paths)")
+            .into());
+    }
+    let opts = LmOptions {
+        paths: cfg.paths,
+        temperature: cfg.temperature,
+        top_k: cfg.top_k,
+        seed: cfg.seed,
+        max_context,
+        max_text,
+        contexts,
+        ..d
+    };
     let model = match (&cfg.model, &cfg.model_input) {
         (Some(_), Some(_)) => return Err(decl.error(decl.config.pos("model_input"), "give `model` or `model_input`, not both").into()),
         (None, Some(name)) if decl.inputs.contains(name) => {

@@ -139,6 +139,10 @@ fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validatio
     p.write("p.yaml", &pipeline("ets").replace("outputs: [forecasts]", "outputs: [forecasts, forecast_paths]"));
     let err = p.fails(&["validate", "p.yaml"], 2);
     assert!(err.contains("second output (sample paths) needs `method: lm`"), "{err}");
+    // Paths split across more context lengths than there are paths: refused, naming the key.
+    p.write("p.yaml", &lm("model: model, context: 16, contexts: 9,"));
+    let err = p.fails(&["validate", "p.yaml"], 2);
+    assert!(err.contains("p.yaml:") && err.contains("`contexts` must be ≥ 1 and at most `paths`"), "{err}");
 
     // Nightly fine-tuning: the result is published as a table, registered or not by validation.
     let train = |base: &str| {
