@@ -1133,13 +1133,16 @@ async fn evaluate_cmd(
         t.add_row([
             s.method.clone(),
             format!("{:.4}", s.wql),
-            format!("{:.4}", s.mase),
+            if s.mase.is_nan() { "n/a".to_string() } else { format!("{:.4}", s.mase) },
             format!("{:.1}%", 100.0 * s.coverage80),
             s.forecasts.to_string(),
             format!("{:.2}", s.seconds),
         ]);
     }
     println!("{} series, horizon {}, season {}, {} window(s)\n{t}", series.len(), opts.horizon, opts.season, opts.windows);
+    if results.iter().any(|(s, _)| s.mase.is_nan()) {
+        println!("MASE n/a: no series has more than {} values of history before its held-out ones (its seasonal-naive scale)", opts.season);
+    }
     if let Some(path) = forecasts {
         evaluate::write_forecasts(path, &series, &results, opts.horizon)?;
         println!("forecasts written to {}", path.display());

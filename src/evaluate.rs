@@ -43,7 +43,8 @@ pub struct Options {
 pub struct Score {
     pub method: String,
     pub wql: f64,
-    /// Mean over series × windows of MASE of the median forecast.
+    /// Mean over series × windows of MASE of the median forecast; NaN when no series has the
+    /// season + 1 values of history its in-sample seasonal-naive scale needs (or that scale is 0).
     pub mase: f64,
     /// Share of held-out points inside [q0.1, q0.9].
     pub coverage80: f64,
@@ -276,7 +277,7 @@ pub fn score(method: &str, series: &[Series], tests: &[Backtest], opts: &Options
     Score {
         method: method.to_string(),
         wql: wql.wql(),
-        mase: mases.iter().sum::<f64>() / mases.len().max(1) as f64,
+        mase: if mases.is_empty() { f64::NAN } else { mases.iter().sum::<f64>() / mases.len() as f64 },
         coverage80: inside as f64 / total.max(1) as f64,
         seconds,
         forecasts: tests.len(),
@@ -408,6 +409,32 @@ mod tests {
         let opts = Options { horizon: 3, season: 1, windows: 2 };
         assert_eq!(origins(20, &opts), vec![(0, 14), (1, 17)]);
         assert_eq!(origins(8, &opts), vec![(1, 5)]);
+    }
+
+    /// MASE needs more than a season of history (its seasonal-naive scale): scored where a
+    /// series has it, NaN (printed n/a) where none does — never a made-up 0.
+    #[test]
+    fn mase_is_missing_without_a_season_of_history() {
+        let series = |n: usize| Series {
+            id: "s".into(),
+            ts: (0..n as i32).collect(),
+            values: (0..n).map(|t| (t % 3) as f64 + 1.0).collect(),
+            text: None,
+            covariates: vec![],
+        };
+        let q = |v: f64| QuantileForecast { point: vec![v; 2], quantiles: vec![vec![v; 2]; LEVELS.len()] };
+        let opts = Options { horizon: 2, season: 3, windows: 1 };
+        let short = [series(5)];
+        let bt = [Backtest { series: 0, window: 0, origin: 3, forecast: q(2.0) }];
+        let s = score("m", &short, &bt, &opts, 0.0);
+        assert!(s.mase.is_nan() && s.wql.is_finite(), "{s:?}");
+        let long = [series(9)];
+        let bt = [Backtest { series: 0, window: 0, origin: 7, forecast: q(2.0) }];
+        // History 1 2 3 1 2 3 1: seasonal-naive MAE 0; the actuals 2 3 against 2: MAE 0.5 → no scale either.
+        assert!(score("m", &long, &bt, &opts, 0.0).mase.is_nan());
+        let rising = [Series { values: vec![1.0, 2.0, 3.0, 2.0, 3.0, 4.0, 3.0, 4.0, 5.0], ..series(9) }];
+        // Seasonal differences over the history (1 2 3 2 3 4 3): all 1; actuals 4, 5 against 2: MAE 2.5.
+        assert!((score("m", &rising, &bt, &opts, 0.0).mase - 2.5).abs() < 1e-12);
     }
 
     /// `--ensemble` members' backtests combine job by job into their median; a job one member
