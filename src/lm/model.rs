@@ -98,8 +98,15 @@ impl RmsNorm {
 impl Module for RmsNorm {
     fn forward(&self, x: &Tensor) -> Tensor {
         let norm = (x.pow_tensor_scalar(2).mean_dim(-1, true, Kind::Float) + 1e-6).rsqrt();
-        (x * norm).to_kind(x.kind()) * &self.weight
+        (x * norm).to_kind(x.kind()) * self.weight.to_kind(x.kind())
     }
+}
+
+/// A bias-free linear layer in the input's precision: f32 weights are cast (differentiably) to
+/// bf16 when the model computes in bf16, so the product runs in bf16 and the gradient reaches the
+/// f32 master weights — mixed precision without `tch::autocast`. A no-op cast otherwise.
+fn linear(l: &nn::Linear, x: &Tensor) -> Tensor {
+    x.matmul(&l.ws.to_kind(x.kind()).tr())
 }
 
 /// Keys and values of one layer, [batch, heads, time, head_dim]. After [`LayerCache::share`],
@@ -185,7 +192,7 @@ impl Block {
     fn forward(&self, x: &Tensor, rope: &(Tensor, Tensor), mask: Option<&Tensor>, causal: bool, cache: Option<&mut LayerCache>) -> Tensor {
         let (b, t, d) = x.size3().expect("[B, T, D]");
         let hd = d / self.n_heads;
-        let qkv = self.qkv.forward(&self.norm1.forward(x)).view([b, t, 3, self.n_heads, hd]).permute([2, 0, 3, 1, 4]);
+        let qkv = linear(&self.qkv, &self.norm1.forward(x)).view([b, t, 3, self.n_heads, hd]).permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (apply_rope(&qkv.get(0), rope), apply_rope(&qkv.get(1), rope), qkv.get(2));
         let (k, v) = match cache {
             Some(c) => {
@@ -213,9 +220,9 @@ impl Block {
     /// Attention output [B, H, T, hd] → residual, then the SwiGLU MLP.
     fn finish(&self, x: &Tensor, att: &Tensor) -> Tensor {
         let (b, t, d) = x.size3().expect("[B, T, D]");
-        let x = x + self.out.forward(&att.transpose(1, 2).contiguous().view([b, t, d]));
-        let gu = self.gate_up.forward(&self.norm2.forward(&x)).chunk(2, -1);
-        &x + self.down.forward(&(gu[0].silu() * &gu[1]))
+        let x = x + linear(&self.out, &att.transpose(1, 2).contiguous().view([b, t, d]));
+        let gu = linear(&self.gate_up, &self.norm2.forward(&x)).chunk(2, -1);
+        &x + linear(&self.down, &(gu[0].silu() * &gu[1]))
     }
 }
 
@@ -262,6 +269,10 @@ pub struct Model {
     blocks: Vec<Block>,
     norm: RmsNorm,
     head: Option<nn::Linear>,
+    /// The precision activations are computed in (None: the weights'). On CUDA, bf16 over f32
+    /// master weights (training and validation; `Checkpoint::for_inference` casts the weights
+    /// themselves for forecasting); on the CPU, where bf16 products are slower, the weights'.
+    pub compute: Option<Kind>,
 }
 
 impl Model {
@@ -281,7 +292,8 @@ impl Model {
         let blocks = (0..c.n_layers).map(|i| Block::new(vs / "blocks" / i, c)).collect();
         let head =
             (!c.tied).then(|| nn::linear(vs / "head", c.d_model, N_VALUE_IDS, nn::LinearConfig { bias: false, ..Default::default() }));
-        Self { norm: RmsNorm::new(vs / "norm", c.d_model), config, embed, covariates, lag, blocks, head }
+        let compute = vs.device().is_cuda().then_some(Kind::BFloat16);
+        Self { norm: RmsNorm::new(vs / "norm", c.d_model), config, embed, covariates, lag, blocks, head, compute }
     }
 
     /// Logits over value ids for every position: ids [B, T] → [B, T, 4096].
@@ -296,13 +308,14 @@ impl Model {
         mut cache: Option<&mut Vec<LayerCache>>,
     ) -> Tensor {
         let (_, t) = ids.size2().expect("[B, T]");
-        let mut x = self.embed.forward(ids);
+        let compute = self.compute.unwrap_or(self.embed.ws.kind());
+        let mut x = self.embed.forward(ids).to_kind(compute);
         if let (Some(proj), Some(cov)) = (&self.covariates, extra.covariates) {
             let cov = cov.to_kind(x.kind());
-            x = x + proj.forward(&cov);
+            x = x + linear(proj, &cov);
         }
         if let (Some(proj), Some(lag)) = (&self.lag, extra.lag) {
-            x = x + proj.forward(&self.embed.forward(lag));
+            x = x + linear(proj, &self.embed.forward(lag).to_kind(compute));
         }
         let hd = self.config.d_model / self.config.n_heads;
         let rope = rope_tables(start, t, hd, ids.device());
@@ -315,8 +328,8 @@ impl Model {
         }
         let x = self.norm.forward(&x);
         match &self.head {
-            Some(h) => h.forward(&x),
-            None => x.matmul(&self.embed.ws.narrow(0, 0, N_VALUE_IDS).tr()),
+            Some(h) => linear(h, &x),
+            None => x.matmul(&self.embed.ws.narrow(0, 0, N_VALUE_IDS).to_kind(x.kind()).tr()),
         }
     }
 

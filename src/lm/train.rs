@@ -95,7 +95,8 @@ fn predict(model: &Model, b: &Batch) -> Predicted {
     let is_target = b.target.narrow(1, 1, t - 1);
     // Text, the separator and padding are never targets (and lie outside the value head).
     let labels = b.ids.narrow(1, 1, t - 1).masked_fill(&is_target.logical_not(), -100);
-    Predicted { logits: logits.flatten(0, 1), labels: labels.flatten(0, 1), is_target: is_target.flatten(0, 1) }
+    // The loss in f32 whatever the model computes in (bf16 on CUDA).
+    Predicted { logits: logits.flatten(0, 1).to_kind(Kind::Float), labels: labels.flatten(0, 1), is_target: is_target.flatten(0, 1) }
 }
 
 /// Sum over targets of the CRPS of each predicted distribution over value bins, in units of the
@@ -307,6 +308,33 @@ mod tests {
             tied: false,
             season_lag: true,
         }
+    }
+
+    /// Mixed precision, as on CUDA: activations and products in bf16, the loss in f32, the
+    /// gradient reaching f32 master weights that AdamW steps. The run learns as the f32 one does.
+    #[test]
+    fn bf16_compute_trains_f32_master_weights() {
+        let _rng = crate::lm::rng_lock();
+        let pattern = [3.0, 5.0, 8.0, 12.0, 9.0, 4.0, 2.0];
+        let series: Vec<f64> = (0..200).map(|t| pattern[t % 7]).collect();
+        let cfg = quick(60, 42, 3);
+        let run = |compute: Option<Kind>| {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let mut model = Model::new(&vs.root(), tiny());
+            model.compute = compute;
+            let losses = train(&model, &vs, &cfg, 0, |rng| window(&series, &[], &[], cfg.window, 7, rng), |_, _| true).unwrap();
+            let ids = Tensor::from_slice(&[2100i64, 2200, 2300]).view([1, 3]);
+            let kind = model.forward(&ids, 0, None, &Extra::default(), None).kind();
+            assert!(vs.variables().values().all(|v| v.kind() == Kind::Float), "master weights stay f32");
+            let mean = |l: &[f64]| l.iter().sum::<f64>() / l.len() as f64;
+            (mean(&losses[..5]), mean(&losses[losses.len() - 5..]), kind)
+        };
+        let (first, last, kind) = run(Some(Kind::BFloat16));
+        assert_eq!(kind, Kind::BFloat16, "logits computed in bf16");
+        assert!(last < 0.5 * first, "bf16 loss {first:.3} -> {last:.3}");
+        let (_, f32_last, f32_kind) = run(None);
+        assert_eq!(f32_kind, Kind::Float);
+        assert!((last - f32_last).abs() < 0.25 * f32_last.max(0.5), "bf16 {last:.3} against f32 {f32_last:.3}");
     }
 
     /// The tiny model learns one weekly pattern: loss falls, and its sampled median forecast
