@@ -93,9 +93,8 @@ struct ForecastConfig {
     /// `lm` only: most recent values each series shows the model (default: all that fit).
     context: Option<usize>,
     /// `lm` only: context lengths the paths are split across (`context`, half, a quarter, …),
-    /// their forecasts averaged quantile by quantile.
-    #[serde(default = "default_contexts")]
-    contexts: usize,
+    /// their forecasts averaged quantile by quantile (default 2, or 1 with a single path).
+    contexts: Option<usize>,
     /// `lm` only: product text to condition on, for a model fine-tuned with text (one with a
     /// tokenizer); other models forecast without it.
     #[serde(default)]
@@ -109,10 +108,6 @@ struct ForecastConfig {
     /// `calendar.weekend`, `calendar.days`, … are features of the date (`lm::calendar`).
     #[serde(default)]
     covariates: Vec<String>,
-}
-
-fn default_contexts() -> usize {
-    LmOptions::default().contexts
 }
 
 fn default_paths() -> i64 {
@@ -175,7 +170,7 @@ fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, 
     let d = LmOptions::default();
     let max_context = cfg.context.unwrap_or(d.max_context).max(1);
     let max_text = cfg.text.as_ref().map_or(d.max_text, |t| t.max_tokens);
-    let contexts = cfg.contexts;
+    let contexts = cfg.contexts.unwrap_or(d.contexts.min(cfg.paths as usize));
     if contexts < 1 || contexts as i64 > cfg.paths {
         return Err(decl
             .error(decl.config.pos("contexts"), "`contexts` must be ≥ 1 and at most `paths` (each length draws its own paths)")
