@@ -3,7 +3,8 @@
 //! and periodic kernels with daily/weekly/monthly/quarterly/yearly periods), random walks with
 //! trend changes, and intermittent counts (Bernoulli occurrence × negative-binomial sizes, the
 //! Croston family), and exponential-smoothing state-space simulations (level, damped trend,
-//! additive or multiplicative season and error: the structure of most business series), and
+//! additive or multiplicative season and error: the structure of most business series; a third of
+//! their seasons sharp — sawtooths that reset, peak steps, blocks — not smooth harmonics), and
 //! unit counts around any of those curves (negative binomial, as item-level sales are);
 //! TSMixup mixes one to three of them with random weights; some change regime part-way (a
 //! product launch: nothing before it; or a lasting shift of level). Every series has a frequency, and
@@ -176,6 +177,34 @@ fn seasonal_profile(m: usize, rng: &mut impl Rng) -> Vec<f64> {
     raw.iter().map(|v| v - mean).collect()
 }
 
+/// A sharp seasonal shape at a random phase, mean 0 and range 2: a sawtooth (a quantity that
+/// builds through the season and resets at a fixed point, as yearly allowances, budgets and
+/// subscriptions do), one or two peak steps (a holiday month, a weekly market day), or a block
+/// of on-season (or, flipped, a closure) — shapes seasonal naive repeats exactly and a smooth
+/// profile rounds off before the turn.
+fn shaped_profile(m: usize, rng: &mut impl Rng) -> Vec<f64> {
+    let phase = rng.random_range(0..m);
+    let raw: Vec<f64> = match rng.random_range(0..3) {
+        0 => {
+            let climb = rng.random_range(m / 2..=m);
+            (0..m).map(|i| ((i + phase) % m).min(climb - 1) as f64).collect()
+        }
+        1 => {
+            let peaks = [phase, (phase + rng.random_range(1..m)) % m];
+            let second = rng.random_bool(0.3);
+            (0..m).map(|i| f64::from(i == peaks[0] || (second && i == peaks[1]))).collect()
+        }
+        _ => {
+            let run = rng.random_range(2..=m / 2);
+            (0..m).map(|i| f64::from((i + m - phase) % m < run)).collect()
+        }
+    };
+    let sign = if rng.random_bool(0.2) { -1.0 } else { 1.0 };
+    let (lo, hi) = raw.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+    let mean = raw.iter().sum::<f64>() / m as f64;
+    raw.iter().map(|v| sign * 2.0 * (v - mean) / (hi - lo) + 0.02 * Distribution::<f64>::sample(&StandardNormal, rng)).collect()
+}
+
 /// An exponential-smoothing state-space path (Hyndman et al.): level, optionally damped trend,
 /// additive or multiplicative season of length `season`, additive or multiplicative error.
 pub fn ets_like(len: usize, season: usize, rng: &mut impl Rng) -> Vec<f64> {
@@ -188,7 +217,18 @@ pub fn ets_like(len: usize, season: usize, rng: &mut impl Rng) -> Vec<f64> {
     let sigma = rng.random_range(0.005..0.15);
     let (mut level, mut trend) = (1.0, if beta > 0.0 || rng.random_bool(0.3) { rng.random_range(-0.01..0.02) } else { 0.0 });
     let amp = rng.random_range(0.05..0.6);
-    let mut s: Vec<f64> = if seasonal { seasonal_profile(season, rng).iter().map(|v| v * amp).collect() } else { vec![0.0; season] };
+    let mut s: Vec<f64> = match seasonal {
+        false => vec![0.0; season],
+        // A third of the seasons (m ≥ 4) are sharp shapes, which may swing further: a trough
+        // down to 5 % of the level.
+        true if season >= 4 && rng.random_bool(0.35) => {
+            let p = shaped_profile(season, rng);
+            let lowest = p.iter().copied().fold(f64::INFINITY, f64::min).abs();
+            let amp = rng.random_range(0.05..0.95) / lowest.max(0.5);
+            p.iter().map(|v| v * amp).collect()
+        }
+        true => seasonal_profile(season, rng).iter().map(|v| v * amp).collect(),
+    };
     (0..len)
         .map(|t| {
             let i = t % season;
@@ -430,6 +470,31 @@ mod tests {
         assert!((0..3).all(slot_used), "every slot is used");
         let p = kernel_synth(300, &[7.0], &mut again);
         assert!(p.iter().any(|v| (v - p[0]).abs() > 1e-6), "a GP draw varies");
+    }
+
+    /// A sharp season has mean 0 and range 2 at any phase, and comes in its three kinds: a
+    /// sawtooth (one drop a season), a peak and a block (a rise and a fall, or a fall and a rise).
+    #[test]
+    fn sharp_seasons_are_sawtooths_peaks_and_blocks() {
+        let mut rng = crate::forecast::rng();
+        let mut kinds = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let p = shaped_profile(12, &mut rng);
+            let mean = p.iter().sum::<f64>() / 12.0;
+            let (lo, hi) = p.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+            assert!(mean.abs() < 0.05 && (1.8..2.2).contains(&(hi - lo)), "{p:?}");
+            let jumps = (0..12).map(|i| p[(i + 1) % 12] - p[i]).filter(|d| d.abs() > 0.5).count();
+            let distinct = p.iter().filter(|v| (**v - lo).abs() > 0.1 && (**v - hi).abs() > 0.1).count();
+            assert!(distinct < 3 || jumps == 1, "a sawtooth climbs in small steps and drops once: {p:?}");
+            kinds.insert(if distinct >= 3 {
+                "sawtooth"
+            } else if jumps == 2 {
+                "peak or block"
+            } else {
+                "two peaks"
+            });
+        }
+        assert_eq!(kinds.len(), 3, "{kinds:?}");
     }
 
     /// A covariate does what its effect says: a flag with effect ln 2 doubles a demand-like
