@@ -180,8 +180,8 @@ fn seasonal_profile(m: usize, rng: &mut impl Rng) -> Vec<f64> {
 /// A sharp seasonal shape at a random phase, mean 0 and range 2: a sawtooth (a quantity that
 /// builds through the season and resets at a fixed point, as yearly allowances, budgets and
 /// subscriptions do), one or two peak steps (a holiday month, a weekly market day), or a block
-/// of on-season (or, flipped, a closure) — shapes seasonal naive repeats exactly and a smooth
-/// profile rounds off before the turn.
+/// of on-season; one in five is flipped (a sawtooth that runs down, a dip, a closure). Shapes
+/// seasonal naive repeats exactly and a smooth profile rounds off before the turn.
 fn shaped_profile(m: usize, rng: &mut impl Rng) -> Vec<f64> {
     let phase = rng.random_range(0..m);
     let raw: Vec<f64> = match rng.random_range(0..3) {
