@@ -13,7 +13,10 @@
 # stockout days masked, so only the days without one are scored) with its covariates (default
 # COVARIATES=promo,calendar.weekend,category_last_year; the category's demand a year earlier is
 # computed without the cold-start SKUs' days before their start).
+# SHORT=0.25 cuts that share of both fine-tunes' training windows to a new SKU's first days
+# (`short_windows`: 3–14 values of context, then 32 predicted).
 SKUS=${1:-100} STEPS=${2:-240} COLD=${3:-21} OUT=${4:-/tmp/restock-text} LR=${5:-3e-4}
+SW=${SHORT:+, short_windows: $SHORT}
 source "$(dirname "$0")/lm_ablation_lib.sh"
 COLD_SKU="CAST(substr(sku_id, 5) AS INT) % 4 = 0"
 [ -n "${WEEKEND_COL:-}" ] && COVARIATES=${COVARIATES:-calendar.weekend}
@@ -38,8 +41,8 @@ fi
      WHERE $COLD_SKU AND date > $LAST - INTERVAL '$((28 + COLD))' DAY ORDER BY 1, 2"
 "$R" query --lake "$L" --format parquet --output "$OUT/text.parquet" \
     "SELECT DISTINCT concat(d.sku_id, '/', d.location_id) AS series_id, p.text FROM demand_daily d JOIN product_text p ON d.sku_id = p.sku_id"
-finetune text ", products: table:product_text, tokenizer: table:tokenizer" ", text: { input: products, tokenizer: tokenizer, max_tokens: 32 }$COV"
-finetune plain "" "$COV"
+finetune text ", products: table:product_text, tokenizer: table:tokenizer" ", text: { input: products, tokenizer: tokenizer, max_tokens: 32 }$COV$SW"
+finetune plain "" "$COV$SW"
 ev() { "$R" evaluate --data "$OUT/cold.parquet" --horizon 28 --season 7 --paths 20 --context 112 "$@"; }
 echo "== cold-start series: $COLD days of history, 28 held out"
 echo "-- baselines and zero-shot models/small"; ev --methods seasonal_naive,ets,lm --model models/small

@@ -44,10 +44,33 @@ pub fn lr_at(step: usize, c: &TrainConfig) -> f64 {
 /// product text, `tokens::text_prefix`; empty for none). `covariates`: the series' known
 /// covariates, row-major [series.len() × n] (`tokens::covariate_features`), or empty.
 pub fn window(series: &[f64], covariates: &[f32], prefix: &[i64], len: usize, season: usize, rng: &mut impl Rng) -> Encoded {
+    cut(series, covariates, prefix, len, None, season, rng)
+}
+
+/// A new SKU's window: 3 to 14 values of context (drawn at random), the only part the scale
+/// comes from, as a new SKU's forecast scales by its first days; then a quarter of `len`
+/// after them. What its text and covariates say matters most here, where history says little.
+pub fn short_window(series: &[f64], covariates: &[f32], prefix: &[i64], len: usize, season: usize, rng: &mut impl Rng) -> Encoded {
+    let context = rng.random_range(3..=14);
+    cut(series, covariates, prefix, context + len / 4, Some(context), season, rng)
+}
+
+/// A random `len`-value window (fewer if the series is shorter) scaled by its first `context`
+/// values (three quarters of it when None).
+fn cut(
+    series: &[f64],
+    covariates: &[f32],
+    prefix: &[i64],
+    len: usize,
+    context: Option<usize>,
+    season: usize,
+    rng: &mut impl Rng,
+) -> Encoded {
     let len = len.min(series.len());
     let start = rng.random_range(0..=series.len() - len);
     let w = &series[start..start + len];
-    let enc = encode_with_scale(w, None, scale_of(&w[..(len * 3 / 4).max(1)])).with_season(season);
+    let context = context.unwrap_or(len * 3 / 4).clamp(1, len.max(1));
+    let enc = encode_with_scale(w, None, scale_of(&w[..context])).with_season(season);
     let n = covariates.len() / series.len().max(1);
     let enc = if n > 0 { enc.with_covariates(covariates[start * n..(start + len) * n].to_vec(), n) } else { enc };
     enc.after(prefix)
@@ -287,6 +310,25 @@ mod tests {
         assert!((score(&[(target + 1, 1.0)]) - 1.0).abs() < 1e-3);
         assert!((score(&[(target - 10, 1.0)]) - 10.0).abs() < 1e-3);
         assert!((score(&[(target, 0.5), (target + 2, 0.5)]) - 0.5).abs() < 1e-3);
+    }
+
+    /// A new SKU's window holds 3 to 14 values of context then a quarter window, and its scale
+    /// is the mean of that context alone (on 1, 2, 3, …: its first value + (context − 1) / 2).
+    #[test]
+    fn a_short_window_is_scaled_by_its_first_days_only() {
+        let series: Vec<f64> = (1..=200).map(f64::from).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut contexts = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let w = short_window(&series, &[], &[], 128, 7, &mut rng);
+            let context = w.ids.len() - 32;
+            assert!((3..=14).contains(&context), "{context}");
+            let first = w.scale - (context as f64 - 1.0) / 2.0;
+            assert!(first.fract() == 0.0 && first >= 1.0 && first + w.ids.len() as f64 - 1.0 <= 200.0, "{first}");
+            assert!((crate::lm::tokens::decode(w.ids[0], w.scale) - first).abs() <= bin_width() * w.scale);
+            contexts.insert(context);
+        }
+        assert_eq!(contexts.len(), 12, "every context length from 3 to 14 is drawn");
     }
 
     use super::*;

@@ -76,6 +76,11 @@ struct TrainStageConfig {
     /// What early stopping and registration compare models on.
     #[serde(default)]
     score: Score,
+    /// The share of training windows cut to a new SKU's first days (3 to 14 values of context,
+    /// then a quarter window predicted; `lm::train::short_window`), so the model learns to
+    /// forecast from little history, leaning on the product's text and covariates.
+    #[serde(default = "default_short_windows")]
+    short_windows: f64,
 }
 
 /// A model's validation score, over the held-out quarter of each validation window.
@@ -98,6 +103,9 @@ fn default_checkpoint_every() -> usize {
 
 fn default_eval_every() -> usize {
     25
+}
+fn default_short_windows() -> f64 {
+    0.0
 }
 fn default_patience() -> usize {
     3
@@ -153,6 +161,10 @@ impl StageKind for TrainKind {
         {
             let msg = format!("need 8 ≤ window ≤ max_len ({}), steps ≥ 1, batch ≥ 1, lr > 0, season_length ≥ 1", config.max_len);
             return Err(decl.error(decl.config.pos("window"), msg).into());
+        }
+        if !(0.0..=1.0).contains(&cfg.short_windows) {
+            let msg = format!("`short_windows` is a share of the training windows, from 0 to 1; got {}", cfg.short_windows);
+            return Err(decl.error(decl.config.pos("short_windows"), msg).into());
         }
         if cfg.text.is_some() && config.text_vocab == 0 {
             return Err(decl
@@ -457,7 +469,11 @@ fn train_resumably(ck: &Checkpoint, rec: &mut Record, data: &Windows, cfg: &Trai
     let draw = |rng: &mut rand_chacha::ChaCha8Rng| {
         let s = series[rng.random_range(0..series.len())];
         let prefix = if dropout > 0.0 && rng.random_bool(dropout) { &[] } else { s.prefix };
-        crate::lm::train::window(s.values, s.covariates, prefix, window, cfg.season_length, rng)
+        let (values, covariates, season) = (s.values, s.covariates, cfg.season_length);
+        match cfg.short_windows > 0.0 && rng.random_bool(cfg.short_windows) {
+            true => crate::lm::train::short_window(values, covariates, prefix, window, season, rng),
+            false => crate::lm::train::window(values, covariates, prefix, window, season, rng),
+        }
     };
     let mut saved: Result<Option<TrainState>> = Ok(None);
     train(&ck.model, &ck.vs, &tc, rec.step, draw, |step, loss| {

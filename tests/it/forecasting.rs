@@ -185,7 +185,8 @@ fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validatio
             "  - {{ id: fc, kind: forecast, inputs: {{ demand: raw/demand/, model: lm_model }}, outputs: [forecasts_lm], config: {{ method: lm, model_input: {input}, series: [sku_id], time: date, target: units, horizon: 7, paths: 4, context: 16 }} }}\n"
         )
     };
-    let both = train("model").replace("steps: 5,", "steps: 3, restart: true,") + &forecast_with("model");
+    // (With half its windows cut to a new SKU's first days.)
+    let both = train("model").replace("steps: 5,", "steps: 3, restart: true, short_windows: 0.5,") + &forecast_with("model");
     p.write("ft.yaml", &both);
     p.ok(&["run", "ft.yaml"]);
     assert_eq!(p.query("SELECT count(*), min(model) FROM forecasts_lm"), vec!["14,lm".to_string()]);
@@ -196,6 +197,12 @@ fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validatio
     p.write("ft.yaml", &(train("model") + &forecast_with("demand")));
     let err = p.fails(&["validate", "ft.yaml"], 2);
     assert!(err.contains("`model_input: demand` has no `weights` and `config_yaml` columns"), "{err}");
+    p.write("ft.yaml", &train("model").replace("steps: 5,", "steps: 5, short_windows: 1.5,"));
+    let err = p.fails(&["validate", "ft.yaml"], 2);
+    assert!(
+        err.contains("ft.yaml:4:") && err.contains("`short_windows` is a share of the training windows, from 0 to 1; got 1.5"),
+        "{err}"
+    );
     p.write("ft.yaml", &train("nowhere"));
     let err = p.fails(&["validate", "ft.yaml"], 2);
     assert!(err.contains("ft.yaml:") && err.contains("nowhere/config.yaml"), "{err}");
