@@ -15,7 +15,8 @@ export LD_LIBRARY_PATH="$(python3 -c 'import torch,os;print(os.path.dirname(torc
 R="$PWD/target/debug/restock"
 [ -d "$OUT/lake" ] || { echo "no lake in $OUT: run benches/lm_text_ablation.sh first" >&2; exit 1; }
 echo "| factor per | relative MAE | days |"
-for by in "'all'" "weekend" "category" "category, weekend"; do
+# (`everything`: one group of all the days.)
+for by in everything weekend category "category, weekend"; do
     "$R" query --lake "file://$OUT/lake" "
 WITH last AS (SELECT max(date) AS d FROM demand_daily),
 x AS (
@@ -25,7 +26,7 @@ x AS (
     WHERE CAST(substr(d.sku_id, 5) AS INT) % 4 = 0 AND d.date > last.d - INTERVAL '$((28 + COLD))' DAY),
 context AS (SELECT s, avg(v) AS m FROM x WHERE NOT held GROUP BY s),
 h AS (SELECT x.*, context.m, 'all' AS everything FROM x JOIN context USING (s) WHERE held),
-f AS (SELECT ${by/\'all\'/everything}, coalesce(sum(v) / nullif(sum(m), 0), 1.0) AS factor FROM h GROUP BY ${by/\'all\'/everything})
-SELECT '${by//\'/}' AS factor_per, round(sum(abs(v - m * factor)) / sum(abs(v)), 4) AS relative_mae, count(*) AS days
-FROM h JOIN f USING (${by/\'all\'/everything})" | grep -v "^+\|factor_per"
+f AS (SELECT $by, coalesce(sum(v) / nullif(sum(m), 0), 1.0) AS factor FROM h GROUP BY $by)
+SELECT '$by' AS factor_per, round(sum(abs(v - m * factor)) / sum(abs(v)), 4) AS relative_mae, count(*) AS days
+FROM h JOIN f USING ($by)" | grep -v "^+\|factor_per"
 done
