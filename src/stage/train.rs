@@ -79,7 +79,7 @@ struct TrainStageConfig {
     /// The share of training windows cut to a new SKU's first days (3 to 14 values of context,
     /// then a quarter window predicted; `lm::train::short_window`), so the model learns to
     /// forecast from little history, leaning on the product's text and covariates.
-    #[serde(default = "default_short_windows")]
+    #[serde(default)]
     short_windows: f64,
 }
 
@@ -103,9 +103,6 @@ fn default_checkpoint_every() -> usize {
 
 fn default_eval_every() -> usize {
     25
-}
-fn default_short_windows() -> f64 {
-    0.0
 }
 fn default_patience() -> usize {
     3
