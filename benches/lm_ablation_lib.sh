@@ -8,9 +8,16 @@ source scripts/env.sh >/dev/null
 export LD_LIBRARY_PATH="$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib"
 R="$PWD/target/debug/restock"
 [ -x "$R" ] || cargo build --locked --bin restock
-rm -rf "$OUT" && mkdir -p "$OUT"
 L="file://$OUT/lake" S="sqlite://$OUT/state.db"
-"$R" -q demo --skus "$SKUS" --lake "$L" --state "$S" --pipeline pipelines/nightly.yaml >/dev/null
+# REUSE=1 starts from the demo lake an earlier run of the same SKUS left in $OUT (a copy of it
+# as the demo's nightly run left it: generating takes minutes); the fine-tunes start afresh.
+if [ -n "${REUSE:-}" ] && [ -d "$OUT/demo/lake" ]; then
+    rm -rf "$OUT/lake" "$OUT/state.db" && cp -r "$OUT/demo/lake" "$OUT/demo/state.db" "$OUT/"
+else
+    rm -rf "$OUT" && mkdir -p "$OUT/demo"
+    "$R" -q demo --skus "$SKUS" --lake "$L" --state "$S" --pipeline pipelines/nightly.yaml >/dev/null
+    cp -r "$OUT/lake" "$OUT/state.db" "$OUT/demo/"
+fi
 mkdir -p "$OUT/lake/raw/train_demand"   # after the demo, which regenerates raw/
 LAST="(SELECT max(date) FROM demand_daily)"
 

@@ -1,30 +1,43 @@
 #!/usr/bin/env bash
-# Text conditioning, as an ablation on cold-start SKUs of the demo lake. One SKU in four is made
-# new: only its last COLD days before the held-out 28 exist. Two fine-tunes of models/small on the
-# same data, steps and seed — one reading each SKU's product text (catalog + reviews, the demo's
-# tokenizer), one without — are then scored on the cold-start series' 28 held-out days with
-# `restock evaluate`: the text model with and without its text, the plain model, zero-shot,
-# seasonal naive and ets.
-# Usage: benches/lm_text_ablation.sh [SKUS=100] [STEPS=240] [COLD=21] [OUT=/tmp/restock-text] [LR=3e-4]
+# Text conditioning, as an ablation on cold-start SKUs of the demo lake. The cold-start SKUs are
+# half the products launched during the history (those with an even number and at least
+# COLD + 28 days of it): each is scored on the 28 days after its first COLD days, and nothing
+# later of it is trained on — the lake as it stood COLD days after the launch, for that SKU. Two
+# fine-tunes of models/small on the same data, steps and seed — one reading each SKU's product
+# text (catalog + reviews, the demo's tokenizer), one without — are then scored on those 28 days
+# with `restock evaluate`: the text model with and without its text, the plain model, zero-shot,
+# seasonal naive and ets. (The demo's text states each product's life cycle: a limited edition's
+# launch peak that fades, a staple's build-up; see src/demo/text.rs.)
+# Usage: benches/lm_text_ablation.sh [SKUS=500] [STEPS=240] [COLD=7] [OUT=/tmp/restock-text] [LR=3e-4]
 # Environment: COVARIATES=calendar.weekend,… gives both fine-tunes (and the scoring) these
 # calendar covariates (`lm::calendar`), read in the model's pretrained covariate slots;
 # WEEKEND_COL=1 is COVARIATES=calendar.weekend (it used to be a column; the flag is the same).
 # LM_INPUT=1 trains and scores on what pipelines/lm_nightly.yaml feeds the model (sql/lm_demand.sql:
 # stockout days masked, so only the days without one are scored) with its covariates (default
 # COVARIATES=promo,calendar.weekend,category_last_year; the category's demand a year earlier is
-# computed without the cold-start SKUs' days before their start).
+# computed without the cold-start SKUs' days after the scored ones).
 # SHORT=0.25 cuts that share of both fine-tunes' training windows to a new SKU's first days
-# (`short_windows`: 3–14 values of context, then 32 predicted).
-SKUS=${1:-100} STEPS=${2:-240} COLD=${3:-21} OUT=${4:-/tmp/restock-text} LR=${5:-3e-4}
+# (`short_windows`: 3–14 values of context, then 32 predicted; a launched product's at launch).
+# REUSE=1: the demo lake of an earlier run in OUT (lm_ablation_lib.sh).
+SKUS=${1:-500} STEPS=${2:-240} COLD=${3:-7} OUT=${4:-/tmp/restock-text} LR=${5:-3e-4}
 SW=${SHORT:+, short_windows: $SHORT}
 source "$(dirname "$0")/lm_ablation_lib.sh"
-COLD_SKU="CAST(substr(sku_id, 5) AS INT) % 4 = 0"
+# The cold-start SKUs and their first day; a demand_daily row of one within its first N days.
+COLD_SKUS="(SELECT sku_id, min(date) AS first FROM demand_daily GROUP BY sku_id
+            HAVING CAST(substr(sku_id, 5) AS INT) % 2 = 0 AND min(date) > (SELECT min(date) FROM demand_daily)
+               AND min(date) <= $LAST - INTERVAL '$((28 + COLD))' DAY)"
+cold_within() {
+    echo "EXISTS (SELECT 1 FROM $COLD_SKUS AS c WHERE c.sku_id = demand_daily.sku_id AND demand_daily.date < c.first + INTERVAL '$1' DAY)"
+}
+not_cold_after() {
+    echo "NOT EXISTS (SELECT 1 FROM $COLD_SKUS AS c WHERE c.sku_id = demand_daily.sku_id AND demand_daily.date >= c.first + INTERVAL '$1' DAY)"
+}
 [ -n "${WEEKEND_COL:-}" ] && COVARIATES=${COVARIATES:-calendar.weekend}
-HISTORY="NOT ($COLD_SKU) OR date > $LAST - INTERVAL '$((28 + COLD))' DAY"
+HISTORY=$(not_cold_after "$COLD")
 FROM="demand_daily" COLS="" SELECT=""
 if [ -n "${LM_INPUT:-}" ]; then
     COVARIATES=${COVARIATES:-promo,calendar.weekend,category_last_year}
-    DEMAND_WHERE=$HISTORY
+    DEMAND_WHERE=$(not_cold_after $((28 + COLD)))
     source benches/lm_demand_sql.sh
     FROM="lm" COLS=", promo, category_last_year" SELECT="$LM_DEMAND"
 fi
@@ -32,13 +45,19 @@ COV="" EVCOV=()
 if [ -n "${COVARIATES:-}" ]; then
     COV=", covariates: [$COVARIATES]" EVCOV=(--covariates "$COVARIATES")
 fi
-# Training data: warm SKUs up to the held-out month; cold SKUs only their last COLD days before it.
-"$R" query --lake "$L" --format parquet --output "$OUT/lake/raw/train_demand/part-0.parquet" \
-    "$SELECT SELECT sku_id, location_id, date, units$COLS FROM $FROM WHERE date <= $LAST - INTERVAL '28' DAY AND ($HISTORY)"
+# `rows KEEP LIST`: LIST, then the covariates, of the demand rows kept (KEEP: a condition on
+# demand_daily's rows; LIST: columns of $FROM AS x).
+rows() {
+    echo "$SELECT SELECT $2${COLS//, /, x.} FROM $FROM AS x
+          JOIN (SELECT sku_id, location_id, date FROM demand_daily WHERE $1) AS k
+            ON k.sku_id = x.sku_id AND k.location_id = x.location_id AND k.date = x.date"
+}
+# Training data: every SKU but the cold-start ones; those only their first COLD days.
+"$R" query --lake "$L" --format parquet --output "$OUT/lake/raw/train_demand/part-0.parquet" "$(rows "$HISTORY" "x.sku_id, x.location_id, x.date, x.units")"
 # Evaluation data: the cold-start series, COLD days of context + 28 held out, and their text.
 "$R" query --lake "$L" --format parquet --output "$OUT/cold.parquet" \
-    "$SELECT SELECT concat(sku_id, '/', location_id) AS series_id, date AS ts, CAST(units AS DOUBLE) AS value$COLS FROM $FROM
-     WHERE $COLD_SKU AND date > $LAST - INTERVAL '$((28 + COLD))' DAY ORDER BY 1, 2"
+    "$(rows "$(cold_within $((28 + COLD)))" \
+        "concat(x.sku_id, '/', x.location_id) AS series_id, x.date AS ts, CAST(x.units AS DOUBLE) AS value") ORDER BY 1, 2"
 "$R" query --lake "$L" --format parquet --output "$OUT/text.parquet" \
     "SELECT DISTINCT concat(d.sku_id, '/', d.location_id) AS series_id, p.text FROM demand_daily d JOIN product_text p ON d.sku_id = p.sku_id"
 finetune text ", products: table:product_text, tokenizer: table:tokenizer" ", text: { input: products, tokenizer: tokenizer, max_tokens: 32 }$COV$SW"

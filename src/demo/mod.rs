@@ -2,11 +2,13 @@
 //! `<lake>/raw/`, and the main job's summary. Deterministic for a given size and seed.
 //!
 //! Demand per SKU x location and day is a gamma-Poisson (negative binomial) draw around
-//! base level x location size x trend x yearly season (by category) x weekday x price/promo
-//! effect, zero-inflated for slow movers. An (s, S) replenishment policy with random lead times
-//! drives inventory, and sales are censored at the stock on hand (stockouts). Then the mess real
-//! feeds have: duplicate rows, null keys and prices, negative quantities, returns and late
-//! corrections.
+//! base level x location size x trend x life cycle x yearly season (by category) x weekday x
+//! price/promo effect, zero-inflated for slow movers. A fifth of the SKUs launch during the
+//! history (no rows before their launch day); how demand moves after a launch — a limited
+//! edition's fading peak, a staple's build-up — is its life cycle, which its text states. An
+//! (s, S) replenishment policy with random lead times drives inventory, and sales are censored
+//! at the stock on hand (stockouts). Then the mess real feeds have: duplicate rows, null keys
+//! and prices, negative quantities, returns and late corrections.
 mod text;
 
 use std::collections::BTreeMap;
@@ -34,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::run::RunOutcome;
 use crate::storage::{Lake, object_path};
-use text::{BRANDS, CATEGORIES, COLORS};
+use text::{BRANDS, CATEGORIES, COLORS, Lifecycle};
 
 #[derive(clap::Args, Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DemoSize {
@@ -67,7 +69,7 @@ impl Default for DemoSize {
 
 const MARKER: &str = "raw/_DEMO.json";
 /// Bumped whenever the generator's output changes, so an old lake is regenerated, not reused.
-const GENERATOR_VERSION: u32 = 4;
+const GENERATOR_VERSION: u32 = 5;
 
 #[derive(Serialize, Deserialize, PartialEq)]
 struct Marker {
@@ -126,6 +128,9 @@ struct Sku {
     price: f64,
     elasticity: f64,
     trend: f64,
+    life: Lifecycle,
+    /// Launch day as an index into the history (negative: before it).
+    launch: i64,
     promo_days: Vec<bool>,
     lead_time: f64,
     quality: f64,
@@ -161,7 +166,8 @@ struct TruthCols {
     loc: Vec<String>,
     date: Vec<i32>,
     level: Vec<f64>,
-    /// Yearly season (the category's), weekday (its weekend lift), trend, promotion effect.
+    /// Yearly season (the category's), weekday (its weekend lift), trend (times the life cycle's
+    /// factor), promotion effect.
     factors: [Vec<f64>; 4],
     rate: Vec<f64>,
     extra_zeros: Vec<f64>,
@@ -314,14 +320,16 @@ pub async fn generate(lake: &Lake, size: &DemoSize, quiet: bool) -> Result<GenSt
             }
         }
         let id = format!("SKU-{:05}", i + 1);
+        let (life, launch_during) = lifecycle(size, i);
         c_id.push(id.clone());
-        c_title.push(text::title(brand, adj, noun, color));
+        c_title.push(text::title(brand, adj, noun, color, life));
         c_cat.push(cat.name);
         c_sub.push(cat.subcategories[rng.random_range(0..cat.subcategories.len())]);
         c_brand.push(brand);
-        c_desc.push(text::description(cat, noun, adj, fa, fb, rng.random_bool(0.7)));
+        c_desc.push(text::description(cat, noun, adj, [fa, fb], rng.random_bool(0.7), life));
         c_price.push(price.max(0.99));
-        c_launch.push(days_since_epoch(start) - rng.random_range(30..1500));
+        let launch = launch_during.unwrap_or_else(|| -rng.random_range(30..1500i64));
+        c_launch.push(days_since_epoch(start) + launch as i32);
         skus.push(Sku {
             id,
             cat: cat_i,
@@ -330,6 +338,8 @@ pub async fn generate(lake: &Lake, size: &DemoSize, quiet: bool) -> Result<GenSt
             price: price.max(0.99),
             elasticity: Normal::<f64>::new(-1.6, 0.4).expect("valid").sample(&mut rng).min(-0.3),
             trend: Normal::new(0.05, 0.2).expect("valid").sample(&mut rng),
+            life,
+            launch,
             promo_days,
             lead_time: rng.random_range(3.0..21.0),
             quality: rng.random_range(2.6..4.8),
@@ -376,7 +386,7 @@ pub async fn generate(lake: &Lake, size: &DemoSize, quiet: bool) -> Result<GenSt
             let order_up_to = (mean_rate * (lt + 25.0)).ceil() as i32 + 2;
             let mut on_hand = (mean_rate * 20.0).ceil() as i32 + 1;
             let mut pipeline: Vec<(usize, i32)> = vec![];
-            for (t, &d) in dates.iter().enumerate() {
+            for (t, &d) in dates.iter().enumerate().skip(sku.launch.max(0) as usize) {
                 // Receive orders due today.
                 pipeline.retain(|&(due, q)| {
                     if due == t {
@@ -393,7 +403,7 @@ pub async fn generate(lake: &Lake, size: &DemoSize, quiet: bool) -> Result<GenSt
                     4 => 1.05,
                     _ => 0.95,
                 };
-                let trend = (1.0 + sku.trend).powf(t as f64 / 365.0);
+                let trend = (1.0 + sku.trend).powf(t as f64 / 365.0) * sku.life.factor((t as i64 - sku.launch) as f64);
                 let promo = sku.promo_days[t];
                 let price_ratio: f64 = if promo { 0.8 } else { 1.0 };
                 let factors = [season.max(0.05), weekday, trend, price_ratio.powf(sku.elasticity)];
@@ -556,6 +566,20 @@ pub async fn generate(lake: &Lake, size: &DemoSize, quiet: bool) -> Result<GenSt
     Ok(stats)
 }
 
+/// A SKU's life cycle, and its launch day (an index into the history) when it launches during
+/// the history, as a fifth of SKUs do, at least two weeks before its end. Drawn from their own
+/// seed, so every other draw of the generator stays as it was.
+fn lifecycle(size: &DemoSize, sku: usize) -> (Lifecycle, Option<i64>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(size.seed ^ 0x4C49_4645 ^ (sku as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let life = match rng.random_range(0..4) {
+        0 => Lifecycle::LimitedEdition,
+        1 => Lifecycle::Staple,
+        _ => Lifecycle::Steady,
+    };
+    let during = size.days >= 28 && rng.random_bool(0.2);
+    (life, during.then(|| rng.random_range(0..(size.days - 14) as i64)))
+}
+
 /// Days after the history that the promotion calendar already plans.
 pub const PLANNED_DAYS: usize = 28;
 
@@ -672,7 +696,8 @@ async fn write_reviews(lake: &Lake, skus: &[Sku], dates: &[NaiveDate], rng: &mut
             let r = (Normal::new(sku.quality, 0.9).expect("valid").sample(rng).round()).clamp(1.0, 5.0) as u8;
             id.push(9_000_000 + id.len() as i64);
             sku_id.push(sku.id.clone());
-            date.push(days_since_epoch(dates[rng.random_range(0..dates.len())]));
+            // (After its launch: a product is reviewed once it sells.)
+            date.push(days_since_epoch(dates[rng.random_range(sku.launch.max(0) as usize..dates.len())]));
             rating.push(r as i32);
             body.push(text::review(r, sku.noun, rng.random_range(0..3)));
         }
@@ -727,4 +752,25 @@ pub async fn print_summary(lake: &Lake, outcome: &RunOutcome) -> Result<()> {
     }
     println!("Run history: restock show {}", outcome.run_id);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fifth of SKUs launch during the history, each at least two weeks before its end; the
+    /// draws are the same every time, and a history too short for a launch has none.
+    #[test]
+    fn a_fifth_of_skus_launch_during_the_history() {
+        let size = DemoSize::default();
+        let launches: Vec<i64> = (0..2000).filter_map(|i| lifecycle(&size, i).1).collect();
+        assert!((340..460).contains(&launches.len()), "{} of 2000 launch during the history", launches.len());
+        assert!(launches.iter().all(|&l| (0..size.days as i64 - 14).contains(&l)));
+        assert_eq!(lifecycle(&size, 7).1, lifecycle(&size, 7).1);
+        let lives: Vec<Lifecycle> = (0..2000).map(|i| lifecycle(&size, i).0).collect();
+        let limited = lives.iter().filter(|l| **l == Lifecycle::LimitedEdition).count();
+        assert!((400..600).contains(&limited), "a quarter are limited editions: {limited}");
+        let short = DemoSize { days: 20, ..DemoSize::default() };
+        assert!((0..200).all(|i| lifecycle(&short, i).1.is_none()));
+    }
 }

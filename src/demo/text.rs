@@ -1,5 +1,7 @@
 //! Product catalog and review text for the demo lake: category vocabularies and templates, so the
-//! text a language model reads carries real signal (category, season, quality, price tier).
+//! text a language model reads carries real signal (category, season, quality, price tier, and a
+//! product's life cycle: a limited edition sells fast after launch and fades, an everyday staple
+//! builds up as shoppers come back).
 
 pub struct Category {
     pub name: &'static str,
@@ -129,13 +131,50 @@ pub const CATEGORIES: &[Category] = &[
     },
 ];
 
+/// How a product's demand moves after its launch, which its title and description say.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Lifecycle {
+    /// Sells from launch as it will later.
+    Steady,
+    /// A launch peak that fades within weeks to a lower lasting level ("Limited Edition").
+    LimitedEdition,
+    /// Starts slowly and builds up over its first weeks as shoppers come back ("everyday staple").
+    Staple,
+}
+
+impl Lifecycle {
+    /// Demand relative to the steady product `days` after launch (negative: not yet launched).
+    pub fn factor(self, days: f64) -> f64 {
+        let a = days.max(0.0);
+        match self {
+            Lifecycle::Steady => 1.0,
+            Lifecycle::LimitedEdition => 0.4 + 2.0 * (-a / 21.0).exp(),
+            Lifecycle::Staple => 1.0 - 0.75 * (-a / 21.0).exp(),
+        }
+    }
+
+    /// The sentence the description adds.
+    fn sentence(self) -> &'static str {
+        match self {
+            Lifecycle::Steady => "",
+            Lifecycle::LimitedEdition => " A limited edition: once it sells out, it is gone.",
+            Lifecycle::Staple => " An everyday staple that shoppers come back for again and again.",
+        }
+    }
+}
+
 pub const BRANDS: &[&str] =
     &["Northwind", "Acme", "Bluebird", "Everly", "Summit", "Kestrel", "Oakline", "Luma", "Pioneer", "Willow & Co", "Brightside", "Granite"];
 pub const COLORS: &[&str] = &["Black", "White", "Navy", "Sage", "Red", "Grey", "Sand", "Teal"];
 
-pub fn title(brand: &str, adjective: &str, noun: &str, variant: &str) -> String {
+pub fn title(brand: &str, adjective: &str, noun: &str, variant: &str, life: Lifecycle) -> String {
     let noun_cap: String = noun.split(' ').map(capitalize).collect::<Vec<_>>().join(" ");
-    format!("{brand} {} {noun_cap}, {variant}", capitalize(adjective))
+    let (before, after) = match life {
+        Lifecycle::LimitedEdition => (" Limited Edition", ""),
+        Lifecycle::Staple => ("", " (Everyday Staple)"),
+        Lifecycle::Steady => ("", ""),
+    };
+    format!("{brand}{before} {} {noun_cap}, {variant}{after}", capitalize(adjective))
 }
 
 fn capitalize(w: &str) -> String {
@@ -146,7 +185,8 @@ fn capitalize(w: &str) -> String {
     }
 }
 
-pub fn description(cat: &Category, noun: &str, adjective: &str, feature_a: &str, feature_b: &str, seasonal_hint: bool) -> String {
+pub fn description(cat: &Category, noun: &str, adjective: &str, features: [&str; 2], seasonal_hint: bool, life: Lifecycle) -> String {
+    let [feature_a, feature_b] = features;
     let season = if seasonal_hint && cat.season_amp > 0.5 {
         match cat.season_peak_doy as i32 {
             0..=60 => " A New Year favourite for fresh starts.",
@@ -158,8 +198,9 @@ pub fn description(cat: &Category, noun: &str, adjective: &str, feature_a: &str,
         ""
     };
     format!(
-        "This {adjective} {noun} from our {} range features {feature_a} and {feature_b}.{season} Designed for everyday use and backed by our 30-day returns policy.",
-        cat.name.to_lowercase()
+        "This {adjective} {noun} from our {} range features {feature_a} and {feature_b}.{season}{} Designed for everyday use and backed by our 30-day returns policy.",
+        cat.name.to_lowercase(),
+        life.sentence()
     )
 }
 
@@ -185,4 +226,24 @@ pub fn review(rating: u8, noun: &str, variant: usize) -> String {
         _ => &bad,
     };
     set[variant % set.len()].replace("{n}", noun)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A limited edition peaks at launch and fades to a lower lasting level; a staple builds up
+    /// to the steady level; both are the steady product's by a few months; the title says which.
+    #[test]
+    fn life_cycles_move_demand_after_launch_as_their_titles_say() {
+        let (limited, staple) = (Lifecycle::LimitedEdition, Lifecycle::Staple);
+        assert!(limited.factor(0.0) > 2.0 && limited.factor(7.0) > limited.factor(35.0) && limited.factor(365.0) < 0.5);
+        assert!(staple.factor(0.0) < 0.3 && staple.factor(7.0) < staple.factor(35.0) && staple.factor(365.0) > 0.99);
+        assert_eq!(Lifecycle::Steady.factor(3.0), 1.0);
+        assert_eq!(limited.factor(-5.0), limited.factor(0.0), "before launch: as at launch (no rows are written then)");
+        let t = |life| title("Acme", "compact", "garden hose", "Red", life);
+        assert_eq!(t(Lifecycle::Steady), "Acme Compact Garden Hose, Red");
+        assert_eq!(t(limited), "Acme Limited Edition Compact Garden Hose, Red");
+        assert_eq!(t(staple), "Acme Compact Garden Hose, Red (Everyday Staple)");
+    }
 }

@@ -50,9 +50,28 @@ pub fn window(series: &[f64], covariates: &[f32], prefix: &[i64], len: usize, se
 /// A new SKU's window: 3 to 14 values of context (drawn at random), the only part the scale
 /// comes from, as a new SKU's forecast scales by its first days; then a quarter of `len`
 /// after them. What its text and covariates say matters most here, where history says little.
-pub fn short_window(series: &[f64], covariates: &[f32], prefix: &[i64], len: usize, season: usize, rng: &mut impl Rng) -> Encoded {
+/// `from_start`: the window starts at the series' first value (a launched product's first
+/// days, how demand moves after a launch); otherwise anywhere.
+pub fn short_window(
+    series: &[f64],
+    covariates: &[f32],
+    prefix: &[i64],
+    len: usize,
+    season: usize,
+    from_start: bool,
+    rng: &mut impl Rng,
+) -> Encoded {
     let context = rng.random_range(3..=14);
-    cut(series, covariates, prefix, context + len / 4, Some(context), season, rng)
+    let len = context + len / 4;
+    let (series, covariates) = match from_start {
+        true => {
+            let end = len.min(series.len());
+            let n = covariates.len() / series.len().max(1);
+            (&series[..end], &covariates[..end * n])
+        }
+        false => (series, covariates),
+    };
+    cut(series, covariates, prefix, len, Some(context), season, rng)
 }
 
 /// A random `len`-value window (fewer if the series is shorter) scaled by its first `context`
@@ -313,22 +332,33 @@ mod tests {
     }
 
     /// A new SKU's window holds 3 to 14 values of context then a quarter window, and its scale
-    /// is the mean of that context alone (on 1, 2, 3, …: its first value + (context − 1) / 2).
+    /// is the mean of that context alone (on 1, 2, 3, …: its first value + (context − 1) / 2);
+    /// a launched product's starts at its first value.
     #[test]
     fn a_short_window_is_scaled_by_its_first_days_only() {
         let series: Vec<f64> = (1..=200).map(f64::from).collect();
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let mut contexts = std::collections::BTreeSet::new();
+        let mut firsts = std::collections::BTreeSet::new();
         for _ in 0..200 {
-            let w = short_window(&series, &[], &[], 128, 7, &mut rng);
+            let w = short_window(&series, &[], &[], 128, 7, false, &mut rng);
             let context = w.ids.len() - 32;
             assert!((3..=14).contains(&context), "{context}");
             let first = w.scale - (context as f64 - 1.0) / 2.0;
             assert!(first.fract() == 0.0 && first >= 1.0 && first + w.ids.len() as f64 - 1.0 <= 200.0, "{first}");
             assert!((crate::lm::tokens::decode(w.ids[0], w.scale) - first).abs() <= bin_width() * w.scale);
             contexts.insert(context);
+            firsts.insert(first as i64);
         }
         assert_eq!(contexts.len(), 12, "every context length from 3 to 14 is drawn");
+        assert!(firsts.len() > 50, "windows start anywhere: {} starts", firsts.len());
+        // A launched product's short windows start at its first day (here: 1, 2, 3, …).
+        for _ in 0..20 {
+            let w = short_window(&series, &[1.0; 200], &[], 128, 7, true, &mut rng);
+            let context = w.ids.len() - 32;
+            assert_eq!(w.scale, (context as f64 + 1.0) / 2.0, "the mean of 1..={context}");
+            assert_eq!(w.covariates.len(), w.ids.len(), "its covariates are cut with it");
+        }
     }
 
     use super::*;

@@ -78,7 +78,9 @@ struct TrainStageConfig {
     score: Score,
     /// The share of training windows cut to a new SKU's first days (3 to 14 values of context,
     /// then a quarter window predicted; `lm::train::short_window`), so the model learns to
-    /// forecast from little history, leaning on the product's text and covariates.
+    /// forecast from little history, leaning on the product's text and covariates. When some
+    /// series start after the table's first day (products launched during the history), short
+    /// windows are their first days after launch, a real new SKU's, however short the series.
     #[serde(default)]
     short_windows: f64,
 }
@@ -194,13 +196,14 @@ fn output_schema() -> SchemaRef {
 const MAX_VALIDATION: usize = 512;
 
 /// One series as training draws from it: its values before the held-out part, their known
-/// covariates (row-major, empty without), and its text prefix (`tokens::text_prefix`; empty
-/// without text).
+/// covariates (row-major, empty without), its text prefix (`tokens::text_prefix`; empty
+/// without text), and whether it starts later than the table (a product launched during it).
 #[derive(Clone, Copy)]
 struct TrainSeries<'a> {
     values: &'a [f64],
     covariates: &'a [f32],
     prefix: &'a [i64],
+    launched: bool,
 }
 
 /// Training and validation windows: validation = the last window of long-enough series (up to
@@ -217,13 +220,18 @@ fn windows<'a>(
     let n = data.n_covariates();
     let long: Vec<TrainSeries> = (0..data.histories.len())
         .filter(|&i| data.histories[i].len() >= len + held)
-        .map(|i| TrainSeries { values: &data.histories[i], covariates: data.covariates.get(i).map_or(&[], |c| c), prefix: &prefixes[i] })
+        .map(|i| TrainSeries {
+            values: &data.histories[i],
+            covariates: data.covariates.get(i).map_or(&[], |c| c),
+            prefix: &prefixes[i],
+            launched: data.launched.get(i).copied().unwrap_or(false),
+        })
         .collect();
     let train = long
         .iter()
         .map(|s| {
             let end = s.values.len() - held;
-            TrainSeries { values: &s.values[..end], covariates: &s.covariates[..(end * n).min(s.covariates.len())], prefix: s.prefix }
+            TrainSeries { values: &s.values[..end], covariates: &s.covariates[..(end * n).min(s.covariates.len())], ..*s }
         })
         .collect();
     let stride = long.len().div_ceil(MAX_VALIDATION).max(1);
@@ -243,6 +251,22 @@ fn windows<'a>(
         })
         .collect();
     (train, valid)
+}
+
+/// The series of products launched during the history ([`launched`]) that a new SKU's short
+/// window (`short_windows`) can start at the launch of: those with at least 3 values and a
+/// quarter window, each ending before its validation window's held-out quarter when it has one.
+fn launches<'a>(data: &'a Data, prefixes: &'a [Vec<i64>], len: usize) -> Vec<TrainSeries<'a>> {
+    let n = data.n_covariates();
+    (0..data.histories.len())
+        .filter(|&i| data.launched.get(i).copied().unwrap_or(false) && data.histories[i].len() >= 3 + len / 4)
+        .map(|i| {
+            let values = &data.histories[i];
+            let end = if values.len() >= len + held_out(len) { values.len() - held_out(len) } else { values.len() };
+            let covariates = data.covariates.get(i).map_or(&[][..], |c| &c[..(end * n).min(c.len())]);
+            TrainSeries { values: &values[..end], covariates, prefix: &prefixes[i], launched: true }
+        })
+        .collect()
 }
 
 /// The part of a validation window that is held out: its last quarter.
@@ -285,12 +309,26 @@ struct SeriesText {
 }
 
 /// What a fine-tune trains on: each series' values, known covariates (row-major
-/// [values × covariates]; empty without) and text.
+/// [values × covariates]; empty without), text, and which series start after the table's first
+/// day (launched during it: [`launched`]; empty = none).
 struct Data {
     histories: Vec<Vec<f64>>,
     covariates: Vec<Vec<f32>>,
     names: Vec<String>,
     text: Option<SeriesText>,
+    launched: Vec<bool>,
+}
+
+/// Per series of a [`long_history`] batch (row ranges `bounds`), whether its first time is later
+/// than the earliest series' first: a product launched during the history, whose first days
+/// are its launch.
+fn launched(all: &RecordBatch, bounds: &[(usize, usize)], n_keys: usize) -> Result<Vec<bool>> {
+    use datafusion::arrow::row::{RowConverter, SortField};
+    let time = all.column(n_keys).clone();
+    let rows = RowConverter::new(vec![SortField::new(time.data_type().clone())])?.convert_columns(&[time])?;
+    let first: Vec<_> = bounds.iter().map(|&(start, _)| rows.row(start)).collect();
+    let earliest = first.iter().min().copied();
+    Ok(first.iter().map(|f| Some(*f) > earliest).collect())
 }
 
 impl Data {
@@ -360,7 +398,8 @@ impl StageTask for TrainTask {
             _ => Source::Folder(self.base.clone()),
         };
         let (cfg, stage, scratch) = (self.cfg.clone(), self.stage.clone(), cx.scratch.clone());
-        let data = Data { histories, covariates, names: names.clone(), text };
+        let launched = launched(&all, &bounds, self.cfg.series.len())?;
+        let data = Data { histories, covariates, names: names.clone(), text, launched };
         let run =
             move |cancel: &_, progress: &_| fine_tune(&data, &cfg, &base, &Job { stage: &stage, cancel, progress, scratch: &scratch });
         let tuned = cx.blocking(run).await?;
@@ -450,7 +489,7 @@ fn save_checkpoint(scratch: &Scratch, key: &str, ck: &Checkpoint, r: &Record, ol
 /// Train from `rec.step` to the configured steps, scoring validation for early stopping and
 /// saving a resumable checkpoint every `checkpoint_every` steps.
 fn train_resumably(ck: &Checkpoint, rec: &mut Record, data: &Windows, cfg: &TrainStageConfig, key: &str, job: &Job) -> Result<()> {
-    let Windows { series, valid, window, dropout, covariate_lr_scale } = *data;
+    let Windows { series, launches, valid, window, dropout, covariate_lr_scale } = *data;
     let device = ck.vs.device();
     let tc = TrainConfig {
         steps: cfg.steps,
@@ -463,12 +502,15 @@ fn train_resumably(ck: &Checkpoint, rec: &mut Record, data: &Windows, cfg: &Trai
         seed: cfg.seed,
         covariate_lr_scale,
     };
+    // A short window is a new SKU's first days: a launched product's launch when there are any.
     let draw = |rng: &mut rand_chacha::ChaCha8Rng| {
-        let s = series[rng.random_range(0..series.len())];
+        let short = cfg.short_windows > 0.0 && rng.random_bool(cfg.short_windows);
+        let pool = if short && !launches.is_empty() { launches } else { series };
+        let s = pool[rng.random_range(0..pool.len())];
         let prefix = if dropout > 0.0 && rng.random_bool(dropout) { &[] } else { s.prefix };
         let (values, covariates, season) = (s.values, s.covariates, cfg.season_length);
-        match cfg.short_windows > 0.0 && rng.random_bool(cfg.short_windows) {
-            true => crate::lm::train::short_window(values, covariates, prefix, window, season, rng),
+        match short {
+            true => crate::lm::train::short_window(values, covariates, prefix, window, season, s.launched, rng),
             false => crate::lm::train::window(values, covariates, prefix, window, season, rng),
         }
     };
@@ -506,6 +548,8 @@ fn train_resumably(ck: &Checkpoint, rec: &mut Record, data: &Windows, cfg: &Trai
 /// the share of windows drawn without their text.
 struct Windows<'a> {
     series: &'a [TrainSeries<'a>],
+    /// Launched products' series, which short windows are cut from when there are any.
+    launches: &'a [TrainSeries<'a>],
     valid: &'a [Encoded],
     window: usize,
     dropout: f64,
@@ -604,6 +648,7 @@ fn fine_tune(data: &Data, cfg: &TrainStageConfig, base: &Source, job: &Job) -> R
     let base_bytes = base_ck.to_bytes(Kind::BFloat16)?;
     let config_yaml = serde_saphyr::to_string(&base_ck.model.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let tokenizer = base_ck.tokenizer_json()?;
+    let launches = launches(data, &prefixes, window);
     let key = format!("{} · {} series · window {window} · {}", base.name(), series.len(), serde_json::to_string(cfg)?);
     let (ck, mut rec) = match resume_point(job.scratch, &key, &config_yaml, tokenizer.as_deref())? {
         Some(resumed) => resumed,
@@ -614,7 +659,14 @@ fn fine_tune(data: &Data, cfg: &TrainStageConfig, base: &Source, job: &Job) -> R
         warnings.push(format!("{}: resumed from the checkpoint an earlier attempt saved at step {resumed_from}", job.stage));
     }
     let dropout = data.text.as_ref().and_then(|t| t.config.dropout).unwrap_or(DEFAULT_TEXT_DROPOUT);
-    train_resumably(&ck, &mut rec, &Windows { series: &series, valid: &valid, window, dropout, covariate_lr_scale }, cfg, &key, job)?;
+    train_resumably(
+        &ck,
+        &mut rec,
+        &Windows { series: &series, launches: &launches, valid: &valid, window, dropout, covariate_lr_scale },
+        cfg,
+        &key,
+        job,
+    )?;
     // The last weights, unless an earlier validation score was better.
     let last = score(&ck.model, &valid, cfg, window, device, &format!("{}: the last weights' validation", job.stage));
     let ran = rec.step;
@@ -659,7 +711,7 @@ mod tests {
     #[test]
     fn validation_windows_score_only_the_held_out_quarter() {
         let histories = vec![(0..200).map(f64::from).collect::<Vec<f64>>(), vec![1.0; 30]];
-        let data = Data { histories, covariates: vec![], names: vec![], text: None };
+        let data = Data { histories, covariates: vec![], names: vec![], text: None, launched: vec![] };
         let prefixes = vec![vec![], vec![]];
         let (train, valid) = windows(&data, &prefixes, 40, 7, false);
         assert_eq!((train.len(), valid.len()), (1, 1), "the 30-value series is too short for 40 + 10");
@@ -668,5 +720,25 @@ mod tests {
         assert_eq!(v.target.iter().filter(|t| **t).count(), 10);
         assert!(v.target[30..].iter().all(|t| *t) && !v.target[..30].iter().any(|t| *t));
         assert_eq!(v.scale, scale_of(&(160..190).map(f64::from).collect::<Vec<_>>()));
+    }
+
+    /// A series that starts after the table's first day is a product launched during it. Short
+    /// windows start at launches, so any launched series long enough for a short window is one
+    /// (ending before its validation window's held-out quarter when it has one); others are not.
+    #[test]
+    fn launched_series_start_after_the_tables_first_day() {
+        use datafusion::arrow::array::Date32Array;
+        let batch = RecordBatch::try_from_iter(vec![
+            ("sku", Arc::new(StringArray::from(vec!["a", "a", "a", "b", "b", "c"])) as ArrayRef),
+            ("date", Arc::new(Date32Array::from(vec![10, 11, 12, 11, 12, 10])) as ArrayRef),
+            ("y", Arc::new(Float64Array::from(vec![1.0; 6])) as ArrayRef),
+        ])
+        .unwrap();
+        let (bounds, _) = split_series(&batch, 1).unwrap();
+        assert_eq!(launched(&batch, &bounds, 1).unwrap(), vec![false, true, false]);
+        let histories = vec![(0..200).map(f64::from).collect::<Vec<f64>>(), vec![1.0; 30], vec![1.0; 12], vec![1.0; 300]];
+        let data = Data { histories, covariates: vec![], names: vec![], text: None, launched: vec![true, true, true, false] };
+        let lengths: Vec<usize> = launches(&data, &vec![vec![]; 4], 40).iter().map(|s| s.values.len()).collect();
+        assert_eq!(lengths, vec![190, 30], "12 values are fewer than 3 + a quarter window; the 300 were never launched");
     }
 }
