@@ -1,7 +1,8 @@
 # Shared by the LM ablation benches (sourced, not run): the environment, a fresh demo lake in
 # $OUT, and `finetune NAME INPUTS EXTRA`, which fine-tunes models/small with a `train` stage on
 # raw/train_demand/ (+ INPUTS, e.g. ", products: table:product_text"; EXTRA is appended to its
-# config), prints the losses and exports the model to $OUT/NAME. Needs SKUS, STEPS, OUT, LR.
+# config), prints the losses and exports the model to $OUT/NAME. Needs SKUS, STEPS, OUT, LR;
+# EVAL_EVERY (40) and PATIENCE (4) set early stopping.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/env.sh >/dev/null
@@ -31,7 +32,7 @@ stages:
     kind: train
     inputs: { demand: raw/train_demand/$inputs }
     outputs: [lm_$name]
-    config: { series: [sku_id, location_id], time: date, target: units, base: $PWD/models/small, season_length: 7, steps: $STEPS, lr: $LR, batch: 16, window: 128, eval_every: ${EVAL_EVERY:-40}, patience: 4$extra }
+    config: { series: [sku_id, location_id], time: date, target: units, base: $PWD/models/small, season_length: 7, steps: $STEPS, lr: $LR, batch: 16, window: 128, eval_every: ${EVAL_EVERY:-40}, patience: ${PATIENCE:-4}$extra }
 YAML
     start=$(date +%s)
     "$R" -q run "$OUT/ft_$name.yaml" --state "$S"

@@ -18,7 +18,8 @@
 # computed without the cold-start SKUs' days after the scored ones).
 # SHORT=0.25 cuts that share of both fine-tunes' training windows to a new SKU's first days
 # (`short_windows`: 3–14 values of context, then 32 predicted; a launched product's at launch).
-# REUSE=1: the demo lake of an earlier run in OUT (lm_ablation_lib.sh).
+# REUSE=1: the demo lake of an earlier run in OUT (lm_ablation_lib.sh); EVAL_EVERY, PATIENCE: early
+# stopping (40, 4); BY_LIFE=1 also scores the fine-tunes per life cycle.
 SKUS=${1:-500} STEPS=${2:-240} COLD=${3:-7} OUT=${4:-/tmp/restock-text} LR=${5:-3e-4}
 SW=${SHORT:+, short_windows: $SHORT}
 source "$(dirname "$0")/lm_ablation_lib.sh"
@@ -62,10 +63,27 @@ rows() {
     "SELECT DISTINCT concat(d.sku_id, '/', d.location_id) AS series_id, p.text FROM demand_daily d JOIN product_text p ON d.sku_id = p.sku_id"
 finetune text ", products: table:product_text, tokenizer: table:tokenizer" ", text: { input: products, tokenizer: tokenizer, max_tokens: 32 }$COV$SW"
 finetune plain "" "$COV$SW"
-ev() { "$R" evaluate --data "$OUT/cold.parquet" --horizon 28 --season 7 --paths 20 --context 112 "$@"; }
+ev() { "$R" evaluate --data "${DATA:-$OUT/cold.parquet}" --horizon 28 --season 7 --paths 20 --context 112 "$@"; }
 echo "== cold-start series: $COLD days of history, 28 held out"
 echo "-- baselines and zero-shot models/small"; ev --methods seasonal_naive,ets,lm --model models/small
 [ -n "$COV" ] && { echo "-- zero-shot reading $COVARIATES"; ev --methods lm --model models/small "${EVCOV[@]}"; }
 echo "-- fine-tuned without text";             ev --methods lm --model "$OUT/plain"
 echo "-- fine-tuned with text, text withheld"; ev --methods lm --model "$OUT/text"
 echo "-- fine-tuned with text, reading it";    ev --methods lm --model "$OUT/text" --text "$OUT/text.parquet"
+# BY_LIFE=1: the fine-tuned rows again for each life cycle the titles state (limited editions,
+# staples, the rest).
+if [ -n "${BY_LIFE:-}" ]; then
+    for life in "Limited Edition" "Everyday Staple" steady; do
+        titled="title LIKE '%$life%'"
+        [ "$life" = steady ] && titled="title NOT LIKE '%Limited Edition%' AND title NOT LIKE '%Everyday Staple%'"
+        "$R" query --lake "$L" --format parquet --output "$OUT/cold_life.parquet" \
+            "$(rows "$(cold_within $((28 + COLD))) AND sku_id IN (SELECT sku_id FROM product_text WHERE $titled)" \
+                "concat(x.sku_id, '/', x.location_id) AS series_id, x.date AS ts, CAST(x.units AS DOUBLE) AS value") ORDER BY 1, 2"
+        echo "-- $life: fine-tuned without text, with text withheld, reading it"
+        for model in plain text "text --text $OUT/text.parquet"; do
+            # (word splitting of $model on purpose: the third adds --text)
+            # shellcheck disable=SC2086
+            DATA="$OUT/cold_life.parquet" ev --methods lm --model "$OUT"/$model | grep "│ lm"
+        done
+    done
+fi

@@ -136,8 +136,13 @@ pub async fn export(lake: &Lake, table: &str, version: Option<i64>, out: &Path) 
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     std::fs::write(out.join(crate::lm::checkpoint::WEIGHTS), p.weights)?;
     std::fs::write(out.join(crate::lm::checkpoint::CONFIG), p.config)?;
-    if let Some(tokenizer) = p.tokenizer {
-        std::fs::write(out.join(crate::lm::checkpoint::TOKENIZER), tokenizer)?;
+    // A version without text removes the tokenizer an earlier export into `out` left: beside
+    // these weights it would be read, with text embeddings they never trained.
+    let tokenizer_path = out.join(crate::lm::checkpoint::TOKENIZER);
+    match p.tokenizer {
+        Some(tokenizer) => std::fs::write(&tokenizer_path, tokenizer)?,
+        None if tokenizer_path.exists() => std::fs::remove_file(&tokenizer_path)?,
+        None => {}
     }
     std::fs::write(out.join(crate::lm::checkpoint::METRICS), serde_json::to_vec_pretty(chosen)?)?;
     Ok(chosen.clone())

@@ -172,8 +172,12 @@ fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validatio
     let versions: Vec<&str> = listed.lines().filter(|l| l.contains("lm_model")).collect();
     assert_eq!(versions.len(), 2, "{listed}");
     assert!(versions[1].contains("┆ 1 ") && versions[1].contains(&format!("┆ {steps} ")), "{listed}");
+    // (Into a folder an earlier export of a text model left: a version without text takes its
+    // tokenizer away, or the folder would read text with embeddings never trained on it.)
+    p.write("exported/tokenizer.json", "{}");
     let out = p.ok(&["models", "export", "lm_model", "--out", "exported"]);
     assert!(out.contains("lm_model version 1"), "{out}");
+    assert!(!p.file("exported/tokenizer.json").exists(), "a stale tokenizer.json stays beside weights without text");
     p.write("p.yaml", &lm("model: exported, context: 16,"));
     p.ok(&["run", "p.yaml"]);
     let err = p.fails(&["models", "export", "lm_model", "--version", "7", "--out", "x"], 1);
