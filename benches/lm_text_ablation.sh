@@ -19,7 +19,8 @@
 # SHORT=0.25 cuts that share of both fine-tunes' training windows to a new SKU's first days
 # (`short_windows`: 3–14 values of context, then 32 predicted; a launched product's at launch).
 # REUSE=1: the demo lake of an earlier run in OUT (lm_ablation_lib.sh); EVAL_EVERY, PATIENCE: early
-# stopping (40, 4); BY_LIFE=1 also scores the fine-tunes per life cycle.
+# stopping (40, 4); BY_LIFE=1 also scores the fine-tunes per life cycle; TEXT_OPTS="dropout: 0.5"
+# adds to the text fine-tune's `text:` options.
 SKUS=${1:-500} STEPS=${2:-240} COLD=${3:-7} OUT=${4:-/tmp/restock-text} LR=${5:-3e-4}
 SW=${SHORT:+, short_windows: $SHORT}
 source "$(dirname "$0")/lm_ablation_lib.sh"
@@ -61,7 +62,7 @@ rows() {
         "concat(x.sku_id, '/', x.location_id) AS series_id, x.date AS ts, CAST(x.units AS DOUBLE) AS value") ORDER BY 1, 2"
 "$R" query --lake "$L" --format parquet --output "$OUT/text.parquet" \
     "SELECT DISTINCT concat(d.sku_id, '/', d.location_id) AS series_id, p.text FROM demand_daily d JOIN product_text p ON d.sku_id = p.sku_id"
-finetune text ", products: table:product_text, tokenizer: table:tokenizer" ", text: { input: products, tokenizer: tokenizer, max_tokens: 32 }$COV$SW"
+finetune text ", products: table:product_text, tokenizer: table:tokenizer" ", text: { input: products, tokenizer: tokenizer, max_tokens: 32${TEXT_OPTS:+, $TEXT_OPTS} }$COV$SW"
 finetune plain "" "$COV$SW"
 ev() { "$R" evaluate --data "${DATA:-$OUT/cold.parquet}" --horizon 28 --season 7 --paths 20 --context 112 "$@"; }
 echo "== cold-start series: $COLD days of history, 28 held out"
