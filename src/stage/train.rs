@@ -196,14 +196,13 @@ fn output_schema() -> SchemaRef {
 const MAX_VALIDATION: usize = 512;
 
 /// One series as training draws from it: its values before the held-out part, their known
-/// covariates (row-major, empty without), its text prefix (`tokens::text_prefix`; empty
-/// without text), and whether it starts later than the table (a product launched during it).
+/// covariates (row-major, empty without), and its text prefix (`tokens::text_prefix`; empty
+/// without text).
 #[derive(Clone, Copy)]
 struct TrainSeries<'a> {
     values: &'a [f64],
     covariates: &'a [f32],
     prefix: &'a [i64],
-    launched: bool,
 }
 
 /// Training and validation windows: validation = the last window of long-enough series (up to
@@ -220,18 +219,13 @@ fn windows<'a>(
     let n = data.n_covariates();
     let long: Vec<TrainSeries> = (0..data.histories.len())
         .filter(|&i| data.histories[i].len() >= len + held)
-        .map(|i| TrainSeries {
-            values: &data.histories[i],
-            covariates: data.covariates.get(i).map_or(&[], |c| c),
-            prefix: &prefixes[i],
-            launched: data.launched.get(i).copied().unwrap_or(false),
-        })
+        .map(|i| TrainSeries { values: &data.histories[i], covariates: data.covariates.get(i).map_or(&[], |c| c), prefix: &prefixes[i] })
         .collect();
     let train = long
         .iter()
         .map(|s| {
             let end = s.values.len() - held;
-            TrainSeries { values: &s.values[..end], covariates: &s.covariates[..(end * n).min(s.covariates.len())], ..*s }
+            TrainSeries { values: &s.values[..end], covariates: &s.covariates[..(end * n).min(s.covariates.len())], prefix: s.prefix }
         })
         .collect();
     let stride = long.len().div_ceil(MAX_VALIDATION).max(1);
@@ -264,7 +258,7 @@ fn launches<'a>(data: &'a Data, prefixes: &'a [Vec<i64>], len: usize) -> Vec<Tra
             let values = &data.histories[i];
             let end = if values.len() >= len + held_out(len) { values.len() - held_out(len) } else { values.len() };
             let covariates = data.covariates.get(i).map_or(&[][..], |c| &c[..(end * n).min(c.len())]);
-            TrainSeries { values: &values[..end], covariates, prefix: &prefixes[i], launched: true }
+            TrainSeries { values: &values[..end], covariates, prefix: &prefixes[i] }
         })
         .collect()
 }
@@ -505,12 +499,13 @@ fn train_resumably(ck: &Checkpoint, rec: &mut Record, data: &Windows, cfg: &Trai
     // A short window is a new SKU's first days: a launched product's launch when there are any.
     let draw = |rng: &mut rand_chacha::ChaCha8Rng| {
         let short = cfg.short_windows > 0.0 && rng.random_bool(cfg.short_windows);
-        let pool = if short && !launches.is_empty() { launches } else { series };
+        let from_launch = short && !launches.is_empty();
+        let pool = if from_launch { launches } else { series };
         let s = pool[rng.random_range(0..pool.len())];
         let prefix = if dropout > 0.0 && rng.random_bool(dropout) { &[] } else { s.prefix };
         let (values, covariates, season) = (s.values, s.covariates, cfg.season_length);
         match short {
-            true => crate::lm::train::short_window(values, covariates, prefix, window, season, s.launched, rng),
+            true => crate::lm::train::short_window(values, covariates, prefix, window, season, from_launch, rng),
             false => crate::lm::train::window(values, covariates, prefix, window, season, rng),
         }
     };
