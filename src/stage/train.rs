@@ -205,6 +205,18 @@ struct TrainSeries<'a> {
     prefix: &'a [i64],
 }
 
+impl<'a> TrainSeries<'a> {
+    /// Series `i` of `data`, whole.
+    fn of(data: &'a Data, prefixes: &'a [Vec<i64>], i: usize) -> Self {
+        TrainSeries { values: &data.histories[i], covariates: data.covariates.get(i).map_or(&[], |c| c), prefix: &prefixes[i] }
+    }
+
+    /// Its first `end` values and their covariates (`n` per value).
+    fn until(self, end: usize, n: usize) -> Self {
+        TrainSeries { values: &self.values[..end], covariates: &self.covariates[..(end * n).min(self.covariates.len())], ..self }
+    }
+}
+
 /// Training and validation windows: validation = the last window of long-enough series (up to
 /// [`MAX_VALIDATION`] of them; its last quarter is what the loss scores), after each series'
 /// prefix when `with_text`; training windows end before that quarter.
@@ -217,17 +229,9 @@ fn windows<'a>(
 ) -> (Vec<TrainSeries<'a>>, Vec<Encoded>) {
     let held = held_out(len);
     let n = data.n_covariates();
-    let long: Vec<TrainSeries> = (0..data.histories.len())
-        .filter(|&i| data.histories[i].len() >= len + held)
-        .map(|i| TrainSeries { values: &data.histories[i], covariates: data.covariates.get(i).map_or(&[], |c| c), prefix: &prefixes[i] })
-        .collect();
-    let train = long
-        .iter()
-        .map(|s| {
-            let end = s.values.len() - held;
-            TrainSeries { values: &s.values[..end], covariates: &s.covariates[..(end * n).min(s.covariates.len())], prefix: s.prefix }
-        })
-        .collect();
+    let long: Vec<TrainSeries> =
+        (0..data.histories.len()).filter(|&i| data.histories[i].len() >= len + held).map(|i| TrainSeries::of(data, prefixes, i)).collect();
+    let train = long.iter().map(|s| s.until(s.values.len() - held, n)).collect();
     let stride = long.len().div_ceil(MAX_VALIDATION).max(1);
     let valid = long
         .iter()
@@ -255,10 +259,9 @@ fn launches<'a>(data: &'a Data, prefixes: &'a [Vec<i64>], len: usize) -> Vec<Tra
     (0..data.histories.len())
         .filter(|&i| data.launched.get(i).copied().unwrap_or(false) && data.histories[i].len() >= 3 + len / 4)
         .map(|i| {
-            let values = &data.histories[i];
-            let end = if values.len() >= len + held_out(len) { values.len() - held_out(len) } else { values.len() };
-            let covariates = data.covariates.get(i).map_or(&[][..], |c| &c[..(end * n).min(c.len())]);
-            TrainSeries { values: &values[..end], covariates, prefix: &prefixes[i] }
+            let s = TrainSeries::of(data, prefixes, i);
+            let held = if s.values.len() >= len + held_out(len) { held_out(len) } else { 0 };
+            s.until(s.values.len() - held, n)
         })
         .collect()
 }
@@ -317,12 +320,14 @@ struct Data {
 /// than the earliest series' first: a product launched during the history, whose first days
 /// are its launch.
 fn launched(all: &RecordBatch, bounds: &[(usize, usize)], n_keys: usize) -> Result<Vec<bool>> {
+    use datafusion::arrow::array::UInt64Array;
     use datafusion::arrow::row::{RowConverter, SortField};
-    let time = all.column(n_keys).clone();
-    let rows = RowConverter::new(vec![SortField::new(time.data_type().clone())])?.convert_columns(&[time])?;
-    let first: Vec<_> = bounds.iter().map(|&(start, _)| rows.row(start)).collect();
-    let earliest = first.iter().min().copied();
-    Ok(first.iter().map(|f| Some(*f) > earliest).collect())
+    // Only each series' first time is compared: those rows alone are converted.
+    let starts = UInt64Array::from_iter_values(bounds.iter().map(|&(start, _)| start as u64));
+    let first = datafusion::arrow::compute::take(all.column(n_keys), &starts, None)?;
+    let rows = RowConverter::new(vec![SortField::new(first.data_type().clone())])?.convert_columns(&[first])?;
+    let earliest = rows.iter().min();
+    Ok(rows.iter().map(|f| Some(f) > earliest).collect())
 }
 
 impl Data {
