@@ -53,11 +53,15 @@ pub struct Input<'a> {
     pub covariates: &'a [f32],
 }
 
-/// Series per batch: about 4,096 decoding rows (series × paths), so each decoding step is one
-/// large matrix product rather than many small ones, and at most 32 k prefilled tokens, which
-/// bounds the prefill's attention scores (64 series × 4 heads × 512² floats is 268 MB a layer).
-pub fn auto_batch(paths: i64, context: usize) -> usize {
-    (4096 / paths.max(1) as usize).clamp(1, 512).min((32_768 / context.max(1)).max(1))
+/// Series per batch. On the CPU, about 4,096 decoding rows (series × paths), so each decoding
+/// step is one large matrix product rather than many small ones, and at most 32 k prefilled
+/// tokens, which bounds the prefill's attention scores (64 series × 4 heads × 512² floats is
+/// 268 MB a layer). A GPU launches the same kernels per step whatever the batch, so it takes 8×
+/// the rows and 32× the tokens (its attention does not hold the scores; the prefill's logits,
+/// 1 M tokens × 4,096 in bf16, are the largest tensor: 8.6 GB).
+pub fn auto_batch(paths: i64, context: usize, device: Device) -> usize {
+    let (rows, tokens, most) = if device.is_cuda() { (32_768, 1 << 20, 4096) } else { (4096, 32_768, 512) };
+    (rows / paths.max(1) as usize).clamp(1, most).min((tokens / context.max(1)).max(1))
 }
 
 /// The longest horizon the model allows (it must see at least one value of context).
@@ -127,7 +131,7 @@ pub fn forecast_paths(
     }
     let mut out = Vec::with_capacity(inputs.len());
     let longest = (ck.model.config.max_len as usize).saturating_sub(req.horizon).min(o.max_context);
-    let batch = if o.batch > 0 { o.batch } else { auto_batch(o.paths, longest) };
+    let batch = if o.batch > 0 { o.batch } else { auto_batch(o.paths, longest, ck.vs.device()) };
     let groups = context_groups(o);
     let summary = Summary { levels: req.levels, nonnegative: req.nonnegative };
     for (b, chunk) in inputs.chunks(batch).enumerate() {
@@ -193,7 +197,7 @@ pub fn holdout_wql(model: &Model, windows: &[Encoded], held: usize, paths: i64, 
     let longest = windows.iter().map(|w| w.ids.len()).max().unwrap_or(0);
     let mut sums = WqlSums::default();
     let summary = Summary { levels: &LEVELS, nonnegative: true };
-    for (b, chunk) in windows.chunks(auto_batch(paths, longest)).enumerate() {
+    for (b, chunk) in windows.chunks(auto_batch(paths, longest, device)).enumerate() {
         let ctx: Vec<Context> = chunk
             .iter()
             .map(|w| Context {

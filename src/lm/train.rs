@@ -200,20 +200,44 @@ pub fn train(
     let mut rng = ChaCha8Rng::seed_from_u64(c.seed.wrapping_add(start as u64));
     let mut opt = nn::AdamW { beta1: 0.9, beta2: 0.95, wd: c.weight_decay, eps: 1e-8, amsgrad: false }.build(vs, c.lr)?;
     let mut losses = Vec::with_capacity(c.steps.saturating_sub(start));
+    let mut windows: Vec<Encoded> = (0..c.batch).map(|_| draw(&mut rng)).collect();
     for step in start..c.steps {
         opt.set_lr(lr_at(step, c));
         if model.config.n_covariates > 0 {
             opt.set_lr_group(COVARIATE_GROUP, lr_at(step, c) * c.covariate_lr_scale);
         }
-        let windows: Vec<Encoded> = (0..c.batch).map(|_| draw(&mut rng)).collect();
         let l = loss(model, &batch(&windows, vs.device()));
-        opt.backward_step_clip_norm(&l, c.clip);
+        step_clipped(&mut opt, &l, c.clip);
+        // The next batch is drawn on the CPU while a GPU still computes this step (the same
+        // draws, in the same order, as drawing it at the top of the next step).
+        if step + 1 < c.steps {
+            windows = (0..c.batch).map(|_| draw(&mut rng)).collect();
+        }
         losses.push(l.double_value(&[]));
         if !on_step(step, losses[losses.len() - 1]) {
             break;
         }
     }
     Ok(losses)
+}
+
+/// Backward, the gradient's global norm clipped to `max`, and an AdamW step, with no read back to
+/// the host: the clip factor min(1, max / norm) stays on the device. (tch's
+/// `backward_step_clip_norm` reads the norm back, which stalls a GPU once a step.) The same
+/// arithmetic: the norm in f32, the factor in f64, applied in the gradients' precision.
+fn step_clipped(opt: &mut nn::Optimizer, loss: &Tensor, max: f64) {
+    opt.zero_grad();
+    loss.backward();
+    tch::no_grad(|| {
+        let grads: Vec<Tensor> = opt.trainable_variables().iter().map(|v| v.grad()).filter(|g| g.defined()).collect();
+        let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
+        let total = Tensor::stack(&norms, 0).norm().to_kind(Kind::Double);
+        let factor = (Tensor::from(max).to_device(total.device()) / (total + 1e-6)).clamp_max(1.0);
+        for mut g in grads {
+            let _ = g.g_mul_(&factor);
+        }
+    });
+    opt.step();
 }
 
 /// Validation-based early stopping: score every `every` steps, remember the best, and stop
