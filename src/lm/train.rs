@@ -406,6 +406,31 @@ mod tests {
         }
     }
 
+    /// The clip computed on the device steps exactly as tch's (which reads the norm back), and
+    /// the clip engages: an unclipped step moves the weights further.
+    #[test]
+    fn clipping_on_the_device_steps_as_tch_clips() {
+        let run = |ours: bool, max: f64| {
+            tch::manual_seed(3);
+            let vs = nn::VarStore::new(Device::Cpu);
+            let lin = nn::linear(vs.root(), 8, 4, Default::default());
+            let before = lin.ws.copy();
+            let mut opt = nn::Sgd::default().build(&vs, 0.1).unwrap();
+            let x = Tensor::randn([16, 8], (Kind::Float, Device::Cpu)) * 10.0;
+            let loss = x.apply(&lin).square().mean(Kind::Float);
+            if ours {
+                step_clipped(&mut opt, &loss, max)
+            } else {
+                opt.backward_step_clip_norm(&loss, max)
+            }
+            (lin.ws.copy() - before).abs().max().double_value(&[])
+        };
+        let (ours, theirs, free) = (run(true, 0.5), run(false, 0.5), run(true, 1e9));
+        assert!((ours - theirs).abs() <= 1e-7 * theirs, "ours {ours} vs tch {theirs}");
+        assert!(ours < 0.5 * free, "clipped step {ours} vs unclipped {free}");
+        assert!((free - run(false, 1e9)).abs() <= 1e-7 * free, "no clip: the same step");
+    }
+
     /// Mixed precision, as on CUDA: activations and products in bf16, the loss in f32, the
     /// gradient reaching f32 master weights that AdamW steps. The run learns as the f32 one does.
     #[test]
