@@ -53,14 +53,18 @@ pq.write_table(pa.table({"series_id": ids, "ts": ts, "value": value}), "/tmp/s30
 print("wrote /tmp/s30k.parquet:", n, "series x", t, "days")
 EOF
 for n in 1 2; do
-    echo "-- --contexts $n (seconds = the LM's wall time, model load included; auto batch, then the CPU's batch of 64 series)"
+    echo "-- --contexts $n (seconds = the LM's wall time, model load included; the batch sized for the GPU)"
     timeout 90 $R evaluate -q --data /tmp/s30k.parquet --horizon 28 --season 7 --methods lm --model models/small --paths 20 --context 512 --contexts $n 2>&1 | tail -3
 done
+echo "-- --contexts 1 --lm-batch 64 (the CPU's batch size, for comparison)"
 timeout 90 $R evaluate -q --data /tmp/s30k.parquet --horizon 28 --season 7 --methods lm --model models/small --paths 20 --context 512 --contexts 1 --lm-batch 64 2>&1 | tail -2
 
 echo "== LM: small zero-shot on aus_retail (20 paths per series, 152 series x 12 steps)"
 timeout 60 $R evaluate -q --data .device/aus_retail/long.parquet --horizon 12 --season 12 --methods seasonal_naive,lm --model models/small --paths 20 2>&1 | tail -6
 
 echo "== demo (default size: nightly, lm_nightly with its fine-tune on the GPU, weekly_plan)"
-timeout 170 /usr/bin/time -f "demo wall %e s, peak RSS %M KB" $R demo 2>&1 | grep -vE '^\s*$' | tail -40
+TIMED=(); [ -x /usr/bin/time ] && TIMED=(/usr/bin/time -f "demo wall %e s, peak RSS %M KB")
+SECONDS=0
+timeout 170 "${TIMED[@]}" $R demo 2>&1 | grep -vE '^\s*$' | tail -40
+echo "demo: ${SECONDS} s"
 echo "== done"
