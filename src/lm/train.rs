@@ -232,7 +232,8 @@ fn step_clipped(opt: &mut nn::Optimizer, loss: &Tensor, max: f64) {
         let grads: Vec<Tensor> = opt.trainable_variables().iter().map(|v| v.grad()).filter(|g| g.defined()).collect();
         let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
         let total = Tensor::stack(&norms, 0).norm().to_kind(Kind::Double);
-        let factor = (Tensor::from(max).to_device(total.device()) / (total + 1e-6)).clamp_max(1.0);
+        // `max` filled on the device: a host scalar copied there would wait for the backward pass.
+        let factor = (total.full_like(max) / (total + 1e-6)).clamp_max(1.0);
         for mut g in grads {
             let _ = g.g_mul_(&factor);
         }
