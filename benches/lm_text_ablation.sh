@@ -19,8 +19,9 @@
 # SHORT=0.25 cuts that share of both fine-tunes' training windows to a new SKU's first days
 # (`short_windows`: 3–14 values of context, then 32 predicted; a launched product's at launch).
 # REUSE=1: the demo lake of an earlier run in OUT (lm_ablation_lib.sh); EVAL_EVERY, PATIENCE: early
-# stopping (40, 4); BY_LIFE=1 also scores the fine-tunes per life cycle; TEXT_OPTS="dropout: 0.5"
-# adds to the text fine-tune's `text:` options.
+# stopping (40, 4); BY_LIFE=1 also scores the base and the fine-tunes per life cycle;
+# TEXT_OPTS="dropout: 0.5" adds to the text fine-tune's `text:` options; BASE=DIR fine-tunes and
+# scores zero-shot another model folder than models/small (e.g. a text-pretrained one).
 SKUS=${1:-500} STEPS=${2:-240} COLD=${3:-7} OUT=${4:-/tmp/restock-text} LR=${5:-3e-4}
 SW=${SHORT:+, short_windows: $SHORT}
 source "$(dirname "$0")/lm_ablation_lib.sh"
@@ -66,8 +67,11 @@ finetune text ", products: table:product_text, tokenizer: table:tokenizer" ", te
 finetune plain "" "$COV$SW"
 ev() { "$R" evaluate --data "${DATA:-$OUT/cold.parquet}" --horizon 28 --season 7 --paths 20 --context 112 "$@"; }
 echo "== cold-start series: $COLD days of history, 28 held out"
-echo "-- baselines and zero-shot models/small"; ev --methods seasonal_naive,ets,lm --model models/small
-[ -n "$COV" ] && { echo "-- zero-shot reading $COVARIATES"; ev --methods lm --model models/small "${EVCOV[@]}"; }
+echo "-- baselines and zero-shot $BASE"; ev --methods seasonal_naive,ets,lm --model "$BASE"
+[ -n "$COV" ] && { echo "-- zero-shot reading $COVARIATES"; ev --methods lm --model "$BASE" "${EVCOV[@]}"; }
+# A base pretrained reading synthetic product text (`lm::describe`) reads this lake's text
+# zero-shot through its own tokenizer; one without a tokenizer ignores it (evaluate says so).
+echo "-- zero-shot reading the text${COV:+ and $COVARIATES}"; ev --methods lm --model "$BASE" "${EVCOV[@]}" --text "$OUT/text.parquet"
 echo "-- fine-tuned without text";             ev --methods lm --model "$OUT/plain"
 echo "-- fine-tuned with text, text withheld"; ev --methods lm --model "$OUT/text"
 echo "-- fine-tuned with text, reading it";    ev --methods lm --model "$OUT/text" --text "$OUT/text.parquet"
@@ -80,11 +84,11 @@ if [ -n "${BY_LIFE:-}" ]; then
         "$R" query --lake "$L" --format parquet --output "$OUT/cold_life.parquet" \
             "$(rows "$(cold_within $((28 + COLD))) AND sku_id IN (SELECT sku_id FROM product_text WHERE $titled)" \
                 "concat(x.sku_id, '/', x.location_id) AS series_id, x.date AS ts, CAST(x.units AS DOUBLE) AS value") ORDER BY 1, 2"
-        echo "-- $life: fine-tuned without text, with text withheld, reading it"
-        for model in plain text "text --text $OUT/text.parquet"; do
-            # (word splitting of $model on purpose: the third adds --text)
+        echo "-- $life: zero-shot without and with text; fine-tuned without text, with text withheld, reading it"
+        for model in "$BASE" "$BASE --text $OUT/text.parquet" "$OUT/plain" "$OUT/text" "$OUT/text --text $OUT/text.parquet"; do
+            # (word splitting of $model on purpose: some add --text)
             # shellcheck disable=SC2086
-            DATA="$OUT/cold_life.parquet" ev --methods lm --model "$OUT"/$model | grep "│ lm"
+            DATA="$OUT/cold_life.parquet" ev --methods lm "${EVCOV[@]}" --model $model | grep "│ lm"
         done
     done
 fi

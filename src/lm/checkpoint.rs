@@ -111,6 +111,37 @@ impl Checkpoint {
         Ok(self)
     }
 
+    /// The model reading text through the tokenizer `json` instead of its own, its text
+    /// embeddings carried over by the tokens' text: a new id's embedding is the old one where
+    /// both vocabularies have the token, else the mean of the old embeddings of its pieces in the
+    /// old vocabulary. So what pretraining taught of "Limited Edition" survives a lake's own
+    /// tokenizer. Without a tokenizer before, it is [`Self::with_tokenizer`]. Also returns how
+    /// many new ids were a whole old token, of how many.
+    pub fn with_transferred_tokenizer(self, json: &str) -> Result<(Self, (usize, usize))> {
+        let Some(old) = self.tokenizer.clone() else { return Ok((self.with_tokenizer(json)?, (0, 0))) };
+        let ck = self.with_tokenizer(json)?;
+        let new = ck.tokenizer.as_ref().expect("just set");
+        let embed = ck.vs.variables().remove("embed.weight").expect("the model has token embeddings");
+        let first = super::tokens::SEP + 1;
+        let before = embed.narrow(0, first, ck.model.config.text_vocab).copy();
+        let mut whole = 0;
+        let n = new.vocab_size();
+        tch::no_grad(|| -> Result<()> {
+            for id in 0..n as i64 {
+                let Some(token) = new.token(id) else { continue };
+                let pieces = old.pieces(&token)?;
+                whole += usize::from(pieces.len() == 1);
+                if !pieces.is_empty() {
+                    let rows = tch::Tensor::from_slice(&pieces).to_device(before.device());
+                    let mut row = embed.get(first + id);
+                    row.copy_(&before.index_select(0, &rows).mean_dim(0, false, before.kind()));
+                }
+            }
+            Ok(())
+        })?;
+        Ok((ck, (whole, n)))
+    }
+
     /// The model reading the known covariates `names` (column names, in order). A model
     /// pretrained with unnamed covariate slots reads them in its first slots, as pretrained
     /// (slots beyond them are dropped; names beyond the slots get new inputs at zero); a model
@@ -154,16 +185,30 @@ impl Checkpoint {
 
     /// The weight average (1 − `weight`)·self + `weight`·`other` of two checkpoints of one
     /// shape, a "model soup": every weight both have is averaged; weights only self has (covariate
-    /// slots `other` lacks) stay self's. Its config and tokenizer are self's.
+    /// slots `other` lacks) stay self's, and so do self's text embeddings when `other` has no
+    /// tokenizer (its text rows were never trained: averaging them in would blur what self read).
+    /// Two models with different tokenizers are refused: their text ids mean different words.
+    /// Its config and tokenizer are self's.
     pub fn averaged(self, other: &Checkpoint, weight: f64) -> Result<Self> {
         let (a, b) = (&self.model.config, &other.model.config);
         if a.without_covariates() != b.without_covariates() {
             return Err(anyhow!("the two models differ in shape ({a:?} vs {b:?}), so their weights cannot be averaged"));
         }
+        let (mine, theirs_tk) = (self.tokenizer_json()?, other.tokenizer_json()?);
+        if mine.is_some() && theirs_tk.is_some() && mine != theirs_tk {
+            return Err(anyhow!("the two models read text through different tokenizers, so their text embeddings cannot be averaged"));
+        }
+        // Rows of the token embeddings to average: all, or the value ids and SEP only.
+        let rows = if mine.is_some() && theirs_tk.is_none() { super::tokens::SEP + 1 } else { a.vocab() };
         let theirs = other.vs.variables();
         tch::no_grad(|| {
-            for (name, mut var) in self.vs.variables() {
+            for (name, var) in self.vs.variables() {
                 if let Some(v) = theirs.get(&name).filter(|v| v.size() == var.size()) {
+                    let (mut var, v) = if name == "embed.weight" {
+                        (var.narrow(0, 0, rows), v.narrow(0, 0, rows))
+                    } else {
+                        (var.shallow_clone(), v.shallow_clone())
+                    };
                     let mixed = &var * (1.0 - weight) + v.to_device(var.device()) * weight;
                     var.copy_(&mixed);
                 }
@@ -256,5 +301,62 @@ impl Checkpoint {
         let bytes = std::fs::read(&tmp);
         let _ = std::fs::remove_file(&tmp);
         Ok(bytes?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lm::tokens::SEP;
+
+    /// A new tokenizer's ids get the old model's text embeddings by token text: a token both
+    /// vocabularies have keeps its row exactly, one the old lacks gets the mean of its pieces'.
+    #[test]
+    fn text_embeddings_follow_a_new_tokenizer_by_token_text() {
+        let _rng = crate::lm::rng_lock();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny.yaml");
+        let config = Config { text_vocab: 300, ..load_config(&path).unwrap() };
+        let old = TextTokenizer::train(["Limited Edition mug", "Limited Edition tea", "Everyday Staple tea"].into_iter(), 290, 1).unwrap();
+        let new = TextTokenizer::train(["Limited Edition hose", "Limited Edition hose", "Garden Limited"].into_iter(), 290, 1).unwrap();
+        let ck = Checkpoint::init(config, Device::Cpu, 0).with_tokenizer(&old.to_json().unwrap()).unwrap();
+        let row = |ck: &Checkpoint, id: i64| ck.vs.variables()["embed.weight"].get(SEP + 1 + id).copy();
+        let (ck_new, (whole, n)) = ck.with_transferred_tokenizer(&new.to_json().unwrap()).unwrap();
+        let was = Checkpoint::init(ck_new.model.config.clone(), Device::Cpu, 0).with_tokenizer(&old.to_json().unwrap()).unwrap();
+        assert_eq!(n, new.vocab_size());
+        assert!(whole > 256 && whole < n, "bytes and shared words are whole tokens of the old: {whole} of {n}");
+        let shared = new.encode(" Edition").unwrap();
+        assert_eq!(shared.len(), 1);
+        assert_eq!(old.pieces(&new.token(shared[0]).unwrap()).unwrap(), old.encode(" Edition").unwrap());
+        let before = row(&was, old.encode(" Edition").unwrap()[0]);
+        assert!(row(&ck_new, shared[0]).allclose(&before, 0.0, 0.0, false), "a shared token keeps its embedding");
+        let hose = new.encode(" hose").unwrap();
+        let pieces = old.pieces(&new.token(hose[0]).unwrap()).unwrap();
+        assert!(hose.len() == 1 && pieces.len() > 1, "{hose:?} {pieces:?}");
+        let mean = tch::Tensor::stack(&pieces.iter().map(|p| row(&was, *p)).collect::<Vec<_>>(), 0).mean_dim(0, false, Kind::Float);
+        assert!(row(&ck_new, hose[0]).allclose(&mean, 1e-6, 1e-7, false), "a new word: the mean of its pieces");
+        assert_eq!(ck_new.tokenizer_json().unwrap().unwrap(), new.to_json().unwrap());
+    }
+
+    /// A soup with a model that never read text keeps the text embeddings of the one that did,
+    /// averaging the rest; two tokenizers are refused.
+    #[test]
+    fn a_soup_keeps_the_text_embeddings_only_one_model_trained() {
+        let _rng = crate::lm::rng_lock();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny.yaml");
+        let config = Config { text_vocab: 300, ..load_config(&path).unwrap() };
+        let tk = TextTokenizer::train(["Limited Edition mug", "Everyday Staple tea"].into_iter(), 280, 1).unwrap();
+        let embed = |ck: &Checkpoint| ck.vs.variables()["embed.weight"].copy();
+        let a = Checkpoint::init(config.clone(), Device::Cpu, 1).with_tokenizer(&tk.to_json().unwrap()).unwrap();
+        let b = Checkpoint::init(config.clone(), Device::Cpu, 2);
+        let (ea, eb) = (embed(&a), embed(&b));
+        let soup = embed(&a.averaged(&b, 0.5).unwrap());
+        let values = SEP + 1;
+        assert!(soup.narrow(0, 0, values).allclose(&((ea.narrow(0, 0, values) + eb.narrow(0, 0, values)) * 0.5), 1e-6, 1e-7, false));
+        assert!(soup.narrow(0, values, 300).equal(&ea.narrow(0, values, 300)), "the text rows stay the reader's");
+        let other = TextTokenizer::train(["Garden hose", "Garden chair"].into_iter(), 270, 1).unwrap();
+        let c = Checkpoint::init(config.clone(), Device::Cpu, 3).with_tokenizer(&other.to_json().unwrap()).unwrap();
+        let d = Checkpoint::init(config, Device::Cpu, 4).with_tokenizer(&tk.to_json().unwrap()).unwrap();
+        let err = d.averaged(&c, 0.5).err().unwrap().to_string();
+        assert!(err.contains("different tokenizers"), "{err}");
     }
 }

@@ -7,13 +7,16 @@
 //! their seasons sharp — sawtooths that reset, peak steps, blocks — not smooth harmonics), and
 //! unit counts around any of those curves (negative binomial, as item-level sales are);
 //! TSMixup mixes one to three of them with random weights; some change regime part-way (a
-//! product launch: nothing before it; or a lasting shift of level). Every series has a frequency, and
-//! its season length is what the model's seasonal-lag input uses, as at forecast time. For a
-//! model with covariate slots, half the series also have known covariates (event flags, runs,
-//! weekday-like phases, prices) with random effects, which the model learns to read in context.
+//! product launch: nothing before it; or a lasting shift of level); some demand series are a
+//! launched product's from its launch, with a life cycle (a peak that fades, a build-up, steady)
+//! that `describe` puts into words. Every series has a frequency, and its season length is what
+//! the model's seasonal-lag input uses, as at forecast time. For a model with covariate slots,
+//! half the series also have known covariates (event flags, runs, weekday-like phases, prices)
+//! with random effects, which the model learns to read in context.
 use rand::Rng;
 use rand_distr::{Distribution, Gamma, Normal, Poisson, StandardNormal};
 
+use super::describe::LifeCycle;
 use super::tokens::{CovariateColumn, covariate_features};
 
 /// A sampling frequency: its season length (what a user passes as `season_length`) and the
@@ -260,6 +263,8 @@ pub struct Synthetic {
     /// Row-major [values.len() × slots]: the features `tokens::covariate_features` would make
     /// (flags 0/1, levels as log ratios to their median); zero in unused slots.
     pub covariates: Vec<f32>,
+    /// A launched product's life cycle: the series starts at its launch and follows it.
+    pub life: Option<LifeCycle>,
 }
 
 /// [`series`] where half the series (when `slots` > 0) also have one to `slots` known
@@ -302,13 +307,18 @@ pub fn with_covariates(len: usize, slots: usize, rng: &mut impl Rng) -> Syntheti
             c.feature.iter().enumerate().for_each(|(t, f)| covariates[t * slots + slot] = *f as f32);
         }
     }
-    if rng.random_bool(0.12) {
-        regime_change(&mut out, demand, rng);
+    // A launched product (demand only): the series starts at launch and follows a life cycle
+    // its text may state (`describe`); else, sometimes, a change of regime part-way.
+    let life = (demand && rng.random_bool(0.4)).then(|| LifeCycle::random(rng));
+    match life {
+        Some(l) => out.iter_mut().enumerate().for_each(|(t, v)| *v *= l.factor(t as f64)),
+        None if rng.random_bool(0.12) => regime_change(&mut out, demand, rng),
+        None => {}
     }
     if demand && rng.random_bool(0.4) {
         out = counts(&out, rng);
     }
-    Synthetic { values: out, season: freq.season, covariates }
+    Synthetic { values: out, season: freq.season, covariates, life }
 }
 
 /// A known covariate of a synthetic series: its model input at each step and what one unit of

@@ -39,7 +39,16 @@ pub struct LmOptions {
 
 impl Default for LmOptions {
     fn default() -> Self {
-        Self { paths: 20, temperature: 1.0, top_k: 0, seed: 0, batch: 0, max_text: 32, max_context: 256, contexts: 2 }
+        Self {
+            paths: 20,
+            temperature: 1.0,
+            top_k: 0,
+            seed: 0,
+            batch: 0,
+            max_text: super::tokens::MAX_TEXT_TOKENS,
+            max_context: 256,
+            contexts: 2,
+        }
     }
 }
 
@@ -97,7 +106,7 @@ pub type TextIds = Option<Vec<i64>>;
 pub fn text_ids(ck: &Checkpoint, texts: Option<&[Option<String>]>, n: usize) -> Result<(Vec<TextIds>, Vec<String>)> {
     let Some(texts) = texts else { return Ok((vec![None; n], vec![])) };
     if ck.tokenizer.is_none() {
-        let msg = "the model has no tokenizer (it was never fine-tuned on text), so it forecasts without the text".to_string();
+        let msg = "the model has no tokenizer (it was never trained on text), so it forecasts without the text".to_string();
         return Ok((vec![None; n], vec![msg]));
     }
     let ids = texts.iter().map(|t| t.as_deref().map(|t| ck.text_ids(t)).transpose().map(Option::flatten)).collect::<Result<Vec<_>>>()?;

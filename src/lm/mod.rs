@@ -1,10 +1,11 @@
 //! The demand-forecasting language model, nanoGPT-style: `tokens.rs` (value tokens),
 //! `model.rs` (the transformer, one file), `train.rs` (the loop), `sample.rs` (KV-cache
-//! decoding), `corpus.rs` (synthetic pretraining series), `calendar.rs` (date features as covariates). Pure: no Arrow, no stages; every path into libtorch
+//! decoding), `corpus.rs` (synthetic pretraining series), `describe.rs` (their product text), `calendar.rs` (date features as covariates). Pure: no Arrow, no stages; every path into libtorch
 //! goes through `device::best()` first.
 pub mod calendar;
 pub mod checkpoint;
 pub mod corpus;
+pub mod describe;
 pub mod forecast;
 pub mod model;
 pub mod pretrain;

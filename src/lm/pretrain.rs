@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};
 
 use super::checkpoint::{Checkpoint, WEIGHTS};
-use super::corpus;
 use super::model::Config;
-use super::train::{TrainConfig, train, validate, window};
+use super::text::TextTokenizer;
+use super::tokens::{Encoded, MAX_TEXT_TOKENS, text_prefix};
+use super::train::{TrainConfig, short_window, train, validate, window};
+use super::{corpus, describe};
 
 #[derive(Debug, Clone)]
 pub struct PretrainOptions {
@@ -57,15 +59,46 @@ fn resume_dir(out: &Path) -> PathBuf {
 }
 
 /// One training window: synthetic, or (a third of the time, when there are any) one of the real
-/// series `long` enough for a whole window.
-fn draw(o: &PretrainOptions, long: &[&Vec<f64>], rng: &mut ChaCha8Rng) -> super::tokens::Encoded {
+/// series `long` enough for a whole window. With a `tokenizer`, most synthetic windows come after
+/// their product text (`describe`), and half of a launched product's windows are its first days
+/// (`short_window` from the launch: a few values of context, then what its life cycle does next,
+/// which only the text can tell).
+fn draw(o: &PretrainOptions, long: &[&Vec<f64>], tokenizer: Option<&TextTokenizer>, rng: &mut ChaCha8Rng) -> Encoded {
     let len = o.train.window;
     if !long.is_empty() && rng.random_bool(1.0 / 3.0) {
         return window(long[rng.random_range(0..long.len())], &[], &[], len, o.real_season, rng);
     }
     let slots = if o.config.covariates.is_empty() { o.config.n_covariates as usize } else { 0 };
     let s = corpus::with_covariates(len, slots, rng);
-    window(&s.values, &s.covariates, &[], len, s.season, rng)
+    let text = tokenizer.filter(|_| rng.random_bool(TEXT_SHARE)).map(|tk| {
+        let ids = tk.encode(&describe::describe(s.life, rng)).expect("byte-level BPE encodes any text");
+        text_prefix(&ids, MAX_TEXT_TOKENS, o.config.text_vocab)
+    });
+    let prefix = text.unwrap_or_default();
+    // The prefix takes its place in the model's length: the values are shorter where both would
+    // not fit.
+    let len = len.min((o.config.max_len as usize).saturating_sub(prefix.len()));
+    match s.life {
+        Some(_) if rng.random_bool(0.5) => short_window(&s.values, &s.covariates, &prefix, len, s.season, true, rng),
+        _ => window(&s.values, &s.covariates, &prefix, len, s.season, rng),
+    }
+}
+
+/// The share of synthetic windows shown with their text (the rest without: text can be missing).
+const TEXT_SHARE: f64 = 0.6;
+
+/// The tokenizer pretraining reads text with: `init`'s, or for a model that reads text and has
+/// none yet, a byte-level BPE trained on descriptions (`describe::tokenizer_texts`), saved with
+/// the model so its text ids keep their meaning.
+fn with_pretraining_tokenizer(ck: Checkpoint, seed: u64) -> Result<Checkpoint> {
+    let vocab = ck.model.config.text_vocab as usize;
+    if ck.tokenizer.is_some() || vocab == 0 {
+        return Ok(ck);
+    }
+    let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed);
+    let texts = describe::tokenizer_texts(20_000, &mut rng);
+    let tk = TextTokenizer::train(texts.iter().map(String::as_str), vocab.min(1024), 2)?;
+    ck.with_tokenizer(&tk.to_json()?)
 }
 
 /// The model a fresh run starts from: `init`'s weights, or a seeded random initialisation.
@@ -87,11 +120,12 @@ pub fn pretrain(o: &PretrainOptions, device: Device, mut on_step: impl FnMut(usi
     let resume = resume_dir(&o.out);
     let (ck, state) = match std::fs::read(resume.join("state.json")) {
         Ok(bytes) if resume.join(WEIGHTS).exists() => (Checkpoint::load(&resume, device)?, serde_json::from_slice(&bytes)?),
-        _ => (start(o, device)?, ResumeState { step: 0, tokens: 0, seconds: 0.0 }),
+        _ => (with_pretraining_tokenizer(start(o, device)?, o.train.seed)?, ResumeState { step: 0, tokens: 0, seconds: 0.0 }),
     };
+    let tokenizer = ck.tokenizer.clone();
     let long: Vec<&Vec<f64>> = o.real.iter().filter(|s| s.len() >= o.train.window).collect();
     let mut val_rng = crate::forecast::rng();
-    let validation: Vec<_> = (0..64).map(|_| draw(o, &long, &mut val_rng)).collect();
+    let validation: Vec<_> = (0..64).map(|_| draw(o, &long, tokenizer.as_ref(), &mut val_rng)).collect();
     let started = Instant::now();
     let tokens_per_step = (o.train.batch * o.train.window) as u64;
     let mut done = state.step;
@@ -101,7 +135,7 @@ pub fn pretrain(o: &PretrainOptions, device: Device, mut on_step: impl FnMut(usi
         &ck.vs,
         &o.train,
         state.step,
-        |rng| draw(o, &long, rng),
+        |rng| draw(o, &long, tokenizer.as_ref(), rng),
         |step, loss| {
             done = step + 1;
             let secs = state.seconds + started.elapsed().as_secs_f64();
@@ -147,6 +181,41 @@ mod tests {
     use crate::forecast::Request;
     use crate::lm::forecast::{Input, LmOptions, forecast};
     use crate::lm::model::load_config;
+
+    /// A model that reads text is pretrained with a tokenizer of its own, saved beside it, and
+    /// most synthetic windows come after their product's text (a SEP-ended prefix that fits in
+    /// `max_len` with the values).
+    #[test]
+    fn a_model_that_reads_text_pretrains_on_described_series() {
+        let _rng = crate::lm::rng_lock();
+        let dir = tempfile::tempdir().unwrap();
+        let tiny = load_config(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny.yaml")).unwrap();
+        let config = Config { text_vocab: 400, ..tiny };
+        let train = TrainConfig {
+            steps: 2,
+            batch: 2,
+            window: 120,
+            lr: 1e-3,
+            warmup: 1,
+            weight_decay: 0.1,
+            clip: 1.0,
+            seed: 3,
+            covariate_lr_scale: crate::lm::train::COVARIATE_LR_SCALE,
+        };
+        let o =
+            PretrainOptions { config, out: dir.path().join("m"), train, real: vec![], real_season: 1, checkpoint_every: 10, init: None };
+        pretrain(&o, Device::Cpu, |_, _, _| true).unwrap();
+        let ck = Checkpoint::load(&o.out, Device::Cpu).unwrap();
+        let tk = ck.tokenizer.as_ref().expect("the pretrained model carries its tokenizer");
+        assert!(tk.vocab_size() > 300 && tk.vocab_size() <= 400, "{}", tk.vocab_size());
+        let mut rng = crate::forecast::rng();
+        let drawn: Vec<Encoded> = (0..300).map(|_| draw(&o, &[], Some(tk), &mut rng)).collect();
+        let texted = drawn.iter().filter(|e| e.ids.contains(&crate::lm::tokens::SEP)).count();
+        assert!((140..220).contains(&texted), "about 60 % with text: {texted}");
+        assert!(drawn.iter().all(|e| e.ids.len() <= 128), "text and values fit max_len");
+        let short = drawn.iter().filter(|e| e.ids.iter().filter(|i| **i < crate::lm::tokens::SEP).count() < 120 / 4 + 15).count();
+        assert!(short > 5, "launched products' first days: {short}");
+    }
 
     /// A run stopped at step 25 resumes from its step-20 checkpoint and finishes; the saved
     /// model then forecasts, and a horizon beyond max_len is refused in words.

@@ -61,6 +61,21 @@ impl TextTokenizer {
         Ok(enc.get_ids().iter().map(|&i| i as i64).collect())
     }
 
+    /// The ids that another byte-level BPE's token `token` (its byte-level form, e.g. "ĠLimited")
+    /// has in this vocabulary: the same token where this one has it, else its BPE pieces here.
+    pub fn pieces(&self, token: &str) -> Result<Vec<i64>> {
+        if let Some(id) = self.0.token_to_id(token) {
+            return Ok(vec![id as i64]);
+        }
+        let tokens = tokenizers::Model::tokenize(self.0.get_model(), token).map_err(|e| anyhow!("splitting {token:?}: {e}"))?;
+        Ok(tokens.iter().map(|t| t.id as i64).collect())
+    }
+
+    /// An id's token in its byte-level form.
+    pub fn token(&self, id: i64) -> Option<String> {
+        self.0.id_to_token(id as u32)
+    }
+
     pub fn decode(&self, ids: &[i64]) -> Result<String> {
         let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
         self.0.decode(&ids, true).map_err(|e| anyhow!("decoding ids: {e}"))

@@ -121,6 +121,10 @@ pub fn covariate_features(columns: &[CovariateColumn]) -> Vec<f32> {
     out
 }
 
+/// Most text tokens put before a series, unless a stage's `text: { max_tokens }` says otherwise
+/// (the same in pretraining, fine-tuning and forecasting).
+pub const MAX_TEXT_TOKENS: usize = 32;
+
 /// The text part of a sequence: the first `max_text` text ids shifted past the value vocabulary
 /// (ids beyond `text_vocab` clamped to its last), then SEP. Empty without text or for a model
 /// that reads none (`text_vocab` 0).

@@ -19,9 +19,9 @@ pub struct TextConfig {
     pub input: String,
     #[serde(default = "default_column")]
     pub column: String,
-    /// `train` only: the input holding a `tokenizer` stage's output, used when the model being
-    /// fine-tuned has no tokenizer yet (a model keeps the tokenizer it was first trained with,
-    /// so its text ids keep their meaning).
+    /// `train` only: the input holding a `tokenizer` stage's output, the ids the fine-tuned model
+    /// reads (a base with another tokenizer has its text embeddings carried over to it by token
+    /// text, so what it learned of words keeps its meaning).
     pub tokenizer: Option<String>,
     /// Most text tokens put before a series (the same in training and forecasting).
     #[serde(default = "default_max_tokens")]
@@ -36,7 +36,7 @@ fn default_column() -> String {
 }
 
 pub fn default_max_tokens() -> usize {
-    32
+    crate::lm::tokens::MAX_TEXT_TOKENS
 }
 
 impl TextConfig {

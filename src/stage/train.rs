@@ -587,32 +587,38 @@ fn output_row(o: &Outcome) -> Result<RecordBatch> {
     Ok(RecordBatch::try_new(output_schema(), columns)?)
 }
 
-/// The base as this fine-tune trains it: with text, a base without a tokenizer takes the
-/// tokenizer input's; a base with one keeps it (a warning says so when tonight's differs).
+/// The base as this fine-tune trains it: with text and a tokenizer input, it reads that
+/// tokenizer's ids — a base without a tokenizer takes it as it is, a base with another carries
+/// its text embeddings over to it by the tokens' text (`Checkpoint::with_transferred_tokenizer`:
+/// what the shipped model learned of words in pretraining, or last night's model of this lake's,
+/// survives a new tokenizer); without a tokenizer input, the base's own.
 fn with_text_tokenizer(ck: Checkpoint, data: &Data, base: &Source, stage: &str) -> Result<(Checkpoint, Vec<String>)> {
     let Some(t) = &data.text else { return Ok((ck, vec![])) };
-    if ck.tokenizer.is_none() {
-        let json = t.tokenizer.as_deref().with_context(|| {
-            format!(
+    let Some(json) = t.tokenizer.as_deref() else {
+        if ck.tokenizer.is_none() {
+            bail!(
                 "{stage}: the base model {} has no tokenizer: set `text: {{ tokenizer: … }}` to a `tokenizer` stage's output",
                 base.name()
-            )
-        })?;
-        return Ok((ck.with_tokenizer(json).with_context(|| format!("{stage}: the tokenizer input"))?, vec![]));
+            );
+        }
+        return Ok((ck, vec![]));
+    };
+    if ck.tokenizer_json()?.as_deref() == Some(json) {
+        return Ok((ck, vec![]));
     }
-    let mut warnings = vec![];
-    if t.tokenizer.is_some() && t.tokenizer != ck.tokenizer_json()? {
-        let msg =
-            "keeps the tokenizer it was first trained with, not tonight's (its text ids keep their meaning; `restart: true` starts afresh)";
-        warnings.push(format!("{stage}: {} {msg}", base.name()));
-    }
-    Ok((ck, warnings))
+    let had = ck.tokenizer.is_some();
+    let (ck, (whole, n)) = ck.with_transferred_tokenizer(json).with_context(|| format!("{stage}: the tokenizer input"))?;
+    let note = format!(
+        "{stage}: {} reads tonight's tokenizer, its text embeddings carried over by token text ({whole} of {n} ids are tokens it had)",
+        base.name()
+    );
+    Ok((ck, if had { vec![note] } else { vec![] }))
 }
 
 /// The CPU/GPU part: load the base, score it, train (from the last checkpoint when an earlier
-/// attempt left one), score again, build the output row. With text, a base without a tokenizer
-/// takes the tokenizer input's; the base is scored as it forecasts (with text only if it has a
-/// tokenizer), the fine-tuned model with text.
+/// attempt left one), score again, build the output row. With text, the base reads the
+/// tokenizer input's ids (`with_text_tokenizer`); it is scored with text only if it had a
+/// tokenizer of its own (else its text embeddings are untrained), the fine-tuned model with text.
 fn fine_tune(data: &Data, cfg: &TrainStageConfig, base: &Source, job: &Job) -> Result<Tuned> {
     let base_ck = base.load()?;
     let device = base_ck.vs.device();
@@ -682,7 +688,12 @@ fn fine_tune(data: &Data, cfg: &TrainStageConfig, base: &Source, job: &Job) -> R
             cfg.score.name()
         ));
     }
-    let (weights, tokenizer) = if registered { (tuned, tokenizer) } else { (base_bytes, base_tokenizer) };
+    // The base kept: its weights as scored, with the tokenizer their text embeddings now follow
+    // (none where it had none: it forecasts without text, as before).
+    let (weights, tokenizer) = match (registered, base_tokenizer) {
+        (true, _) => (tuned, tokenizer),
+        (false, had) => (base_bytes, had.and(tokenizer)),
+    };
     let row = output_row(&Outcome {
         base: base.name(),
         registered,
