@@ -122,7 +122,7 @@ impl Checkpoint {
         let ck = self.with_tokenizer(json)?;
         let new = ck.tokenizer.as_ref().expect("just set");
         let embed = ck.vs.variables().remove("embed.weight").expect("the model has token embeddings");
-        let first = super::tokens::SEP + 1;
+        let first = super::tokens::FIRST_TEXT;
         let before = embed.narrow(0, first, ck.model.config.text_vocab).copy();
         let mut whole = 0;
         let n = new.vocab_size();
@@ -199,7 +199,7 @@ impl Checkpoint {
             return Err(anyhow!("the two models read text through different tokenizers, so their text embeddings cannot be averaged"));
         }
         // Rows of the token embeddings to average: all, or the value ids and SEP only.
-        let rows = if mine.is_some() && theirs_tk.is_none() { super::tokens::SEP + 1 } else { a.vocab() };
+        let rows = if mine.is_some() && theirs_tk.is_none() { super::tokens::FIRST_TEXT } else { a.vocab() };
         let theirs = other.vs.variables();
         tch::no_grad(|| {
             for (name, var) in self.vs.variables() {

@@ -9,6 +9,8 @@ pub const N_SPECIAL: i64 = 2;
 pub const N_VALUE_IDS: i64 = 4096;
 /// The separator between product text and the series; text id `i` is token `SEP + 1 + i`.
 pub const SEP: i64 = N_VALUE_IDS;
+/// The token of text id 0: the value ids and SEP come before it.
+pub const FIRST_TEXT: i64 = SEP + 1;
 const N_CENTRES: usize = (N_VALUE_IDS - N_SPECIAL - 1) as usize;
 const LOW: f64 = -15.0;
 const HIGH: f64 = 15.0;
@@ -132,7 +134,7 @@ pub fn text_prefix(text: &[i64], max_text: usize, text_vocab: i64) -> Vec<i64> {
     if text.is_empty() || text_vocab <= 0 || max_text == 0 {
         return vec![];
     }
-    let mut ids: Vec<i64> = text.iter().take(max_text).map(|t| SEP + 1 + t.clamp(&0, &(text_vocab - 1))).collect();
+    let mut ids: Vec<i64> = text.iter().take(max_text).map(|t| FIRST_TEXT + t.clamp(&0, &(text_vocab - 1))).collect();
     ids.push(SEP);
     ids
 }

@@ -591,11 +591,12 @@ fn output_row(o: &Outcome) -> Result<RecordBatch> {
 /// tokenizer's ids — a base without a tokenizer takes it as it is, a base with another carries
 /// its text embeddings over to it by the tokens' text (`Checkpoint::with_transferred_tokenizer`:
 /// what the shipped model learned of words in pretraining, or last night's model of this lake's,
-/// survives a new tokenizer); without a tokenizer input, the base's own.
-fn with_text_tokenizer(ck: Checkpoint, data: &Data, base: &Source, stage: &str) -> Result<(Checkpoint, Vec<String>)> {
+/// survives a new tokenizer); without a tokenizer input, the base's own. `had`: the base's own
+/// tokenizer (its JSON), as the caller read it.
+fn with_text_tokenizer(ck: Checkpoint, had: Option<&str>, data: &Data, base: &Source, stage: &str) -> Result<(Checkpoint, Vec<String>)> {
     let Some(t) = &data.text else { return Ok((ck, vec![])) };
     let Some(json) = t.tokenizer.as_deref() else {
-        if ck.tokenizer.is_none() {
+        if had.is_none() {
             bail!(
                 "{stage}: the base model {} has no tokenizer: set `text: {{ tokenizer: … }}` to a `tokenizer` stage's output",
                 base.name()
@@ -603,16 +604,15 @@ fn with_text_tokenizer(ck: Checkpoint, data: &Data, base: &Source, stage: &str) 
         }
         return Ok((ck, vec![]));
     };
-    if ck.tokenizer_json()?.as_deref() == Some(json) {
+    if had == Some(json) {
         return Ok((ck, vec![]));
     }
-    let had = ck.tokenizer.is_some();
     let (ck, (whole, n)) = ck.with_transferred_tokenizer(json).with_context(|| format!("{stage}: the tokenizer input"))?;
     let note = format!(
         "{stage}: {} reads tonight's tokenizer, its text embeddings carried over by token text ({whole} of {n} ids are tokens it had)",
         base.name()
     );
-    Ok((ck, if had { vec![note] } else { vec![] }))
+    Ok((ck, if had.is_some() { vec![note] } else { vec![] }))
 }
 
 /// The CPU/GPU part: load the base, score it, train (from the last checkpoint when an earlier
@@ -623,7 +623,7 @@ fn fine_tune(data: &Data, cfg: &TrainStageConfig, base: &Source, job: &Job) -> R
     let base_ck = base.load()?;
     let device = base_ck.vs.device();
     let base_tokenizer = base_ck.tokenizer_json()?;
-    let (base_ck, mut warnings) = with_text_tokenizer(base_ck, data, base, job.stage)?;
+    let (base_ck, mut warnings) = with_text_tokenizer(base_ck, base_tokenizer.as_deref(), data, base, job.stage)?;
     // Covariates beyond the base's inputs start at zero and learn faster; pretrained ones do not.
     let fresh = data.names.len() as i64 > base_ck.model.config.n_covariates;
     let covariate_lr_scale = if fresh { crate::lm::train::COVARIATE_LR_SCALE } else { 1.0 };
