@@ -21,7 +21,8 @@
 # REUSE=1: the demo lake of an earlier run in OUT (lm_ablation_lib.sh); EVAL_EVERY, PATIENCE: early
 # stopping (40, 4); BY_LIFE=1 also scores the base and the fine-tunes per life cycle;
 # TEXT_OPTS="dropout: 0.5" adds to the text fine-tune's `text:` options; BASE=DIR fine-tunes and
-# scores zero-shot another model folder than models/small (e.g. a text-pretrained one).
+# scores zero-shot another model folder than models/small (e.g. a text-pretrained one);
+# OWN_TOKENIZER=1 has the text fine-tune keep the base's tokenizer instead of the lake's.
 SKUS=${1:-500} STEPS=${2:-240} COLD=${3:-7} OUT=${4:-/tmp/restock-text} LR=${5:-3e-4}
 SW=${SHORT:+, short_windows: $SHORT}
 source "$(dirname "$0")/lm_ablation_lib.sh"
@@ -63,7 +64,11 @@ rows() {
         "concat(x.sku_id, '/', x.location_id) AS series_id, x.date AS ts, CAST(x.units AS DOUBLE) AS value") ORDER BY 1, 2"
 "$R" query --lake "$L" --format parquet --output "$OUT/text.parquet" \
     "SELECT DISTINCT concat(d.sku_id, '/', d.location_id) AS series_id, p.text FROM demand_daily d JOIN product_text p ON d.sku_id = p.sku_id"
-finetune text ", products: table:product_text, tokenizer: table:tokenizer" ", text: { input: products, tokenizer: tokenizer, max_tokens: 32${TEXT_OPTS:+, $TEXT_OPTS} }$COV$SW"
+# OWN_TOKENIZER=1: the text fine-tune keeps the base's own tokenizer (a base pretrained reading
+# text ships one) instead of reading the lake's, whose ids get the base's embeddings by token text.
+TOK_IN=", tokenizer: table:tokenizer" TOK_CFG=", tokenizer: tokenizer"
+[ -n "${OWN_TOKENIZER:-}" ] && TOK_IN="" TOK_CFG=""
+finetune text ", products: table:product_text$TOK_IN" ", text: { input: products$TOK_CFG, max_tokens: 32${TEXT_OPTS:+, $TEXT_OPTS} }$COV$SW"
 finetune plain "" "$COV$SW"
 ev() { "$R" evaluate --data "${DATA:-$OUT/cold.parquet}" --horizon 28 --season 7 --paths 20 --context 112 "$@"; }
 echo "== cold-start series: $COLD days of history, 28 held out"

@@ -1071,6 +1071,19 @@ fn show_run(state: Arc<dyn StateStore>, id: &str, plans: bool) -> Result<()> {
             a.error.as_deref().unwrap_or_default().replace('\n', "\n  ")
         );
     }
+    let details = |a: &crate::state::AttemptRecord| -> Option<serde_json::Value> {
+        a.metrics.details.as_deref().and_then(|d| serde_json::from_str(d).ok())
+    };
+    for a in &attempts {
+        // A fine-tune that held launched products out (`short_windows`): its new-SKU score apart.
+        if let Some(n) = details(a).and_then(|d| d.get("new_skus").cloned()).filter(|n| !n.is_null()) {
+            let (held, base, tuned) = (&n["held_out"], n["base"].as_f64().unwrap_or(f64::NAN), n["tuned"].as_f64().unwrap_or(f64::NAN));
+            println!(
+                "{} attempt {}: new SKUs (the first days of {held} launched series held out of training): validation {base:.4} (base) → {tuned:.4}",
+                a.stage_id, a.attempt
+            );
+        }
+    }
     let pubs = state.publications(&run.info.run_id)?;
     if !pubs.is_empty() {
         let list = pubs.iter().map(|p| format!("{} v{}", p.table, p.version)).collect::<Vec<_>>().join(", ");
@@ -1081,8 +1094,7 @@ fn show_run(state: Arc<dyn StateStore>, id: &str, plans: bool) -> Result<()> {
     }
     if plans {
         for a in &attempts {
-            let details: Option<serde_json::Value> = a.metrics.details.as_deref().and_then(|d| serde_json::from_str(d).ok());
-            if let Some(plan) = details.as_ref().and_then(|d| d.get("plan")).and_then(|p| p.as_str()) {
+            if let Some(plan) = details(a).as_ref().and_then(|d| d.get("plan")).and_then(|p| p.as_str()) {
                 println!("\n{} attempt {} plan:\n{plan}", a.stage_id, a.attempt);
             }
         }

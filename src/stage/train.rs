@@ -80,7 +80,11 @@ struct TrainStageConfig {
     /// then a quarter window predicted; `lm::train::short_window`), so the model learns to
     /// forecast from little history, leaning on the product's text and covariates. When some
     /// series start after the table's first day (products launched during the history), short
-    /// windows are their first days after launch, a real new SKU's, however short the series.
+    /// windows are their first days after launch, a real new SKU's, however short the series;
+    /// then one in eight launched products (with 14 days and a quarter window after launch) is
+    /// held out of training, and validation also scores forecasts from their first 3, 7 or 14
+    /// days: registration judges new SKUs too, and their score apart is in the run's details
+    /// (a warning when it got worse).
     #[serde(default)]
     short_windows: f64,
 }
@@ -218,46 +222,80 @@ impl<'a> TrainSeries<'a> {
 }
 
 /// Training and validation windows: validation = the last window of long-enough series (up to
-/// [`MAX_VALIDATION`] of them; its last quarter is what the loss scores), after each series'
-/// prefix when `with_text`; training windows end before that quarter.
+/// [`MAX_VALIDATION`] of them; its last quarter is what the loss scores), and the first days of
+/// the launched products `held` out ([`held_launches`]), after each series' prefix when
+/// `with_text`; training windows end before that quarter and leave the held-out launches out.
 fn windows<'a>(
     data: &'a Data,
     prefixes: &'a [Vec<i64>],
     len: usize,
     season: usize,
     with_text: bool,
+    held: &[bool],
 ) -> (Vec<TrainSeries<'a>>, Vec<Encoded>) {
-    let held = held_out(len);
+    let q = held_out(len);
     let n = data.n_covariates();
-    let long: Vec<TrainSeries> =
-        (0..data.histories.len()).filter(|&i| data.histories[i].len() >= len + held).map(|i| TrainSeries::of(data, prefixes, i)).collect();
-    let train = long.iter().map(|s| s.until(s.values.len() - held, n)).collect();
+    let is_held = |i: usize| held.get(i).copied().unwrap_or(false);
+    let series = |i: usize| TrainSeries::of(data, prefixes, i);
+    let long: Vec<usize> = (0..data.histories.len()).filter(|&i| data.histories[i].len() >= len + q).collect();
+    let train = long.iter().filter(|&&i| !is_held(i)).map(|&i| series(i).until(data.histories[i].len() - q, n)).collect();
     let stride = long.len().div_ceil(MAX_VALIDATION).max(1);
-    let valid = long
-        .iter()
-        .step_by(stride)
-        .map(|s| {
-            let from = s.values.len() - len;
-            let w = &s.values[from..];
-            let mut enc = encode_with_scale(w, None, scale_of(&w[..len - held])).with_season(season);
-            // Only the held-out quarter is scored: the rest is context training has seen, and
-            // scoring it rewards fitting the history, not forecasting (a long fine-tune's
-            // validation loss kept falling while its forecasts got worse).
-            enc.target[..len - held].iter_mut().for_each(|t| *t = false);
-            let enc = if n > 0 { enc.with_covariates(s.covariates[from * n..].to_vec(), n) } else { enc };
-            if with_text { enc.after(s.prefix) } else { enc }
-        })
-        .collect();
+    let window = |s: &TrainSeries, from, context| scored_window(s, from, context, q, season, n, with_text);
+    let mut valid: Vec<Encoded> =
+        long.iter().step_by(stride).map(|&i| window(&series(i), data.histories[i].len() - len, len - q)).collect();
+    // A held-out launch: its first 3, 7 or 14 days, then the quarter after them.
+    let cold = (0..data.histories.len()).filter(|&i| is_held(i)).map(series);
+    valid.extend(cold.zip(COLD_CONTEXTS.iter().cycle()).map(|(s, &context)| window(&s, 0, context)));
     (train, valid)
+}
+
+/// The validation window of `s` that starts at `from`: `context` values (the scale is theirs
+/// alone), then `held` scored ones. Only those are scored: the rest is context training has
+/// seen (or a new SKU's first days), and scoring it rewards fitting the history, not
+/// forecasting (a long fine-tune's validation loss kept falling while its forecasts got worse).
+fn scored_window(s: &TrainSeries, from: usize, context: usize, held: usize, season: usize, n: usize, with_text: bool) -> Encoded {
+    let end = from + context + held;
+    let w = &s.values[from..end];
+    let mut enc = encode_with_scale(w, None, scale_of(&w[..context])).with_season(season);
+    enc.target[..context].iter_mut().for_each(|t| *t = false);
+    let enc = if n > 0 { enc.with_covariates(s.covariates[from * n..end * n].to_vec(), n) } else { enc };
+    if with_text { enc.after(s.prefix) } else { enc }
+}
+
+/// The days of history a held-out launch's validation window starts from (a new SKU's first
+/// days, as `short_windows` trains on 3 to 14).
+const COLD_CONTEXTS: [usize; 3] = [3, 7, 14];
+
+/// One in this many launched products is held out of a fine-tune that trains for new SKUs.
+const COLD_EVERY: usize = 8;
+
+/// Most held-out launches.
+const MAX_COLD_VALIDATION: usize = 256;
+
+/// The launched products a fine-tune that trains for new SKUs (`short_windows` > 0) holds out,
+/// so that early stopping and registration also score forecasts of SKUs it never saw from
+/// their first days: every [`COLD_EVERY`]th launched series with 14 days and a held-out quarter
+/// (none when fewer), up to [`MAX_COLD_VALIDATION`]. Nothing of them is trained on.
+fn held_launches(data: &Data, len: usize, short_windows: f64) -> Vec<bool> {
+    let mut held = vec![false; data.histories.len()];
+    if short_windows > 0.0 {
+        let need = COLD_CONTEXTS[COLD_CONTEXTS.len() - 1] + held_out(len);
+        let eligible =
+            (0..data.histories.len()).filter(|&i| data.launched.get(i).copied().unwrap_or(false) && data.histories[i].len() >= need);
+        eligible.skip(COLD_EVERY - 1).step_by(COLD_EVERY).take(MAX_COLD_VALIDATION).for_each(|i| held[i] = true);
+    }
+    held
 }
 
 /// The series of products launched during the history ([`launched`]) that a new SKU's short
 /// window (`short_windows`) can start at the launch of: those with at least 3 values and a
-/// quarter window, each ending before its validation window's held-out quarter when it has one.
-fn launches<'a>(data: &'a Data, prefixes: &'a [Vec<i64>], len: usize) -> Vec<TrainSeries<'a>> {
+/// quarter window, each ending before its validation window's held-out quarter when it has one,
+/// but for the launches `held` out for validation.
+fn launches<'a>(data: &'a Data, prefixes: &'a [Vec<i64>], len: usize, held: &[bool]) -> Vec<TrainSeries<'a>> {
     let n = data.n_covariates();
     (0..data.histories.len())
         .filter(|&i| data.launched.get(i).copied().unwrap_or(false) && data.histories[i].len() >= 3 + len / 4)
+        .filter(|&i| !held.get(i).copied().unwrap_or(false))
         .map(|i| {
             let s = TrainSeries::of(data, prefixes, i);
             let held = if s.values.len() >= len + held_out(len) { held_out(len) } else { 0 };
@@ -403,7 +441,7 @@ impl StageTask for TrainTask {
             move |cancel: &_, progress: &_| fine_tune(&data, &cfg, &base, &Job { stage: &stage, cancel, progress, scratch: &scratch });
         let tuned = cx.blocking(run).await?;
         let written = cx.write_output(0, cx.ctx.read_batch(tuned.row)?).await?;
-        let details = serde_json::json!({ "resumed_from": tuned.resumed_from });
+        let details = serde_json::json!({ "resumed_from": tuned.resumed_from, "new_skus": tuned.new_skus });
         Ok(StageReport { rows_out: written.rows, bytes_out: written.bytes, details: Some(details), warnings: tuned.warnings })
     }
 }
@@ -422,6 +460,16 @@ struct Tuned {
     row: RecordBatch,
     warnings: Vec<String>,
     resumed_from: usize,
+    new_skus: Option<NewSkus>,
+}
+
+/// The new-SKU part of validation, scored apart ([`held_launches`]): how many launched products
+/// were held out, and the base's and the fine-tuned model's score on their first days.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct NewSkus {
+    held_out: usize,
+    base: f64,
+    tuned: f64,
 }
 
 /// A resumable checkpoint's record (`state.json` in the scratch folder), naming the weights
@@ -647,14 +695,23 @@ fn fine_tune(data: &Data, cfg: &TrainStageConfig, base: &Source, job: &Job) -> R
         ));
     }
     let with_text = data.text.is_some();
-    let (series, valid) = windows(data, &prefixes, window, cfg.season_length, with_text);
-    let base_valid =
-        if base_tokenizer.is_some() || !with_text { valid.clone() } else { windows(data, &prefixes, window, cfg.season_length, false).1 };
+    let held = held_launches(data, window, cfg.short_windows);
+    let (series, valid) = windows(data, &prefixes, window, cfg.season_length, with_text, &held);
+    let base_valid = match base_tokenizer.is_some() || !with_text {
+        true => valid.clone(),
+        false => windows(data, &prefixes, window, cfg.season_length, false, &held).1,
+    };
     let base_loss = score(&base_ck.model, &base_valid, cfg, window, device, &format!("{}: the base's validation", job.stage));
     let base_bytes = base_ck.to_bytes(Kind::BFloat16)?;
     let config_yaml = serde_saphyr::to_string(&base_ck.model.config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let tokenizer = base_ck.tokenizer_json()?;
-    let launches = launches(data, &prefixes, window);
+    let launches = launches(data, &prefixes, window, &held);
+    let cold = held.iter().filter(|h| **h).count();
+    let new_skus = |model: &Model, valid: &[Encoded]| {
+        let what = format!("{}: validation of the first days of {cold} launched series held out", job.stage);
+        score(model, &valid[valid.len() - cold..], cfg, window, device, &what)
+    };
+    let base_new = (cold > 0).then(|| new_skus(&base_ck.model, &base_valid));
     let key = format!("{} · {} series · window {window} · {}", base.name(), series.len(), serde_json::to_string(cfg)?);
     let (ck, mut rec) = match resume_point(job.scratch, &key, &config_yaml, tokenizer.as_deref())? {
         Some(resumed) => resumed,
@@ -681,6 +738,23 @@ fn fine_tune(data: &Data, cfg: &TrainStageConfig, base: &Source, job: &Job) -> R
         _ => (last, ran, ck.to_bytes(Kind::BFloat16)?),
     };
     let registered = loss <= base_loss;
+    let new_skus = match base_new {
+        Some(base) => {
+            let chosen = Checkpoint::from_parts(&config_yaml, &tuned, tokenizer.as_deref(), device)?;
+            Some(NewSkus { held_out: cold, base, tuned: new_skus(&chosen.model, &valid) })
+        }
+        None => None,
+    };
+    if let Some(n) = new_skus.filter(|n| registered && n.tuned > n.base) {
+        warnings.push(format!(
+            "{}: the fine-tune forecasts new SKUs worse — validation {} on the first days of {} launched series held out of training {:.4} > the base's {:.4} — though better overall, so it is registered",
+            job.stage,
+            cfg.score.name(),
+            n.held_out,
+            n.tuned,
+            n.base
+        ));
+    }
     if !registered {
         warnings.push(format!(
             "{}: fine-tuning made the held-out forecasts worse (validation {} {loss:.4} > {base_loss:.4}); the base model is kept",
@@ -707,7 +781,7 @@ fn fine_tune(data: &Data, cfg: &TrainStageConfig, base: &Source, job: &Job) -> R
         tokenizer,
     })?;
     job.scratch.clear().context("clearing the resumable checkpoint")?;
-    Ok(Tuned { row, warnings, resumed_from })
+    Ok(Tuned { row, warnings, resumed_from, new_skus })
 }
 
 /// The share of training windows drawn without their text when `text: dropout` is not set.
@@ -724,7 +798,7 @@ mod tests {
         let histories = vec![(0..200).map(f64::from).collect::<Vec<f64>>(), vec![1.0; 30]];
         let data = Data { histories, covariates: vec![], names: vec![], text: None, launched: vec![] };
         let prefixes = vec![vec![], vec![]];
-        let (train, valid) = windows(&data, &prefixes, 40, 7, false);
+        let (train, valid) = windows(&data, &prefixes, 40, 7, false, &[]);
         assert_eq!((train.len(), valid.len()), (1, 1), "the 30-value series is too short for 40 + 10");
         assert_eq!(train[0].values.len(), 190, "training ends before the held-out 10");
         let v = &valid[0];
@@ -749,7 +823,35 @@ mod tests {
         assert_eq!(launched(&batch, &bounds, 1).unwrap(), vec![false, true, false]);
         let histories = vec![(0..200).map(f64::from).collect::<Vec<f64>>(), vec![1.0; 30], vec![1.0; 12], vec![1.0; 300]];
         let data = Data { histories, covariates: vec![], names: vec![], text: None, launched: vec![true, true, true, false] };
-        let lengths: Vec<usize> = launches(&data, &vec![vec![]; 4], 40).iter().map(|s| s.values.len()).collect();
+        let lengths: Vec<usize> = launches(&data, &vec![vec![]; 4], 40, &[]).iter().map(|s| s.values.len()).collect();
         assert_eq!(lengths, vec![190, 30], "12 values are fewer than 3 + a quarter window; the 300 were never launched");
+    }
+
+    /// A fine-tune that trains for new SKUs holds every eighth launched product (with 14 days
+    /// and a quarter window) out of training: validation scores the quarter after its first
+    /// 3, 7 or 14 days, scaled by those days alone; no window, long or short, trains on it.
+    #[test]
+    fn held_out_launches_are_validated_from_their_first_days_only() {
+        // Ten launched series (the 2nd and 7th too short to hold out), then one never launched.
+        let mut histories: Vec<Vec<f64>> = (0..10).map(|i| (0..100).map(|t| f64::from(t + 1000 * i)).collect()).collect();
+        histories[1].truncate(20);
+        histories[6].truncate(20);
+        histories.push(vec![1.0; 100]);
+        let launched = [vec![true; 10], vec![false]].concat();
+        let data = Data { histories, covariates: vec![], names: vec![], text: None, launched };
+        assert_eq!(held_launches(&data, 40, 0.0), vec![false; 11], "only a fine-tune with short windows holds launches out");
+        let held = held_launches(&data, 40, 0.5);
+        assert_eq!((0..11).filter(|&i| held[i]).collect::<Vec<_>>(), vec![9], "the 8th of the eight eligible");
+        let prefixes = vec![vec![]; 11];
+        let (train, valid) = windows(&data, &prefixes, 40, 7, false, &held);
+        let first = |v: &[f64]| v[0];
+        assert_eq!(train.len(), 8, "9 long series, less the held-out one");
+        assert!(train.iter().all(|s| first(s.values) != 9000.0), "nothing of the held-out launch is trained on");
+        assert!(launches(&data, &prefixes, 40, &held).iter().all(|s| first(s.values) != 9000.0));
+        let cold = valid.last().unwrap();
+        assert_eq!(valid.len(), 10, "9 long windows and the held-out launch's first days");
+        assert_eq!(cold.ids.len(), 3 + 10, "its first 3 days, then a quarter of the window");
+        assert!(cold.target[3..].iter().all(|t| *t) && !cold.target[..3].iter().any(|t| *t));
+        assert_eq!(cold.scale, scale_of(&[9000.0, 9001.0, 9002.0]));
     }
 }

@@ -683,3 +683,48 @@ fn a_killed_fine_tune_resumes_from_its_checkpoint() {
     assert_eq!(p.query("SELECT steps, registered IS NOT NULL FROM lm_model"), vec!["600,true".to_string()]);
     assert!(!p.file(&format!("lake/_staging/{id}")).exists(), "the run's staging, checkpoint included, is gone after publish");
 }
+
+/// A fine-tune that trains for new SKUs (`short_windows`) holds one launched product in eight
+/// out of training and scores forecasts from its first days apart: `restock show` prints the
+/// base's score and the fine-tune's. Without launched products there is no such line.
+#[test]
+fn a_fine_tune_for_new_skus_scores_held_out_launches_apart() {
+    let p = Project::empty();
+    // One SKU sold from the first day, eight launched on day 20.
+    let (mut ids, mut dates, mut units) = (vec![], vec![], vec![]);
+    for (k, sku) in ["old", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8"].iter().enumerate() {
+        for d in if k == 0 { 0..60 } else { 20..60 } {
+            ids.push(*sku);
+            dates.push(20_000 + d);
+            units.push(5.0 + k as f64 + (d % 7) as f64 + if k > 0 { 30.0 / (1.0 + (d - 20) as f64) } else { 0.0 });
+        }
+    }
+    let batch = RecordBatch::try_from_iter(vec![
+        ("sku_id", Arc::new(StringArray::from(ids)) as ArrayRef),
+        ("date", Arc::new(Date32Array::from(dates))),
+        ("units", Arc::new(Float64Array::from(units))),
+    ])
+    .unwrap();
+    write_parquet(&p, "lake/raw/demand/part-0.parquet", batch);
+    let tiny = format!("{}/models/tiny.yaml", crate::common::REPO);
+    p.ok(&["pretrain", "--config", &tiny, "--out", "model", "--steps", "1", "--batch", "2", "--window", "32"]);
+    let ft = |short: &str| {
+        format!(
+            "name: ft\nlake: file://./lake\nstages:\n  - {{ id: ft, kind: train, inputs: {{ demand: raw/demand/ }}, outputs: [lm_model], config: {{ series: [sku_id], time: date, target: units, base: model, steps: 3, batch: 2, window: 16, restart: true{short} }} }}\n"
+        )
+    };
+    p.write("ft.yaml", &ft(", short_windows: 0.5"));
+    p.ok(&["run", "ft.yaml"]);
+    let show = p.ok(&["show", &p.last_run_id()]);
+    let line = show.lines().find(|l| l.contains("new SKUs")).unwrap_or_else(|| panic!("{show}"));
+    assert!(line.starts_with("ft attempt 1: new SKUs (the first days of 1 launched series held out of training): validation "), "{line}");
+    let words: Vec<&str> = line.split("validation ").nth(1).unwrap().split_whitespace().collect();
+    assert_eq!((words.len(), words[1], words[2]), (4, "(base)", "→"), "{line}");
+    let scores: Vec<f64> = [words[0], words[3]].iter().map(|w| w.parse().unwrap()).collect();
+    assert!(scores.iter().all(|s| s.is_finite() && *s > 0.0), "{line}");
+    assert_eq!(p.query("SELECT series FROM lm_model"), vec!["8".to_string()], "9 series, less the one held out");
+    p.write("ft.yaml", &ft(""));
+    p.ok(&["run", "ft.yaml"]);
+    assert!(!p.ok(&["show", &p.last_run_id()]).contains("new SKUs"), "no short windows, nothing held out");
+    assert_eq!(p.query("SELECT series FROM lm_model"), vec!["9".to_string()]);
+}
