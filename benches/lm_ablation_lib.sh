@@ -2,12 +2,14 @@
 # $OUT, and `finetune NAME INPUTS EXTRA`, which fine-tunes models/small with a `train` stage on
 # raw/train_demand/ (+ INPUTS, e.g. ", products: table:product_text"; EXTRA is appended to its
 # config), prints the losses and exports the model to $OUT/NAME. Needs SKUS, STEPS, OUT, LR;
-# EVAL_EVERY (40) and PATIENCE (4) set early stopping; BASE another model folder than models/small.
+# EVAL_EVERY (40) and PATIENCE (4) set early stopping; BASE another model folder than models/small;
+# SEED the fine-tunes' seed (0); RESTOCK another restock binary (e.g. a copy, so that a build
+# beside the bench does not change it part-way).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/env.sh >/dev/null
 export LD_LIBRARY_PATH="$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib"
-R="$PWD/target/debug/restock"
+R=${RESTOCK:-$PWD/target/debug/restock}
 BASE=$(realpath "${BASE:-models/small}")
 [ -x "$R" ] || cargo build --locked --bin restock
 L="file://$OUT/lake" S="sqlite://$OUT/state.db"
@@ -33,7 +35,7 @@ stages:
     kind: train
     inputs: { demand: raw/train_demand/$inputs }
     outputs: [lm_$name]
-    config: { series: [sku_id, location_id], time: date, target: units, base: $BASE, season_length: 7, steps: $STEPS, lr: $LR, batch: 16, window: 128, eval_every: ${EVAL_EVERY:-40}, patience: ${PATIENCE:-4}$extra }
+    config: { series: [sku_id, location_id], time: date, target: units, base: $BASE, season_length: 7, steps: $STEPS, lr: $LR, batch: 16, window: 128, eval_every: ${EVAL_EVERY:-40}, patience: ${PATIENCE:-4}, seed: ${SEED:-0}$extra }
 YAML
     start=$(date +%s)
     "$R" -q run "$OUT/ft_$name.yaml" --state "$S"

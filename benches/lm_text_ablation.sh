@@ -22,7 +22,9 @@
 # stopping (40, 4); BY_LIFE=1 also scores the base and the fine-tunes per life cycle;
 # TEXT_OPTS="dropout: 0.5" adds to the text fine-tune's `text:` options; BASE=DIR fine-tunes and
 # scores zero-shot another model folder than models/small (e.g. a text-pretrained one);
-# OWN_TOKENIZER=1 has the text fine-tune keep the base's tokenizer instead of the lake's.
+# OWN_TOKENIZER=1 has the text fine-tune keep the base's tokenizer instead of the lake's;
+# PLAIN_ONLY=1 runs only the fine-tune without text (and the rows that need no text model);
+# SEED, RESTOCK: see lm_ablation_lib.sh.
 SKUS=${1:-500} STEPS=${2:-240} COLD=${3:-7} OUT=${4:-/tmp/restock-text} LR=${5:-3e-4}
 SW=${SHORT:+, short_windows: $SHORT}
 source "$(dirname "$0")/lm_ablation_lib.sh"
@@ -68,7 +70,7 @@ rows() {
 # text ships one) instead of reading the lake's, whose ids get the base's embeddings by token text.
 TOK_IN=", tokenizer: table:tokenizer" TOK_CFG=", tokenizer: tokenizer"
 [ -n "${OWN_TOKENIZER:-}" ] && TOK_IN="" TOK_CFG=""
-finetune text ", products: table:product_text$TOK_IN" ", text: { input: products$TOK_CFG, max_tokens: 32${TEXT_OPTS:+, $TEXT_OPTS} }$COV$SW"
+[ -z "${PLAIN_ONLY:-}" ] && finetune text ", products: table:product_text$TOK_IN" ", text: { input: products$TOK_CFG, max_tokens: 32${TEXT_OPTS:+, $TEXT_OPTS} }$COV$SW"
 finetune plain "" "$COV$SW"
 ev() { "$R" evaluate --data "${DATA:-$OUT/cold.parquet}" --horizon 28 --season 7 --paths 20 --context 112 "$@"; }
 echo "== cold-start series: $COLD days of history, 28 held out"
@@ -78,8 +80,10 @@ echo "-- baselines and zero-shot $BASE"; ev --methods seasonal_naive,ets,lm --mo
 # zero-shot through its own tokenizer; one without a tokenizer ignores it (evaluate says so).
 echo "-- zero-shot reading the text${COV:+ and $COVARIATES}"; ev --methods lm --model "$BASE" "${EVCOV[@]}" --text "$OUT/text.parquet"
 echo "-- fine-tuned without text";             ev --methods lm --model "$OUT/plain"
-echo "-- fine-tuned with text, text withheld"; ev --methods lm --model "$OUT/text"
-echo "-- fine-tuned with text, reading it";    ev --methods lm --model "$OUT/text" --text "$OUT/text.parquet"
+if [ -z "${PLAIN_ONLY:-}" ]; then
+    echo "-- fine-tuned with text, text withheld"; ev --methods lm --model "$OUT/text"
+    echo "-- fine-tuned with text, reading it";    ev --methods lm --model "$OUT/text" --text "$OUT/text.parquet"
+fi
 # BY_LIFE=1: the fine-tuned rows again for each life cycle the titles state (limited editions,
 # staples, the rest).
 if [ -n "${BY_LIFE:-}" ]; then
@@ -90,7 +94,9 @@ if [ -n "${BY_LIFE:-}" ]; then
             "$(rows "$(cold_within $((28 + COLD))) AND sku_id IN (SELECT sku_id FROM product_text WHERE $titled)" \
                 "concat(x.sku_id, '/', x.location_id) AS series_id, x.date AS ts, CAST(x.units AS DOUBLE) AS value") ORDER BY 1, 2"
         echo "-- $life: zero-shot without and with text; fine-tuned without text, with text withheld, reading it"
-        for model in "$BASE" "$BASE --text $OUT/text.parquet" "$OUT/plain" "$OUT/text" "$OUT/text --text $OUT/text.parquet"; do
+        models=("$BASE" "$BASE --text $OUT/text.parquet" "$OUT/plain")
+        [ -z "${PLAIN_ONLY:-}" ] && models+=("$OUT/text" "$OUT/text --text $OUT/text.parquet")
+        for model in "${models[@]}"; do
             # (word splitting of $model on purpose: some add --text)
             # shellcheck disable=SC2086
             DATA="$OUT/cold_life.parquet" ev --methods lm "${EVCOV[@]}" --model $model | grep "│ lm"
