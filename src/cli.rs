@@ -193,7 +193,7 @@ enum Command {
     /// each series (K rolling origins with --windows) are held out; prints WQL, MASE, 80 %
     /// coverage and wall time per method.
     Evaluate {
-        /// Long table: Parquet with columns series_id, ts (date), value.
+        /// Long table: Parquet with columns series_id, ts (a date, a timestamp or an integer period), value.
         #[arg(long)]
         data: PathBuf,
         /// Text table: Parquet with columns series_id, text (read by text-conditioned models).
@@ -276,6 +276,10 @@ enum Command {
         /// Continue from this model folder's weights (same config) instead of a random start.
         #[arg(long)]
         init: Option<PathBuf>,
+        /// Train only the values after a random context that alone sets the scale, as a
+        /// forecast sees it (otherwise every value of a window scaled by its first 3/4).
+        #[arg(long)]
+        after_context: bool,
     },
     /// Replay the weekly policy over the last weeks of the lake's published demand_daily (weeks
     /// the forecasts did not see), once per forecast method: holding, ordering, purchase and
@@ -583,7 +587,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let methods = crate::evaluate::parse_methods(&methods, ensemble.as_deref(), &model, &lm, &covariates)?;
             evaluate_cmd(&data, text.as_deref(), &opts, methods, forecasts.as_ref()).await
         }
-        Command::Pretrain { config, out, steps, batch, window, lr, seed, data, data_season, checkpoint_every, init } => {
+        Command::Pretrain { config, out, steps, batch, window, lr, seed, data, data_season, checkpoint_every, init, after_context } => {
             let train = crate::lm::train::TrainConfig {
                 steps,
                 batch,
@@ -596,7 +600,8 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 covariate_lr_scale: crate::lm::train::COVARIATE_LR_SCALE,
             };
             let real = RealSeries { tables: data, season: data_season };
-            pretrain_cmd(&config, out, train, &real, checkpoint_every, init, cli.quiet).await
+            let how = PretrainHow { checkpoint_every, init, after_context };
+            pretrain_cmd(&config, out, train, &real, how, cli.quiet).await
         }
         Command::Simulate {
             lake,
@@ -1133,16 +1138,17 @@ async fn evaluate_cmd(
     }
     // A model with known covariates reads them from LONG, held-out rows included (the known future).
     let covariates = evaluate::Candidate::lm_covariates(&methods);
-    let series = evaluate::load(data, text, &covariates).await?;
-    if series.is_empty() {
+    let panel = evaluate::load(data, text, &covariates).await?;
+    if panel.series.is_empty() {
         bail!("{}: no rows", data.display());
     }
     let opts_owned = opts.clone();
-    let (series, results) = tokio::task::spawn_blocking(move || {
-        let results = evaluate::run_methods(&series, &methods, &opts_owned);
-        (series, results)
+    let (panel, results) = tokio::task::spawn_blocking(move || {
+        let results = evaluate::run_methods(&panel.series, &methods, &opts_owned);
+        (panel, results)
     })
     .await?;
+    let series = &panel.series;
     let results = results?;
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
@@ -1161,8 +1167,16 @@ async fn evaluate_cmd(
     if results.iter().any(|(s, _)| s.mase.is_nan()) {
         println!("MASE n/a: no series has more than {} values of history before its held-out ones (its seasonal-naive scale)", opts.season);
     }
+    let unscored = series.iter().filter(|s| evaluate::origins(s.values.len(), opts).is_empty()).count();
+    if unscored > 0 {
+        println!(
+            "{unscored} of {} series not scored: shorter than the {} values a window needs (3 of history, then the horizon)",
+            series.len(),
+            opts.horizon + 3
+        );
+    }
     if let Some(path) = forecasts {
-        evaluate::write_forecasts(path, &series, &results, opts.horizon)?;
+        evaluate::write_forecasts(path, &panel, &results, opts.horizon)?;
         println!("forecasts written to {}", path.display());
     }
     Ok(())
@@ -1174,22 +1188,29 @@ struct RealSeries {
     season: usize,
 }
 
+/// `restock pretrain`'s checkpoints, start and training windows.
+struct PretrainHow {
+    checkpoint_every: usize,
+    init: Option<PathBuf>,
+    after_context: bool,
+}
+
 async fn pretrain_cmd(
     config: &std::path::Path,
     out: PathBuf,
     train: crate::lm::train::TrainConfig,
     data: &RealSeries,
-    checkpoint_every: usize,
-    init: Option<PathBuf>,
+    how: PretrainHow,
     quiet: bool,
 ) -> Result<()> {
     use crate::lm::pretrain::{PretrainOptions, pretrain};
     let config = crate::lm::model::load_config(config)?;
     let mut real = vec![];
     for path in &data.tables {
-        real.extend(crate::evaluate::load(path, None, &[]).await?.into_iter().map(|s| s.values));
+        real.extend(crate::evaluate::load(path, None, &[]).await?.series.into_iter().map(|s| s.values));
     }
-    let opts = PretrainOptions { config, out, train, real, real_season: data.season.max(1), checkpoint_every, init };
+    let PretrainHow { checkpoint_every, init, after_context } = how;
+    let opts = PretrainOptions { config, out, train, real, real_season: data.season.max(1), checkpoint_every, init, after_context };
     let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(train.steps as u64) };
     // Logs (no terminal) get a line every 50 steps instead of a bar.
     let lines = !quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -9,8 +9,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
-use datafusion::arrow::array::{Array, ArrayRef, Date32Array, Float64Array, Int32Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::array::{
+    Array, ArrayRef, Date32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 use crate::forecast::metrics::{LEVELS, WqlSums, coverage, mase};
@@ -22,8 +24,10 @@ use crate::lm::forecast::{Input, LmOptions};
 #[derive(Debug, Clone)]
 pub struct Series {
     pub id: String,
-    /// Days since 1970-01-01.
-    pub ts: Vec<i32>,
+    /// On `Axis::Time`, microseconds since 1970-01-01 (a date's midnight for daily and coarser
+    /// data), so that hourly and finer data keep their order and their times; on
+    /// `Axis::Periods`, LONG's integers as they are.
+    pub ts: Vec<i64>,
     pub values: Vec<f64>,
     pub text: Option<String>,
     /// Known covariates (`tokens::covariate_features`), row-major [values.len() × n], for a
@@ -62,10 +66,26 @@ pub struct Backtest {
     pub forecast: QuantileForecast,
 }
 
+/// How LONG's `ts` counts time, and so how forecasts write it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Axis {
+    /// Dates, timestamps or date strings.
+    Time,
+    /// Integers (period 1, 2, 3, …): no calendar, written back as integers.
+    Periods,
+}
+
+/// The series of one LONG table and how its `ts` counts time.
+#[derive(Debug, Clone)]
+pub struct Panel {
+    pub series: Vec<Series>,
+    pub axis: Axis,
+}
+
 /// Read LONG (and optionally TEXT) Parquet into series, checking columns and types, with the
 /// known covariate columns `covariates` of LONG (a model's; their held-out rows are the known
 /// future: planned promotions, prices) or calendar features of `ts` (`calendar.weekend`, …).
-pub async fn load(data: &Path, text: Option<&Path>, covariates: &[String]) -> Result<Vec<Series>> {
+pub async fn load(data: &Path, text: Option<&Path>, covariates: &[String]) -> Result<Panel> {
     let ctx = SessionContext::new();
     let path = data.to_str().context("data path is not UTF-8")?;
     ctx.register_parquet("long", path, ParquetReadOptions::default()).await.with_context(|| format!("reading {}", data.display()))?;
@@ -77,16 +97,24 @@ pub async fn load(data: &Path, text: Option<&Path>, covariates: &[String]) -> Re
         }
     }
     let sources = crate::stage::covariates::kinds(&schema, covariates, "LONG").map_err(|e| anyhow!("{}: {e}", data.display()))?;
+    let axis = if schema.field_with_name("ts")?.data_type().is_integer() { Axis::Periods } else { Axis::Time };
+    if axis == Axis::Periods && sources.iter().any(|s| matches!(s, crate::stage::covariates::Source::Calendar(_))) {
+        bail!("{}: `ts` holds integers (periods), which have no calendar for the model's calendar covariates; give dates", data.display());
+    }
     let extra = crate::stage::covariates::select_list(covariates);
+    let time = match axis {
+        Axis::Time => "arrow_cast(arrow_cast(ts, 'Timestamp(Microsecond, None)'), 'Int64')",
+        Axis::Periods => "CAST(ts AS BIGINT)",
+    };
     let sql = format!(
-        "SELECT arrow_cast(series_id, 'Utf8') AS id, CAST(ts AS DATE) AS ts, CAST(value AS DOUBLE) AS v{extra} FROM long ORDER BY id, ts"
+        "SELECT arrow_cast(series_id, 'Utf8') AS id, {time} AS time, CAST(value AS DOUBLE) AS v{extra} FROM long ORDER BY id, time"
     );
     let batches = ctx.sql(&sql).await?.collect().await.with_context(|| format!("reading {}", data.display()))?;
     let mut out: Vec<Series> = vec![];
     let mut raw: Vec<Vec<Vec<f64>>> = vec![];
     for b in &batches {
         let ids = b.column(0).as_any().downcast_ref::<StringArray>().context("series_id")?;
-        let ts = b.column(1).as_any().downcast_ref::<Date32Array>().context("ts")?;
+        let ts = b.column(1).as_any().downcast_ref::<Int64Array>().context("ts")?;
         let vs = b.column(2).as_any().downcast_ref::<Float64Array>().context("value")?;
         let cols: Vec<&Float64Array> = (3..b.num_columns()).map(|c| b.column(c).as_any().downcast_ref().expect("cast to DOUBLE")).collect();
         let num = |a: &Float64Array, i: usize| if a.is_null(i) { f64::NAN } else { a.value(i) };
@@ -106,12 +134,13 @@ pub async fn load(data: &Path, text: Option<&Path>, covariates: &[String]) -> Re
         }
     }
     for (s, cols) in out.iter_mut().zip(raw) {
-        s.covariates = crate::stage::covariates::features(&sources, &s.ts, cols);
+        let days: Vec<i32> = s.ts.iter().map(|t| t.div_euclid(DAY) as i32).collect();
+        s.covariates = crate::stage::covariates::features(&sources, &days, cols);
     }
     if let Some(text) = text {
         attach_text(&ctx, text, &mut out).await?;
     }
-    Ok(out)
+    Ok(Panel { series: out, axis })
 }
 
 async fn attach_text(ctx: &SessionContext, text: &Path, series: &mut [Series]) -> Result<()> {
@@ -356,12 +385,53 @@ pub fn parse_methods(
         .collect()
 }
 
-/// Write `method, series_id, ts, step, mean, q0.1 … q0.9` (one row per forecast step).
-pub fn write_forecasts(path: &PathBuf, series: &[Series], results: &[(Score, Vec<Backtest>)], horizon: usize) -> Result<()> {
+/// Microseconds in a day.
+const DAY: i64 = 86_400_000_000;
+
+/// How forecasts write `ts`: a date, a timestamp where any series has times within a day
+/// (hourly data), or LONG's integers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TsColumn {
+    Date,
+    Timestamp,
+    Integer,
+}
+
+impl TsColumn {
+    fn of(panel: &Panel) -> Self {
+        match panel.axis {
+            Axis::Periods => TsColumn::Integer,
+            Axis::Time if panel.series.iter().any(|s| s.ts.iter().any(|t| t.rem_euclid(DAY) != 0)) => TsColumn::Timestamp,
+            Axis::Time => TsColumn::Date,
+        }
+    }
+
+    fn data_type(self) -> DataType {
+        match self {
+            TsColumn::Date => DataType::Date32,
+            TsColumn::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            TsColumn::Integer => DataType::Int64,
+        }
+    }
+
+    fn array(self, ts: Vec<i64>) -> ArrayRef {
+        match self {
+            TsColumn::Date => Arc::new(Date32Array::from(ts.iter().map(|t| t.div_euclid(DAY) as i32).collect::<Vec<_>>())),
+            TsColumn::Timestamp => Arc::new(TimestampMicrosecondArray::from(ts)),
+            TsColumn::Integer => Arc::new(Int64Array::from(ts)),
+        }
+    }
+}
+
+/// Write `method, series_id, ts, step, mean, q0.1 … q0.9` (one row per forecast step), `ts` as
+/// `TsColumn` says.
+pub fn write_forecasts(path: &PathBuf, panel: &Panel, results: &[(Score, Vec<Backtest>)], horizon: usize) -> Result<()> {
+    let (series, ts_column) = (&panel.series, TsColumn::of(panel));
+    let ts_type = ts_column.data_type();
     let mut fields = vec![
         Field::new("method", DataType::Utf8, false),
         Field::new("series_id", DataType::Utf8, false),
-        Field::new("ts", DataType::Date32, false),
+        Field::new("ts", ts_type, false),
         Field::new("window", DataType::Int32, false),
         Field::new("step", DataType::Int32, false),
         Field::new("mean", DataType::Float64, false),
@@ -388,7 +458,7 @@ pub fn write_forecasts(path: &PathBuf, series: &[Series], results: &[(Score, Vec
         let mut cols: Vec<ArrayRef> = vec![
             Arc::new(StringArray::from(vec![score.method.as_str(); rows])),
             Arc::new(StringArray::from(ids)),
-            Arc::new(Date32Array::from(ts)),
+            ts_column.array(ts),
             Arc::new(Int32Array::from(win)),
             Arc::new(Int32Array::from(step)),
             Arc::new(Float64Array::from(mean)),
@@ -417,7 +487,7 @@ mod tests {
     fn mase_is_missing_without_a_season_of_history() {
         let series = |n: usize| Series {
             id: "s".into(),
-            ts: (0..n as i32).collect(),
+            ts: (0..n as i64).map(|d| d * DAY).collect(),
             values: (0..n).map(|t| (t % 3) as f64 + 1.0).collect(),
             text: None,
             covariates: vec![],

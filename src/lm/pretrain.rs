@@ -13,7 +13,7 @@ use super::checkpoint::{Checkpoint, WEIGHTS};
 use super::model::Config;
 use super::text::TextTokenizer;
 use super::tokens::{Encoded, MAX_TEXT_TOKENS, text_prefix};
-use super::train::{TrainConfig, short_window, train, validate, window};
+use super::train::{TrainConfig, forecast_window, short_window, train, validate, window};
 use super::{corpus, describe};
 
 #[derive(Debug, Clone)]
@@ -30,6 +30,10 @@ pub struct PretrainOptions {
     /// Start from this model folder's weights instead of a random initialisation (continued
     /// pretraining); its config must be `config`.
     pub init: Option<PathBuf>,
+    /// Train only the positions after a random context that alone sets the scale
+    /// (`train::forecast_window`), instead of every position of a window scaled by its first
+    /// three quarters.
+    pub after_context: bool,
 }
 
 /// What a pretraining run did (also written to `metrics.json`).
@@ -65,8 +69,10 @@ fn resume_dir(out: &Path) -> PathBuf {
 /// which only the text can tell).
 fn draw(o: &PretrainOptions, long: &[&Vec<f64>], tokenizer: Option<&TextTokenizer>, rng: &mut ChaCha8Rng) -> Encoded {
     let len = o.train.window;
+    type Whole = fn(&[f64], &[f32], &[i64], usize, usize, &mut ChaCha8Rng) -> Encoded;
+    let whole: Whole = if o.after_context { forecast_window } else { window };
     if !long.is_empty() && rng.random_bool(1.0 / 3.0) {
-        return window(long[rng.random_range(0..long.len())], &[], &[], len, o.real_season, rng);
+        return whole(long[rng.random_range(0..long.len())], &[], &[], len, o.real_season, rng);
     }
     let slots = if o.config.covariates.is_empty() { o.config.n_covariates as usize } else { 0 };
     let s = corpus::with_covariates(len, slots, rng);
@@ -80,7 +86,7 @@ fn draw(o: &PretrainOptions, long: &[&Vec<f64>], tokenizer: Option<&TextTokenize
     let len = len.min((o.config.max_len as usize).saturating_sub(prefix.len()));
     match s.life {
         Some(_) if rng.random_bool(0.5) => short_window(&s.values, &s.covariates, &prefix, len, s.season, true, rng),
-        _ => window(&s.values, &s.covariates, &prefix, len, s.season, rng),
+        _ => whole(&s.values, &s.covariates, &prefix, len, s.season, rng),
     }
 }
 
@@ -202,8 +208,16 @@ mod tests {
             seed: 3,
             covariate_lr_scale: crate::lm::train::COVARIATE_LR_SCALE,
         };
-        let o =
-            PretrainOptions { config, out: dir.path().join("m"), train, real: vec![], real_season: 1, checkpoint_every: 10, init: None };
+        let o = PretrainOptions {
+            config,
+            out: dir.path().join("m"),
+            train,
+            real: vec![],
+            real_season: 1,
+            checkpoint_every: 10,
+            init: None,
+            after_context: false,
+        };
         pretrain(&o, Device::Cpu, |_, _, _| true).unwrap();
         let ck = Checkpoint::load(&o.out, Device::Cpu).unwrap();
         let tk = ck.tokenizer.as_ref().expect("the pretrained model carries its tokenizer");
@@ -243,6 +257,7 @@ mod tests {
             real_season: 7,
             checkpoint_every: 10,
             init: None,
+            after_context: true,
         };
         let err = pretrain(&o, Device::Cpu, |step, _, _| step < 24).unwrap_err();
         assert!(err.is::<crate::errors::Cancelled>(), "{err:#}");

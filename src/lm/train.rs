@@ -47,6 +47,18 @@ pub fn window(series: &[f64], covariates: &[f32], prefix: &[i64], len: usize, se
     cut(series, covariates, prefix, len, None, season, rng)
 }
 
+/// A random window scaled as a forecast is scaled: by a context of random length (an eighth to
+/// seven eighths of the window), with only the positions after it as targets. In a `window`,
+/// the early targets are scaled by a mean that their own future sets, which teaches a pull
+/// towards that mean that a forecast (scaled by its past alone) must not have.
+pub fn forecast_window(series: &[f64], covariates: &[f32], prefix: &[i64], len: usize, season: usize, rng: &mut impl Rng) -> Encoded {
+    let n = len.min(series.len());
+    let context = rng.random_range((n / 8).max(1)..=(n * 7 / 8).max(1));
+    let mut enc = cut(series, covariates, &[], len, Some(context), season, rng);
+    enc.target.iter_mut().take(context).for_each(|t| *t = false);
+    enc.after(prefix)
+}
+
 /// A new SKU's window: 3 to 14 values of context (drawn at random), the only part the scale
 /// comes from, as a new SKU's forecast scales by its first days; then a quarter of `len`
 /// after them. What its text and covariates say matters most here, where history says little.
@@ -384,6 +396,29 @@ mod tests {
             assert_eq!(w.scale, (context as f64 + 1.0) / 2.0, "the mean of 1..={context}");
             assert_eq!(w.covariates.len(), w.ids.len(), "its covariates are cut with it");
         }
+    }
+
+    /// A forecast window's scale is the mean of its context alone, and only the values after
+    /// that context are targets; contexts run from an eighth to seven eighths of the window.
+    #[test]
+    fn a_forecast_window_trains_only_after_the_context_that_scales_it() {
+        let series: Vec<f64> = (1..=400).map(f64::from).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut contexts = std::collections::BTreeSet::new();
+        for _ in 0..300 {
+            let w = forecast_window(&series, &[], &[7, 8], 128, 7, &mut rng);
+            assert_eq!(w.ids.len(), 130);
+            assert!(w.target[..2].iter().all(|t| !t), "the prefix is never a target");
+            let context = w.target[2..].iter().position(|&t| t).expect("targets after the context");
+            assert!(w.target[2 + context..].iter().all(|&t| t), "every value after the context is a target");
+            assert!((16..=112).contains(&context), "{context}");
+            // On 1, 2, 3, …: the mean of `context` values from `first` is first + (context − 1) / 2.
+            let first = w.scale - (context as f64 - 1.0) / 2.0;
+            assert!(first.fract() == 0.0 && first >= 1.0 && first + 127.0 <= 400.0, "scaled by its context: {}", w.scale);
+            assert!((crate::lm::tokens::decode(w.ids[2], w.scale) - first).abs() <= bin_width() * w.scale);
+            contexts.insert(context);
+        }
+        assert!(contexts.len() > 60, "context lengths vary: {}", contexts.len());
     }
 
     use super::*;

@@ -112,6 +112,52 @@ fn evaluate_scores_methods_and_writes_forecasts() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown forecast method `arima`"), "{}", stdout(&out));
 }
 
+/// Hourly rows in any order are read in time order (not by their date alone), forecasts keep
+/// their times, and a series too short for a window is named as not scored; integer periods
+/// are read in order and written back as integers.
+#[test]
+fn evaluate_reads_hourly_or_integer_times_in_order_and_counts_series_too_short() {
+    use datafusion::arrow::array::{Float64Array, Int64Array, StringArray, TimestampMicrosecondArray};
+    let p = Project::empty();
+    let hour = 3_600_000_000i64;
+    let start = 1_704_067_200_000_000i64; // 2024-01-01T00:00
+    // Series `a`: its value is its hour, 72 hours written backwards; `b`: 5 hours.
+    let rows: Vec<(&str, i64)> = (0..72).rev().map(|h| ("a", h)).chain((0..5).map(|h| ("b", h))).collect();
+    let batch = RecordBatch::try_from_iter(vec![
+        ("series_id", Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())) as ArrayRef),
+        ("ts", Arc::new(TimestampMicrosecondArray::from(rows.iter().map(|r| start + r.1 * hour).collect::<Vec<_>>())) as ArrayRef),
+        ("value", Arc::new(Float64Array::from(rows.iter().map(|r| r.1 as f64).collect::<Vec<_>>())) as ArrayRef),
+    ])
+    .unwrap();
+    write_parquet(&p, "hourly.parquet", batch);
+    let ev = ["evaluate", "--data", "hourly.parquet", "--horizon", "4", "--season", "24", "--methods", "naive"];
+    let out = p.ok(&[&ev[..], &["--forecasts", "fc.parquet"]].concat());
+    assert!(out.contains("1 of 2 series not scored: shorter than the 7 values"), "{out}");
+    let file = std::fs::File::open(p.file("fc.parquet")).unwrap();
+    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap().next().unwrap().unwrap();
+    let mean = b.column_by_name("mean").unwrap().as_any().downcast_ref::<Float64Array>().unwrap();
+    assert!(mean.iter().all(|m| m == Some(67.0)), "the naive forecast is hour 67's value: {mean:?}");
+    let ts = b.column_by_name("ts").unwrap().as_any().downcast_ref::<TimestampMicrosecondArray>().expect("hourly times");
+    assert_eq!(ts.values().to_vec(), (68..72).map(|h| start + h * hour).collect::<Vec<_>>());
+
+    // The same rows with `ts` as integer periods 0…71.
+    let periods = RecordBatch::try_from_iter(vec![
+        ("series_id", Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())) as ArrayRef),
+        ("ts", Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())) as ArrayRef),
+        ("value", Arc::new(Float64Array::from(rows.iter().map(|r| r.1 as f64).collect::<Vec<_>>())) as ArrayRef),
+    ])
+    .unwrap();
+    write_parquet(&p, "periods.parquet", periods);
+    let ev = ["evaluate", "--data", "periods.parquet", "--horizon", "4", "--season", "24", "--methods", "naive"];
+    p.ok(&[&ev[..], &["--forecasts", "fc2.parquet"]].concat());
+    let file = std::fs::File::open(p.file("fc2.parquet")).unwrap();
+    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap().next().unwrap().unwrap();
+    let mean = b.column_by_name("mean").unwrap().as_any().downcast_ref::<Float64Array>().unwrap();
+    assert!(mean.iter().all(|m| m == Some(67.0)), "periods in order: {mean:?}");
+    let ts = b.column_by_name("ts").unwrap().as_any().downcast_ref::<Int64Array>().expect("integer periods");
+    assert_eq!(ts.values().to_vec(), (68..72).collect::<Vec<i64>>());
+}
+
 #[test]
 fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validation() {
     let p = Project::empty();
