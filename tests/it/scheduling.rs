@@ -179,7 +179,9 @@ fn serve_fires_notifies_reloads_and_drains() {
 #[test]
 fn a_killed_run_is_marked_interrupted_and_resume_finishes_it() {
     let p = Project::empty();
-    p.write("slow.yaml", "name: slow\nstages:\n  - { id: a, kind: noop, outputs: [], config: { busy: 2s } }\n");
+    // Busy long enough that the run is still going when it is killed, even on a loaded machine
+    // where `restock runs` itself takes seconds to answer (resume runs it once more).
+    p.write("slow.yaml", "name: slow\nstages:\n  - { id: a, kind: noop, outputs: [], config: { busy: 8s } }\n");
     let mut child = p.std_cmd(&["run", "slow.yaml"]).env("RESTOCK_HEARTBEAT", "200ms").spawn().unwrap();
     eventually(Duration::from_secs(60), || stdout(&p.run(&["runs"])).contains("running"), || "the run never started".into());
     child.kill().unwrap(); // SIGKILL
