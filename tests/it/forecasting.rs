@@ -123,37 +123,33 @@ fn evaluate_reads_hourly_or_integer_times_in_order_and_counts_series_too_short()
     let start = 1_704_067_200_000_000i64; // 2024-01-01T00:00
     // Series `a`: its value is its hour, 72 hours written backwards; `b`: 5 hours.
     let rows: Vec<(&str, i64)> = (0..72).rev().map(|h| ("a", h)).chain((0..5).map(|h| ("b", h))).collect();
-    let batch = RecordBatch::try_from_iter(vec![
-        ("series_id", Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())) as ArrayRef),
-        ("ts", Arc::new(TimestampMicrosecondArray::from(rows.iter().map(|r| start + r.1 * hour).collect::<Vec<_>>())) as ArrayRef),
-        ("value", Arc::new(Float64Array::from(rows.iter().map(|r| r.1 as f64).collect::<Vec<_>>())) as ArrayRef),
-    ])
-    .unwrap();
-    write_parquet(&p, "hourly.parquet", batch);
-    let ev = ["evaluate", "--data", "hourly.parquet", "--horizon", "4", "--season", "24", "--methods", "naive"];
-    let out = p.ok(&[&ev[..], &["--forecasts", "fc.parquet"]].concat());
+    // Writes LONG with this `ts` column, evaluates `naive`, and returns its stdout and forecasts.
+    let evaluate = |name: &str, ts: ArrayRef| {
+        let batch = RecordBatch::try_from_iter(vec![
+            ("series_id", Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())) as ArrayRef),
+            ("ts", ts),
+            ("value", Arc::new(Float64Array::from(rows.iter().map(|r| r.1 as f64).collect::<Vec<_>>())) as ArrayRef),
+        ])
+        .unwrap();
+        write_parquet(&p, &format!("{name}.parquet"), batch);
+        let (data, fc) = (format!("{name}.parquet"), format!("{name}_fc.parquet"));
+        let out = p.ok(&["evaluate", "--data", &data, "--horizon", "4", "--season", "24", "--methods", "naive", "--forecasts", &fc]);
+        let file = std::fs::File::open(p.file(&fc)).unwrap();
+        let b =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap().next().unwrap().unwrap();
+        let mean = b.column_by_name("mean").unwrap().as_any().downcast_ref::<Float64Array>().unwrap();
+        assert!(mean.iter().all(|m| m == Some(67.0)), "{name}: the naive forecast is hour 67's value: {mean:?}");
+        (out, b)
+    };
+
+    let times = TimestampMicrosecondArray::from(rows.iter().map(|r| start + r.1 * hour).collect::<Vec<_>>());
+    let (out, b) = evaluate("hourly", Arc::new(times));
     assert!(out.contains("1 of 2 series not scored: shorter than the 7 values"), "{out}");
-    let file = std::fs::File::open(p.file("fc.parquet")).unwrap();
-    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap().next().unwrap().unwrap();
-    let mean = b.column_by_name("mean").unwrap().as_any().downcast_ref::<Float64Array>().unwrap();
-    assert!(mean.iter().all(|m| m == Some(67.0)), "the naive forecast is hour 67's value: {mean:?}");
     let ts = b.column_by_name("ts").unwrap().as_any().downcast_ref::<TimestampMicrosecondArray>().expect("hourly times");
     assert_eq!(ts.values().to_vec(), (68..72).map(|h| start + h * hour).collect::<Vec<_>>());
 
     // The same rows with `ts` as integer periods 0…71.
-    let periods = RecordBatch::try_from_iter(vec![
-        ("series_id", Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())) as ArrayRef),
-        ("ts", Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())) as ArrayRef),
-        ("value", Arc::new(Float64Array::from(rows.iter().map(|r| r.1 as f64).collect::<Vec<_>>())) as ArrayRef),
-    ])
-    .unwrap();
-    write_parquet(&p, "periods.parquet", periods);
-    let ev = ["evaluate", "--data", "periods.parquet", "--horizon", "4", "--season", "24", "--methods", "naive"];
-    p.ok(&[&ev[..], &["--forecasts", "fc2.parquet"]].concat());
-    let file = std::fs::File::open(p.file("fc2.parquet")).unwrap();
-    let b = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap().next().unwrap().unwrap();
-    let mean = b.column_by_name("mean").unwrap().as_any().downcast_ref::<Float64Array>().unwrap();
-    assert!(mean.iter().all(|m| m == Some(67.0)), "periods in order: {mean:?}");
+    let (_, b) = evaluate("periods", Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())));
     let ts = b.column_by_name("ts").unwrap().as_any().downcast_ref::<Int64Array>().expect("integer periods");
     assert_eq!(ts.values().to_vec(), (68..72).collect::<Vec<i64>>());
 }
