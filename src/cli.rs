@@ -276,10 +276,11 @@ enum Command {
         /// Continue from this model folder's weights (same config) instead of a random start.
         #[arg(long)]
         init: Option<PathBuf>,
-        /// Train only the values after a random context that alone sets the scale, as a
-        /// forecast sees it (otherwise every value of a window scaled by its first 3/4).
-        #[arg(long)]
-        after_context: bool,
+        /// The share of windows (0 to 1; 1 when given alone) that train only the values after
+        /// a random context that alone sets the scale, as a forecast sees it; the rest train
+        /// every value of a window scaled by its first 3/4.
+        #[arg(long, default_value_t = 0.0, num_args = 0..=1, default_missing_value = "1", value_parser = share)]
+        after_context: f64,
     },
     /// Replay the weekly policy over the last weeks of the lake's published demand_daily (weeks
     /// the forecasts did not see), once per forecast method: holding, ordering, purchase and
@@ -410,6 +411,14 @@ enum ModelsCommand {
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
     s.split_once('=').map(|(k, v)| (k.trim().to_string(), v.to_string())).ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
+}
+
+/// A share from 0 to 1.
+fn share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!("`{s}` is not a share from 0 to 1")),
+    }
 }
 
 /// Errors that carry their own exit code.
@@ -1192,7 +1201,7 @@ struct RealSeries {
 struct PretrainHow {
     checkpoint_every: usize,
     init: Option<PathBuf>,
-    after_context: bool,
+    after_context: f64,
 }
 
 async fn pretrain_cmd(

@@ -134,7 +134,11 @@ pub async fn load(data: &Path, text: Option<&Path>, covariates: &[String]) -> Re
         }
     }
     for (s, cols) in out.iter_mut().zip(raw) {
-        let days: Vec<i32> = s.ts.iter().map(|t| t.div_euclid(DAY) as i32).collect();
+        // Days are what calendar covariates read; periods have none (refused above).
+        let days: Vec<i32> = match axis {
+            Axis::Time => s.ts.iter().map(|t| t.div_euclid(DAY) as i32).collect(),
+            Axis::Periods => vec![],
+        };
         s.covariates = crate::stage::covariates::features(&sources, &days, cols);
     }
     if let Some(text) = text {
@@ -547,5 +551,39 @@ mod tests {
         let Err(err) = parse_methods("ensemble", Some("lm"), Path::new("-"), &lm, &[]) else { panic!("an ensemble of one") };
         let err = err.to_string();
         assert!(err.contains("two or more"), "{err}");
+    }
+
+    /// Calendar covariates read `ts` as dates: on integer periods they are refused, naming the
+    /// file; the same rows with dates get them (a weekend flag per row).
+    #[tokio::test]
+    async fn calendar_covariates_need_dates_not_integer_periods() {
+        use datafusion::arrow::array::{ArrayRef, Date32Array, Int64Array};
+        use datafusion::arrow::record_batch::RecordBatch;
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, ts: ArrayRef| {
+            let batch = RecordBatch::try_from_iter(vec![
+                ("series_id", Arc::new(StringArray::from(vec!["a"; 14])) as ArrayRef),
+                ("ts", ts),
+                ("value", Arc::new(Float64Array::from((0..14).map(f64::from).collect::<Vec<_>>())) as ArrayRef),
+            ])
+            .unwrap();
+            let path = dir.path().join(name);
+            let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+            path
+        };
+        let weekend = ["calendar.weekend".to_string()];
+        let periods = write("periods.parquet", Arc::new(Int64Array::from((0..14).collect::<Vec<i64>>())));
+        let err = load(&periods, None, &weekend).await.unwrap_err().to_string();
+        assert!(err.contains("periods.parquet") && err.contains("integers (periods)"), "{err}");
+        assert_eq!(load(&periods, None, &[]).await.unwrap().axis, Axis::Periods);
+
+        // 2024-01-01 (day 19723) was a Monday: days 5, 6, 12 and 13 are weekend days.
+        let dates = write("dates.parquet", Arc::new(Date32Array::from((19723..19737).collect::<Vec<i32>>())));
+        let panel = load(&dates, None, &weekend).await.unwrap();
+        let flags: Vec<usize> = panel.series[0].covariates.iter().enumerate().filter(|&(_, &f)| f > 0.5).map(|(i, _)| i).collect();
+        assert_eq!((panel.axis, flags), (Axis::Time, vec![5, 6, 12, 13]));
     }
 }

@@ -30,10 +30,10 @@ pub struct PretrainOptions {
     /// Start from this model folder's weights instead of a random initialisation (continued
     /// pretraining); its config must be `config`.
     pub init: Option<PathBuf>,
-    /// Train only the positions after a random context that alone sets the scale
-    /// (`train::forecast_window`), instead of every position of a window scaled by its first
-    /// three quarters.
-    pub after_context: bool,
+    /// The share (0 to 1) of whole windows that train only the positions after a random context
+    /// that alone sets the scale (`train::forecast_window`); the rest train every position of a
+    /// window scaled by its first three quarters (`train::window`).
+    pub after_context: f64,
 }
 
 /// What a pretraining run did (also written to `metrics.json`).
@@ -70,7 +70,7 @@ fn resume_dir(out: &Path) -> PathBuf {
 fn draw(o: &PretrainOptions, long: &[&Vec<f64>], tokenizer: Option<&TextTokenizer>, rng: &mut ChaCha8Rng) -> Encoded {
     let len = o.train.window;
     type Whole = fn(&[f64], &[f32], &[i64], usize, usize, &mut ChaCha8Rng) -> Encoded;
-    let whole: Whole = if o.after_context { forecast_window } else { window };
+    let whole: Whole = if o.after_context > 0.0 && rng.random_bool(o.after_context.min(1.0)) { forecast_window } else { window };
     if !long.is_empty() && rng.random_bool(1.0 / 3.0) {
         return whole(long[rng.random_range(0..long.len())], &[], &[], len, o.real_season, rng);
     }
@@ -216,7 +216,7 @@ mod tests {
             real_season: 1,
             checkpoint_every: 10,
             init: None,
-            after_context: false,
+            after_context: 0.0,
         };
         pretrain(&o, Device::Cpu, |_, _, _| true).unwrap();
         let ck = Checkpoint::load(&o.out, Device::Cpu).unwrap();
@@ -257,7 +257,7 @@ mod tests {
             real_season: 7,
             checkpoint_every: 10,
             init: None,
-            after_context: true,
+            after_context: 0.5,
         };
         let err = pretrain(&o, Device::Cpu, |step, _, _| step < 24).unwrap_err();
         assert!(err.is::<crate::errors::Cancelled>(), "{err:#}");

@@ -161,6 +161,8 @@ fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validatio
     let tiny = format!("{}/models/tiny.yaml", crate::common::REPO);
     let out = p.ok(&["pretrain", "--config", &tiny, "--out", "model", "--steps", "6", "--batch", "2", "--window", "32"]);
     assert!(out.contains("6 steps, 384 tokens"), "{out}");
+    let err = p.fails(&["pretrain", "--config", &tiny, "--out", "m2", "--after-context", "1.5"], 2);
+    assert!(err.contains("`1.5` is not a share from 0 to 1"), "{err}");
     let lm = |extra: &str| pipeline(&format!("lm, {extra} paths: 8"));
     p.write("p.yaml", &lm("model: model, context: 16,"));
     p.ok(&["run", "p.yaml"]);
