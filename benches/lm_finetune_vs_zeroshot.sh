@@ -8,14 +8,15 @@
 # the context and the actuals), and on the days without a stockout (the LM input: stockout days
 # masked in the context, skipped by the metrics).
 # Usage: benches/lm_finetune_vs_zeroshot.sh [SKUS=50] [STEPS=240] [OUT=/tmp/restock-ft]
-# Environment: SEASON (the lag the model reads, default 7), CONTEXT (values read, default 112),
+# Environment: BASE (the model fine-tuned and scored zero-shot, default models/small), SEASON (the
+# lag the model reads, default 7), CONTEXT (values read, default 112),
 # WINDOW (fine-tune window, default 128), LR (default the train stage's), COVS (default
 # promo,calendar.weekend,category_last_year; empty for none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh >/dev/null
 export LD_LIBRARY_PATH="$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib"
-SKUS=${1:-50} STEPS=${2:-240} OUT=${3:-/tmp/restock-ft}
+SKUS=${1:-50} STEPS=${2:-240} OUT=${3:-/tmp/restock-ft} BASE=${BASE:-models/small}
 SEASON=${SEASON:-7} CONTEXT=${CONTEXT:-112} WINDOW=${WINDOW:-128} LRCFG=${LR:+, lr: $LR}
 COVS=${COVS-promo,calendar.weekend,category_last_year}
 R="$PWD/target/debug/restock"
@@ -44,7 +45,7 @@ stages:
     kind: train
     inputs: { demand: raw/train_$name/ }
     outputs: [lm_$name]
-    config: { series: [sku_id, location_id], time: date, target: units, base: $PWD/models/small, season_length: $SEASON, steps: $STEPS, batch: 16, window: $WINDOW, eval_every: 40, patience: 2$LRCFG$covcfg }
+    config: { series: [sku_id, location_id], time: date, target: units, base: $(realpath "$BASE"), season_length: $SEASON, steps: $STEPS, batch: 16, window: $WINDOW, eval_every: 40, patience: 2$LRCFG$covcfg }
 YAML
     start=$(date +%s)
     "$R" -q run "$OUT/ft_$name.yaml" --state "$S"
@@ -53,8 +54,8 @@ YAML
     "$R" models --lake "$L" export "lm_$name" --out "$OUT/$name"
 done
 for days in all uncensored; do
-    echo "== $days days, last 28 held out: seasonal naive and zero-shot models/small"
+    echo "== $days days, last 28 held out: seasonal naive and zero-shot $BASE"
     ev() { "$R" evaluate --data "$OUT/$days.parquet" --horizon 28 --season "$SEASON" --paths 20 --context "$CONTEXT" ${COVS:+--covariates $COVS} "$@"; }
-    ev --methods seasonal_naive,lm --model models/small
+    ev --methods seasonal_naive,lm --model "$BASE"
     for name in masked sales; do echo "-- fine-tuned on $name days"; ev --methods lm --model "$OUT/$name"; done
 done
