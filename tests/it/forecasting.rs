@@ -163,6 +163,8 @@ fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validatio
     assert!(out.contains("6 steps, 384 tokens"), "{out}");
     let err = p.fails(&["pretrain", "--config", &tiny, "--out", "m2", "--after-context", "1.5"], 2);
     assert!(err.contains("`1.5` is not a share from 0 to 1"), "{err}");
+    let err = p.fails(&["models", "average", "model", "model", "--out", "soup", "--weight", "2"], 2);
+    assert!(err.contains("`2` is not a share from 0 to 1"), "{err}");
     let lm = |extra: &str| pipeline(&format!("lm, {extra} paths: 8"));
     p.write("p.yaml", &lm("model: model, context: 16,"));
     p.ok(&["run", "p.yaml"]);
