@@ -219,17 +219,10 @@ pub fn trend_line(len: usize, season: usize, rng: &mut impl Rng) -> Vec<f64> {
     let slope = rng.random_range(0.0005f64.ln()..0.05f64.ln()).exp();
     let sign = if rng.random_bool(0.75) { 1.0 } else { -1.0 };
     let span = len.max(2) as f64;
-    let curve: Box<dyn Fn(f64) -> f64> = match rng.random_bool(0.5) {
-        true => {
-            let rate = slope.ln_1p().min(20f64.ln() / span);
-            Box::new(move |t| (sign * rate * t).exp())
-        }
-        false if sign > 0.0 => Box::new(move |t| 1.0 + slope * t),
-        false => {
-            let slope = slope.min(0.9 / span);
-            Box::new(move |t| 1.0 - slope * t)
-        }
-    };
+    let exponential = rng.random_bool(0.5);
+    let rate = slope.ln_1p().min(20f64.ln() / span);
+    let slope = if sign > 0.0 { slope } else { slope.min(0.9 / span) };
+    let curve = |t: f64| if exponential { (sign * rate * t).exp() } else { 1.0 + sign * slope * t };
     let sigma = rng.random_range(0.001f64.ln()..0.08f64.ln()).exp();
     let m = season.max(1);
     let amp = if m > 1 && rng.random_bool(0.5) { rng.random_range(0.05..0.5) } else { 0.0 };
