@@ -281,6 +281,10 @@ enum Command {
         /// every value of a window scaled by its first 3/4.
         #[arg(long, default_value_t = 0.0, num_args = 0..=1, default_missing_value = "1", value_parser = share)]
         after_context: f64,
+        /// With --after-context, also train those windows' first N values (scaled by a context
+        /// that includes their future, as the other windows' are: a short history's shrinkage).
+        #[arg(long, default_value_t = 0, requires = "after_context")]
+        early_targets: usize,
     },
     /// Replay the weekly policy over the last weeks of the lake's published demand_daily (weeks
     /// the forecasts did not see), once per forecast method: holding, ordering, purchase and
@@ -596,7 +600,21 @@ async fn dispatch(cli: Cli) -> Result<()> {
             let methods = crate::evaluate::parse_methods(&methods, ensemble.as_deref(), &model, &lm, &covariates)?;
             evaluate_cmd(&data, text.as_deref(), &opts, methods, forecasts.as_ref()).await
         }
-        Command::Pretrain { config, out, steps, batch, window, lr, seed, data, data_season, checkpoint_every, init, after_context } => {
+        Command::Pretrain {
+            config,
+            out,
+            steps,
+            batch,
+            window,
+            lr,
+            seed,
+            data,
+            data_season,
+            checkpoint_every,
+            init,
+            after_context,
+            early_targets,
+        } => {
             let train = crate::lm::train::TrainConfig {
                 steps,
                 batch,
@@ -609,7 +627,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 covariate_lr_scale: crate::lm::train::COVARIATE_LR_SCALE,
             };
             let real = RealSeries { tables: data, season: data_season };
-            let how = PretrainHow { checkpoint_every, init, after_context };
+            let how = PretrainHow { checkpoint_every, init, after_context, early_targets };
             pretrain_cmd(&config, out, train, &real, how, cli.quiet).await
         }
         Command::Simulate {
@@ -1199,6 +1217,7 @@ struct PretrainHow {
     checkpoint_every: usize,
     init: Option<PathBuf>,
     after_context: f64,
+    early_targets: usize,
 }
 
 async fn pretrain_cmd(
@@ -1215,8 +1234,9 @@ async fn pretrain_cmd(
     for path in &data.tables {
         real.extend(crate::evaluate::load(path, None, &[]).await?.series.into_iter().map(|s| s.values));
     }
-    let PretrainHow { checkpoint_every, init, after_context } = how;
-    let opts = PretrainOptions { config, out, train, real, real_season: data.season.max(1), checkpoint_every, init, after_context };
+    let PretrainHow { checkpoint_every, init, after_context, early_targets } = how;
+    let opts =
+        PretrainOptions { config, out, train, real, real_season: data.season.max(1), checkpoint_every, init, after_context, early_targets };
     let bar = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(train.steps as u64) };
     // Logs (no terminal) get a line every 50 steps instead of a bar.
     let lines = !quiet && !std::io::IsTerminal::is_terminal(&std::io::stderr());

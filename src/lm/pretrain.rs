@@ -34,6 +34,9 @@ pub struct PretrainOptions {
     /// that alone sets the scale (`train::forecast_window`); the rest train every position of a
     /// window scaled by its first three quarters (`train::window`).
     pub after_context: f64,
+    /// In those after-context windows, also train the first this many positions (scaled by a
+    /// context that includes their future, as a plain window's are): 0 for none.
+    pub early_targets: usize,
 }
 
 /// What a pretraining run did (also written to `metrics.json`).
@@ -69,8 +72,11 @@ fn resume_dir(out: &Path) -> PathBuf {
 /// which only the text can tell).
 fn draw(o: &PretrainOptions, long: &[&Vec<f64>], tokenizer: Option<&TextTokenizer>, rng: &mut ChaCha8Rng) -> Encoded {
     let len = o.train.window;
-    type Whole = fn(&[f64], &[f32], &[i64], usize, usize, &mut ChaCha8Rng) -> Encoded;
-    let whole: Whole = if o.after_context > 0.0 && rng.random_bool(o.after_context.min(1.0)) { forecast_window } else { window };
+    let honest = o.after_context > 0.0 && rng.random_bool(o.after_context.min(1.0));
+    let whole = |series: &[f64], cov: &[f32], prefix: &[i64], len, season, rng: &mut ChaCha8Rng| match honest {
+        true => forecast_window(series, cov, prefix, len, season, o.early_targets, rng),
+        false => window(series, cov, prefix, len, season, rng),
+    };
     if !long.is_empty() && rng.random_bool(1.0 / 3.0) {
         return whole(long[rng.random_range(0..long.len())], &[], &[], len, o.real_season, rng);
     }
@@ -217,6 +223,7 @@ mod tests {
             checkpoint_every: 10,
             init: None,
             after_context: 0.0,
+            early_targets: 0,
         };
         pretrain(&o, Device::Cpu, |_, _, _| true).unwrap();
         let ck = Checkpoint::load(&o.out, Device::Cpu).unwrap();
@@ -258,6 +265,7 @@ mod tests {
             checkpoint_every: 10,
             init: None,
             after_context: 0.5,
+            early_targets: 0,
         };
         let err = pretrain(&o, Device::Cpu, |step, _, _| step < 24).unwrap_err();
         assert!(err.is::<crate::errors::Cancelled>(), "{err:#}");

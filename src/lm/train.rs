@@ -48,14 +48,24 @@ pub fn window(series: &[f64], covariates: &[f32], prefix: &[i64], len: usize, se
 }
 
 /// A random window scaled as a forecast is scaled: by a context of random length (an eighth to
-/// seven eighths of the window), with only the positions after it as targets. In a `window`,
-/// the early targets are scaled by a mean that their own future sets, which teaches a pull
-/// towards that mean that a forecast (scaled by its past alone) must not have.
-pub fn forecast_window(series: &[f64], covariates: &[f32], prefix: &[i64], len: usize, season: usize, rng: &mut impl Rng) -> Encoded {
+/// seven eighths of the window), with only the positions after it as targets — and its first
+/// `early` positions (0 for none). In a `window`, the early targets are scaled by a mean that
+/// their own future sets, which teaches a pull towards that mean that a forecast (scaled by its
+/// past alone) must not have; kept for a few first values, that pull is the shrinkage a short
+/// noisy history needs (a week-old SKU's).
+pub fn forecast_window(
+    series: &[f64],
+    covariates: &[f32],
+    prefix: &[i64],
+    len: usize,
+    season: usize,
+    early: usize,
+    rng: &mut impl Rng,
+) -> Encoded {
     let n = len.min(series.len());
     let context = rng.random_range((n / 8).max(1)..=(n * 7 / 8).max(1));
     let mut enc = cut(series, covariates, &[], len, Some(context), season, rng);
-    enc.target.iter_mut().take(context).for_each(|t| *t = false);
+    enc.target.iter_mut().take(context).skip(early).for_each(|t| *t = false);
     enc.after(prefix)
 }
 
@@ -406,7 +416,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         let mut contexts = std::collections::BTreeSet::new();
         for _ in 0..300 {
-            let w = forecast_window(&series, &[], &[7, 8], 128, 7, &mut rng);
+            let w = forecast_window(&series, &[], &[7, 8], 128, 7, 0, &mut rng);
             assert_eq!(w.ids.len(), 130);
             assert!(w.target[..2].iter().all(|t| !t), "the prefix is never a target");
             let context = w.target[2..].iter().position(|&t| t).expect("targets after the context");
@@ -419,6 +429,13 @@ mod tests {
             contexts.insert(context);
         }
         assert!(contexts.len() > 60, "context lengths vary: {}", contexts.len());
+        // With `early`, the first values are targets too, and still nothing else of the context.
+        for _ in 0..100 {
+            let w = forecast_window(&series, &[], &[], 128, 7, 10, &mut rng);
+            assert!(w.target[..10].iter().all(|&t| t), "the first 10 values are targets");
+            let context = 10 + w.target[10..].iter().position(|&t| t).expect("targets after the context");
+            assert!((16..=112).contains(&context) && w.target[context..].iter().all(|&t| t), "{context}");
+        }
     }
 
     use super::*;
