@@ -230,6 +230,10 @@ enum Command {
         /// Their forecasts are averaged quantile by quantile (1 = the one context).
         #[arg(long, default_value_t = 2)]
         contexts: usize,
+        /// `lm` takes a straight line out of a context (and puts it back on the forecast) when
+        /// its residuals' mean |r| is at most this share of the values' mean |x| (0 = never).
+        #[arg(long, default_value_t = crate::lm::forecast::DETREND)]
+        detrend: f64,
         /// Seed of `lm`'s draws (the same seed, the same paths).
         #[arg(long, default_value_t = 0)]
         lm_seed: i64,
@@ -584,6 +588,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             paths,
             context,
             contexts,
+            detrend,
             lm_seed,
             lm_batch,
             covariates,
@@ -593,6 +598,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 paths,
                 max_context: context.max(1),
                 contexts: contexts.max(1),
+                detrend: detrend.max(0.0),
                 seed: lm_seed,
                 batch: lm_batch,
                 ..Default::default()

@@ -95,6 +95,10 @@ struct ForecastConfig {
     /// `lm` only: context lengths the paths are split across (`context`, half, a quarter, …),
     /// their forecasts averaged quantile by quantile (default 2, or 1 with a single path).
     contexts: Option<usize>,
+    /// `lm` only: takes a straight line out of a context (and puts its continuation back on
+    /// the forecast) when its residuals' mean |r| is at most this share of the values' mean |x|;
+    /// 0 = never (default `lm::forecast::DETREND`, 0.02).
+    detrend: Option<f64>,
     /// `lm` only: product text to condition on, for a model fine-tuned with text (one with a
     /// tokenizer); other models forecast without it.
     #[serde(default)]
@@ -176,7 +180,12 @@ fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, 
             .error(decl.config.pos("contexts"), "`contexts` must be ≥ 1 and at most `paths` (each length draws its own paths)")
             .into());
     }
+    let detrend = cfg.detrend.unwrap_or(d.detrend);
+    if !(detrend >= 0.0 && detrend.is_finite()) {
+        return Err(decl.error(decl.config.pos("detrend"), "`detrend` must be a share ≥ 0 (0 = never take a line out)").into());
+    }
     let opts = LmOptions {
+        detrend,
         paths: cfg.paths,
         temperature: cfg.temperature,
         top_k: cfg.top_k,

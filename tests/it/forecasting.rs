@@ -189,6 +189,9 @@ fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validatio
     p.write("p.yaml", &lm("model: model, context: 16, contexts: 9,"));
     let err = p.fails(&["validate", "p.yaml"], 2);
     assert!(err.contains("p.yaml:") && err.contains("`contexts` must be ≥ 1 and at most `paths`"), "{err}");
+    p.write("p.yaml", &lm("model: model, context: 16, detrend: -0.1,"));
+    let err = p.fails(&["validate", "p.yaml"], 2);
+    assert!(err.contains("p.yaml:") && err.contains("`detrend` must be a share ≥ 0"), "{err}");
     // …but by default a single path reads a single context, as before there were two.
     p.write("p.yaml", &lm("model: model, context: 16,").replace("paths: 8", "paths: 1"));
     p.ok(&["validate", "p.yaml"]);
