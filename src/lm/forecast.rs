@@ -6,7 +6,10 @@ use anyhow::{Result, bail};
 
 use tch::Device;
 
+use rand_chacha::ChaCha8Rng;
+
 use super::checkpoint::Checkpoint;
+use super::line::Line;
 use super::model::Model;
 use super::sample::{Context, SampleConfig, Sampled, Summary, sample_summarised};
 use super::tokens::{Encoded, decode, encode, text_prefix};
@@ -115,60 +118,6 @@ fn context(ck: &Checkpoint, input: &Input, req: &Request, o: &LmOptions, max_con
     (Context { ids, scale: enc.scale, season: req.season, covariates }, line)
 }
 
-/// The least-squares line through a context's observed values, kept only where it describes
-/// them: a trend the value tokens read poorly (a 1 % step is under two bins of a mean-scaled
-/// series, and a mean-scaled trend reads as a level the model pulls back to), so the model
-/// forecasts what the line leaves, at that residual's own scale, and the line carries the trend.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Line {
-    /// The line's value at the context's last position.
-    pub end: f64,
-    pub slope: f64,
-}
-
-impl Line {
-    /// Fewest observed values a line is fitted to.
-    const MIN_POINTS: usize = 6;
-
-    /// The line through `values` (NaN = missing) when its residuals' mean |r| is at most
-    /// `most` × the values' mean |x| (and `most` > 0, and enough values are observed).
-    pub fn fit(values: &[f64], most: f64) -> Option<Line> {
-        let points: Vec<(f64, f64)> = values.iter().enumerate().filter(|(_, v)| v.is_finite()).map(|(t, v)| (t as f64, *v)).collect();
-        if most <= 0.0 || points.len() < Self::MIN_POINTS {
-            return None;
-        }
-        let n = points.len() as f64;
-        let (mt, mv) = (points.iter().map(|p| p.0).sum::<f64>() / n, points.iter().map(|p| p.1).sum::<f64>() / n);
-        let sxx: f64 = points.iter().map(|p| (p.0 - mt).powi(2)).sum();
-        let slope = points.iter().map(|p| (p.0 - mt) * (p.1 - mv)).sum::<f64>() / sxx;
-        let end = mv + slope * ((values.len() - 1) as f64 - mt);
-        let line = Line { end, slope };
-        let last = (values.len() - 1) as f64;
-        let residual = points.iter().map(|&(t, v)| (v - line.at(t - last)).abs()).sum::<f64>() / n;
-        let level = points.iter().map(|p| p.1.abs()).sum::<f64>() / n;
-        (level > 0.0 && residual <= most * level).then_some(line)
-    }
-
-    /// The line `steps` after the context's last position (negative: inside the context).
-    pub fn at(&self, steps: f64) -> f64 {
-        self.end + self.slope * steps
-    }
-
-    /// Each value less the line (missing values stay missing).
-    fn residuals(&self, values: &[f64]) -> Vec<f64> {
-        let last = (values.len() - 1) as f64;
-        values.iter().enumerate().map(|(t, v)| v - self.at(t as f64 - last)).collect()
-    }
-
-    /// Puts the line's continuation back on a forecast of the residuals, step by step.
-    fn restore(&self, s: &mut Sampled) {
-        let add = |row: &mut Vec<f64>| row.iter_mut().enumerate().for_each(|(h, v)| *v += self.at((h + 1) as f64));
-        add(&mut s.forecast.point);
-        s.forecast.quantiles.iter_mut().for_each(add);
-        s.paths.iter_mut().for_each(add);
-    }
-}
-
 /// Samples each context; those with a line taken out are sampled apart, summarised without
 /// clipping at zero (their values are residuals, below zero half the time), and get the line back.
 fn sample_lined(ck: &Checkpoint, prepared: Vec<(Context, Option<Line>)>, sc: &SampleConfig, summary: &Summary) -> Vec<Sampled> {
@@ -183,9 +132,10 @@ fn sample_lined(ck: &Checkpoint, prepared: Vec<(Context, Option<Line>)>, sc: &Sa
         let (index, prepared): (Vec<usize>, Vec<(Context, Option<Line>)>) = group.into_iter().unzip();
         let (ctx, lines): (Vec<Context>, Vec<Option<Line>>) = prepared.into_iter().unzip();
         let sampled = sample_summarised(&ck.model, &ctx, sc, summary, ck.vs.device());
+        let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(sc.seed as u64);
         for ((i, line), mut s) in index.into_iter().zip(lines).zip(sampled) {
             if let Some(line) = line {
-                line.restore(&mut s);
+                line.restore(&mut s, &mut rng);
             }
             out[i] = Some(s);
         }
@@ -337,28 +287,9 @@ mod tests {
         assert_eq!(context_groups(&LmOptions { contexts: 1, ..Default::default() }), vec![(256, 20)]);
     }
 
-    #[test]
-    fn a_line_is_taken_out_only_where_it_describes_the_values() {
-        let mut line: Vec<f64> = (0..20).map(|t| 100.0 + 2.0 * t as f64).collect();
-        line[3] = f64::NAN;
-        let fit = Line::fit(&line, DETREND).expect("a clean line");
-        assert!((fit.slope - 2.0).abs() < 1e-9 && (fit.end - 138.0).abs() < 1e-9, "{fit:?}");
-        assert!((fit.at(2.0) - 142.0).abs() < 1e-9);
-        let r = fit.residuals(&line);
-        assert!(r[3].is_nan() && r.iter().filter(|v| v.is_finite()).all(|v| v.abs() < 1e-9), "missing stays missing: {r:?}");
-        // A season of ±10 % around the line: the line does not describe it at 0.02, does at 0.2.
-        let seasonal: Vec<f64> = (0..48).map(|t| (100.0 + t as f64) * (1.0 + 0.1 * (t as f64 * 0.5).sin())).collect();
-        assert_eq!(Line::fit(&seasonal, DETREND), None);
-        assert!(Line::fit(&seasonal, 0.2).is_some());
-        assert_eq!(Line::fit(&line[..6], DETREND), None, "five observed values are too few");
-        assert_eq!(Line::fit(&line, 0.0), None, "0 = never");
-        assert_eq!(Line::fit(&[0.0; 12], DETREND), None, "nothing to scale by");
-        let counts: Vec<f64> = (0..28).map(|t| [0.0, 3.0, 1.0, 0.0, 7.0][t % 5]).collect();
-        assert_eq!(Line::fit(&counts, DETREND), None, "demand counts are the model's to read");
-    }
-
-    /// A detrended forecast is exactly the forecast of what the line leaves (same draws, not
-    /// clipped at zero: residuals) with the line's continuation added, step by step.
+    /// A detrended forecast is the forecast of what the line leaves (same draws, not clipped at
+    /// zero: residuals) with the line's continuation added: the mean exactly, each quantile's
+    /// distance from the mean widened by the line's own error, each path plus a line.
     #[test]
     fn a_detrended_forecast_is_the_residuals_forecast_plus_the_line() {
         let _rng = crate::lm::rng_lock();
@@ -375,10 +306,18 @@ mod tests {
         let free = Request { nonnegative: false, ..req };
         let (g, gpaths) =
             forecast_paths(&ck, &[Input { history: &residuals, ..Input::default() }], &free, &plain, |_| true).unwrap().remove(0);
-        let close = |a: &[f64], b: &[f64]| a.iter().zip(b).enumerate().all(|(h, (a, b))| (a - b - line.at((h + 1) as f64)).abs() < 1e-9);
-        assert!(close(&f.point, &g.point), "{:?} {:?}", f.point, g.point);
-        assert!(f.quantiles.iter().zip(&g.quantiles).all(|(a, b)| close(a, b)));
-        assert!(paths.iter().zip(&gpaths).all(|(a, b)| close(a, b)) && paths.len() == 4);
+        for h in 0..5 {
+            let (x, at) = ((h + 1) as f64, line.at((h + 1) as f64));
+            assert!((f.point[h] - g.point[h] - at).abs() < 1e-9, "step {h}: {} {}", f.point[h], g.point[h]);
+            for (fq, gq) in f.quantiles.iter().zip(&g.quantiles) {
+                assert!((fq[h] - f.point[h] - (gq[h] - g.point[h]) * line.widening(x)).abs() < 1e-9, "step {h}");
+            }
+        }
+        assert_eq!(paths.len(), 4);
+        for (p, q) in paths.iter().zip(&gpaths) {
+            let e: Vec<f64> = (0..5).map(|h| p[h] - q[h] - line.at((h + 1) as f64)).collect();
+            assert!(e.windows(3).all(|w| (w[2] - 2.0 * w[1] + w[0]).abs() < 1e-9), "each path's error is a line: {e:?}");
+        }
         assert!(f.point.iter().all(|v| *v > 40.0), "the line carries the level: {:?}", f.point);
     }
 

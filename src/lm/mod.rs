@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod corpus;
 pub mod describe;
 pub mod forecast;
+pub mod line;
 pub mod model;
 pub mod pretrain;
 pub mod sample;
