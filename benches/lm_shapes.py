@@ -1,7 +1,8 @@
 """Long tables of the shapes public benchmarks have, none of them the data restock is tuned on:
 hourly sinusoids (timestamps), weekly unit counts with gaps (integers and nulls), quarterly
-series around zero (negative values), short yearly growth series, and clean linear trends of
-10 to 100 points. Written as Parquet under OUT (seeded: the same tables every run).
+series around zero (negative values), short yearly growth series, clean linear trends of
+10 to 100 points, and steady levels under 1 % noise. Written as Parquet under OUT (seeded: the
+same tables every run).
 
 Usage: python3 benches/lm_shapes.py OUT   (needs polars; benches/lm_shapes.sh runs it)
 """
@@ -70,6 +71,14 @@ def trends(rng, n):
             yield f"t{i}", t, level * (1 + slope * t) * (1 + rng.gauss(0, 0.01))
 
 
+def levels(rng):
+    # A steady level under 1 % noise: nothing to forecast but the level, at a fine scale.
+    for i in range(20):
+        level = rng.uniform(10, 1000)
+        for t in range(106):
+            yield f"l{i}", t, level * (1 + rng.gauss(0, 0.01))
+
+
 def main() -> None:
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
@@ -80,6 +89,7 @@ def main() -> None:
     write(out, "yearly", list(yearly(rng)))
     for n in (10, 20, 40, 100):
         write(out, f"trend{n}", list(trends(rng, n)))
+    write(out, "level", list(levels(rng)))
 
 
 if __name__ == "__main__":

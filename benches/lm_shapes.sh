@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `restock evaluate` on long tables of other shapes (benches/lm_shapes.py: hourly timestamps,
 # weekly counts with gaps, quarterly values around zero, short yearly growth, clean linear trends
-# of 10-100 points): the statistical methods, the LM and their ensemble, one table per shape.
+# of 10-100 points, steady levels under 1 % noise): the statistical methods, the LM and their
+# ensemble, one table per shape.
 # Usage: benches/lm_shapes.sh [MODEL=models/small] [OUT=/tmp/lm-shapes]
 # (RESTOCK=path/to/restock to use another build.)
 set -euo pipefail
@@ -23,3 +24,4 @@ run weekly 13 52
 run quarterly 8 4
 run yearly 6 1
 for n in 10 20 40 100; do run "trend$n" 6 1; done
+run level 6 1
