@@ -234,6 +234,12 @@ enum Command {
         /// its residuals' mean |r| is at most this share of the values' mean |x| (0 = never).
         #[arg(long, default_value_t = crate::lm::forecast::DETREND)]
         detrend: f64,
+        /// `lm`'s sampling temperature (as the forecast stage's `temperature`).
+        #[arg(long, default_value_t = 1.0)]
+        temperature: f64,
+        /// `lm` samples from the k most likely value tokens (0 = all; the stage's `top_k`).
+        #[arg(long, default_value_t = 0)]
+        top_k: i64,
         /// Seed of `lm`'s draws (the same seed, the same paths).
         #[arg(long, default_value_t = 0)]
         lm_seed: i64,
@@ -589,16 +595,23 @@ async fn dispatch(cli: Cli) -> Result<()> {
             context,
             contexts,
             detrend,
+            temperature,
+            top_k,
             lm_seed,
             lm_batch,
             covariates,
         } => {
             let opts = crate::evaluate::Options { horizon, season, windows };
+            if !(temperature > 0.0 && temperature.is_finite()) || top_k < 0 || !(detrend >= 0.0 && detrend.is_finite()) {
+                bail!("--temperature must be > 0, --top-k ≥ 0 and --detrend a share ≥ 0 (0 = never take a line out)");
+            }
             let lm = crate::lm::forecast::LmOptions {
                 paths,
                 max_context: context.max(1),
                 contexts: contexts.max(1),
-                detrend: detrend.max(0.0),
+                detrend,
+                temperature,
+                top_k,
                 seed: lm_seed,
                 batch: lm_batch,
                 ..Default::default()
