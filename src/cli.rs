@@ -234,6 +234,10 @@ enum Command {
         /// its residuals' mean |r| is at most this share of the values' mean |x| (0 = never).
         #[arg(long, default_value_t = crate::lm::forecast::DETREND)]
         detrend: f64,
+        /// Seasons `lm`'s forecast-step seasonal lag averages, as the season's shape at the last
+        /// season's level (1 = the last season's value, as trained; 3 suits smooth hourly data).
+        #[arg(long, default_value_t = 1)]
+        lag_seasons: usize,
         /// `lm`'s sampling temperature (as the forecast stage's `temperature`).
         #[arg(long, default_value_t = 1.0)]
         temperature: f64,
@@ -595,6 +599,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             context,
             contexts,
             detrend,
+            lag_seasons,
             temperature,
             top_k,
             lm_seed,
@@ -610,6 +615,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 max_context: context.max(1),
                 contexts: contexts.max(1),
                 detrend,
+                lag_seasons: lag_seasons.max(1),
                 temperature,
                 top_k,
                 seed: lm_seed,

@@ -20,6 +20,11 @@ pub struct SampleConfig {
     /// Sample among the k most likely tokens (0 = all).
     pub top_k: i64,
     pub seed: i64,
+    /// Seasons the seasonal-lag input of the steps after the first averages
+    /// ([`season_shape_lag`]); the first step, the prefill's last position, reads the last
+    /// season's value as every context position does (averaging it too cost aus_retail 5 %).
+    /// 1 = the last season's value throughout, as in training.
+    pub lag_seasons: i64,
 }
 
 /// One series to continue: its token ids (text + SEP + values), the scale its values were
@@ -93,6 +98,8 @@ pub fn sample_summarised(model: &Model, contexts: &[Context], cfg: &SampleConfig
     let ids = Tensor::from_slice(&ids).view([b, t]).to_device(device);
     let valid = Tensor::from_slice(&valid).view([b, t]).to_device(device);
     let lag = Tensor::from_slice(&lag).view([b, t]).to_device(device);
+    let seasons: Vec<i64> = contexts.iter().map(|c| c.season.max(1) as i64).collect();
+    let seasons = Tensor::from_slice(&seasons).to_device(device);
     let mask = padded_causal_mask(&valid);
     let mut cache: Vec<LayerCache> = vec![];
     // The input at position p reads the covariates of p + 1, the step it predicts.
@@ -105,13 +112,12 @@ pub fn sample_summarised(model: &Model, contexts: &[Context], cfg: &SampleConfig
     let (mut next, p) = draw(&logits.repeat_interleave_self_int(cfg.paths, 0, None), cfg);
     let mut marginals = vec![mixture.summarise(&p)];
     // Every row's tokens so far (context, then what it generated): where decoding's lags come from.
-    let seasons: Vec<i64> = contexts.iter().map(|c| c.season.max(1) as i64).collect();
-    let seasons = Tensor::from_slice(&seasons).to_device(device).repeat_interleave_self_int(cfg.paths, 0, None);
+    let seasons = seasons.repeat_interleave_self_int(cfg.paths, 0, None);
     let mut rows = ids.repeat_interleave_self_int(cfg.paths, 0, None);
     let mut steps = vec![next.shallow_clone()];
     for h in 1..cfg.horizon {
         rows = Tensor::cat(&[rows, next.view([-1, 1])], 1);
-        let lag = decoding_lag(&rows, &seasons, t + h);
+        let lag = decoding_lag(&rows, &seasons, t + h, cfg.lag_seasons);
         let step_cov = cov.as_ref().map(|c| c.narrow(1, t + h, 1).repeat_interleave_self_int(cfg.paths, 0, None));
         let extra = Extra { lag: Some(&lag), covariates: step_cov.as_ref() };
         let logits = model.forward(&next.view([-1, 1]), t + h - 1, None, &extra, Some(&mut cache)).select(1, 0);
@@ -189,11 +195,45 @@ impl Mixture {
 
 /// The lag input [N, 1] of the token about to be fed, which predicts position `next`: each
 /// row's token at `next − season` (as `tokens::seasonal_lag` does for whole windows).
-fn decoding_lag(rows: &Tensor, seasons: &Tensor, next: i64) -> Tensor {
-    let at = -seasons + next;
-    let id = rows.gather(1, &at.clamp_min(0).view([-1, 1]), false);
-    let is_value = id.ge(N_SPECIAL).logical_and(&id.lt(N_VALUE_IDS)).logical_and(&at.ge(0).view([-1, 1]));
+fn decoding_lag(rows: &Tensor, seasons: &Tensor, next: i64, average: i64) -> Tensor {
+    let at = (-seasons + next).view([-1, 1]);
+    let id = rows.gather(1, &at.clamp_min(0), false);
+    let is_value = id.ge(N_SPECIAL).logical_and(&id.lt(N_VALUE_IDS)).logical_and(&at.ge(0));
+    let id = if average > 1 { season_shape_lag(rows, seasons, next, average).where_self(&is_value, &id) } else { id };
     id.where_self(&is_value, &Tensor::full_like(&id, PAD))
+}
+
+/// The seasonal lag of `next` as the season's average shape at the last season's level: the
+/// level of the season ending one season back (the trailing mean of its `season` tokens) plus
+/// the mean, over the last `average` seasons, of that phase's token less its own season's
+/// level. Ids are uniform bins, so means of ids are means of scaled values. A row whose earlier
+/// seasons are not all there averages those that are; without a level it keeps the plain lag.
+fn season_shape_lag(rows: &Tensor, seasons: &Tensor, next: i64, average: i64) -> Tensor {
+    let valid = rows.ge(N_SPECIAL).logical_and(&rows.lt(N_VALUE_IDS)).to_kind(Kind::Double);
+    let zero = Tensor::zeros([rows.size()[0], 1], (Kind::Double, rows.device()));
+    let sums = Tensor::cat(&[&zero, &(rows.to_kind(Kind::Double) * &valid).cumsum(1, Kind::Double)], 1);
+    let counts = Tensor::cat(&[&zero, &valid.cumsum(1, Kind::Double)], 1);
+    let m = seasons.view([-1, 1]);
+    // The trailing mean of the season ending at `end`, and whether that season is all in the row.
+    let level = |end: &Tensor| {
+        let (hi, lo) = ((end + 1).clamp_min(0), (end - &m + 1).clamp_min(0));
+        let n = counts.gather(1, &hi, false) - counts.gather(1, &lo, false);
+        let sum = sums.gather(1, &hi, false) - sums.gather(1, &lo, false);
+        (sum / n.clamp_min(1.0), n.gt(0.0).logical_and(&(end - &m + 1).ge(0)))
+    };
+    let (base, base_ok) = level(&(-&m + next));
+    let (mut shape, mut n) = (Tensor::zeros_like(&base), Tensor::zeros_like(&base));
+    for k in 1..=average {
+        let at = -(&m * k) + next;
+        let id = rows.gather(1, &at.clamp_min(0), false);
+        let (lvl, ok) = level(&at);
+        let used = id.ge(N_SPECIAL).logical_and(&id.lt(N_VALUE_IDS)).logical_and(&ok).to_kind(Kind::Double);
+        shape += (id.to_kind(Kind::Double) - lvl) * &used;
+        n += used;
+    }
+    let lag = (base + shape / n.clamp_min(1.0)).round().clamp(N_SPECIAL as f64, (N_VALUE_IDS - 1) as f64).to_kind(Kind::Int64);
+    let plain = rows.gather(1, &(-&m + next).clamp_min(0), false);
+    lag.where_self(&base_ok.logical_and(&n.gt(0.0)), &plain)
 }
 
 /// One token per row from value logits [N, 4096]: temperature, top-k, never a special id.
@@ -250,6 +290,26 @@ mod tests {
     use super::*;
     use crate::lm::model::Config;
 
+    /// The averaged lag: the last season's level plus the phase's mean shape over the seasons
+    /// asked for (each less its own season's level); the plain lag where there is no level yet.
+    #[test]
+    fn an_averaged_seasonal_lag_is_the_seasons_shape_at_the_last_level() {
+        // Season 2, a level rising 2 a season and a +10 phase; the token at 3 is 4 too high.
+        let row = [2010i64, 2020, 2012, 2026, 2014, 2024, 2016];
+        let rows = Tensor::from_slice(&row).view([1, 7]);
+        let seasons = Tensor::from_slice(&[2i64]);
+        let lag = |next: i64, k: i64| i64::try_from(decoding_lag(&rows, &seasons, next, k).view([-1])).unwrap();
+        assert_eq!(lag(7, 1), 2024, "one season: the token a season back");
+        // Levels: (2014 + 2024) / 2 = 2019 one season back; shapes 2024 − 2019, 2026 − 2019,
+        // 2020 − 2015 → 5.667: 2019 + 5.667 rounds to 2025.
+        assert_eq!(lag(7, 3), 2025);
+        assert_eq!(lag(7, 2), 2025, "(5 + 7) / 2 = 6 on 2019");
+        assert_eq!(lag(7, 9), 2025, "seasons not in the row are left out");
+        assert_eq!(lag(2, 3), 2010, "no full season before the lag: the plain lag");
+        let padded = Tensor::from_slice(&[PAD, 2020, 2012]).view([1, 3]);
+        assert_eq!(i64::try_from(decoding_lag(&padded, &seasons, 3, 3).view([-1])).unwrap(), 2020);
+    }
+
     /// Decoding with the shared prefix (and the decoding-time seasonal lags) gives the logits a
     /// plain forward pass over context + generated tokens gives, for every path.
     #[test]
@@ -287,7 +347,7 @@ mod tests {
         let next = Tensor::from_slice(&[2101i64, 2102, 2103, 2104, 2105, 2106]);
         let full_in = Tensor::cat(&[ctx_t.repeat_interleave_self_int(paths, 0, None), next.view([-1, 1])], 1);
         let seasons = Tensor::from_slice(&[season as i64; 6]);
-        let step_lag = decoding_lag(&full_in, &seasons, 6);
+        let step_lag = decoding_lag(&full_in, &seasons, 6, 1);
         let extra = Extra { lag: Some(&step_lag), ..Extra::default() };
         let cached = model.forward(&next.view([-1, 1]), 5, None, &extra, Some(&mut cache)).select(1, 0);
         let full_rows: Vec<Vec<i64>> = (0..6).map(|i| Vec::<i64>::try_from(full_in.get(i)).unwrap()).collect();
@@ -374,7 +434,7 @@ mod tests {
             .collect();
         let ctx = [Context { ids, scale: 3.0, season: 1, covariates: vec![] }];
         for paths in [1, 7] {
-            let sc = SampleConfig { paths, horizon: 2, temperature: 1.0, top_k: 0, seed: 1 };
+            let sc = SampleConfig { paths, horizon: 2, temperature: 1.0, top_k: 0, seed: 1, lag_seasons: 1 };
             let s = sample_summarised(&model, &ctx, &sc, &Summary { levels: &levels, nonnegative: false }, Device::Cpu);
             let got: Vec<f64> = s[0].forecast.quantiles.iter().map(|q| q[0]).collect();
             // A CDF that sums to within float rounding of a level may cross it one id apart.
@@ -396,7 +456,7 @@ mod tests {
         let row: Vec<f32> = (0..v).map(|i| ((i * 37) % 11) as f32 * 0.7 - if i == 300 { -6.0 } else { 0.0 }).collect();
         let n = 200_000;
         let logits = Tensor::from_slice(&row).view([1, v]).expand([n, v], false);
-        let cfg = SampleConfig { paths: 1, horizon: 1, temperature: 1.0, top_k: 0, seed: 0 };
+        let cfg = SampleConfig { paths: 1, horizon: 1, temperature: 1.0, top_k: 0, seed: 0, lag_seasons: 1 };
         let ids = Vec::<i64>::try_from(draw(&logits, &cfg).0).unwrap();
         let mut counts = vec![0f64; v as usize];
         ids.iter().for_each(|&i| counts[i as usize] += 1.0);

@@ -532,7 +532,7 @@ mod tests {
         let history = &series[..365];
         let actual = &series[365..372];
         let enc = encode(&history[history.len() - 35..], None);
-        let sc = SampleConfig { paths: 20, horizon: 7, temperature: 1.0, top_k: 50, seed: 1 };
+        let sc = SampleConfig { paths: 20, horizon: 7, temperature: 1.0, top_k: 50, seed: 1, lag_seasons: 1 };
         let ctx = [Context { ids: enc.ids.clone(), scale: enc.scale, season: 7, ..Context::default() }];
         let paths = sample(&model, &ctx, &sc, device);
         let median: Vec<f64> = (0..7)
@@ -641,7 +641,7 @@ mod tests {
         let enc = encode(&series[452..500], None);
         let flags: Vec<f32> = (0..55).map(|t| if t == 50 || t == 53 { 1.0 } else { 0.0 }).collect();
         let ctx = [Context { ids: enc.ids, scale: enc.scale, season: 1, covariates: [&cov[452..500], &flags[48..]].concat() }];
-        let sc = SampleConfig { paths: 40, horizon: 7, temperature: 1.0, top_k: 0, seed: 2 };
+        let sc = SampleConfig { paths: 40, horizon: 7, temperature: 1.0, top_k: 0, seed: 2, lag_seasons: 1 };
         let paths = sample(&ck.model, &ctx, &sc, device);
         let mean = |h: usize| paths[0].iter().map(|p| p[h]).sum::<f64>() / 40.0;
         let (on, off) = ((mean(2) + mean(5)) / 2.0, (mean(0) + mean(1) + mean(3) + mean(4) + mean(6)) / 5.0);

@@ -99,6 +99,10 @@ struct ForecastConfig {
     /// the forecast) when its residuals' mean |r| is at most this share of the values' mean |x|;
     /// 0 = never (default `lm::forecast::DETREND`, 0.02).
     detrend: Option<f64>,
+    /// `lm` only: seasons the forecast's seasonal-lag input averages, as the season's shape at
+    /// the last season's level (default 1: the last season's value, as the model was trained).
+    #[serde(default = "default_lag_seasons")]
+    lag_seasons: usize,
     /// `lm` only: product text to condition on, for a model fine-tuned with text (one with a
     /// tokenizer); other models forecast without it.
     #[serde(default)]
@@ -116,6 +120,9 @@ struct ForecastConfig {
 
 fn default_paths() -> i64 {
     20
+}
+fn default_lag_seasons() -> usize {
+    1
 }
 fn default_temperature() -> f64 {
     1.0
@@ -181,11 +188,15 @@ fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, 
             .into());
     }
     let detrend = cfg.detrend.unwrap_or(d.detrend);
+    if cfg.lag_seasons < 1 {
+        return Err(decl.error(decl.config.pos("lag_seasons"), "`lag_seasons` must be ≥ 1 (1 = the last season's value)").into());
+    }
     if !(detrend >= 0.0 && detrend.is_finite()) {
         return Err(decl.error(decl.config.pos("detrend"), "`detrend` must be a share ≥ 0 (0 = never take a line out)").into());
     }
     let opts = LmOptions {
         detrend,
+        lag_seasons: cfg.lag_seasons,
         paths: cfg.paths,
         temperature: cfg.temperature,
         top_k: cfg.top_k,

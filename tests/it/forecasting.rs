@@ -193,6 +193,9 @@ fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validatio
     p.write("p.yaml", &lm("model: model, context: 16, contexts: 9,"));
     let err = p.fails(&["validate", "p.yaml"], 2);
     assert!(err.contains("p.yaml:") && err.contains("`contexts` must be ≥ 1 and at most `paths`"), "{err}");
+    p.write("p.yaml", &lm("model: model, context: 16, lag_seasons: 0,"));
+    let err = p.fails(&["validate", "p.yaml"], 2);
+    assert!(err.contains("p.yaml:") && err.contains("`lag_seasons` must be ≥ 1"), "{err}");
     p.write("p.yaml", &lm("model: model, context: 16, detrend: -0.1,"));
     let err = p.fails(&["validate", "p.yaml"], 2);
     assert!(err.contains("p.yaml:") && err.contains("`detrend` must be a share ≥ 0"), "{err}");
