@@ -190,15 +190,15 @@ fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validatio
     let err = p.fails(&["validate", "p.yaml"], 2);
     assert!(err.contains("second output (sample paths) needs `method: lm`"), "{err}");
     // Paths split across more context lengths than there are paths: refused, naming the key.
-    p.write("p.yaml", &lm("model: model, context: 16, contexts: 9,"));
-    let err = p.fails(&["validate", "p.yaml"], 2);
-    assert!(err.contains("p.yaml:") && err.contains("`contexts` must be ≥ 1 and at most `paths`"), "{err}");
-    p.write("p.yaml", &lm("model: model, context: 16, lag_seasons: 0,"));
-    let err = p.fails(&["validate", "p.yaml"], 2);
-    assert!(err.contains("p.yaml:") && err.contains("`lag_seasons` must be ≥ 1"), "{err}");
-    p.write("p.yaml", &lm("model: model, context: 16, detrend: -0.1,"));
-    let err = p.fails(&["validate", "p.yaml"], 2);
-    assert!(err.contains("p.yaml:") && err.contains("`detrend` must be a share ≥ 0"), "{err}");
+    // So are no seasons to average and a negative share; each error names the file and key.
+    let refused = |extra: &str, msg: &str| {
+        p.write("p.yaml", &lm(&format!("model: model, context: 16, {extra}")));
+        let err = p.fails(&["validate", "p.yaml"], 2);
+        assert!(err.contains("p.yaml:") && err.contains(msg), "{err}");
+    };
+    refused("contexts: 9,", "`contexts` must be ≥ 1 and at most `paths`");
+    refused("lag_seasons: 0,", "`lag_seasons` must be ≥ 1");
+    refused("detrend: -0.1,", "`detrend` must be a share ≥ 0");
     // …but by default a single path reads a single context, as before there were two.
     p.write("p.yaml", &lm("model: model, context: 16,").replace("paths: 8", "paths: 1"));
     p.ok(&["validate", "p.yaml"]);
