@@ -607,15 +607,16 @@ async fn dispatch(cli: Cli) -> Result<()> {
             covariates,
         } => {
             let opts = crate::evaluate::Options { horizon, season, windows };
-            if !(temperature > 0.0 && temperature.is_finite()) || top_k < 0 || !(detrend >= 0.0 && detrend.is_finite()) {
-                bail!("--temperature must be > 0, --top-k ≥ 0 and --detrend a share ≥ 0 (0 = never take a line out)");
+            let bad_detrend = !(detrend >= 0.0 && detrend.is_finite());
+            if !(temperature > 0.0 && temperature.is_finite()) || top_k < 0 || bad_detrend || lag_seasons < 1 {
+                bail!("--temperature must be > 0, --top-k ≥ 0, --detrend a share ≥ 0 (0 = never take a line out) and --lag-seasons ≥ 1");
             }
             let lm = crate::lm::forecast::LmOptions {
                 paths,
                 max_context: context.max(1),
                 contexts: contexts.max(1),
                 detrend,
-                lag_seasons: lag_seasons.max(1),
+                lag_seasons,
                 temperature,
                 top_k,
                 seed: lm_seed,

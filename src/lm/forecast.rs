@@ -131,6 +131,7 @@ fn sample_lined(ck: &Checkpoint, prepared: Vec<(Context, Option<Line>)>, sc: &Sa
     let (lined, plain): (Vec<_>, Vec<_>) = prepared.into_iter().enumerate().partition(|(_, (_, line))| line.is_some());
     let mut out: Vec<Option<Sampled>> = (0..n).map(|_| None).collect();
     let residual = Summary { nonnegative: false, ..*summary };
+    let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(sc.seed as u64);
     for (group, summary) in [(plain, summary), (lined, &residual)] {
         if group.is_empty() {
             continue;
@@ -138,7 +139,6 @@ fn sample_lined(ck: &Checkpoint, prepared: Vec<(Context, Option<Line>)>, sc: &Sa
         let (index, prepared): (Vec<usize>, Vec<(Context, Option<Line>)>) = group.into_iter().unzip();
         let (ctx, lines): (Vec<Context>, Vec<Option<Line>>) = prepared.into_iter().unzip();
         let sampled = sample_summarised(&ck.model, &ctx, sc, summary, ck.vs.device());
-        let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(sc.seed as u64);
         for ((i, line), mut s) in index.into_iter().zip(lines).zip(sampled) {
             if let Some(line) = line {
                 line.restore(&mut s, &mut rng);
@@ -206,7 +206,7 @@ pub fn forecast_paths(
                 temperature: o.temperature,
                 top_k: o.top_k,
                 seed,
-                lag_seasons: o.lag_seasons.max(1) as i64,
+                lag_seasons: o.lag_seasons as i64,
             };
             for (c, mut s) in combined.iter_mut().zip(sample_lined(ck, prepared, &sc, &summary)) {
                 if req.nonnegative {

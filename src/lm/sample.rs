@@ -98,8 +98,6 @@ pub fn sample_summarised(model: &Model, contexts: &[Context], cfg: &SampleConfig
     let ids = Tensor::from_slice(&ids).view([b, t]).to_device(device);
     let valid = Tensor::from_slice(&valid).view([b, t]).to_device(device);
     let lag = Tensor::from_slice(&lag).view([b, t]).to_device(device);
-    let seasons: Vec<i64> = contexts.iter().map(|c| c.season.max(1) as i64).collect();
-    let seasons = Tensor::from_slice(&seasons).to_device(device);
     let mask = padded_causal_mask(&valid);
     let mut cache: Vec<LayerCache> = vec![];
     // The input at position p reads the covariates of p + 1, the step it predicts.
@@ -112,7 +110,8 @@ pub fn sample_summarised(model: &Model, contexts: &[Context], cfg: &SampleConfig
     let (mut next, p) = draw(&logits.repeat_interleave_self_int(cfg.paths, 0, None), cfg);
     let mut marginals = vec![mixture.summarise(&p)];
     // Every row's tokens so far (context, then what it generated): where decoding's lags come from.
-    let seasons = seasons.repeat_interleave_self_int(cfg.paths, 0, None);
+    let seasons: Vec<i64> = contexts.iter().map(|c| c.season.max(1) as i64).collect();
+    let seasons = Tensor::from_slice(&seasons).to_device(device).repeat_interleave_self_int(cfg.paths, 0, None);
     let mut rows = ids.repeat_interleave_self_int(cfg.paths, 0, None);
     let mut steps = vec![next.shallow_clone()];
     for h in 1..cfg.horizon {
@@ -199,7 +198,12 @@ fn decoding_lag(rows: &Tensor, seasons: &Tensor, next: i64, average: i64) -> Ten
     let at = (-seasons + next).view([-1, 1]);
     let id = rows.gather(1, &at.clamp_min(0), false);
     let is_value = id.ge(N_SPECIAL).logical_and(&id.lt(N_VALUE_IDS)).logical_and(&at.ge(0));
-    let id = if average > 1 { season_shape_lag(rows, seasons, next, average).where_self(&is_value, &id) } else { id };
+    let id = if average > 1 {
+        let (shape, has_level) = season_shape_lag(rows, seasons, next, average);
+        shape.where_self(&has_level, &id)
+    } else {
+        id
+    };
     id.where_self(&is_value, &Tensor::full_like(&id, PAD))
 }
 
@@ -207,8 +211,9 @@ fn decoding_lag(rows: &Tensor, seasons: &Tensor, next: i64, average: i64) -> Ten
 /// level of the season ending one season back (the trailing mean of its `season` tokens) plus
 /// the mean, over the last `average` seasons, of that phase's token less its own season's
 /// level. Ids are uniform bins, so means of ids are means of scaled values. A row whose earlier
-/// seasons are not all there averages those that are; without a level it keeps the plain lag.
-fn season_shape_lag(rows: &Tensor, seasons: &Tensor, next: i64, average: i64) -> Tensor {
+/// seasons are not all there averages those that are; also returns, per row, whether it had a
+/// level and a season to average (where not, the caller keeps the plain lag).
+fn season_shape_lag(rows: &Tensor, seasons: &Tensor, next: i64, average: i64) -> (Tensor, Tensor) {
     let valid = rows.ge(N_SPECIAL).logical_and(&rows.lt(N_VALUE_IDS)).to_kind(Kind::Double);
     let zero = Tensor::zeros([rows.size()[0], 1], (Kind::Double, rows.device()));
     let sums = Tensor::cat(&[&zero, &(rows.to_kind(Kind::Double) * &valid).cumsum(1, Kind::Double)], 1);
@@ -232,8 +237,7 @@ fn season_shape_lag(rows: &Tensor, seasons: &Tensor, next: i64, average: i64) ->
         n += used;
     }
     let lag = (base + shape / n.clamp_min(1.0)).round().clamp(N_SPECIAL as f64, (N_VALUE_IDS - 1) as f64).to_kind(Kind::Int64);
-    let plain = rows.gather(1, &(-&m + next).clamp_min(0), false);
-    lag.where_self(&base_ok.logical_and(&n.gt(0.0)), &plain)
+    (lag, base_ok.logical_and(&n.gt(0.0)))
 }
 
 /// One token per row from value logits [N, 4096]: temperature, top-k, never a special id.

@@ -110,9 +110,12 @@ fn evaluate_scores_methods_and_writes_forecasts() {
     assert!(err.contains("fc.parquet") && err.contains("no column `value`"), "{err}");
     let out = p.run(&["evaluate", "--data", "long.parquet", "--horizon", "7", "--season", "7", "--methods", "arima"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown forecast method `arima`"), "{}", stdout(&out));
-    for bad in ["--detrend=-0.1", "--temperature=0", "--top-k=-1"] {
+    for bad in ["--detrend=-0.1", "--temperature=0", "--top-k=-1", "--lag-seasons=0"] {
         let err = p.fails(&["evaluate", "--data", "long.parquet", "--horizon", "7", "--season", "7", "--methods", "lm", bad], 1);
-        assert!(err.contains("--temperature must be > 0, --top-k ≥ 0 and --detrend a share ≥ 0"), "{bad:?}: {err}");
+        assert!(
+            err.contains("--temperature must be > 0, --top-k ≥ 0, --detrend a share ≥ 0") && err.contains("--lag-seasons ≥ 1"),
+            "{bad:?}: {err}"
+        );
     }
 }
 
