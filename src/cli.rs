@@ -236,7 +236,7 @@ enum Command {
         detrend: f64,
         /// Seasons `lm`'s forecast-step seasonal lag averages, as the season's shape at the last
         /// season's level (1 = the last season's value, as trained; 3 suits smooth hourly data).
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = crate::lm::forecast::LmOptions::default().lag_seasons)]
         lag_seasons: usize,
         /// `lm`'s sampling temperature (as the forecast stage's `temperature`).
         #[arg(long, default_value_t = 1.0)]

@@ -197,7 +197,7 @@ impl Mixture {
 fn decoding_lag(rows: &Tensor, seasons: &Tensor, next: i64, average: i64) -> Tensor {
     let at = (-seasons + next).view([-1, 1]);
     let id = rows.gather(1, &at.clamp_min(0), false);
-    let is_value = id.ge(N_SPECIAL).logical_and(&id.lt(N_VALUE_IDS)).logical_and(&at.ge(0));
+    let is_value = value_tokens(&id).logical_and(&at.ge(0));
     let id = if average > 1 {
         let (shape, has_level) = season_shape_lag(rows, seasons, next, average);
         shape.where_self(&has_level, &id)
@@ -207,6 +207,11 @@ fn decoding_lag(rows: &Tensor, seasons: &Tensor, next: i64, average: i64) -> Ten
     id.where_self(&is_value, &Tensor::full_like(&id, PAD))
 }
 
+/// Where `ids` hold value tokens (not PAD, EOS, SEP or text): the tensor form of `tokens::lag_id`'s test.
+fn value_tokens(ids: &Tensor) -> Tensor {
+    ids.ge(N_SPECIAL).logical_and(&ids.lt(N_VALUE_IDS))
+}
+
 /// The seasonal lag of `next` as the season's average shape at the last season's level: the
 /// level of the season ending one season back (the trailing mean of its `season` tokens) plus
 /// the mean, over the last `average` seasons, of that phase's token less its own season's
@@ -214,7 +219,7 @@ fn decoding_lag(rows: &Tensor, seasons: &Tensor, next: i64, average: i64) -> Ten
 /// seasons are not all there averages those that are; also returns, per row, whether it had a
 /// level and a season to average (where not, the caller keeps the plain lag).
 fn season_shape_lag(rows: &Tensor, seasons: &Tensor, next: i64, average: i64) -> (Tensor, Tensor) {
-    let valid = rows.ge(N_SPECIAL).logical_and(&rows.lt(N_VALUE_IDS)).to_kind(Kind::Double);
+    let valid = value_tokens(rows).to_kind(Kind::Double);
     let zero = Tensor::zeros([rows.size()[0], 1], (Kind::Double, rows.device()));
     let sums = Tensor::cat(&[&zero, &(rows.to_kind(Kind::Double) * &valid).cumsum(1, Kind::Double)], 1);
     let counts = Tensor::cat(&[&zero, &valid.cumsum(1, Kind::Double)], 1);
@@ -232,7 +237,7 @@ fn season_shape_lag(rows: &Tensor, seasons: &Tensor, next: i64, average: i64) ->
         let at = -(&m * k) + next;
         let id = rows.gather(1, &at.clamp_min(0), false);
         let (lvl, ok) = level(&at);
-        let used = id.ge(N_SPECIAL).logical_and(&id.lt(N_VALUE_IDS)).logical_and(&ok).to_kind(Kind::Double);
+        let used = value_tokens(&id).logical_and(&ok).to_kind(Kind::Double);
         shape += (id.to_kind(Kind::Double) - lvl) * &used;
         n += used;
     }

@@ -101,8 +101,7 @@ struct ForecastConfig {
     detrend: Option<f64>,
     /// `lm` only: seasons the forecast's seasonal-lag input averages, as the season's shape at
     /// the last season's level (default 1: the last season's value, as the model was trained).
-    #[serde(default = "default_lag_seasons")]
-    lag_seasons: usize,
+    lag_seasons: Option<usize>,
     /// `lm` only: product text to condition on, for a model fine-tuned with text (one with a
     /// tokenizer); other models forecast without it.
     #[serde(default)]
@@ -120,9 +119,6 @@ struct ForecastConfig {
 
 fn default_paths() -> i64 {
     20
-}
-fn default_lag_seasons() -> usize {
-    1
 }
 fn default_temperature() -> f64 {
     1.0
@@ -188,7 +184,8 @@ fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, 
             .into());
     }
     let detrend = cfg.detrend.unwrap_or(d.detrend);
-    if cfg.lag_seasons < 1 {
+    let lag_seasons = cfg.lag_seasons.unwrap_or(d.lag_seasons);
+    if lag_seasons < 1 {
         return Err(decl.error(decl.config.pos("lag_seasons"), "`lag_seasons` must be ≥ 1 (1 = the last season's value)").into());
     }
     if !(detrend >= 0.0 && detrend.is_finite()) {
@@ -196,7 +193,7 @@ fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, 
     }
     let opts = LmOptions {
         detrend,
-        lag_seasons: cfg.lag_seasons,
+        lag_seasons,
         paths: cfg.paths,
         temperature: cfg.temperature,
         top_k: cfg.top_k,
