@@ -238,6 +238,10 @@ enum Command {
         /// season's level (1 = the last season's value, as trained; 3 suits smooth hourly data).
         #[arg(long, default_value_t = crate::lm::forecast::LmOptions::default().lag_seasons)]
         lag_seasons: usize,
+        /// `lm` reads a series with values below zero as it is, instead of lifting it above zero
+        /// (the model was pretrained on values ≥ 0) and taking the lift off its forecast.
+        #[arg(long)]
+        no_lift: bool,
         /// `lm`'s sampling temperature (as the forecast stage's `temperature`).
         #[arg(long, default_value_t = 1.0)]
         temperature: f64,
@@ -600,6 +604,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             contexts,
             detrend,
             lag_seasons,
+            no_lift,
             temperature,
             top_k,
             lm_seed,
@@ -617,6 +622,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 contexts: contexts.max(1),
                 detrend,
                 lag_seasons,
+                lift: !no_lift,
                 temperature,
                 top_k,
                 seed: lm_seed,

@@ -9,7 +9,7 @@ use tch::Device;
 use rand_chacha::ChaCha8Rng;
 
 use super::checkpoint::Checkpoint;
-use super::line::Line;
+use super::line::Taken;
 use super::model::Model;
 use super::sample::{Context, SampleConfig, Sampled, Summary, sample_summarised};
 use super::tokens::{Encoded, decode, encode, text_prefix};
@@ -40,7 +40,7 @@ pub struct LmOptions {
     pub contexts: usize,
     /// Takes a straight line out of a context before the model reads it, and puts the line's
     /// continuation back on the forecast, when the line leaves residuals whose mean |r| is at
-    /// most this share of the values' mean |x| ([`Line`]); 0 = never. The default,
+    /// most this share of the values' mean |x| ([`super::line::Line`]); 0 = never. The default,
     /// [`DETREND`], takes it out only where what it leaves is within about three of the value
     /// tokens' bins (0.0073 of the scale each), too fine for the model to read.
     pub detrend: f64,
@@ -49,6 +49,11 @@ pub struct LmOptions {
     /// was trained. 3 copies one noisy season less: hourly −11 % MASE, PBS −8 % WQL, and the
     /// demo lake's daily counts +0.7 % (BENCHMARKS.md, "Hourly: the LM copies the last season").
     pub lag_seasons: usize,
+    /// Lifts a context with values below zero above zero before the model reads it, and takes
+    /// the lift off its forecast ([`super::line::lift`]): the model was pretrained on values ≥ 0
+    /// and pulls a negative series towards zero (quarterly series around zero: 1.38 → 1.07
+    /// MASE). false = reads them as they are. Contexts ≥ 0, all demand, are never lifted.
+    pub lift: bool,
 }
 
 impl Default for LmOptions {
@@ -64,6 +69,7 @@ impl Default for LmOptions {
             contexts: 2,
             detrend: DETREND,
             lag_seasons: 1,
+            lift: true,
         }
     }
 }
@@ -100,18 +106,19 @@ pub fn max_horizon(ck: &Checkpoint) -> usize {
 }
 
 /// The token context of one series: text ids (shifted past the value vocabulary) + SEP, then the
-/// most recent values that fit in `max_len - horizon` (less the line through them, when
-/// `o.detrend` takes it out: the line is returned beside the context).
-fn context(ck: &Checkpoint, input: &Input, req: &Request, o: &LmOptions, max_context: usize) -> (Context, Option<Line>) {
+/// most recent values that fit in `max_len - horizon`, less what [`Taken::of`] takes out of
+/// them (the line through them when `o.detrend` takes it, or the lift of values below zero),
+/// which is returned beside the context.
+fn context(ck: &Checkpoint, input: &Input, req: &Request, o: &LmOptions, max_context: usize) -> (Context, Option<Taken>) {
     let horizon = req.horizon;
     let cfg = &ck.model.config;
     let mut ids = text_prefix(input.text.unwrap_or_default(), o.max_text, cfg.text_vocab);
     let room = (cfg.max_len as usize).saturating_sub(horizon + ids.len()).min(max_context).max(1);
     let from = input.history.len().saturating_sub(room);
     let values = &input.history[from..];
-    let line = Line::fit(values, o.detrend);
-    let enc = match line {
-        Some(line) => encode(&line.residuals(values), None),
+    let taken = Taken::of(values, o.detrend, o.lift);
+    let enc = match &taken {
+        Some(t) => encode(&t.rest(values), None),
         None => encode(values, None),
     };
     let n = cfg.n_covariates as usize;
@@ -121,14 +128,15 @@ fn context(ck: &Checkpoint, input: &Input, req: &Request, o: &LmOptions, max_con
         vec![]
     };
     ids.extend(enc.ids);
-    (Context { ids, scale: enc.scale, season: req.season, covariates }, line)
+    (Context { ids, scale: enc.scale, season: req.season, covariates }, taken)
 }
 
-/// Samples each context; those with a line taken out are sampled apart, summarised without
-/// clipping at zero (their values are residuals, below zero half the time), and get the line back.
-fn sample_lined(ck: &Checkpoint, prepared: Vec<(Context, Option<Line>)>, sc: &SampleConfig, summary: &Summary) -> Vec<Sampled> {
+/// Samples each context; those with something taken out are sampled apart, summarised without
+/// clipping at zero (residuals are below zero half the time; a lifted forecast is clipped only
+/// once the lift is back, where the request asks), and get it back.
+fn sample_taken(ck: &Checkpoint, prepared: Vec<(Context, Option<Taken>)>, sc: &SampleConfig, summary: &Summary) -> Vec<Sampled> {
     let n = prepared.len();
-    let (lined, plain): (Vec<_>, Vec<_>) = prepared.into_iter().enumerate().partition(|(_, (_, line))| line.is_some());
+    let (lined, plain): (Vec<_>, Vec<_>) = prepared.into_iter().enumerate().partition(|(_, (_, taken))| taken.is_some());
     let mut out: Vec<Option<Sampled>> = (0..n).map(|_| None).collect();
     let residual = Summary { nonnegative: false, ..*summary };
     let mut rng = <ChaCha8Rng as rand::SeedableRng>::seed_from_u64(sc.seed as u64);
@@ -136,12 +144,12 @@ fn sample_lined(ck: &Checkpoint, prepared: Vec<(Context, Option<Line>)>, sc: &Sa
         if group.is_empty() {
             continue;
         }
-        let (index, prepared): (Vec<usize>, Vec<(Context, Option<Line>)>) = group.into_iter().unzip();
-        let (ctx, lines): (Vec<Context>, Vec<Option<Line>>) = prepared.into_iter().unzip();
+        let (index, prepared): (Vec<usize>, Vec<(Context, Option<Taken>)>) = group.into_iter().unzip();
+        let (ctx, taken): (Vec<Context>, Vec<Option<Taken>>) = prepared.into_iter().unzip();
         let sampled = sample_summarised(&ck.model, &ctx, sc, summary, ck.vs.device());
-        for ((i, line), mut s) in index.into_iter().zip(lines).zip(sampled) {
-            if let Some(line) = line {
-                line.restore(&mut s, &mut rng);
+        for ((i, taken), mut s) in index.into_iter().zip(taken).zip(sampled) {
+            if let Some(taken) = taken {
+                taken.restore(&mut s, &mut rng);
             }
             out[i] = Some(s);
         }
@@ -198,7 +206,7 @@ pub fn forecast_paths(
     for (b, chunk) in inputs.chunks(batch).enumerate() {
         let mut combined: Vec<Combined> = (0..chunk.len()).map(|_| Combined::default()).collect();
         for (g, &(max_context, paths)) in groups.iter().enumerate() {
-            let prepared: Vec<(Context, Option<Line>)> = chunk.iter().map(|i| context(ck, i, req, o, max_context)).collect();
+            let prepared: Vec<(Context, Option<Taken>)> = chunk.iter().map(|i| context(ck, i, req, o, max_context)).collect();
             let seed = o.seed + (b * groups.len() + g) as i64;
             let sc = SampleConfig {
                 paths,
@@ -208,7 +216,7 @@ pub fn forecast_paths(
                 seed,
                 lag_seasons: o.lag_seasons as i64,
             };
-            for (c, mut s) in combined.iter_mut().zip(sample_lined(ck, prepared, &sc, &summary)) {
+            for (c, mut s) in combined.iter_mut().zip(sample_taken(ck, prepared, &sc, &summary)) {
                 if req.nonnegative {
                     s.forecast = s.forecast.clipped();
                     s.paths.iter_mut().flatten().for_each(|v| *v = v.max(0.0));
@@ -288,6 +296,7 @@ pub fn holdout_wql(model: &Model, windows: &[Encoded], held: usize, paths: i64, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lm::line::{Line, lift};
     use crate::lm::model::load_config;
 
     #[test]
@@ -315,7 +324,7 @@ mod tests {
         let req = Request { horizon: 5, season: 1, levels: &levels, nonnegative: true };
         let (f, paths) = forecast_paths(&ck, &[Input { history: &history, ..Input::default() }], &req, &o, |_| true).unwrap().remove(0);
         let residuals = line.residuals(&history);
-        let plain = LmOptions { detrend: 0.0, ..o };
+        let plain = LmOptions { detrend: 0.0, lift: false, ..o };
         let free = Request { nonnegative: false, ..req };
         let (g, gpaths) =
             forecast_paths(&ck, &[Input { history: &residuals, ..Input::default() }], &free, &plain, |_| true).unwrap().remove(0);
@@ -332,6 +341,35 @@ mod tests {
             assert!(e.windows(3).all(|w| (w[2] - 2.0 * w[1] + w[0]).abs() < 1e-9), "each path's error is a line: {e:?}");
         }
         assert!(f.point.iter().all(|v| *v > 40.0), "the line carries the level: {:?}", f.point);
+    }
+
+    /// A series below zero is read lifted above it: its forecast is the lifted series' own
+    /// forecast (same draws) less the lift, clipped at zero only where the request asks.
+    #[test]
+    fn a_series_below_zero_is_forecast_lifted_above_it() {
+        let _rng = crate::lm::rng_lock();
+        let config = load_config(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny.yaml")).unwrap();
+        let ck = Checkpoint::init(config, Device::Cpu, 5);
+        let history: Vec<f64> = (0..40).map(|t| -30.0 + 10.0 * (t % 4) as f64).collect();
+        let c = lift(&history).expect("below zero");
+        assert_eq!(c, -60.0);
+        let lifted: Vec<f64> = history.iter().map(|v| v - c).collect();
+        let levels = [0.1, 0.5, 0.9];
+        let o = LmOptions { paths: 4, contexts: 1, max_context: 64, ..Default::default() };
+        let req = Request { horizon: 5, season: 4, levels: &levels, nonnegative: false };
+        let run = |h: &[f64], o: &LmOptions, req: &Request| {
+            forecast_paths(&ck, &[Input { history: h, ..Input::default() }], req, o, |_| true).unwrap().remove(0)
+        };
+        let ((f, paths), (g, gpaths)) = (run(&history, &o, &req), run(&lifted, &o, &req));
+        let near = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(a, b)| (a - (b + c)).abs() < 1e-9);
+        assert!(near(&f.point, &g.point), "{:?} {:?}", f.point, g.point);
+        assert!(f.quantiles.iter().zip(&g.quantiles).all(|(a, b)| near(a, b)));
+        assert!(paths.iter().zip(&gpaths).all(|(a, b)| near(a, b)) && paths.len() == 4);
+        assert!(f.point.iter().any(|v| *v < 0.0), "the forecast is back below zero: {:?}", f.point);
+        let (unlifted, _) = run(&history, &LmOptions { lift: false, ..o }, &req);
+        assert_ne!(unlifted.point, f.point, "read as it is");
+        let (demand, demand_paths) = run(&history, &o, &Request { nonnegative: true, ..req });
+        assert!(demand.point.iter().chain(demand_paths.iter().flatten()).all(|v| *v >= 0.0), "clipped after the lift is back");
     }
 
     /// Two context lengths: each draws its share of the paths from its own context (and seed),

@@ -4,6 +4,8 @@
 //! a small share of its level, the model reads what the line leaves — at that residual's own
 //! scale — and the line carries the trend: its continuation is added back to the forecast, with
 //! the line's own error (a regression's prediction interval) on the quantiles and paths.
+//! A context with values below zero, which the model never saw in pretraining, is shifted up
+//! instead ([`lift`]), and the shift taken off its forecast.
 use rand::Rng;
 use rand_distr::StandardNormal;
 
@@ -89,6 +91,61 @@ impl Line {
     }
 }
 
+/// What a context has taken out before the model reads it, put back on the forecast after.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Taken {
+    /// A straight line ([`Line`]).
+    Line(Line),
+    /// A constant subtracted from a context with values below zero ([`lift`]).
+    Shift(f64),
+}
+
+impl Taken {
+    /// The line through `values` when it describes them within `detrend` ([`Line::fit`]),
+    /// else (when `lifts`) the shift that lifts values below zero ([`lift`]), else nothing.
+    pub fn of(values: &[f64], detrend: f64, lifts: bool) -> Option<Taken> {
+        let shift = || lift(values).filter(|_| lifts).map(Taken::Shift);
+        Line::fit(values, detrend).map(Taken::Line).or_else(shift)
+    }
+
+    /// What the model reads: each value less what is taken out (missing values stay missing).
+    pub fn rest(&self, values: &[f64]) -> Vec<f64> {
+        match self {
+            Taken::Line(line) => line.residuals(values),
+            Taken::Shift(c) => values.iter().map(|v| v - c).collect(),
+        }
+    }
+
+    /// Puts it back on a forecast of the rest: the line's continuation ([`Line::restore`]), or
+    /// the shift on the point, every quantile and every path.
+    pub fn restore(&self, s: &mut Sampled, rng: &mut impl Rng) {
+        match self {
+            Taken::Line(line) => line.restore(s, rng),
+            Taken::Shift(c) => {
+                let f = &mut s.forecast;
+                f.point.iter_mut().chain(f.quantiles.iter_mut().flatten()).chain(s.paths.iter_mut().flatten()).for_each(|v| *v += c);
+            }
+        }
+    }
+}
+
+/// The shift that shows the model a context with values below zero as the positive series it
+/// was pretrained on (demand is never negative, so a value below zero is out of its range and
+/// its forecast is pulled towards zero): the smallest value is lifted to one range (max − min)
+/// above zero, so the values span [range, 2 × range] and their mean scale puts the swings at
+/// about a third of the level, as a seasonal series has (half or twice that range was 2–3 %
+/// worse on quarterly series around zero: BENCHMARKS.md, "Values below zero"). None when no
+/// value is below zero; a constant below zero is lifted to its own size.
+pub fn lift(values: &[f64]) -> Option<f64> {
+    let seen = values.iter().copied().filter(|v| v.is_finite());
+    let (min, max) = seen.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if !(min < 0.0) {
+        return None;
+    }
+    let range = if max > min { max - min } else { -min };
+    Some(min - range)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,4 +204,31 @@ mod tests {
         let expected = line.spread.powi(2) * (line.widening(3.0).powi(2) - 1.0);
         assert!((var / expected - 1.0).abs() < 0.25, "{var} against {expected}");
     }
+
+    #[test]
+    fn values_below_zero_are_lifted_to_one_range_above_it() {
+        assert_eq!(lift(&[-5.0, f64::NAN, 0.0, 5.0]), Some(-15.0), "missing values are not read");
+        assert_eq!(lift(&[-4.0, -4.0]), Some(-8.0), "a constant below zero is lifted to its own size");
+        assert_eq!(lift(&[0.0, 3.0, 1.0]), None, "demand is read as it is");
+        assert_eq!(lift(&[f64::NAN; 3]), None);
+        let values = [-5.0, 0.0, 5.0, -5.0, f64::NAN, 5.0];
+        let taken = Taken::of(&values, DETREND_FOR_TESTS, true).expect("values below zero");
+        assert_eq!(taken, Taken::Shift(-15.0), "no line describes a saw-tooth");
+        let rest = taken.rest(&values);
+        assert_eq!(rest.iter().filter(|v| v.is_finite()).copied().collect::<Vec<_>>(), [10.0, 15.0, 20.0, 10.0, 20.0]);
+        assert!(rest[4].is_nan());
+        assert_eq!(Taken::of(&values, DETREND_FOR_TESTS, false), None, "not lifted when asked not to");
+        let clean: Vec<f64> = (0..10).map(|t| -100.0 + t as f64).collect();
+        assert!(matches!(Taken::of(&clean, DETREND_FOR_TESTS, true), Some(Taken::Line(_))), "a line is taken before a lift");
+        let mut s = Sampled {
+            paths: vec![vec![1.0, 2.0]; 3],
+            forecast: QuantileForecast { point: vec![12.0, 14.0], quantiles: vec![vec![10.0, 11.0], vec![15.0, 18.0]] },
+        };
+        taken.restore(&mut s, &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1));
+        assert_eq!(s.forecast.point, [-3.0, -1.0]);
+        assert_eq!(s.forecast.quantiles, [vec![-5.0, -4.0], vec![0.0, 3.0]]);
+        assert!(s.paths.iter().all(|p| p == &[-14.0, -13.0]));
+    }
+
+    const DETREND_FOR_TESTS: f64 = crate::lm::forecast::DETREND;
 }
