@@ -119,6 +119,34 @@ fn evaluate_scores_methods_and_writes_forecasts() {
     }
 }
 
+/// `lm` lifts a series with values below zero above zero before the model reads it (the model
+/// was pretrained on values ≥ 0, and pulls such a series towards zero); `--no-lift` reads it
+/// as it is, and scores worse.
+#[test]
+fn evaluate_lifts_values_below_zero_unless_told_not_to() {
+    use datafusion::arrow::array::Int64Array;
+    let p = Project::empty();
+    let n = 64;
+    let value = |t: usize| -40.0 + 10.0 * (t % 4) as f64 + [0.4, -0.3, 0.1][t % 3];
+    let long = RecordBatch::try_from_iter(vec![
+        ("series_id", Arc::new(StringArray::from(vec!["a"; n])) as ArrayRef),
+        ("ts", Arc::new(Int64Array::from((0..n as i64).collect::<Vec<_>>())) as ArrayRef),
+        ("value", Arc::new(Float64Array::from((0..n).map(value).collect::<Vec<_>>())) as ArrayRef),
+    ])
+    .unwrap();
+    write_parquet(&p, "long.parquet", long);
+    let wql = |extra: &[&str]| -> f64 {
+        let small = format!("{}/models/small", crate::common::REPO);
+        let ev = ["evaluate", "--data", "long.parquet", "--horizon", "8", "--season", "4", "--methods", "lm", "--model", &small];
+        let args = [&ev[..], extra].concat();
+        let out = p.ok(&args);
+        let line = out.lines().find(|l| l.contains(" lm ")).unwrap_or_else(|| panic!("no lm row:\n{out}"));
+        line.split('┆').nth(1).and_then(|v| v.trim().parse().ok()).unwrap_or_else(|| panic!("no WQL in {line}"))
+    };
+    let (lifted, as_is) = (wql(&[]), wql(&["--no-lift"]));
+    assert!(lifted < 0.7 * as_is, "lifted {lifted} against read as it is {as_is}");
+}
+
 /// Hourly rows in any order are read in time order (not by their date alone), forecasts keep
 /// their times, and a series too short for a window is named as not scored; integer periods
 /// are read in order and written back as integers.
