@@ -193,10 +193,11 @@ enum Command {
     /// each series (K rolling origins with --windows) are held out; prints WQL, MASE, 80 %
     /// coverage and wall time per method.
     Evaluate {
-        /// Long table: Parquet with columns series_id, ts (a date, a timestamp or an integer period), value.
+        /// Long table: Parquet with columns series_id, ts (a date, a timestamp or an integer period), value
+        /// (or statsforecast's unique_id, ds, y, or AutoGluon's item_id, timestamp, target).
         #[arg(long)]
         data: PathBuf,
-        /// Text table: Parquet with columns series_id, text (read by text-conditioned models).
+        /// Text table: Parquet with columns series_id (or unique_id, item_id), text (read by text-conditioned models).
         #[arg(long)]
         text: Option<PathBuf>,
         #[arg(long)]

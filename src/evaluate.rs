@@ -90,24 +90,19 @@ pub async fn load(data: &Path, text: Option<&Path>, covariates: &[String]) -> Re
     let path = data.to_str().context("data path is not UTF-8")?;
     ctx.register_parquet("long", path, ParquetReadOptions::default()).await.with_context(|| format!("reading {}", data.display()))?;
     let schema = ctx.table_provider("long").await?.schema();
-    let have: Vec<_> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    for col in ["series_id", "ts", "value"] {
-        if schema.field_with_name(col).is_err() {
-            bail!("{}: no column `{col}` (a long table has series_id, ts, value; this one has {})", data.display(), have.join(", "));
-        }
-    }
+    let [id, ts, value] = long_columns(&schema).map_err(|e| anyhow!("{}: {e}", data.display()))?;
     let sources = crate::stage::covariates::kinds(&schema, covariates, "LONG").map_err(|e| anyhow!("{}: {e}", data.display()))?;
-    let axis = if schema.field_with_name("ts")?.data_type().is_integer() { Axis::Periods } else { Axis::Time };
+    let axis = if schema.field_with_name(ts)?.data_type().is_integer() { Axis::Periods } else { Axis::Time };
     if axis == Axis::Periods && sources.iter().any(|s| matches!(s, crate::stage::covariates::Source::Calendar(_))) {
         bail!("{}: `ts` holds integers (periods), which have no calendar for the model's calendar covariates; give dates", data.display());
     }
     let extra = crate::stage::covariates::select_list(covariates);
     let time = match axis {
-        Axis::Time => "arrow_cast(arrow_cast(ts, 'Timestamp(Microsecond, None)'), 'Int64')",
-        Axis::Periods => "CAST(ts AS BIGINT)",
+        Axis::Time => format!("arrow_cast(arrow_cast(\"{ts}\", 'Timestamp(Microsecond, None)'), 'Int64')"),
+        Axis::Periods => format!("CAST(\"{ts}\" AS BIGINT)"),
     };
     let sql = format!(
-        "SELECT arrow_cast(series_id, 'Utf8') AS id, {time} AS time, CAST(value AS DOUBLE) AS v{extra} FROM long ORDER BY id, time"
+        "SELECT arrow_cast(\"{id}\", 'Utf8') AS id, {time} AS time, CAST(\"{value}\" AS DOUBLE) AS v{extra} FROM long ORDER BY id, time"
     );
     let batches = ctx.sql(&sql).await?.collect().await.with_context(|| format!("reading {}", data.display()))?;
     let mut out: Vec<Series> = vec![];
@@ -147,13 +142,36 @@ pub async fn load(data: &Path, text: Option<&Path>, covariates: &[String]) -> Re
     Ok(Panel { series: out, axis })
 }
 
+/// Each role's accepted column names, first found first: restock's own, then statsforecast's
+/// (`unique_id, ds, y`), then AutoGluon's and GluonTS's (`item_id, timestamp, target`), so a
+/// long table written for a peer is read as it is.
+const LONG_COLUMNS: [(&str, [&str; 3]); 3] =
+    [("series_id", ["series_id", "unique_id", "item_id"]), ("ts", ["ts", "ds", "timestamp"]), ("value", ["value", "y", "target"])];
+
+/// LONG's series, time and value columns ([`LONG_COLUMNS`]), or which role has none.
+fn long_columns(schema: &datafusion::arrow::datatypes::Schema) -> Result<[&'static str; 3]> {
+    let found = LONG_COLUMNS.map(|(_, names)| names.into_iter().find(|n| schema.field_with_name(n).is_ok()));
+    if let Some(k) = found.iter().position(Option::is_none) {
+        let (role, names) = LONG_COLUMNS[k];
+        let have: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        bail!(
+            "no column `{role}` (a long table has series_id, ts, value — or statsforecast's unique_id, ds, y, or item_id, timestamp, target; none of {} is here: {})",
+            names.join(", "),
+            have.join(", ")
+        );
+    }
+    Ok(found.map(|n| n.expect("checked above")))
+}
+
 async fn attach_text(ctx: &SessionContext, text: &Path, series: &mut [Series]) -> Result<()> {
     let path = text.to_str().context("text path is not UTF-8")?;
     ctx.register_parquet("text", path, ParquetReadOptions::default()).await.with_context(|| format!("reading {}", text.display()))?;
+    let schema = ctx.table_provider("text").await?.schema();
+    let id = LONG_COLUMNS[0].1.into_iter().find(|n| schema.field_with_name(n).is_ok()).unwrap_or("series_id");
     let df = ctx
-        .sql("SELECT arrow_cast(series_id, 'Utf8'), arrow_cast(text, 'Utf8') FROM text")
+        .sql(&format!("SELECT arrow_cast(\"{id}\", 'Utf8'), arrow_cast(text, 'Utf8') FROM text"))
         .await
-        .with_context(|| format!("{}: a text table has columns series_id, text", text.display()))?;
+        .with_context(|| format!("{}: a text table has columns series_id (or unique_id, item_id), text", text.display()))?;
     let mut by_id = std::collections::HashMap::new();
     for b in df.collect().await? {
         let ids = b.column(0).as_any().downcast_ref::<StringArray>().context("series_id")?;
@@ -585,5 +603,39 @@ mod tests {
         let panel = load(&dates, None, &weekend).await.unwrap();
         let flags: Vec<usize> = panel.series[0].covariates.iter().enumerate().filter(|&(_, &f)| f > 0.5).map(|(i, _)| i).collect();
         assert_eq!((panel.axis, flags), (Axis::Time, vec![5, 6, 12, 13]));
+    }
+
+    /// A long table written for statsforecast (`unique_id, ds, y`) or AutoGluon (`item_id,
+    /// timestamp, target`) is read as restock's own; a table with no value column names the
+    /// role and every name it looked for.
+    #[tokio::test]
+    async fn a_peers_long_table_is_read_as_it_is() {
+        use datafusion::arrow::array::{ArrayRef, Date32Array};
+        use datafusion::arrow::record_batch::RecordBatch;
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, cols: [&str; 3]| {
+            let batch = RecordBatch::try_from_iter(vec![
+                (cols[0], Arc::new(StringArray::from(vec!["b", "a", "a"])) as ArrayRef),
+                (cols[1], Arc::new(Date32Array::from(vec![19723, 19724, 19723])) as ArrayRef),
+                (cols[2], Arc::new(Float64Array::from(vec![7.0, 2.0, 1.0])) as ArrayRef),
+            ])
+            .unwrap();
+            let path = dir.path().join(name);
+            let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+            path
+        };
+        for cols in [["series_id", "ts", "value"], ["unique_id", "ds", "y"], ["item_id", "timestamp", "target"]] {
+            let panel = load(&write(&format!("{}.parquet", cols[0]), cols), None, &[]).await.unwrap();
+            let read: Vec<(&str, Vec<f64>)> = panel.series.iter().map(|s| (s.id.as_str(), s.values.clone())).collect();
+            assert_eq!(read, vec![("a", vec![1.0, 2.0]), ("b", vec![7.0])], "{cols:?}");
+        }
+        let err = load(&write("bad.parquet", ["unique_id", "ds", "units"]), None, &[]).await.unwrap_err().to_string();
+        assert!(
+            err.contains("bad.parquet") && err.contains("no column `value`") && err.contains("value, y, target") && err.contains("units"),
+            "{err}"
+        );
     }
 }
