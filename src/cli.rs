@@ -1222,7 +1222,17 @@ async fn evaluate_cmd(
     }
     println!("{} series, horizon {}, season {}, {} window(s)\n{t}", series.len(), opts.horizon, opts.season, opts.windows);
     if results.iter().any(|(s, _)| s.mase.is_nan()) {
-        println!("MASE n/a: no series has more than {} values of history before its held-out ones (its seasonal-naive scale)", opts.season);
+        println!(
+            "MASE n/a: no series has a seasonal-naive scale (more than {} values of history before its held-out ones, not all repeating the season exactly)",
+            opts.season
+        );
+    }
+    let evaluate::Filled { times, series: gappy } = panel.filled;
+    if times > 0 {
+        println!(
+            "{times} missing times in {gappy} series read as missing values (each series on the table's step from its first row \
+             to its last; write the rows to LONG, as 0 or a value, to say otherwise)"
+        );
     }
     let unscored = series.iter().filter(|s| evaluate::origins(s.values.len(), opts).is_empty()).count();
     if unscored > 0 {

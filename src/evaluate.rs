@@ -20,6 +20,9 @@ use crate::forecast::{Forecaster, QuantileForecast, Request, median_ensemble};
 use crate::lm::checkpoint::Checkpoint;
 use crate::lm::forecast::{Input, LmOptions};
 
+mod grid;
+use grid::DAY;
+
 /// One series of the long table, observations in time order.
 #[derive(Debug, Clone)]
 pub struct Series {
@@ -80,6 +83,15 @@ pub enum Axis {
 pub struct Panel {
     pub series: Vec<Series>,
     pub axis: Axis,
+    /// Times missing from series' grids, put in as missing values ([`grid`]).
+    pub filled: Filled,
+}
+
+/// Missing times put in: how many, over how many series.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Filled {
+    pub times: usize,
+    pub series: usize,
 }
 
 /// Read LONG (and optionally TEXT) Parquet into series, checking columns and types, with the
@@ -128,6 +140,7 @@ pub async fn load(data: &Path, text: Option<&Path>, covariates: &[String]) -> Re
             raw.last_mut().expect("pushed").iter_mut().zip(&cols).for_each(|(r, c)| r.push(num(c, i)));
         }
     }
+    let filled = regularise(&mut out, &mut raw, axis).map_err(|e| anyhow!("{}: {e}", data.display()))?;
     for (s, cols) in out.iter_mut().zip(raw) {
         // Days are what calendar covariates read; periods have none (refused above).
         let days: Vec<i32> = match axis {
@@ -139,7 +152,37 @@ pub async fn load(data: &Path, text: Option<&Path>, covariates: &[String]) -> Re
     if let Some(text) = text {
         attach_text(&ctx, text, &mut out).await?;
     }
-    Ok(Panel { series: out, axis })
+    Ok(Panel { series: out, axis, filled })
+}
+
+/// Refuses a series with two rows at one time, then puts each series on the table's grid
+/// ([`grid::Step`]), its missing times (and their covariates) as missing values.
+fn regularise(series: &mut [Series], raw: &mut [Vec<Vec<f64>>], axis: Axis) -> Result<Filled> {
+    for s in series.iter() {
+        if let Some(w) = s.ts.windows(2).find(|w| w[0] == w[1]) {
+            bail!("series `{}` has two rows at {} (a long table has one row per series and time)", s.id, show_time(w[0], axis));
+        }
+    }
+    let mut filled = Filled::default();
+    let Some(step) = grid::Step::of(series.iter().map(|s| &s.ts[..]), axis == Axis::Time) else { return Ok(filled) };
+    for (s, cols) in series.iter_mut().zip(raw) {
+        let Some(times) = step.fill(&s.ts) else { continue };
+        filled.series += 1;
+        filled.times += times.len() - s.ts.len();
+        s.values = grid::spread(&s.ts, &times, &s.values);
+        cols.iter_mut().for_each(|c| *c = grid::spread(&s.ts, &times, c));
+        s.ts = times;
+    }
+    Ok(filled)
+}
+
+/// A time as LONG wrote it: a date, a date and time, or a period.
+fn show_time(t: i64, axis: Axis) -> String {
+    match (axis, chrono::DateTime::from_timestamp_micros(t)) {
+        (Axis::Time, Some(d)) if t.rem_euclid(DAY) == 0 => d.date_naive().to_string(),
+        (Axis::Time, Some(d)) => d.naive_utc().to_string(),
+        _ => t.to_string(),
+    }
 }
 
 /// Each role's accepted column names, first found first: restock's own, then statsforecast's
@@ -408,7 +451,6 @@ pub fn parse_methods(
 }
 
 /// Microseconds in a day.
-const DAY: i64 = 86_400_000_000;
 
 /// How forecasts write `ts`: a date, a timestamp where any series has times within a day
 /// (hourly data), or LONG's integers.
@@ -637,5 +679,43 @@ mod tests {
             err.contains("bad.parquet") && err.contains("no column `value`") && err.contains("value, y, target") && err.contains("units"),
             "{err}"
         );
+    }
+
+    /// Days missing from a daily series are put in as missing values (the season stays in
+    /// phase); two rows of a series at one time are refused, naming the series and the day.
+    #[tokio::test]
+    async fn missing_days_are_missing_values_and_a_repeated_day_is_refused() {
+        use datafusion::arrow::array::{ArrayRef, Date32Array};
+        use datafusion::arrow::record_batch::RecordBatch;
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, rows: &[(&str, i32, f64)]| {
+            let batch = RecordBatch::try_from_iter(vec![
+                ("series_id", Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())) as ArrayRef),
+                ("ts", Arc::new(Date32Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())) as ArrayRef),
+                ("value", Arc::new(Float64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())) as ArrayRef),
+            ])
+            .unwrap();
+            let path = dir.path().join(name);
+            let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+            path
+        };
+        // 2024-01-01 is day 19723; `a` misses the 3rd and 4th, `b` misses nothing.
+        let mut rows: Vec<(&str, i32, f64)> = [0, 1, 4, 5, 6].iter().map(|&d| ("a", 19723 + d, d as f64)).collect();
+        rows.extend((0..7).map(|d| ("b", 19723 + d, 1.0)));
+        let panel = load(&write("gaps.parquet", &rows), None, &["calendar.weekend".to_string()]).await.unwrap();
+        assert_eq!(panel.filled, Filled { times: 2, series: 1 });
+        let a = &panel.series[0];
+        assert_eq!(a.ts, (0..7).map(|d| (19723 + d) * DAY).collect::<Vec<_>>());
+        let shown: Vec<f64> = a.values.iter().map(|v| if v.is_nan() { -1.0 } else { *v }).collect();
+        assert_eq!(shown, [0.0, 1.0, -1.0, -1.0, 4.0, 5.0, 6.0]);
+        assert_eq!(a.covariates.len(), 7, "calendar covariates for the filled days too");
+        assert_eq!(panel.series[1].values, vec![1.0; 7]);
+
+        rows.push(("b", 19725, 2.0));
+        let err = load(&write("twice.parquet", &rows), None, &[]).await.unwrap_err().to_string();
+        assert!(err.contains("twice.parquet") && err.contains("series `b` has two rows at 2024-01-03"), "{err}");
     }
 }
