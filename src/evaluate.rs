@@ -15,13 +15,11 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
+use crate::forecast::grid::{self, DAY};
 use crate::forecast::metrics::{LEVELS, WqlSums, coverage, mase};
 use crate::forecast::{Forecaster, QuantileForecast, Request, median_ensemble};
 use crate::lm::checkpoint::Checkpoint;
 use crate::lm::forecast::{Input, LmOptions};
-
-mod grid;
-use grid::DAY;
 
 /// One series of the long table, observations in time order.
 #[derive(Debug, Clone)]
@@ -87,12 +85,7 @@ pub struct Panel {
     pub filled: Filled,
 }
 
-/// Missing times put in: how many, over how many series.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Filled {
-    pub times: usize,
-    pub series: usize,
-}
+pub use crate::forecast::grid::Filled;
 
 /// Read LONG (and optionally TEXT) Parquet into series, checking columns and types, with the
 /// known covariate columns `covariates` of LONG (a model's; their held-out rows are the known

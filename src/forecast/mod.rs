@@ -4,6 +4,7 @@
 //! Every method returns quantiles, not only a point: the inventory policy needs the spread.
 pub mod decompose;
 pub mod ets;
+pub mod grid;
 pub mod intermittent;
 pub mod metrics;
 pub mod optim;

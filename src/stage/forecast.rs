@@ -17,6 +17,7 @@ use serde::Deserialize;
 use super::text::{TextConfig, series_texts};
 use super::{Cancelled, StageCx, StageDecl, StageKind, StageProgress, StageReport, StageTask};
 use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
+use crate::forecast::grid::{self, DAY, Filled};
 use crate::forecast::{Forecaster, QuantileForecast, Request, quantile_column};
 use crate::lm::checkpoint::{Checkpoint, Source};
 use crate::lm::forecast::{Input, LmOptions};
@@ -33,6 +34,15 @@ enum Freq {
 }
 
 impl Freq {
+    /// The grid a series' rows lie on.
+    fn grid(self) -> grid::Step {
+        match self {
+            Freq::Day => grid::Step::Fixed(DAY),
+            Freq::Week => grid::Step::Fixed(7 * DAY),
+            Freq::Month => grid::Step::Months(1),
+        }
+    }
+
     fn step(self, d: NaiveDate, n: u32) -> NaiveDate {
         match self {
             Freq::Day => d + chrono::Duration::days(n as i64),
@@ -560,6 +570,8 @@ fn forecast_all(
     cancel: &tokio_util::sync::CancellationToken,
     progress: &StageProgress,
 ) -> Result<(RecordBatch, Option<RecordBatch>, u64, Vec<String>)> {
+    let (dense, filled) = densify(h.all, &cfg.series, Some(cfg.freq.grid()))?;
+    let h = &History { all: &dense, ..*h };
     let (all, texts) = (h.all, h.texts);
     let n_keys = cfg.series.len();
     let key_cols: Vec<ArrayRef> = all.columns()[..n_keys].to_vec();
@@ -578,6 +590,7 @@ fn forecast_all(
     let last: Vec<NaiveDate> = bounds.iter().map(|&(_, end)| epoch + chrono::Duration::days(dates.value(end - 1) as i64)).collect();
     let covariates = horizon_covariates(h, &bounds, cfg, &last);
     let mut warnings: Vec<String> = h.covariates.iter().flat_map(|c| c.warnings.iter().cloned()).collect();
+    warnings.extend(filled_warning(filled, "`freq`"));
     let names = h.covariates.map_or(&[][..], |c| &c.names[..]);
     let series = Series { histories: &histories, texts, covariates: &covariates, covariate_names: names };
     let (forecasts, paths, more) = forecasts(method, &series, &req, want_paths, cancel, progress)?;
@@ -658,6 +671,72 @@ pub(crate) async fn long_history(
         bail!("input `{input}` has no rows");
     }
     Ok(all)
+}
+
+/// A [`long_history`] batch with a row — target and covariates null, so read as missing — for
+/// each date a series skips on `step` between its first row and its last (None: the batch's
+/// own median step, [`grid::Step::of`]), and how many it put in. Two rows of a series at one
+/// date are refused, naming the series (`keys`) and the date.
+pub(crate) fn densify(all: &RecordBatch, keys: &[String], step: Option<grid::Step>) -> Result<(RecordBatch, Filled)> {
+    let n_keys = keys.len();
+    let (bounds, _) = split_series(all, n_keys)?;
+    let dates = all.column(n_keys).as_any().downcast_ref::<Date32Array>().context("time column is DATE")?;
+    let times: Vec<Vec<i64>> = bounds.iter().map(|&(s, e)| (s..e).map(|i| dates.value(i) as i64 * DAY).collect()).collect();
+    for (ts, &(s, _)) in times.iter().zip(&bounds) {
+        if let Some(k) = ts.windows(2).position(|w| w[0] == w[1]) {
+            let key: Vec<String> = all.columns()[..n_keys]
+                .iter()
+                .map(|c| datafusion::arrow::util::display::array_value_to_string(c, s).unwrap_or_default())
+                .collect();
+            let day = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid") + chrono::Duration::days(ts[k] / DAY);
+            bail!("series ({}) = ({}) has two rows at {day}: one row per series and date", keys.join(", "), key.join(", "));
+        }
+    }
+    let Some(step) = step.or_else(|| grid::Step::of(times.iter().map(|t| &t[..]), true)) else {
+        return Ok((all.clone(), Filled::default()));
+    };
+    let (mut rows, mut keep, mut days, mut filled) = (vec![], vec![], vec![], Filled::default());
+    for (ts, &(s, e)) in times.iter().zip(&bounds) {
+        match step.fill(ts) {
+            None => {
+                rows.extend((s..e).map(|i| i as u32));
+                keep.extend((s..e).map(|i| Some(i as u32)));
+                days.extend((s..e).map(|i| dates.value(i)));
+            }
+            Some(full) => {
+                (filled.times, filled.series) = (filled.times + full.len() - ts.len(), filled.series + 1);
+                let mut at = (s..e).zip(ts).peekable();
+                for t in full {
+                    let row = at.next_if(|(_, r)| **r == t).map(|(i, _)| i as u32);
+                    (rows.push(row.unwrap_or(s as u32)), keep.push(row), days.push((t / DAY) as i32));
+                }
+            }
+        }
+    }
+    if filled.times == 0 {
+        return Ok((all.clone(), filled));
+    }
+    let (rows, keep) = (UInt32Array::from(rows), UInt32Array::from(keep));
+    let mut columns: Vec<ArrayRef> = all.columns()[..n_keys].iter().map(|c| take(c, &rows, None)).collect::<Result<_, _>>()?;
+    columns.push(Arc::new(Date32Array::from(days)));
+    for c in &all.columns()[n_keys + 1..] {
+        columns.push(take(c, &keep, None)?);
+    }
+    let schema = all.schema();
+    let fields: Vec<Field> =
+        schema.fields().iter().enumerate().map(|(i, f)| f.as_ref().clone().with_nullable(f.is_nullable() || i > n_keys)).collect();
+    Ok((RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?, filled))
+}
+
+/// The warning for dates a [`densify`] put in.
+pub(crate) fn filled_warning(filled: Filled, step: &str) -> Option<String> {
+    (filled.times > 0).then(|| {
+        format!(
+            "{} missing dates in {} series read as missing values (each series on its {step} from its first row to its last; \
+             write the rows to the input, as 0 or a value, to say otherwise)",
+            filled.times, filled.series
+        )
+    })
 }
 
 /// Row ranges of each series in a [`long_history`] batch, and each series' values (NaN = null).
@@ -764,5 +843,51 @@ impl Rows {
         }
         columns.push(Arc::new(StringArray::from(vec![model; len])));
         Ok(RecordBatch::try_new(schema, columns)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(rows: &[(&str, i32, Option<f64>)]) -> RecordBatch {
+        RecordBatch::try_from_iter(vec![
+            ("sku", Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())) as ArrayRef),
+            ("date", Arc::new(Date32Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())) as ArrayRef),
+            ("y", Arc::new(Float64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())) as ArrayRef),
+            ("promo", Arc::new(Float64Array::from(rows.iter().map(|r| r.2.map(|_| 1.0)).collect::<Vec<_>>())) as ArrayRef),
+        ])
+        .unwrap()
+    }
+
+    /// Days a series skips become rows with a null target and null covariates (keys and date
+    /// filled in); a series with none is left as it is; a repeated date is refused by name.
+    #[test]
+    fn skipped_days_become_missing_rows_and_a_repeated_day_is_refused() {
+        let keys = ["sku".to_string()];
+        let all = batch(&[("a", 10, Some(1.0)), ("a", 11, Some(2.0)), ("a", 14, Some(5.0)), ("b", 10, Some(7.0)), ("b", 11, Some(8.0))]);
+        let (dense, filled) = densify(&all, &keys, Some(Freq::Day.grid())).unwrap();
+        assert_eq!(filled, Filled { times: 2, series: 1 });
+        let (bounds, histories) = split_series(&dense, 1).unwrap();
+        assert_eq!(bounds, vec![(0, 5), (5, 7)]);
+        let shown: Vec<f64> = histories[0].iter().map(|v| if v.is_nan() { -1.0 } else { *v }).collect();
+        assert_eq!(shown, [1.0, 2.0, -1.0, -1.0, 5.0]);
+        assert_eq!(histories[1], [7.0, 8.0]);
+        let dates = dense.column(1).as_any().downcast_ref::<Date32Array>().unwrap();
+        assert_eq!(dates.values().to_vec(), [10, 11, 12, 13, 14, 10, 11]);
+        let sku = dense.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        assert!((0..5).all(|i| sku.value(i) == "a"), "filled rows keep their series' keys");
+        assert!(dense.column(3).is_null(2) && dense.column(3).is_null(3) && !dense.column(3).is_null(4), "covariates null where filled");
+        let warning = filled_warning(filled, "`freq`").unwrap();
+        assert!(warning.starts_with("2 missing dates in 1 series read as missing values"), "{warning}");
+
+        let (weekly, none) = densify(&batch(&[("a", 3, Some(1.0)), ("a", 10, Some(2.0))]), &keys, Some(Freq::Week.grid())).unwrap();
+        assert_eq!((weekly.num_rows(), none, filled_warning(none, "")), (2, Filled::default(), None));
+        let (inferred, f) = densify(&batch(&[("a", 0, Some(1.0)), ("a", 7, Some(2.0)), ("a", 21, Some(4.0))]), &keys, None).unwrap();
+        assert_eq!((inferred.num_rows(), f), (4, Filled { times: 1, series: 1 }), "the batch's own median step: a week");
+
+        let twice = batch(&[("a", 10, Some(1.0)), ("b", 10, Some(1.0)), ("b", 10, Some(2.0))]);
+        let err = densify(&twice, &keys, None).unwrap_err().to_string();
+        assert!(err.contains("series (sku) = (b) has two rows at 1970-01-11"), "{err}");
     }
 }

@@ -16,7 +16,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};
 
-use super::forecast::{long_history, split_series};
+use super::forecast::{densify, filled_warning, long_history, split_series};
 use super::text::{TextConfig, read_tokenizer, series_texts};
 use super::{Cancelled, Scratch, StageCx, StageDecl, StageKind, StageReport, StageTask};
 use crate::diag::Diagnostics;
@@ -432,6 +432,7 @@ impl StageTask for TrainTask {
     async fn run(&self, cx: &StageCx) -> Result<StageReport> {
         let names = &self.cfg.covariates;
         let all = long_history(cx, &self.input, &self.cfg.series, &self.cfg.time, &self.cfg.target, names).await?;
+        let (all, filled) = densify(&all, &self.cfg.series, None)?;
         let (bounds, histories) = split_series(&all, self.cfg.series.len())?;
         let schema = cx.ctx.table_provider(self.input.as_str()).await?.schema();
         let sources = super::covariates::kinds(&schema, names, &self.input).map_err(anyhow::Error::msg)?;
@@ -465,7 +466,9 @@ impl StageTask for TrainTask {
         let tuned = cx.blocking(run).await?;
         let written = cx.write_output(0, cx.ctx.read_batch(tuned.row)?).await?;
         let details = serde_json::json!({ "resumed_from": tuned.resumed_from, "new_skus": tuned.new_skus });
-        Ok(StageReport { rows_out: written.rows, bytes_out: written.bytes, details: Some(details), warnings: tuned.warnings })
+        let mut warnings = tuned.warnings;
+        warnings.extend(filled_warning(filled, "rows' median step").map(|w| format!("{}: {w}", self.stage)));
+        Ok(StageReport { rows_out: written.rows, bytes_out: written.bytes, details: Some(details), warnings })
     }
 }
 

@@ -58,6 +58,33 @@ fn every_method_runs_as_a_stage_with_ordered_quantiles() {
     assert!(peak[0].parse::<f64>().unwrap() > 5.0, "{peak:?}");
 }
 
+/// A day a series skips is a missing value, not a day the series leaps over: the weekly cycle
+/// stays in phase (seasonal naive repeats the last week) and the run warns with the count. Two
+/// rows of a series at one date fail the run, naming the series and the date.
+#[test]
+fn a_skipped_day_is_a_missing_value_and_a_repeated_day_an_error() {
+    use datafusion::arrow::compute::filter_record_batch;
+    let p = Project::empty();
+    let full = demand(&["a"], 63, None);
+    let skip = BooleanArray::from((0..63).map(|d| d != 58 && d != 59).collect::<Vec<_>>());
+    write_parquet(&p, "lake/raw/demand/part-0.parquet", filter_record_batch(&full, &skip).unwrap());
+    p.write("p.yaml", &pipeline("seasonal_naive"));
+    let (ok, out) = p.loud(&["run", "p.yaml"]);
+    assert!(ok && out.contains("2 missing dates in 1 series read as missing values"), "{out}");
+    // Day 63 + h repeats day 56 + h, the same day of the cycle (read as consecutive, the last
+    // seven values would be days 54–57 and 60–62); the two skipped days have no value to repeat.
+    let units = full.column(2).as_any().downcast_ref::<Float64Array>().unwrap();
+    let got: Vec<f64> = p.query("SELECT forecast FROM forecasts ORDER BY date").iter().map(|v| v.parse().unwrap()).collect();
+    for h in [0, 1, 4, 5, 6] {
+        assert_eq!(got[h], units.value(56 + h), "step {}: {got:?}", h + 1);
+    }
+
+    let twice = datafusion::arrow::compute::concat_batches(&full.schema(), &[full.slice(0, 63), full.slice(20, 1)]).unwrap();
+    write_parquet(&p, "lake/raw/demand/part-0.parquet", twice);
+    let err = p.fails(&["run", "p.yaml"], 1);
+    assert!(err.contains("series (sku_id) = (a) has two rows at 2024-10-24"), "{err}");
+}
+
 #[test]
 fn unknown_method_and_a_series_without_values_are_clear_errors() {
     let p = Project::empty();

@@ -1,8 +1,8 @@
 //! A long table's times on a regular grid. A series whose rows skip times of the table's step
 //! (an hour, a day, a week, a calendar month, quarter or year) would otherwise be read as if
-//! its values were consecutive, every season after a gap out of phase; the skipped times are
-//! put in as missing values, which every method masks or fills. Rows that do not lie on one
-//! grid are read as they are.
+//! its values were consecutive, every season after a gap out of phase; `restock evaluate` and
+//! the `forecast` stage put the skipped times in as missing values, which every method masks
+//! or fills. Rows that do not lie on one grid are read as they are.
 use chrono::{Datelike, Months, NaiveDate};
 
 /// Microseconds in a day.
@@ -19,7 +19,7 @@ pub enum Step {
 }
 
 impl Step {
-    /// The median positive gap between consecutive times of every series (`dated`: times in
+    /// The (lower) median positive gap between consecutive times of every series (`dated`: times in
     /// microseconds, where a gap of 28–31 whole days is a month, 89–92 a quarter and 365–366 a
     /// year); None where no series has two times.
     pub fn of<'a>(series: impl Iterator<Item = &'a [i64]>, dated: bool) -> Option<Step> {
@@ -27,7 +27,7 @@ impl Step {
         if gaps.is_empty() {
             return None;
         }
-        let mid = gaps.len() / 2;
+        let mid = (gaps.len() - 1) / 2; // the lower median: of two gaps, the shorter
         let g = *gaps.select_nth_unstable(mid).1;
         let months = match (dated && g % DAY == 0).then_some(g / DAY) {
             Some(28..=31) => Some(1),
@@ -73,6 +73,13 @@ impl Step {
         }
         (grid.len() > ts.len() && rows.next().is_none()).then_some(grid)
     }
+}
+
+/// Missing times put in: how many, over how many series.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Filled {
+    pub times: usize,
+    pub series: usize,
 }
 
 /// `values` (one per time of `ts`) spread over `grid`, NaN where the grid has a time `ts` lacks.
