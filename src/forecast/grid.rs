@@ -38,6 +38,23 @@ impl Step {
         Some(months.map_or(Step::Fixed(g), Step::Months))
     }
 
+    /// About how long a step is, in microseconds (a month as 30 days): for comparing steps.
+    pub fn span(self) -> i64 {
+        match self {
+            Step::Fixed(g) => g,
+            Step::Months(n) => n as i64 * 30 * DAY,
+        }
+    }
+
+    /// The step in words: "7 days", "1 month", "3600000000 µs".
+    pub fn describe(self) -> String {
+        match self {
+            Step::Fixed(g) if g % DAY == 0 => format!("{} day{}", g / DAY, if g == DAY { "" } else { "s" }),
+            Step::Fixed(g) => format!("{g} µs"),
+            Step::Months(n) => format!("{n} month{}", if n == 1 { "" } else { "s" }),
+        }
+    }
+
     /// The time `k` steps after `first`.
     fn nth(self, first: i64, k: i64) -> Option<i64> {
         match self {

@@ -676,7 +676,8 @@ pub(crate) async fn long_history(
 /// A [`long_history`] batch with a row — target and covariates null, so read as missing — for
 /// each date a series skips on `step` between its first row and its last (None: the batch's
 /// own median step, [`grid::Step::of`]), and how many it put in. Two rows of a series at one
-/// date are refused, naming the series (`keys`) and the date.
+/// date are refused, naming the series (`keys`) and the date, and so are rows a longer `freq`
+/// apart than `step` (weekly rows under `freq: day` would be read as six missing days in seven).
 pub(crate) fn densify(all: &RecordBatch, keys: &[String], step: Option<grid::Step>) -> Result<(RecordBatch, Filled)> {
     let n_keys = keys.len();
     let (bounds, _) = split_series(all, n_keys)?;
@@ -692,9 +693,19 @@ pub(crate) fn densify(all: &RecordBatch, keys: &[String], step: Option<grid::Ste
             bail!("series ({}) = ({}) has two rows at {day}: one row per series and date", keys.join(", "), key.join(", "));
         }
     }
-    let Some(step) = step.or_else(|| grid::Step::of(times.iter().map(|t| &t[..]), true)) else {
-        return Ok((all.clone(), Filled::default()));
-    };
+    let own = grid::Step::of(times.iter().map(|t| &t[..]), true);
+    let another_freq = |s: grid::Step| s == Freq::Week.grid() || matches!(s, grid::Step::Months(_));
+    if let (Some(given), Some(own)) = (step, own)
+        && another_freq(own)
+        && 2 * own.span() > 3 * given.span()
+    {
+        bail!(
+            "the input's rows are {} apart (the median), but `freq` says {}: set `freq` to the rows' step (day, week, month)",
+            own.describe(),
+            given.describe()
+        );
+    }
+    let Some(step) = step.or(own) else { return Ok((all.clone(), Filled::default())) };
     let (mut rows, mut keep, mut days, mut filled) = (vec![], vec![], vec![], Filled::default());
     for (ts, &(s, e)) in times.iter().zip(&bounds) {
         match step.fill(ts) {
@@ -885,6 +896,12 @@ mod tests {
         assert_eq!((weekly.num_rows(), none, filled_warning(none, "")), (2, Filled::default(), None));
         let (inferred, f) = densify(&batch(&[("a", 0, Some(1.0)), ("a", 7, Some(2.0)), ("a", 21, Some(4.0))]), &keys, None).unwrap();
         assert_eq!((inferred.num_rows(), f), (4, Filled { times: 1, series: 1 }), "the batch's own median step: a week");
+
+        let weeks = batch(&[("a", 0, Some(1.0)), ("a", 7, Some(2.0)), ("a", 14, Some(4.0))]);
+        let err = densify(&weeks, &keys, Some(Freq::Day.grid())).unwrap_err().to_string();
+        let sparse = batch(&[("a", 0, Some(1.0)), ("a", 3, Some(2.0)), ("a", 6, Some(4.0))]);
+        assert_eq!(densify(&sparse, &keys, Some(Freq::Day.grid())).unwrap().1, Filled { times: 4, series: 1 }, "sparse daily rows: filled");
+        assert!(err.contains("rows are 7 days apart (the median), but `freq` says 1 day"), "{err}");
 
         let twice = batch(&[("a", 10, Some(1.0)), ("b", 10, Some(1.0)), ("b", 10, Some(2.0))]);
         let err = densify(&twice, &keys, None).unwrap_err().to_string();
