@@ -3,6 +3,7 @@
 //! decoding), `corpus.rs` (synthetic pretraining series), `describe.rs` (their product text), `calendar.rs` (date features as covariates). Pure: no Arrow, no stages; every path into libtorch
 //! goes through `device::best()` first.
 pub mod calendar;
+pub mod calibrate;
 pub mod checkpoint;
 pub mod corpus;
 pub mod describe;

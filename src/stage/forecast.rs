@@ -112,6 +112,10 @@ struct ForecastConfig {
     /// `lm` only: seasons the forecast's seasonal-lag input averages, as the season's shape at
     /// the last season's level (default 1: the last season's value, as the model was trained).
     lag_seasons: Option<usize>,
+    /// `lm` only: narrows each forecast's spread around its median by the factor that best
+    /// forecasts the series' own last `horizon` values (`lm::calibrate`; default false).
+    #[serde(default)]
+    calibrate: bool,
     /// `lm` only: product text to condition on, for a model fine-tuned with text (one with a
     /// tokenizer); other models forecast without it.
     #[serde(default)]
@@ -204,6 +208,7 @@ fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, 
     let opts = LmOptions {
         detrend,
         lag_seasons,
+        calibrate: cfg.calibrate,
         paths: cfg.paths,
         temperature: cfg.temperature,
         top_k: cfg.top_k,

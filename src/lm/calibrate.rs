@@ -1,0 +1,106 @@
+//! How wide a run's LM forecasts should be, learnt from the run's own series. The model's 80 %
+//! intervals are too wide on some data (aus_retail, smooth hourly series) and about right on
+//! other (PBS, daily unit counts), and each data set's best width is stable across forecast
+//! origins (BENCHMARKS.md, "How wide the LM's intervals should be"). So every series' own last
+//! `horizon` values are forecast from what precedes them (at most [`MAX_SERIES`] series, evenly
+//! spaced), and the factor that scales each quantile's distance from the median best (WQL
+//! pooled over them) is applied to the real forecasts. It only narrows: a factor above 1, learnt
+//! from one earlier stretch of growing yearly series, cost them 6 % where it widened.
+use crate::forecast::QuantileForecast;
+use crate::forecast::metrics::pinball;
+
+/// Factors tried: 0.5, 0.6, …, 1 (the model's own spread).
+pub const FACTORS: [f64; 6] = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+
+/// Most series forecast for the factor: a nightly run of thousands pays a tenth more, not double.
+pub const MAX_SERIES: usize = 512;
+
+/// Fewest held-out values a factor is learnt from; fewer leave the forecasts as they are.
+pub const MIN_HELD: usize = 50;
+
+/// Fewest values a series keeps before its held-out ones to be forecast for the factor.
+pub const MIN_CONTEXT: usize = 8;
+
+/// One held-out forecast: the values held out and the forecast of them at `levels`.
+pub struct Held<'a> {
+    pub actual: &'a [f64],
+    pub forecast: QuantileForecast,
+}
+
+/// The factor of [`FACTORS`] whose scaled quantiles (`levels`, whose `median` index is 0.5)
+/// have the least pinball loss over every held-out value; 1 with fewer than [`MIN_HELD`].
+pub fn best_factor(held: &[Held], levels: &[f64], median: usize) -> f64 {
+    let observed: usize = held.iter().map(|h| h.actual.iter().filter(|y| y.is_finite()).count()).sum();
+    if observed < MIN_HELD {
+        return 1.0;
+    }
+    let loss = |k: f64| -> f64 {
+        let mut total = 0.0;
+        for h in held {
+            let q = &h.forecast.quantiles;
+            for (t, y) in h.actual.iter().enumerate().filter(|(_, y)| y.is_finite()) {
+                let c = q[median][t];
+                total += levels.iter().zip(q).map(|(l, qs)| pinball(*y, c + k * (qs[t] - c), *l)).sum::<f64>();
+            }
+        }
+        total
+    };
+    FACTORS.into_iter().map(|k| (k, loss(k))).min_by(|a, b| a.1.total_cmp(&b.1)).map_or(1.0, |(k, _)| k)
+}
+
+/// Scales each quantile's, the point's and each path's distance from the median (quantile
+/// `median`) by `k`, step by step.
+pub fn scale(f: &mut QuantileForecast, paths: &mut [Vec<f64>], median: usize, k: f64) {
+    let centre = f.quantiles[median].clone();
+    let move_ = |v: &mut f64, c: f64| *v = c + k * (*v - c);
+    f.point.iter_mut().zip(&centre).for_each(|(v, c)| move_(v, *c));
+    for q in f.quantiles.iter_mut() {
+        q.iter_mut().zip(&centre).for_each(|(v, c)| move_(v, *c));
+    }
+    for p in paths.iter_mut() {
+        p.iter_mut().zip(&centre).for_each(|(v, c)| move_(v, *c));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forecast::metrics::LEVELS;
+
+    /// A forecast whose quantiles are the median ± `spread` × the normal's z at each level.
+    fn normal(median: f64, spread: f64, steps: usize) -> QuantileForecast {
+        let z = |l: f64| crate::forecast::norm_ppf(l);
+        QuantileForecast { point: vec![median; steps], quantiles: LEVELS.iter().map(|&l| vec![median + spread * z(l); steps]).collect() }
+    }
+
+    /// Actuals drawn from a spread of 1 (deterministic normal scores): a forecast twice too wide
+    /// learns ½, one right learns 1, one too narrow is never widened; too few values learn nothing.
+    #[test]
+    fn the_factor_that_scores_best_on_held_out_values_is_learnt() {
+        let actual: Vec<f64> = (1..=60).map(|i| crate::forecast::norm_ppf(i as f64 / 61.0)).collect();
+        let learn = |spread: f64, n: usize| best_factor(&[Held { actual: &actual[..n], forecast: normal(0.0, spread, n) }], &LEVELS, 4);
+        assert_eq!(learn(2.0, 60), 0.5);
+        assert_eq!(learn(1.0, 60), 1.0);
+        assert_eq!(learn(1.6, 60), 0.6);
+        assert_eq!(learn(0.75, 60), 1.0, "only narrowed");
+        assert_eq!(learn(2.0, MIN_HELD - 1), 1.0, "too few held-out values");
+        let mut missing = actual.clone();
+        missing[..20].iter_mut().for_each(|v| *v = f64::NAN);
+        let sparse = best_factor(&[Held { actual: &missing, forecast: normal(0.0, 2.0, 60) }], &LEVELS, 4);
+        assert_eq!(sparse, 1.0, "missing values are not counted");
+    }
+
+    #[test]
+    fn scaling_moves_everything_towards_the_median() {
+        let mut f = normal(10.0, 2.0, 2);
+        f.point = vec![11.0, 9.0];
+        let mut paths = vec![vec![14.0, 6.0]];
+        scale(&mut f, &mut paths, 4, 0.5);
+        assert_eq!(f.point, [10.5, 9.5]);
+        assert_eq!(paths, [vec![12.0, 8.0]]);
+        let want = normal(10.0, 1.0, 2);
+        for (a, b) in f.quantiles.iter().zip(&want.quantiles) {
+            assert!(a.iter().zip(b).all(|(a, b)| (a - b).abs() < 1e-12), "{a:?} {b:?}");
+        }
+    }
+}
