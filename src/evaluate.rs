@@ -531,6 +531,16 @@ pub fn write_forecasts(path: &PathBuf, panel: &Panel, results: &[(Score, Vec<Bac
 mod tests {
     use super::*;
 
+    /// A Parquet file `name` in `dir` with these columns.
+    fn write_parquet(dir: &Path, name: &str, columns: Vec<(&str, datafusion::arrow::array::ArrayRef)>) -> PathBuf {
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let path = dir.join(name);
+        let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        path
+    }
+
     #[test]
     fn origins_step_back_by_horizon_and_skip_short_series() {
         let opts = Options { horizon: 3, season: 1, windows: 2 };
@@ -611,21 +621,15 @@ mod tests {
     #[tokio::test]
     async fn calendar_covariates_need_dates_not_integer_periods() {
         use datafusion::arrow::array::{ArrayRef, Date32Array, Int64Array};
-        use datafusion::arrow::record_batch::RecordBatch;
         use std::sync::Arc;
         let dir = tempfile::tempdir().unwrap();
         let write = |name: &str, ts: ArrayRef| {
-            let batch = RecordBatch::try_from_iter(vec![
-                ("series_id", Arc::new(StringArray::from(vec!["a"; 14])) as ArrayRef),
-                ("ts", ts),
-                ("value", Arc::new(Float64Array::from((0..14).map(f64::from).collect::<Vec<_>>())) as ArrayRef),
-            ])
-            .unwrap();
-            let path = dir.path().join(name);
-            let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
-            w.write(&batch).unwrap();
-            w.close().unwrap();
-            path
+            let value = Arc::new(Float64Array::from((0..14).map(f64::from).collect::<Vec<_>>())) as ArrayRef;
+            write_parquet(
+                dir.path(),
+                name,
+                vec![("series_id", Arc::new(StringArray::from(vec!["a"; 14])) as ArrayRef), ("ts", ts), ("value", value)],
+            )
         };
         let weekend = ["calendar.weekend".to_string()];
         let periods = write("periods.parquet", Arc::new(Int64Array::from((0..14).collect::<Vec<i64>>())));
@@ -646,21 +650,18 @@ mod tests {
     #[tokio::test]
     async fn a_peers_long_table_is_read_as_it_is() {
         use datafusion::arrow::array::{ArrayRef, Date32Array};
-        use datafusion::arrow::record_batch::RecordBatch;
         use std::sync::Arc;
         let dir = tempfile::tempdir().unwrap();
         let write = |name: &str, cols: [&str; 3]| {
-            let batch = RecordBatch::try_from_iter(vec![
-                (cols[0], Arc::new(StringArray::from(vec!["b", "a", "a"])) as ArrayRef),
-                (cols[1], Arc::new(Date32Array::from(vec![19723, 19724, 19723])) as ArrayRef),
-                (cols[2], Arc::new(Float64Array::from(vec![7.0, 2.0, 1.0])) as ArrayRef),
-            ])
-            .unwrap();
-            let path = dir.path().join(name);
-            let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
-            w.write(&batch).unwrap();
-            w.close().unwrap();
-            path
+            write_parquet(
+                dir.path(),
+                name,
+                vec![
+                    (cols[0], Arc::new(StringArray::from(vec!["b", "a", "a"])) as ArrayRef),
+                    (cols[1], Arc::new(Date32Array::from(vec![19723, 19724, 19723])) as ArrayRef),
+                    (cols[2], Arc::new(Float64Array::from(vec![7.0, 2.0, 1.0])) as ArrayRef),
+                ],
+            )
         };
         for cols in [["series_id", "ts", "value"], ["unique_id", "ds", "y"], ["item_id", "timestamp", "target"]] {
             let panel = load(&write(&format!("{}.parquet", cols[0]), cols), None, &[]).await.unwrap();
@@ -679,21 +680,18 @@ mod tests {
     #[tokio::test]
     async fn missing_days_are_missing_values_and_a_repeated_day_is_refused() {
         use datafusion::arrow::array::{ArrayRef, Date32Array};
-        use datafusion::arrow::record_batch::RecordBatch;
         use std::sync::Arc;
         let dir = tempfile::tempdir().unwrap();
         let write = |name: &str, rows: &[(&str, i32, f64)]| {
-            let batch = RecordBatch::try_from_iter(vec![
-                ("series_id", Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())) as ArrayRef),
-                ("ts", Arc::new(Date32Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())) as ArrayRef),
-                ("value", Arc::new(Float64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())) as ArrayRef),
-            ])
-            .unwrap();
-            let path = dir.path().join(name);
-            let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
-            w.write(&batch).unwrap();
-            w.close().unwrap();
-            path
+            write_parquet(
+                dir.path(),
+                name,
+                vec![
+                    ("series_id", Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())) as ArrayRef),
+                    ("ts", Arc::new(Date32Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())) as ArrayRef),
+                    ("value", Arc::new(Float64Array::from(rows.iter().map(|r| r.2).collect::<Vec<_>>())) as ArrayRef),
+                ],
+            )
         };
         // 2024-01-01 is day 19723; `a` misses the 3rd and 4th, `b` misses nothing.
         let mut rows: Vec<(&str, i32, f64)> = [0, 1, 4, 5, 6].iter().map(|&d| ("a", 19723 + d, d as f64)).collect();
