@@ -243,10 +243,10 @@ enum Command {
         /// (the model was pretrained on values ≥ 0) and taking the lift off its forecast.
         #[arg(long)]
         no_lift: bool,
-        /// `lm` narrows each forecast's spread around its median by the factor (0.5–1) that best
-        /// forecasts the series' own last H values from what precedes them (one more pass).
+        /// `lm` keeps the model's own spread instead of narrowing it around the median by the
+        /// factor (0.5–1) that best forecasts the series' own last H values (one more pass).
         #[arg(long)]
-        calibrate: bool,
+        no_calibrate: bool,
         /// `lm`'s sampling temperature (as the forecast stage's `temperature`).
         #[arg(long, default_value_t = 1.0)]
         temperature: f64,
@@ -610,7 +610,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             detrend,
             lag_seasons,
             no_lift,
-            calibrate,
+            no_calibrate,
             temperature,
             top_k,
             lm_seed,
@@ -629,7 +629,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 detrend,
                 lag_seasons,
                 lift: !no_lift,
-                calibrate,
+                calibrate: !no_calibrate,
                 temperature,
                 top_k,
                 seed: lm_seed,

@@ -5,7 +5,8 @@
 //! `horizon` values are forecast from what precedes them (at most [`MAX_SERIES`] series, evenly
 //! spaced), and the factor that scales each quantile's distance from the median best (WQL
 //! pooled over them) is applied to the real forecasts. It only narrows: a factor above 1, learnt
-//! from one earlier stretch of growing yearly series, cost them 6 % where it widened.
+//! from one earlier stretch of growing yearly series, cost them 6 % where it widened. On by
+//! default (`LmOptions::calibrate`).
 use crate::forecast::QuantileForecast;
 use crate::forecast::metrics::pinball;
 
@@ -51,6 +52,9 @@ pub fn best_factor(held: &[Held], levels: &[f64], median: usize) -> f64 {
 /// Scales each quantile's, the point's and each path's distance from the median (quantile
 /// `median`) by `k`, step by step.
 pub fn scale(f: &mut QuantileForecast, paths: &mut [Vec<f64>], median: usize, k: f64) {
+    if k == 1.0 {
+        return; // exactly as sampled
+    }
     let centre = f.quantiles[median].clone();
     let move_ = |v: &mut f64, c: f64| *v = c + k * (*v - c);
     f.point.iter_mut().zip(&centre).for_each(|(v, c)| move_(v, *c));

@@ -113,9 +113,8 @@ struct ForecastConfig {
     /// the last season's level (default 1: the last season's value, as the model was trained).
     lag_seasons: Option<usize>,
     /// `lm` only: narrows each forecast's spread around its median by the factor that best
-    /// forecasts the series' own last `horizon` values (`lm::calibrate`; default false).
-    #[serde(default)]
-    calibrate: bool,
+    /// forecasts the series' own last `horizon` values (`lm::calibrate`; default true).
+    calibrate: Option<bool>,
     /// `lm` only: product text to condition on, for a model fine-tuned with text (one with a
     /// tokenizer); other models forecast without it.
     #[serde(default)]
@@ -208,7 +207,7 @@ fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, 
     let opts = LmOptions {
         detrend,
         lag_seasons,
-        calibrate: cfg.calibrate,
+        calibrate: cfg.calibrate.unwrap_or(d.calibrate),
         paths: cfg.paths,
         temperature: cfg.temperature,
         top_k: cfg.top_k,
