@@ -574,13 +574,13 @@ fn forecast_all(
     cancel: &tokio_util::sync::CancellationToken,
     progress: &StageProgress,
 ) -> Result<(RecordBatch, Option<RecordBatch>, u64, Vec<String>)> {
-    let (dense, filled) = densify(h.all, &cfg.series, Some(cfg.freq.grid()))?;
+    let Dense { batch: dense, bounds, filled } = densify(h.all, &cfg.series, Some(cfg.freq.grid()))?;
     let h = &History { all: &dense, ..*h };
     let (all, texts) = (h.all, h.texts);
     let n_keys = cfg.series.len();
     let key_cols: Vec<ArrayRef> = all.columns()[..n_keys].to_vec();
     let dates = all.column(n_keys).as_any().downcast_ref::<Date32Array>().expect("time column is DATE (checked)");
-    let (bounds, histories) = split_series(all, n_keys)?;
+    let histories = histories(all, n_keys, &bounds);
     if let Some(k) = histories.iter().position(|h| !h.iter().any(|v| v.is_finite())) {
         let key: Vec<String> =
             key_cols.iter().map(|c| datafusion::arrow::util::display::array_value_to_string(c, bounds[k].0).unwrap_or_default()).collect();
@@ -679,12 +679,13 @@ pub(crate) async fn long_history(
 
 /// A [`long_history`] batch with a row — target and covariates null, so read as missing — for
 /// each date a series skips on `step` between its first row and its last (None: the batch's
-/// own median step, [`grid::Step::of`]), and how many it put in. Two rows of a series at one
+/// own median step, [`grid::Step::of`]), its series' row ranges (as [`series_bounds`] would
+/// find them, without reading the keys again) and how many rows it put in. Two rows of a series at one
 /// date are refused, naming the series (`keys`) and the date, and so are rows a longer `freq`
 /// apart than `step` (weekly rows under `freq: day` would be read as six missing days in seven).
-pub(crate) fn densify(all: &RecordBatch, keys: &[String], step: Option<grid::Step>) -> Result<(RecordBatch, Filled)> {
+pub(crate) fn densify(all: &RecordBatch, keys: &[String], step: Option<grid::Step>) -> Result<Dense> {
     let n_keys = keys.len();
-    let (bounds, _) = split_series(all, n_keys)?;
+    let bounds = series_bounds(all, n_keys)?;
     let dates = all.column(n_keys).as_any().downcast_ref::<Date32Array>().context("time column is DATE")?;
     let times: Vec<Vec<i64>> = bounds.iter().map(|&(s, e)| (s..e).map(|i| dates.value(i) as i64 * DAY).collect()).collect();
     for (ts, &(s, _)) in times.iter().zip(&bounds) {
@@ -709,9 +710,11 @@ pub(crate) fn densify(all: &RecordBatch, keys: &[String], step: Option<grid::Ste
             given.describe()
         );
     }
-    let Some(step) = step.or(own) else { return Ok((all.clone(), Filled::default())) };
+    let Some(step) = step.or(own) else { return Ok(Dense { batch: all.clone(), bounds, filled: Filled::default() }) };
     let (mut rows, mut keep, mut days, mut filled) = (vec![], vec![], vec![], Filled::default());
+    let mut dense_bounds = Vec::with_capacity(bounds.len());
     for (ts, &(s, e)) in times.iter().zip(&bounds) {
+        let start = rows.len();
         match step.fill(ts) {
             None => {
                 rows.extend((s..e).map(|i| i as u32));
@@ -727,9 +730,10 @@ pub(crate) fn densify(all: &RecordBatch, keys: &[String], step: Option<grid::Ste
                 }
             }
         }
+        dense_bounds.push((start, rows.len()));
     }
     if filled.times == 0 {
-        return Ok((all.clone(), filled));
+        return Ok(Dense { batch: all.clone(), bounds, filled });
     }
     let (rows, keep) = (UInt32Array::from(rows), UInt32Array::from(keep));
     let mut columns: Vec<ArrayRef> = all.columns()[..n_keys].iter().map(|c| take(c, &rows, None)).collect::<Result<_, _>>()?;
@@ -740,7 +744,16 @@ pub(crate) fn densify(all: &RecordBatch, keys: &[String], step: Option<grid::Ste
     let schema = all.schema();
     let fields: Vec<Field> =
         schema.fields().iter().enumerate().map(|(i, f)| f.as_ref().clone().with_nullable(f.is_nullable() || i > n_keys)).collect();
-    Ok((RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?, filled))
+    Ok(Dense { batch: RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?, bounds: dense_bounds, filled })
+}
+
+/// What [`densify`] gives: the batch with its skipped dates put in, each series' row range in
+/// it, and how many rows it put in.
+#[derive(Debug)]
+pub(crate) struct Dense {
+    pub batch: RecordBatch,
+    pub bounds: Vec<(usize, usize)>,
+    pub filled: Filled,
 }
 
 /// The warning for dates a [`densify`] put in.
@@ -755,11 +768,18 @@ pub(crate) fn filled_warning(filled: Filled, step: &str) -> Option<String> {
 }
 
 /// Row ranges of each series in a [`long_history`] batch, and each series' values (NaN = null).
+#[cfg(test)]
 pub(crate) fn split_series(all: &RecordBatch, n_keys: usize) -> Result<(Vec<(usize, usize)>, Vec<Vec<f64>>)> {
+    let bounds = series_bounds(all, n_keys)?;
+    let histories = histories(all, n_keys, &bounds);
+    Ok((bounds, histories))
+}
+
+/// Row ranges of each series in a [`long_history`] batch.
+fn series_bounds(all: &RecordBatch, n_keys: usize) -> Result<Vec<(usize, usize)>> {
     let key_cols: Vec<ArrayRef> = all.columns()[..n_keys].to_vec();
     let converter = RowConverter::new(key_cols.iter().map(|c| SortField::new(c.data_type().clone())).collect())?;
     let key_rows = converter.convert_columns(&key_cols)?;
-    let values = all.column(n_keys + 1).as_any().downcast_ref::<Float64Array>().expect("target cast to DOUBLE");
     let mut bounds: Vec<(usize, usize)> = vec![];
     for i in 0..all.num_rows() {
         match bounds.last_mut() {
@@ -767,9 +787,13 @@ pub(crate) fn split_series(all: &RecordBatch, n_keys: usize) -> Result<(Vec<(usi
             _ => bounds.push((i, i + 1)),
         }
     }
-    let histories =
-        bounds.iter().map(|&(s, e)| (s..e).map(|i| if values.is_null(i) { f64::NAN } else { values.value(i) }).collect()).collect();
-    Ok((bounds, histories))
+    Ok(bounds)
+}
+
+/// Each series' values (NaN = null) over its row range `bounds`.
+pub(crate) fn histories(all: &RecordBatch, n_keys: usize, bounds: &[(usize, usize)]) -> Vec<Vec<f64>> {
+    let values = all.column(n_keys + 1).as_any().downcast_ref::<Float64Array>().expect("target cast to DOUBLE");
+    bounds.iter().map(|&(s, e)| (s..e).map(|i| if values.is_null(i) { f64::NAN } else { values.value(i) }).collect()).collect()
 }
 
 /// One forecast per history (each has an observed value), checking cancellation and reporting
@@ -881,10 +905,11 @@ mod tests {
     fn skipped_days_become_missing_rows_and_a_repeated_day_is_refused() {
         let keys = ["sku".to_string()];
         let all = batch(&[("a", 10, Some(1.0)), ("a", 11, Some(2.0)), ("a", 14, Some(5.0)), ("b", 10, Some(7.0)), ("b", 11, Some(8.0))]);
-        let (dense, filled) = densify(&all, &keys, Some(Freq::Day.grid())).unwrap();
+        let Dense { batch: dense, bounds: dense_bounds, filled } = densify(&all, &keys, Some(Freq::Day.grid())).unwrap();
         assert_eq!(filled, Filled { times: 2, series: 1 });
         let (bounds, histories) = split_series(&dense, 1).unwrap();
         assert_eq!(bounds, vec![(0, 5), (5, 7)]);
+        assert_eq!(dense_bounds, bounds, "the ranges densify gives are the batch's own");
         let shown: Vec<f64> = histories[0].iter().map(|v| if v.is_nan() { -1.0 } else { *v }).collect();
         assert_eq!(shown, [1.0, 2.0, -1.0, -1.0, 5.0]);
         assert_eq!(histories[1], [7.0, 8.0]);
@@ -896,15 +921,24 @@ mod tests {
         let warning = filled_warning(filled, "`freq`").unwrap();
         assert!(warning.starts_with("2 missing dates in 1 series read as missing values"), "{warning}");
 
-        let (weekly, none) = densify(&batch(&[("a", 3, Some(1.0)), ("a", 10, Some(2.0))]), &keys, Some(Freq::Week.grid())).unwrap();
-        assert_eq!((weekly.num_rows(), none, filled_warning(none, "")), (2, Filled::default(), None));
-        let (inferred, f) = densify(&batch(&[("a", 0, Some(1.0)), ("a", 7, Some(2.0)), ("a", 21, Some(4.0))]), &keys, None).unwrap();
-        assert_eq!((inferred.num_rows(), f), (4, Filled { times: 1, series: 1 }), "the batch's own median step: a week");
+        let weekly = densify(&batch(&[("a", 3, Some(1.0)), ("a", 10, Some(2.0))]), &keys, Some(Freq::Week.grid())).unwrap();
+        let none = weekly.filled;
+        assert_eq!((weekly.batch.num_rows(), none, filled_warning(none, ""), weekly.bounds), (2, Filled::default(), None, vec![(0, 2)]));
+        let inferred = densify(&batch(&[("a", 0, Some(1.0)), ("a", 7, Some(2.0)), ("a", 21, Some(4.0))]), &keys, None).unwrap();
+        assert_eq!(
+            (inferred.batch.num_rows(), inferred.filled),
+            (4, Filled { times: 1, series: 1 }),
+            "the batch's own median step: a week"
+        );
 
         let weeks = batch(&[("a", 0, Some(1.0)), ("a", 7, Some(2.0)), ("a", 14, Some(4.0))]);
         let err = densify(&weeks, &keys, Some(Freq::Day.grid())).unwrap_err().to_string();
         let sparse = batch(&[("a", 0, Some(1.0)), ("a", 3, Some(2.0)), ("a", 6, Some(4.0))]);
-        assert_eq!(densify(&sparse, &keys, Some(Freq::Day.grid())).unwrap().1, Filled { times: 4, series: 1 }, "sparse daily rows: filled");
+        assert_eq!(
+            densify(&sparse, &keys, Some(Freq::Day.grid())).unwrap().filled,
+            Filled { times: 4, series: 1 },
+            "sparse daily rows: filled"
+        );
         assert!(err.contains("rows are 7 days apart (the median), but `freq` says 1 day"), "{err}");
 
         let twice = batch(&[("a", 10, Some(1.0)), ("b", 10, Some(1.0)), ("b", 10, Some(2.0))]);

@@ -16,7 +16,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};
 
-use super::forecast::{densify, filled_warning, long_history, split_series};
+use super::forecast::{Dense, densify, filled_warning, histories, long_history};
 use super::text::{TextConfig, read_tokenizer, series_texts};
 use super::{Cancelled, Scratch, StageCx, StageDecl, StageKind, StageReport, StageTask};
 use crate::diag::Diagnostics;
@@ -354,7 +354,7 @@ fn score(model: &Model, valid: &[Encoded], cfg: &TrainStageConfig, window: usize
 
 /// The series' product text, when the stage conditions on it.
 struct SeriesText {
-    /// Per series, in `split_series` order.
+    /// Per series, in the batch's order (`densify`'s row ranges).
     texts: Vec<Option<String>>,
     /// The tokenizer input's `tokenizer.json`, for a base model without a tokenizer.
     tokenizer: Option<String>,
@@ -432,8 +432,8 @@ impl StageTask for TrainTask {
     async fn run(&self, cx: &StageCx) -> Result<StageReport> {
         let names = &self.cfg.covariates;
         let all = long_history(cx, &self.input, &self.cfg.series, &self.cfg.time, &self.cfg.target, names).await?;
-        let (all, filled) = densify(&all, &self.cfg.series, None)?;
-        let (bounds, histories) = split_series(&all, self.cfg.series.len())?;
+        let Dense { batch: all, bounds, filled } = densify(&all, &self.cfg.series, None)?;
+        let histories = histories(&all, self.cfg.series.len(), &bounds);
         let schema = cx.ctx.table_provider(self.input.as_str()).await?.schema();
         let sources = super::covariates::kinds(&schema, names, &self.input).map_err(anyhow::Error::msg)?;
         let covariates = super::covariates::series_features(&all, &bounds, self.cfg.series.len() + 2, &sources, None);
@@ -878,7 +878,7 @@ mod tests {
             ("y", Arc::new(Float64Array::from(vec![1.0; 6])) as ArrayRef),
         ])
         .unwrap();
-        let (bounds, _) = split_series(&batch, 1).unwrap();
+        let (bounds, _) = crate::stage::forecast::split_series(&batch, 1).unwrap();
         assert_eq!(launched(&batch, &bounds, 1).unwrap(), vec![false, true, false]);
         let histories = vec![(0..200).map(f64::from).collect::<Vec<f64>>(), vec![1.0; 30], vec![1.0; 12], vec![1.0; 300]];
         let data = Data { histories, covariates: vec![], names: vec![], text: None, launched: vec![true, true, true, false] };
