@@ -193,11 +193,12 @@ enum Command {
     /// each series (K rolling origins with --windows) are held out; prints WQL, MASE, 80 %
     /// coverage and wall time per method.
     Evaluate {
-        /// Long table: Parquet with columns series_id, ts (a date, a timestamp or an integer period), value
+        /// Long table: Parquet (a file or a folder), or CSV with a header (`.csv`, `.csv.gz`, `.tsv`), with columns
+        /// series_id, ts (a date, a timestamp or an integer period), value
         /// (or statsforecast's unique_id, ds, y, or AutoGluon's item_id, timestamp, target).
         #[arg(long)]
         data: PathBuf,
-        /// Text table: Parquet with columns series_id (or unique_id, item_id), text (read by text-conditioned models).
+        /// Text table: Parquet or CSV with columns series_id (or unique_id, item_id), text (read by text-conditioned models).
         #[arg(long)]
         text: Option<PathBuf>,
         #[arg(long)]
@@ -617,7 +618,12 @@ async fn dispatch(cli: Cli) -> Result<()> {
             lm_batch,
             covariates,
         } => {
-            let opts = crate::evaluate::Options { horizon, season, windows };
+            let progress = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(0) };
+            progress.set_style(
+                indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30.cyan/blue}] {msg}: {pos}/{len} forecasts (eta {eta})")
+                    .expect("valid template"),
+            );
+            let opts = crate::evaluate::Options { horizon, season, windows, progress };
             let bad_detrend = !(detrend >= 0.0 && detrend.is_finite());
             if !(temperature > 0.0 && temperature.is_finite()) || top_k < 0 || bad_detrend || lag_seasons < 1 {
                 bail!("--temperature must be > 0, --top-k ≥ 0, --detrend a share ≥ 0 (0 = never take a line out) and --lag-seasons ≥ 1");

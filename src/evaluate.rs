@@ -19,7 +19,7 @@ use crate::forecast::grid::{self, DAY};
 use crate::forecast::metrics::{LEVELS, WqlSums, coverage, mase};
 use crate::forecast::{Forecaster, QuantileForecast, Request, median_ensemble};
 use crate::lm::checkpoint::Checkpoint;
-use crate::lm::forecast::{Input, LmOptions};
+use crate::lm::forecast::{Input, LmOptions, Pass};
 
 /// One series of the long table, observations in time order.
 #[derive(Debug, Clone)]
@@ -41,6 +41,15 @@ pub struct Options {
     pub horizon: usize,
     pub season: usize,
     pub windows: usize,
+    /// Shows the language model's progress over its forecasts (hidden: nothing shown).
+    pub progress: indicatif::ProgressBar,
+}
+
+impl Options {
+    /// Options that show no progress.
+    pub fn new(horizon: usize, season: usize, windows: usize) -> Options {
+        Options { horizon, season, windows, progress: indicatif::ProgressBar::hidden() }
+    }
 }
 
 /// One method's scores over every series and window.
@@ -92,8 +101,7 @@ pub use crate::forecast::grid::Filled;
 /// future: planned promotions, prices) or calendar features of `ts` (`calendar.weekend`, …).
 pub async fn load(data: &Path, text: Option<&Path>, covariates: &[String]) -> Result<Panel> {
     let ctx = SessionContext::new();
-    let path = data.to_str().context("data path is not UTF-8")?;
-    ctx.register_parquet("long", path, ParquetReadOptions::default()).await.with_context(|| format!("reading {}", data.display()))?;
+    register(&ctx, "long", data).await?;
     let schema = ctx.table_provider("long").await?.schema();
     let [id, ts, value] = long_columns(&schema).map_err(|e| anyhow!("{}: {e}", data.display()))?;
     let sources = crate::stage::covariates::kinds(&schema, covariates, "LONG").map_err(|e| anyhow!("{}: {e}", data.display()))?;
@@ -199,9 +207,27 @@ fn long_columns(schema: &datafusion::arrow::datatypes::Schema) -> Result<[&'stat
     Ok(found.map(|n| n.expect("checked above")))
 }
 
+/// A Parquet file (or a folder of them), or a CSV file with a header (`.csv`, `.csv.gz`, or
+/// `.tsv` tab-separated), as table `name`.
+async fn register(ctx: &SessionContext, name: &str, file: &Path) -> Result<()> {
+    let path = file.to_str().context("data path is not UTF-8")?;
+    let lower = path.to_ascii_lowercase();
+    let csv = |delimiter| datafusion::prelude::CsvReadOptions::new().has_header(true).delimiter(delimiter);
+    let read = if lower.ends_with(".csv") || lower.ends_with(".tsv") {
+        ctx.register_csv(name, path, csv(if lower.ends_with(".tsv") { b'\t' } else { b',' }).file_extension(&path[path.len() - 4..])).await
+    } else if lower.ends_with(".csv.gz") {
+        let gz = csv(b',')
+            .file_extension(&path[path.len() - 7..])
+            .file_compression_type(datafusion::datasource::file_format::file_compression_type::FileCompressionType::GZIP);
+        ctx.register_csv(name, path, gz).await
+    } else {
+        ctx.register_parquet(name, path, ParquetReadOptions::default()).await
+    };
+    read.with_context(|| format!("reading {}", file.display()))
+}
+
 async fn attach_text(ctx: &SessionContext, text: &Path, series: &mut [Series]) -> Result<()> {
-    let path = text.to_str().context("text path is not UTF-8")?;
-    ctx.register_parquet("text", path, ParquetReadOptions::default()).await.with_context(|| format!("reading {}", text.display()))?;
+    register(&ctx, "text", text).await?;
     let schema = ctx.table_provider("text").await?.schema();
     let id = LONG_COLUMNS[0].1.into_iter().find(|n| schema.field_with_name(n).is_ok()).unwrap_or("series_id");
     let df = ctx
@@ -317,7 +343,20 @@ fn backtest_lm(series: &[Series], ck: &Checkpoint, lm: &LmOptions, opts: &Option
         Input { history: &s.values[..o], text: ids[i].as_deref(), covariates }
     };
     let inputs: Vec<Input> = jobs.iter().map(|&(i, _, o)| input(i, o)).collect();
-    let forecasts = crate::lm::forecast::forecast(ck, &inputs, &req, lm, |_| true)?;
+    let bar = &opts.progress;
+    let forecasts = crate::lm::forecast::forecast(ck, &inputs, &req, lm, |d| {
+        if bar.length() != Some(d.of as u64) || bar.position() > d.done as u64 {
+            bar.reset();
+            bar.set_length(d.of as u64);
+        }
+        bar.set_message(match d.pass {
+            Pass::Calibrating => "lm: calibrating the spread on held-out values",
+            Pass::Forecasting => "lm: forecasting",
+        });
+        bar.set_position(d.done as u64);
+        true
+    })?;
+    bar.finish_and_clear();
     Ok(jobs.into_iter().zip(forecasts).map(|((i, w, o), forecast)| Backtest { series: i, window: w, origin: o, forecast }).collect())
 }
 
@@ -543,7 +582,7 @@ mod tests {
 
     #[test]
     fn origins_step_back_by_horizon_and_skip_short_series() {
-        let opts = Options { horizon: 3, season: 1, windows: 2 };
+        let opts = Options::new(3, 1, 2);
         assert_eq!(origins(20, &opts), vec![(0, 14), (1, 17)]);
         assert_eq!(origins(8, &opts), vec![(1, 5)]);
     }
@@ -560,7 +599,7 @@ mod tests {
             covariates: vec![],
         };
         let q = |v: f64| QuantileForecast { point: vec![v; 2], quantiles: vec![vec![v; 2]; LEVELS.len()] };
-        let opts = Options { horizon: 2, season: 3, windows: 1 };
+        let opts = Options::new(2, 3, 1);
         let short = [series(5)];
         let bt = [Backtest { series: 0, window: 0, origin: 3, forecast: q(2.0) }];
         let s = score("m", &short, &bt, &opts, 0.0);
@@ -598,7 +637,7 @@ mod tests {
                 covariates: vec![],
             })
             .collect();
-        let opts = Options { horizon: 4, season: 4, windows: 1 };
+        let opts = Options::new(4, 4, 1);
         let lm = LmOptions::default();
         let methods = parse_methods("naive,seasonal_naive,ensemble", Some("naive,seasonal_naive,theta"), Path::new("-"), &lm, &[]).unwrap();
         let results = run_methods(&series, &methods, &opts).unwrap();
@@ -673,6 +712,40 @@ mod tests {
             err.contains("bad.parquet") && err.contains("no column `value`") && err.contains("value, y, target") && err.contains("units"),
             "{err}"
         );
+    }
+
+    /// A CSV long table (plain, tab-separated, or gzipped), with dates, date-times or integer
+    /// periods as text, reads as the same Parquet table does; a text table may be CSV too.
+    #[tokio::test]
+    async fn a_csv_long_table_reads_as_parquet_does() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let put = |name: &str, body: &str| {
+            let p = dir.path().join(name);
+            if name.ends_with(".gz") {
+                let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(&p).unwrap(), flate2::Compression::default());
+                gz.write_all(body.as_bytes()).unwrap();
+                gz.finish().unwrap();
+            } else {
+                std::fs::write(&p, body).unwrap();
+            }
+            p
+        };
+        let rows = "unique_id,ds,y\nb,2024-01-01,7\na,2024-01-02,2\na,2024-01-01,1\n";
+        let hours = "item_id,timestamp,target\nb,2024-01-01 00:00:00,7\na,2024-01-01 01:00:00,2\na,2024-01-01 00:00:00,1\n";
+        let periods = "series_id\tts\tvalue\nb\t1\t7\na\t2\t2\na\t1\t1\n";
+        for (name, body, axis) in
+            [("d.csv", rows, Axis::Time), ("d.csv.gz", rows, Axis::Time), ("h.csv", hours, Axis::Time), ("p.tsv", periods, Axis::Periods)]
+        {
+            let panel = load(&put(name, body), None, &[]).await.unwrap();
+            let read: Vec<(&str, Vec<f64>)> = panel.series.iter().map(|s| (s.id.as_str(), s.values.clone())).collect();
+            assert_eq!((read, panel.axis), (vec![("a", vec![1.0, 2.0]), ("b", vec![7.0])], axis), "{name}");
+        }
+        let text = put("t.csv", "unique_id,text\na,red socks\n");
+        let panel = load(&put("d2.csv", rows), Some(&text), &[]).await.unwrap();
+        assert_eq!(panel.series[0].text.as_deref(), Some("red socks"));
+        let err = load(&put("bad.csv", "unique_id,ds\na,2024-01-01\n"), None, &[]).await.unwrap_err().to_string();
+        assert!(err.contains("bad.csv") && err.contains("no column `value`"), "{err}");
     }
 
     /// Days missing from a daily series are put in as missing values (the season stays in

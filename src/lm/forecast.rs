@@ -184,13 +184,29 @@ pub fn text_ids(ck: &Checkpoint, texts: Option<&[Option<String>]>, n: usize) -> 
     Ok((ids, warnings))
 }
 
-/// Forecast every input; `on_batch(done)` after each batch may return false to stop (cancel).
+/// Which pass a forecast is in: with [`LmOptions::calibrate`], a held-out pass over some of the
+/// series learns the spread factor before the forecast itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    Calibrating,
+    Forecasting,
+}
+
+/// Progress, after each batch: `done` of the pass's `of` series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Done {
+    pub pass: Pass,
+    pub done: usize,
+    pub of: usize,
+}
+
+/// Forecast every input; `on_batch` after each batch of either pass may return false to stop (cancel).
 pub fn forecast(
     ck: &Checkpoint,
     inputs: &[Input],
     req: &Request,
     o: &LmOptions,
-    on_batch: impl FnMut(usize) -> bool,
+    on_batch: impl FnMut(Done) -> bool,
 ) -> Result<Vec<QuantileForecast>> {
     Ok(forecast_paths(ck, inputs, req, o, on_batch)?.into_iter().map(|(f, _)| f).collect())
 }
@@ -202,16 +218,19 @@ pub fn forecast_paths(
     inputs: &[Input],
     req: &Request,
     o: &LmOptions,
-    mut on_batch: impl FnMut(usize) -> bool,
+    mut on_batch: impl FnMut(Done) -> bool,
 ) -> Result<Vec<(QuantileForecast, Vec<Vec<f64>>)>> {
+    let of = inputs.len();
     if !o.calibrate {
-        return sampled_forecasts(ck, inputs, req, o, on_batch);
+        return sampled_forecasts(ck, inputs, req, o, |done| on_batch(Done { pass: Pass::Forecasting, done, of }));
     }
     let k = spread_factor(ck, inputs, req, o, &mut on_batch)?;
     // The median, which the factor scales around, is forecast beside the levels asked for.
     let median = req.levels.iter().position(|l| *l == 0.5);
     let levels: Vec<f64> = req.levels.iter().copied().chain(median.is_none().then_some(0.5)).collect();
-    let mut out = sampled_forecasts(ck, inputs, &Request { levels: &levels, ..*req }, o, on_batch)?;
+    let mut out = sampled_forecasts(ck, inputs, &Request { levels: &levels, ..*req }, o, |done| {
+        on_batch(Done { pass: Pass::Forecasting, done, of })
+    })?;
     for (f, paths) in &mut out {
         calibrate::scale(f, paths, median.unwrap_or(levels.len() - 1), k);
         if median.is_none() {
@@ -228,7 +247,7 @@ pub fn forecast_paths(
 /// [`calibrate::best_factor`] of each input's last `horizon` values forecast from what
 /// precedes them (every k-th input, at most [`calibrate::MAX_SERIES`], with at least
 /// [`calibrate::MIN_CONTEXT`] values before those).
-fn spread_factor(ck: &Checkpoint, inputs: &[Input], req: &Request, o: &LmOptions, on_batch: impl FnMut(usize) -> bool) -> Result<f64> {
+fn spread_factor(ck: &Checkpoint, inputs: &[Input], req: &Request, o: &LmOptions, mut on_batch: impl FnMut(Done) -> bool) -> Result<f64> {
     let (h, n) = (req.horizon, ck.model.config.n_covariates as usize);
     let every = inputs.len().div_ceil(calibrate::MAX_SERIES).max(1);
     let held: Vec<(Input, &[f64])> = inputs
@@ -243,7 +262,8 @@ fn spread_factor(ck: &Checkpoint, inputs: &[Input], req: &Request, o: &LmOptions
         .collect();
     let (inputs, actual): (Vec<Input>, Vec<&[f64]>) = held.into_iter().unzip();
     let backtest = Request { levels: &LEVELS, ..*req };
-    let forecasts = sampled_forecasts(ck, &inputs, &backtest, o, on_batch)?;
+    let of = inputs.len();
+    let forecasts = sampled_forecasts(ck, &inputs, &backtest, o, |done| on_batch(Done { pass: Pass::Calibrating, done, of }))?;
     let held: Vec<calibrate::Held> =
         actual.into_iter().zip(forecasts).map(|(actual, (forecast, _))| calibrate::Held { actual, forecast }).collect();
     Ok(calibrate::best_factor(&held, &LEVELS, 4))

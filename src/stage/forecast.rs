@@ -20,7 +20,7 @@ use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
 use crate::forecast::grid::{self, DAY, Filled};
 use crate::forecast::{Forecaster, QuantileForecast, Request, quantile_column};
 use crate::lm::checkpoint::{Checkpoint, Source};
-use crate::lm::forecast::{Input, LmOptions};
+use crate::lm::forecast::{Input, LmOptions, Pass};
 
 pub struct ForecastKind;
 
@@ -845,8 +845,16 @@ fn forecasts(
             let inputs: Vec<Input> = (0..histories.len())
                 .map(|i| Input { history: &histories[i], text: ids[i].as_deref(), covariates: &series.covariates[i] })
                 .collect();
-            let both = crate::lm::forecast::forecast_paths(&ck, &inputs, req, opts, |done| {
-                report(done);
+            let mut pass_started = (Pass::Calibrating, std::time::Instant::now());
+            let both = crate::lm::forecast::forecast_paths(&ck, &inputs, req, opts, |d| {
+                if d.pass != pass_started.0 {
+                    pass_started = (d.pass, std::time::Instant::now());
+                }
+                let rate = d.done as f64 / pass_started.1.elapsed().as_secs_f64().max(1e-3);
+                progress.set(match d.pass {
+                    Pass::Calibrating => format!("calibrating the spread: {}/{} held-out series · {rate:.0}/s", d.done, d.of),
+                    Pass::Forecasting => format!("{}/{} series · {rate:.0}/s", d.done, d.of),
+                });
                 !cancel.is_cancelled()
             })?;
             let (f, p): (Vec<QuantileForecast>, Vec<Vec<Vec<f64>>>) = both.into_iter().unzip();
