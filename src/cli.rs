@@ -203,9 +203,10 @@ enum Command {
         text: Option<PathBuf>,
         #[arg(long)]
         horizon: usize,
-        /// Season length in steps (12 for monthly data, 7 for daily).
+        /// Season length in steps. Default: the table's step's (24 hourly, 7 daily, 52 weekly, 12 monthly,
+        /// 4 quarterly, 1 yearly, a day's steps for a step shorter than a day); integer periods need it.
         #[arg(long)]
-        season: usize,
+        season: Option<usize>,
         #[arg(long, default_value_t = 1)]
         windows: usize,
         /// Comma-separated: naive, seasonal_naive, ets, theta, croston, sba, tsb, lm, ensemble.
@@ -623,7 +624,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30.cyan/blue}] {msg}: {pos}/{len} forecasts (eta {eta})")
                     .expect("valid template"),
             );
-            let opts = crate::evaluate::Options { horizon, season, windows, progress };
+            let opts = crate::evaluate::Options { horizon, season: season.unwrap_or(0), windows, progress };
             let bad_detrend = !(detrend >= 0.0 && detrend.is_finite());
             if !(temperature > 0.0 && temperature.is_finite()) || top_k < 0 || bad_detrend || lag_seasons < 1 {
                 bail!("--temperature must be > 0, --top-k ≥ 0, --detrend a share ≥ 0 (0 = never take a line out) and --lag-seasons ≥ 1");
@@ -643,7 +644,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 ..Default::default()
             };
             let methods = crate::evaluate::parse_methods(&methods, ensemble.as_deref(), &model, &lm, &covariates)?;
-            evaluate_cmd(&data, text.as_deref(), &opts, methods, forecasts.as_ref()).await
+            evaluate_cmd(&data, text.as_deref(), opts, season, methods, forecasts.as_ref()).await
         }
         Command::Pretrain {
             config,
@@ -1197,12 +1198,13 @@ fn average_cmd(first: &std::path::Path, second: &std::path::Path, weight: f64, o
 async fn evaluate_cmd(
     data: &std::path::Path,
     text: Option<&std::path::Path>,
-    opts: &crate::evaluate::Options,
+    mut opts: crate::evaluate::Options,
+    season: Option<usize>,
     methods: Vec<crate::evaluate::Candidate>,
     forecasts: Option<&PathBuf>,
 ) -> Result<()> {
     use crate::evaluate;
-    if opts.horizon == 0 || opts.season == 0 || opts.windows == 0 {
+    if opts.horizon == 0 || season == Some(0) || opts.windows == 0 {
         bail!("--horizon, --season and --windows must be at least 1");
     }
     // A model with known covariates reads them from LONG, held-out rows included (the known future).
@@ -1211,6 +1213,24 @@ async fn evaluate_cmd(
     if panel.series.is_empty() {
         bail!("{}: no rows", data.display());
     }
+    opts.season = match (season, panel.season()) {
+        (Some(m), _) => m,
+        (None, Some(m)) => {
+            eprintln!(
+                "season {m} (the table's step is {}; --season to choose another)",
+                panel.step.expect("a season has a step").describe()
+            );
+            m
+        }
+        (None, None) => {
+            let why = match (panel.axis, panel.step) {
+                (evaluate::Axis::Periods, _) => "`ts` holds integer periods".to_string(),
+                (_, None) => "no series has two rows".to_string(),
+                (_, Some(s)) => format!("the table's step is {}", s.describe()),
+            };
+            bail!("{}: give --season: {why}, which has no conventional season", data.display())
+        }
+    };
     let opts_owned = opts.clone();
     let (panel, results) = tokio::task::spawn_blocking(move || {
         let results = evaluate::run_methods(&panel.series, &methods, &opts_owned);
@@ -1246,7 +1266,7 @@ async fn evaluate_cmd(
              to its last; write the rows to LONG, as 0 or a value, to say otherwise)"
         );
     }
-    let unscored = series.iter().filter(|s| evaluate::origins(s.values.len(), opts).is_empty()).count();
+    let unscored = series.iter().filter(|s| evaluate::origins(s.values.len(), &opts).is_empty()).count();
     if unscored > 0 {
         println!(
             "{unscored} of {} series not scored: shorter than the {} values a window needs (3 of history, then the horizon)",

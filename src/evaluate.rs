@@ -92,6 +92,15 @@ pub struct Panel {
     pub axis: Axis,
     /// Times missing from series' grids, put in as missing values ([`grid`]).
     pub filled: Filled,
+    /// The table's step (None: no series has two times).
+    pub step: Option<grid::Step>,
+}
+
+impl Panel {
+    /// The season the table's step conventionally has ([`grid::Step::season`]).
+    pub fn season(&self) -> Option<usize> {
+        self.step.and_then(|s| s.season(self.axis == Axis::Time))
+    }
 }
 
 pub use crate::forecast::grid::Filled;
@@ -141,7 +150,7 @@ pub async fn load(data: &Path, text: Option<&Path>, covariates: &[String]) -> Re
             raw.last_mut().expect("pushed").iter_mut().zip(&cols).for_each(|(r, c)| r.push(num(c, i)));
         }
     }
-    let filled = regularise(&mut out, &mut raw, axis).map_err(|e| anyhow!("{}: {e}", data.display()))?;
+    let (filled, step) = regularise(&mut out, &mut raw, axis).map_err(|e| anyhow!("{}: {e}", data.display()))?;
     for (s, cols) in out.iter_mut().zip(raw) {
         // Days are what calendar covariates read; periods have none (refused above).
         let days: Vec<i32> = match axis {
@@ -153,19 +162,19 @@ pub async fn load(data: &Path, text: Option<&Path>, covariates: &[String]) -> Re
     if let Some(text) = text {
         attach_text(&ctx, text, &mut out).await?;
     }
-    Ok(Panel { series: out, axis, filled })
+    Ok(Panel { series: out, axis, filled, step })
 }
 
 /// Refuses a series with two rows at one time, then puts each series on the table's grid
-/// ([`grid::Step`]), its missing times (and their covariates) as missing values.
-fn regularise(series: &mut [Series], raw: &mut [Vec<Vec<f64>>], axis: Axis) -> Result<Filled> {
+/// ([`grid::Step`]), its missing times (and their covariates) as missing values; the step.
+fn regularise(series: &mut [Series], raw: &mut [Vec<Vec<f64>>], axis: Axis) -> Result<(Filled, Option<grid::Step>)> {
     for s in series.iter() {
         if let Some(w) = s.ts.windows(2).find(|w| w[0] == w[1]) {
             bail!("series `{}` has two rows at {} (a long table has one row per series and time)", s.id, show_time(w[0], axis));
         }
     }
     let mut filled = Filled::default();
-    let Some(step) = grid::Step::of(series.iter().map(|s| &s.ts[..]), axis == Axis::Time) else { return Ok(filled) };
+    let Some(step) = grid::Step::of(series.iter().map(|s| &s.ts[..]), axis == Axis::Time) else { return Ok((filled, None)) };
     for (s, cols) in series.iter_mut().zip(raw) {
         let Some(times) = step.fill(&s.ts) else { continue };
         filled.series += 1;
@@ -174,7 +183,7 @@ fn regularise(series: &mut [Series], raw: &mut [Vec<Vec<f64>>], axis: Axis) -> R
         cols.iter_mut().for_each(|c| *c = grid::spread(&s.ts, &times, c));
         s.ts = times;
     }
-    Ok(filled)
+    Ok((filled, Some(step)))
 }
 
 /// A time as LONG wrote it: a date, a date and time, or a period.

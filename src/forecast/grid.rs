@@ -7,6 +7,7 @@ use chrono::{Datelike, Months, NaiveDate};
 
 /// Microseconds in a day.
 pub const DAY: i64 = 86_400_000_000;
+const MINUTE: i64 = 60_000_000;
 
 /// How far apart a table's rows are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,10 +47,26 @@ impl Step {
         }
     }
 
+    /// The season a step conventionally has: a day's steps for a step of a minute or more that
+    /// divides a day (24 hourly), 7 daily, 52 weekly, 12 monthly, 4 quarterly, 1 yearly; None for integer
+    /// periods (`dated` false) or any other step.
+    pub fn season(self, dated: bool) -> Option<usize> {
+        match self {
+            _ if !dated => None,
+            Step::Fixed(g) if g == DAY => Some(7),
+            Step::Fixed(g) if g == 7 * DAY => Some(52),
+            Step::Fixed(g) if (MINUTE..DAY).contains(&g) && DAY % g == 0 => Some((DAY / g) as usize),
+            Step::Months(n @ (1 | 3 | 12)) => Some(12 / n as usize),
+            _ => None,
+        }
+    }
+
     /// The step in words: "7 days", "1 month", "3600000000 µs".
     pub fn describe(self) -> String {
         match self {
-            Step::Fixed(g) if g % DAY == 0 => format!("{} day{}", g / DAY, if g == DAY { "" } else { "s" }),
+            Step::Fixed(g) if g % DAY == 0 => plural(g / DAY, "day"),
+            Step::Fixed(g) if g % (DAY / 24) == 0 => plural(g / (DAY / 24), "hour"),
+            Step::Fixed(g) if g % MINUTE == 0 => plural(g / MINUTE, "minute"),
             Step::Fixed(g) => format!("{g} µs"),
             Step::Months(n) => format!("{n} month{}", if n == 1 { "" } else { "s" }),
         }
@@ -105,9 +122,25 @@ pub fn spread(ts: &[i64], grid: &[i64], values: &[f64]) -> Vec<f64> {
     grid.iter().map(|t| at.next_if(|(r, _)| *r == t).map_or(f64::NAN, |(_, v)| *v)).collect()
 }
 
+fn plural(n: i64, unit: &str) -> String {
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_step_has_its_conventional_season() {
+        let hour = DAY / 24;
+        let steps = [Step::Fixed(hour), Step::Fixed(hour / 4), Step::Fixed(DAY), Step::Fixed(7 * DAY), Step::Months(1), Step::Months(3)];
+        let seasons: Vec<Option<usize>> = steps.iter().map(|s| s.season(true)).collect();
+        assert_eq!(seasons, [Some(24), Some(96), Some(7), Some(52), Some(12), Some(4)]);
+        assert_eq!(Step::Months(12).season(true), Some(1));
+        // Two days, seven hours, a microsecond, and integer periods have none.
+        assert_eq!([Step::Fixed(2 * DAY), Step::Fixed(7 * hour), Step::Fixed(1)].map(|s| s.season(true)), [None; 3]);
+        assert_eq!(Step::Fixed(1).season(false), None);
+    }
 
     fn day(y: i32, m: u32, d: u32) -> i64 {
         (NaiveDate::from_ymd_opt(y, m, d).unwrap() - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() * DAY

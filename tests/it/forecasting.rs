@@ -214,6 +214,12 @@ fn evaluate_reads_hourly_or_integer_times_in_order_and_counts_series_too_short()
     let (_, b) = evaluate("periods", Arc::new(Int64Array::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())));
     let ts = b.column_by_name("ts").unwrap().as_any().downcast_ref::<Int64Array>().expect("integer periods");
     assert_eq!(ts.values().to_vec(), (68..72).collect::<Vec<i64>>());
+
+    // Without --season, hourly rows get a day's 24 steps; integer periods have no season to take.
+    let out = p.ok(&["evaluate", "--data", "hourly.parquet", "--horizon", "4", "--methods", "naive"]);
+    assert!(out.contains("horizon 4, season 24,"), "{out}");
+    let err = p.fails(&["evaluate", "--data", "periods.parquet", "--horizon", "4", "--methods", "naive"], 1);
+    assert!(err.contains("periods.parquet: give --season") && err.contains("integer periods"), "{err}");
 }
 
 #[test]
