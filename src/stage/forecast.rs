@@ -43,6 +43,11 @@ impl Freq {
         }
     }
 
+    /// The season a `season_length` left out is.
+    fn season(self) -> usize {
+        self.grid().season(true).expect("a day, a week and a month have seasons")
+    }
+
     fn step(self, d: NaiveDate, n: u32) -> NaiveDate {
         match self {
             Freq::Day => d + chrono::Duration::days(n as i64),
@@ -54,9 +59,6 @@ impl Freq {
 
 fn default_quantiles() -> Vec<f64> {
     vec![0.1, 0.5, 0.9]
-}
-fn default_season() -> usize {
-    7
 }
 fn yes() -> bool {
     true
@@ -77,8 +79,9 @@ struct ForecastConfig {
     /// The numeric column to forecast.
     target: String,
     horizon: u32,
-    #[serde(default = "default_season")]
-    season_length: usize,
+    /// Default: `freq`'s season (7 daily, 52 weekly, 12 monthly).
+    #[serde(default)]
+    season_length: Option<usize>,
     #[serde(default = "default_quantiles")]
     quantiles: Vec<f64>,
     #[serde(default)]
@@ -322,7 +325,7 @@ impl StageKind for ForecastKind {
         if cfg.horizon == 0 || cfg.horizon > 10_000 {
             diags.push(decl.error(decl.config.pos("horizon"), "`horizon` must be between 1 and 10000"));
         }
-        if cfg.season_length == 0 {
+        if cfg.season_length == Some(0) {
             diags.push(decl.error(decl.config.pos("season_length"), "`season_length` must be at least 1"));
         }
         if cfg.series.is_empty() {
@@ -574,7 +577,7 @@ fn forecast_all(
     cancel: &tokio_util::sync::CancellationToken,
     progress: &StageProgress,
 ) -> Result<(RecordBatch, Option<RecordBatch>, u64, Vec<String>)> {
-    let Dense { batch: dense, bounds, filled } = densify(h.all, &cfg.series, Some(cfg.freq.grid()))?;
+    let Dense { batch: dense, bounds, filled, .. } = densify(h.all, &cfg.series, Some(cfg.freq.grid()))?;
     let h = &History { all: &dense, ..*h };
     let (all, texts) = (h.all, h.texts);
     let n_keys = cfg.series.len();
@@ -586,7 +589,12 @@ fn forecast_all(
             key_cols.iter().map(|c| datafusion::arrow::util::display::array_value_to_string(c, bounds[k].0).unwrap_or_default()).collect();
         bail!("series ({}) = ({}) has no observed `{}` value: nothing to forecast from", cfg.series.join(", "), key.join(", "), cfg.target);
     }
-    let req = Request { horizon: cfg.horizon as usize, season: cfg.season_length, levels: &cfg.quantiles, nonnegative: cfg.nonnegative };
+    let req = Request {
+        horizon: cfg.horizon as usize,
+        season: cfg.season_length.unwrap_or(cfg.freq.season()),
+        levels: &cfg.quantiles,
+        nonnegative: cfg.nonnegative,
+    };
     if texts.is_some_and(|t| t.len() != histories.len()) {
         bail!("matching text to series: the series and their text rows differ in number (null series keys?)");
     }
@@ -710,7 +718,7 @@ pub(crate) fn densify(all: &RecordBatch, keys: &[String], step: Option<grid::Ste
             given.describe()
         );
     }
-    let Some(step) = step.or(own) else { return Ok(Dense { batch: all.clone(), bounds, filled: Filled::default() }) };
+    let Some(step) = step.or(own) else { return Ok(Dense { batch: all.clone(), bounds, filled: Filled::default(), step: None }) };
     let (mut rows, mut keep, mut days, mut filled) = (vec![], vec![], vec![], Filled::default());
     let mut dense_bounds = Vec::with_capacity(bounds.len());
     for (ts, &(s, e)) in times.iter().zip(&bounds) {
@@ -733,7 +741,7 @@ pub(crate) fn densify(all: &RecordBatch, keys: &[String], step: Option<grid::Ste
         dense_bounds.push((start, rows.len()));
     }
     if filled.times == 0 {
-        return Ok(Dense { batch: all.clone(), bounds, filled });
+        return Ok(Dense { batch: all.clone(), bounds, filled, step: Some(step) });
     }
     let (rows, keep) = (UInt32Array::from(rows), UInt32Array::from(keep));
     let mut columns: Vec<ArrayRef> = all.columns()[..n_keys].iter().map(|c| take(c, &rows, None)).collect::<Result<_, _>>()?;
@@ -744,7 +752,7 @@ pub(crate) fn densify(all: &RecordBatch, keys: &[String], step: Option<grid::Ste
     let schema = all.schema();
     let fields: Vec<Field> =
         schema.fields().iter().enumerate().map(|(i, f)| f.as_ref().clone().with_nullable(f.is_nullable() || i > n_keys)).collect();
-    Ok(Dense { batch: RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?, bounds: dense_bounds, filled })
+    Ok(Dense { batch: RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?, bounds: dense_bounds, filled, step: Some(step) })
 }
 
 /// What [`densify`] gives: the batch with its skipped dates put in, each series' row range in
@@ -754,6 +762,8 @@ pub(crate) struct Dense {
     pub batch: RecordBatch,
     pub bounds: Vec<(usize, usize)>,
     pub filled: Filled,
+    /// The grid the rows were put on: the one given, else the rows' own (None: no series has two).
+    pub step: Option<grid::Step>,
 }
 
 /// The warning for dates a [`densify`] put in.
@@ -913,7 +923,7 @@ mod tests {
     fn skipped_days_become_missing_rows_and_a_repeated_day_is_refused() {
         let keys = ["sku".to_string()];
         let all = batch(&[("a", 10, Some(1.0)), ("a", 11, Some(2.0)), ("a", 14, Some(5.0)), ("b", 10, Some(7.0)), ("b", 11, Some(8.0))]);
-        let Dense { batch: dense, bounds: dense_bounds, filled } = densify(&all, &keys, Some(Freq::Day.grid())).unwrap();
+        let Dense { batch: dense, bounds: dense_bounds, filled, .. } = densify(&all, &keys, Some(Freq::Day.grid())).unwrap();
         assert_eq!(filled, Filled { times: 2, series: 1 });
         let (bounds, histories) = split_series(&dense, 1).unwrap();
         assert_eq!(bounds, vec![(0, 5), (5, 7)]);

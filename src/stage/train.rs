@@ -47,9 +47,10 @@ struct TrainStageConfig {
     /// Values per training window; the last quarter of each series' final window is held out.
     #[serde(default = "default_window")]
     window: usize,
-    /// Season length of the series (7 for daily data): the model's seasonal-lag input.
-    #[serde(default = "default_season")]
-    season_length: usize,
+    /// Season length of the series: the model's seasonal-lag input. Default: the input rows'
+    /// median step's (7 daily, 52 weekly, 12 monthly; `grid::Step::season`).
+    #[serde(default)]
+    season_length: Option<usize>,
     #[serde(default = "default_lr")]
     lr: f64,
     #[serde(default)]
@@ -113,9 +114,6 @@ fn default_eval_every() -> usize {
 fn default_patience() -> usize {
     3
 }
-fn default_season() -> usize {
-    7
-}
 fn default_steps() -> usize {
     200
 }
@@ -160,7 +158,7 @@ impl StageKind for TrainKind {
             || cfg.steps == 0
             || cfg.batch == 0
             || cfg.lr <= 0.0
-            || cfg.season_length == 0
+            || cfg.season_length == Some(0)
         {
             let msg = format!("need 8 ≤ window ≤ max_len ({}), steps ≥ 1, batch ≥ 1, lr > 0, season_length ≥ 1", config.max_len);
             return Err(decl.error(decl.config.pos("window"), msg).into());
@@ -366,6 +364,8 @@ struct SeriesText {
 /// day (launched during it: [`launched`]; empty = none).
 struct Data {
     histories: Vec<Vec<f64>>,
+    /// `season_length`, or the rows' step's season.
+    season: usize,
     covariates: Vec<Vec<f32>>,
     names: Vec<String>,
     text: Option<SeriesText>,
@@ -432,7 +432,14 @@ impl StageTask for TrainTask {
     async fn run(&self, cx: &StageCx) -> Result<StageReport> {
         let names = &self.cfg.covariates;
         let all = long_history(cx, &self.input, &self.cfg.series, &self.cfg.time, &self.cfg.target, names).await?;
-        let Dense { batch: all, bounds, filled } = densify(&all, &self.cfg.series, None)?;
+        let Dense { batch: all, bounds, filled, step } = densify(&all, &self.cfg.series, None)?;
+        let season = match (self.cfg.season_length, step.and_then(|s| s.season(true))) {
+            (Some(m), _) | (None, Some(m)) => m,
+            (None, None) => bail!(
+                "set `season_length`: the input rows' median step ({}) has no conventional season",
+                step.map_or("none: no series has two rows".to_string(), |s| s.describe())
+            ),
+        };
         let histories = histories(&all, self.cfg.series.len(), &bounds);
         let schema = cx.ctx.table_provider(self.input.as_str()).await?.schema();
         let sources = super::covariates::kinds(&schema, names, &self.input).map_err(anyhow::Error::msg)?;
@@ -460,7 +467,7 @@ impl StageTask for TrainTask {
         };
         let (cfg, stage, scratch) = (self.cfg.clone(), self.stage.clone(), cx.scratch.clone());
         let launched = launched(&all, &bounds, self.cfg.series.len())?;
-        let data = Data { histories, covariates, names: names.clone(), text, launched };
+        let data = Data { histories, season, covariates, names: names.clone(), text, launched };
         let run =
             move |cancel: &_, progress: &_| fine_tune(&data, &cfg, &base, &Job { stage: &stage, cancel, progress, scratch: &scratch });
         let tuned = cx.blocking(run).await?;
@@ -562,7 +569,7 @@ fn save_checkpoint(scratch: &Scratch, key: &str, ck: &Checkpoint, r: &Record, ol
 /// Train from `rec.step` to the configured steps, scoring validation for early stopping and
 /// saving a resumable checkpoint every `checkpoint_every` steps.
 fn train_resumably(ck: &Checkpoint, rec: &mut Record, data: &Windows, cfg: &TrainStageConfig, key: &str, job: &Job) -> Result<()> {
-    let Windows { series, launches, valid, window, dropout, covariate_lr_scale } = *data;
+    let Windows { series, launches, valid, window, season, dropout, covariate_lr_scale } = *data;
     let device = ck.vs.device();
     let tc = TrainConfig {
         steps: cfg.steps,
@@ -582,7 +589,7 @@ fn train_resumably(ck: &Checkpoint, rec: &mut Record, data: &Windows, cfg: &Trai
         let pool = if from_launch { launches } else { series };
         let s = pool[rng.random_range(0..pool.len())];
         let prefix = if dropout > 0.0 && rng.random_bool(dropout) { &[] } else { s.prefix };
-        let (values, covariates, season) = (s.values, s.covariates, cfg.season_length);
+        let (values, covariates) = (s.values, s.covariates);
         match short {
             true => crate::lm::train::short_window(values, covariates, prefix, window, season, from_launch, rng),
             false => crate::lm::train::window(values, covariates, prefix, window, season, rng),
@@ -626,6 +633,7 @@ struct Windows<'a> {
     launches: &'a [TrainSeries<'a>],
     valid: &'a [Encoded],
     window: usize,
+    season: usize,
     dropout: f64,
     /// The covariate projection's learning rate over the rest's (`TrainConfig`).
     covariate_lr_scale: f64,
@@ -763,10 +771,10 @@ fn fine_tune(data: &Data, cfg: &TrainStageConfig, base: &Source, job: &Job) -> R
     let scorer = Scorer { cfg, window, device: base_ck.vs.device(), stage: job.stage };
     let with_text = data.text.is_some();
     let held = held_launches(data, window, cfg.short_windows);
-    let (series, valid) = windows(data, &prefixes, window, cfg.season_length, with_text, &held);
+    let (series, valid) = windows(data, &prefixes, window, data.season, with_text, &held);
     let base_valid = match own_tokenizer.is_some() || !with_text {
         true => valid.clone(),
-        false => windows(data, &prefixes, window, cfg.season_length, false, &held).1,
+        false => windows(data, &prefixes, window, data.season, false, &held).1,
     };
     let base_loss = scorer.score(&base_ck.model, &base_valid, "the base's validation");
     let base_new = (held.count() > 0).then(|| scorer.new_skus(&base_ck.model, &base_valid, &held));
@@ -784,7 +792,7 @@ fn fine_tune(data: &Data, cfg: &TrainStageConfig, base: &Source, job: &Job) -> R
         warnings.push(format!("{}: resumed from the checkpoint an earlier attempt saved at step {resumed_from}", job.stage));
     }
     let dropout = data.text.as_ref().and_then(|t| t.config.dropout).unwrap_or(DEFAULT_TEXT_DROPOUT);
-    let windows = Windows { series: &series, launches: &launches, valid: &valid, window, dropout, covariate_lr_scale };
+    let windows = Windows { series: &series, launches: &launches, valid: &valid, window, season: data.season, dropout, covariate_lr_scale };
     train_resumably(&ck, &mut rec, &windows, cfg, &key, job)?;
     // The last weights, unless an earlier validation score was better.
     let last = scorer.score(&ck.model, &valid, "the last weights' validation");
@@ -855,7 +863,7 @@ mod tests {
     #[test]
     fn validation_windows_score_only_the_held_out_quarter() {
         let histories = vec![(0..200).map(f64::from).collect::<Vec<f64>>(), vec![1.0; 30]];
-        let data = Data { histories, covariates: vec![], names: vec![], text: None, launched: vec![] };
+        let data = Data { histories, season: 7, covariates: vec![], names: vec![], text: None, launched: vec![] };
         let prefixes = vec![vec![], vec![]];
         let (train, valid) = windows(&data, &prefixes, 40, 7, false, &Held::default());
         assert_eq!((train.len(), valid.len()), (1, 1), "the 30-value series is too short for 40 + 10");
@@ -881,7 +889,7 @@ mod tests {
         let (bounds, _) = crate::stage::forecast::split_series(&batch, 1).unwrap();
         assert_eq!(launched(&batch, &bounds, 1).unwrap(), vec![false, true, false]);
         let histories = vec![(0..200).map(f64::from).collect::<Vec<f64>>(), vec![1.0; 30], vec![1.0; 12], vec![1.0; 300]];
-        let data = Data { histories, covariates: vec![], names: vec![], text: None, launched: vec![true, true, true, false] };
+        let data = Data { histories, season: 7, covariates: vec![], names: vec![], text: None, launched: vec![true, true, true, false] };
         let lengths: Vec<usize> = launches(&data, &vec![vec![]; 4], 40, &Held::default()).iter().map(|s| s.values.len()).collect();
         assert_eq!(lengths, vec![190, 30], "12 values are fewer than 3 + a quarter window; the 300 were never launched");
     }
@@ -897,7 +905,7 @@ mod tests {
         histories[6].truncate(20);
         histories.push(vec![1.0; 100]);
         let launched = [vec![true; 10], vec![false]].concat();
-        let data = Data { histories, covariates: vec![], names: vec![], text: None, launched };
+        let data = Data { histories, season: 7, covariates: vec![], names: vec![], text: None, launched };
         assert_eq!(held_launches(&data, 40, 0.0).count(), 0, "only a fine-tune with short windows holds launches out");
         let held = held_launches(&data, 40, 0.5);
         assert_eq!(held.series().collect::<Vec<_>>(), vec![9], "the 8th of the eight eligible");

@@ -85,6 +85,32 @@ fn a_skipped_day_is_a_missing_value_and_a_repeated_day_an_error() {
     assert!(err.contains("series (sku_id) = (a) has two rows at 2024-10-24"), "{err}");
 }
 
+/// Without `season_length`, `freq: month` reads a year's season: seasonal naive repeats the
+/// last twelve months (a season of 7 would repeat months 6–12 of the last year).
+#[test]
+fn a_forecast_without_season_length_takes_its_freqs_season() {
+    let p = Project::empty();
+    let months: Vec<i32> = (0..36)
+        .map(|m| {
+            (chrono::NaiveDate::from_ymd_opt(2021 + m / 12, (m % 12) as u32 + 1, 1).unwrap()
+                - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
+            .num_days() as i32
+        })
+        .collect();
+    let batch = RecordBatch::try_from_iter(vec![
+        ("sku_id", Arc::new(StringArray::from(vec!["a"; 36])) as ArrayRef),
+        ("date", Arc::new(Date32Array::from(months))),
+        ("units", Arc::new(Float64Array::from((0..36).map(|m| (m % 12 + 1) as f64).collect::<Vec<_>>()))),
+    ])
+    .unwrap();
+    write_parquet(&p, "lake/raw/demand/part-0.parquet", batch);
+    let yaml = pipeline("seasonal_naive").replace("season_length: 7, horizon: 7", "freq: month, horizon: 12");
+    p.write("p.yaml", &yaml);
+    p.ok(&["run", "p.yaml"]);
+    let got: Vec<String> = p.query("SELECT CAST(forecast AS INT) FROM forecasts ORDER BY date");
+    assert_eq!(got, (1..=12).map(|m| m.to_string()).collect::<Vec<_>>());
+}
+
 #[test]
 fn unknown_method_and_a_series_without_values_are_clear_errors() {
     let p = Project::empty();
