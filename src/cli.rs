@@ -237,6 +237,14 @@ enum Command {
         /// its residuals' mean |r| is at most this share of the values' mean |x| (0 = never).
         #[arg(long, default_value_t = crate::lm::forecast::DETREND)]
         detrend: f64,
+        /// The trend `lm` takes out of a context and puts back on the forecast: `drift` (the
+        /// mean seasonal difference), `growth` (the same in logs, for positive series), `off`,
+        /// or `auto`: whichever forecasts the series' own last H values best (one pass each).
+        #[arg(long, default_value = "auto", value_parser = crate::lm::line::Trend::NAMES)]
+        trend: String,
+        /// Standard errors a drift or growth must be from zero for `lm` to take it out (0 = never).
+        #[arg(long, default_value_t = crate::lm::forecast::DRIFT)]
+        drift: f64,
         /// Seasons `lm`'s forecast-step seasonal lag averages, as the season's shape at the last
         /// season's level (1 = the last season's value, as trained; 3 suits smooth hourly data).
         #[arg(long, default_value_t = crate::lm::forecast::LmOptions::default().lag_seasons)]
@@ -610,6 +618,8 @@ async fn dispatch(cli: Cli) -> Result<()> {
             context,
             contexts,
             detrend,
+            trend,
+            drift,
             lag_seasons,
             no_lift,
             no_calibrate,
@@ -625,15 +635,19 @@ async fn dispatch(cli: Cli) -> Result<()> {
                     .expect("valid template"),
             );
             let opts = crate::evaluate::Options { horizon, season: season.unwrap_or(0), windows, progress };
-            let bad_detrend = !(detrend >= 0.0 && detrend.is_finite());
+            let bad_detrend = !(detrend >= 0.0 && detrend.is_finite() && drift >= 0.0 && drift.is_finite());
             if !(temperature > 0.0 && temperature.is_finite()) || top_k < 0 || bad_detrend || lag_seasons < 1 {
-                bail!("--temperature must be > 0, --top-k ≥ 0, --detrend a share ≥ 0 (0 = never take a line out) and --lag-seasons ≥ 1");
+                bail!(
+                    "--temperature must be > 0, --top-k ≥ 0, --detrend a share ≥ 0 (0 = never take a line out), --drift ≥ 0 (0 = never) and --lag-seasons ≥ 1"
+                );
             }
             let lm = crate::lm::forecast::LmOptions {
                 paths,
                 max_context: context.max(1),
                 contexts: contexts.max(1),
                 detrend,
+                trend: crate::lm::line::Trend::parse(&trend).expect("clap checked the name"),
+                drift,
                 lag_seasons,
                 lift: !no_lift,
                 calibrate: !no_calibrate,

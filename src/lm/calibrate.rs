@@ -4,7 +4,9 @@
 //! origins (BENCHMARKS.md, "How wide the LM's intervals should be"). So every series' own last
 //! `horizon` values are forecast from what precedes them (at most [`MAX_SERIES`] series, evenly
 //! spaced), and the factor that scales each quantile's distance from the median best (WQL
-//! pooled over them) is applied to the real forecasts. It only narrows: a factor above 1, learnt
+//! pooled over them) is applied to the real forecasts. The same pass picks the trend a context
+//! has taken out (`LmOptions::trend`, `Auto`): the candidate whose held-out forecasts lose least
+//! at their best factor. It only narrows: a factor above 1, learnt
 //! from one earlier stretch of growing yearly series, cost them 6 % where it widened. On by
 //! default (`LmOptions::calibrate`).
 use crate::forecast::QuantileForecast;
@@ -31,9 +33,15 @@ pub struct Held<'a> {
 /// The factor of [`FACTORS`] whose scaled quantiles (`levels`, whose `median` index is 0.5)
 /// have the least pinball loss over every held-out value; 1 with fewer than [`MIN_HELD`].
 pub fn best_factor(held: &[Held], levels: &[f64], median: usize) -> f64 {
+    best(held, levels, median).map_or(1.0, |(k, _)| k)
+}
+
+/// [`best_factor`] and its pinball loss summed over every held-out value; None with fewer than
+/// [`MIN_HELD`] of them (too few to learn from).
+pub fn best(held: &[Held], levels: &[f64], median: usize) -> Option<(f64, f64)> {
     let observed: usize = held.iter().map(|h| h.actual.iter().filter(|y| y.is_finite()).count()).sum();
     if observed < MIN_HELD {
-        return 1.0;
+        return None;
     }
     let loss = |k: f64| -> f64 {
         let mut total = 0.0;
@@ -46,7 +54,7 @@ pub fn best_factor(held: &[Held], levels: &[f64], median: usize) -> f64 {
         }
         total
     };
-    FACTORS.into_iter().map(|k| (k, loss(k))).min_by(|a, b| a.1.total_cmp(&b.1)).map_or(1.0, |(k, _)| k)
+    FACTORS.into_iter().map(|k| (k, loss(k))).min_by(|a, b| a.1.total_cmp(&b.1))
 }
 
 /// Scales each quantile's, the point's and each path's distance from the median (quantile
@@ -92,6 +100,19 @@ mod tests {
         missing[..20].iter_mut().for_each(|v| *v = f64::NAN);
         let sparse = best_factor(&[Held { actual: &missing, forecast: normal(0.0, 2.0, 60) }], &LEVELS, 4);
         assert_eq!(sparse, 1.0, "missing values are not counted");
+    }
+
+    /// The loss `best` reports is comparable across candidate forecasts of the same values
+    /// (how `lm::forecast` picks a trend): a forecast off-centre loses more than a centred one
+    /// at its own best factor; too few values give none.
+    #[test]
+    fn the_best_factors_loss_ranks_forecasts_of_the_same_values() {
+        let actual: Vec<f64> = (1..=60).map(|i| crate::forecast::norm_ppf(i as f64 / 61.0)).collect();
+        let score = |median: f64, n: usize| best(&[Held { actual: &actual[..n], forecast: normal(median, 1.0, n) }], &LEVELS, 4);
+        let (centred, off) = (score(0.0, 60).unwrap(), score(1.5, 60).unwrap());
+        assert_eq!(centred.0, 1.0);
+        assert!(centred.1 > 0.0 && off.1 > 1.5 * centred.1, "{centred:?} {off:?}");
+        assert_eq!(score(0.0, MIN_HELD - 1), None);
     }
 
     #[test]

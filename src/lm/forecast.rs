@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::calibrate;
 use super::checkpoint::Checkpoint;
-use super::line::Taken;
+use super::line::{Rules, Taken, Trend};
 use super::model::Model;
 use super::sample::{Context, SampleConfig, Sampled, Summary, sample_summarised};
 use super::tokens::{Encoded, decode, encode, text_prefix};
@@ -45,6 +45,18 @@ pub struct LmOptions {
     /// [`DETREND`], takes it out only where what it leaves is within about three of the value
     /// tokens' bins (0.0073 of the scale each), too fine for the model to read.
     pub detrend: f64,
+    /// Which trend a context has taken out before the model reads it, where no clean line
+    /// ([`Self::detrend`]) describes it, and put back on the forecast: `Drift`, the mean of its
+    /// seasonal differences per step, as a line through its last value
+    /// ([`super::line::Line::drift`]); `Growth`, the same in logs for a positive context, as a
+    /// factor ([`super::line::Growth`]); `Off`; or `Auto` (the default): whichever of the three
+    /// forecasts the run's own series' last `horizon` values best from what precedes them (the
+    /// calibration pass, run once per choice). The model reads what is left at its own level:
+    /// it pulls a forecast back towards a context's level, so a trend it reads is damped.
+    pub trend: Trend,
+    /// Standard errors a drift or growth must be from zero (its mean difference's t-statistic)
+    /// to be taken out; 0 = never.
+    pub drift: f64,
     /// Seasons the forecast's seasonal-lag input averages, as the season's shape at the last
     /// season's level (`sample::season_shape_lag`); 1 = the last season's value, as the model
     /// was trained. 3 copies one noisy season less: hourly −11 % MASE, PBS −8 % WQL, and the
@@ -76,6 +88,8 @@ impl Default for LmOptions {
             max_context: 256,
             contexts: 2,
             detrend: DETREND,
+            trend: Trend::Auto,
+            drift: DRIFT,
             lag_seasons: 1,
             lift: true,
             calibrate: true,
@@ -87,6 +101,9 @@ impl Default for LmOptions {
 /// naive's MASE to 0.4–0.9× with it, and no series of aus_retail or PBS is detrended at it
 /// (from 0.04 some aus_retail series are, and lose: BENCHMARKS.md, "Straight lines out of the context").
 pub const DETREND: f64 = 0.02;
+
+/// [`LmOptions::drift`]'s default: two standard errors (about 95 % two-sided).
+pub const DRIFT: f64 = 2.0;
 
 /// One series to forecast: its history (NaN = missing), optionally its text as token ids, and,
 /// for a model with covariates, their features over history then horizon, row-major
@@ -125,7 +142,7 @@ fn context(ck: &Checkpoint, input: &Input, req: &Request, o: &LmOptions, max_con
     let room = (cfg.max_len as usize).saturating_sub(horizon + ids.len()).min(max_context).max(1);
     let from = input.history.len().saturating_sub(room);
     let values = &input.history[from..];
-    let taken = Taken::of(values, o.detrend, o.lift);
+    let taken = Taken::of(values, &Rules { detrend: o.detrend, trend: o.trend, drift: o.drift, season: req.season, lift: o.lift });
     let enc = match &taken {
         Some(t) => encode(&t.rest(values), None),
         None => encode(values, None),
@@ -221,10 +238,14 @@ pub fn forecast_paths(
     mut on_batch: impl FnMut(Done) -> bool,
 ) -> Result<Vec<(QuantileForecast, Vec<Vec<f64>>)>> {
     let of = inputs.len();
-    if !o.calibrate {
+    let candidates: &[Trend] =
+        if o.trend == Trend::Auto { &[Trend::Off, Trend::Drift, Trend::Growth] } else { std::slice::from_ref(&o.trend) };
+    if !o.calibrate && candidates.len() == 1 {
         return sampled_forecasts(ck, inputs, req, o, |done| on_batch(Done { pass: Pass::Forecasting, done, of }));
     }
-    let k = spread_factor(ck, inputs, req, o, &mut on_batch)?;
+    let (trend, k) = backtest(ck, inputs, req, o, candidates, &mut on_batch)?;
+    let o = &LmOptions { trend, ..*o };
+    let k = if o.calibrate { k } else { 1.0 };
     // The median, which the factor scales around, is forecast beside the levels asked for.
     let median = req.levels.iter().position(|l| *l == 0.5);
     let levels: Vec<f64> = req.levels.iter().copied().chain(median.is_none().then_some(0.5)).collect();
@@ -244,10 +265,19 @@ pub fn forecast_paths(
     Ok(out)
 }
 
-/// [`calibrate::best_factor`] of each input's last `horizon` values forecast from what
-/// precedes them (every k-th input, at most [`calibrate::MAX_SERIES`], with at least
-/// [`calibrate::MIN_CONTEXT`] values before those).
-fn spread_factor(ck: &Checkpoint, inputs: &[Input], req: &Request, o: &LmOptions, mut on_batch: impl FnMut(Done) -> bool) -> Result<f64> {
+/// Each input's last `horizon` values forecast from what precedes them (every k-th input, at
+/// most [`calibrate::MAX_SERIES`], with at least [`calibrate::MIN_CONTEXT`] values before
+/// those), once per candidate trend: the candidate whose forecasts lose least at their
+/// [`calibrate::best`] spread factor, and that factor. With too few held-out values to learn
+/// from, `Drift` (or the one candidate) and the model's own spread.
+fn backtest(
+    ck: &Checkpoint,
+    inputs: &[Input],
+    req: &Request,
+    o: &LmOptions,
+    candidates: &[Trend],
+    mut on_batch: impl FnMut(Done) -> bool,
+) -> Result<(Trend, f64)> {
     let (h, n) = (req.horizon, ck.model.config.n_covariates as usize);
     let every = inputs.len().div_ceil(calibrate::MAX_SERIES).max(1);
     let held: Vec<(Input, &[f64])> = inputs
@@ -262,11 +292,24 @@ fn spread_factor(ck: &Checkpoint, inputs: &[Input], req: &Request, o: &LmOptions
         .collect();
     let (inputs, actual): (Vec<Input>, Vec<&[f64]>) = held.into_iter().unzip();
     let backtest = Request { levels: &LEVELS, ..*req };
-    let of = inputs.len();
-    let forecasts = sampled_forecasts(ck, &inputs, &backtest, o, |done| on_batch(Done { pass: Pass::Calibrating, done, of }))?;
-    let held: Vec<calibrate::Held> =
-        actual.into_iter().zip(forecasts).map(|(actual, (forecast, _))| calibrate::Held { actual, forecast }).collect();
-    Ok(calibrate::best_factor(&held, &LEVELS, 4))
+    let (per, of) = (inputs.len(), inputs.len() * candidates.len());
+    let mut best: Option<(Trend, f64, f64)> = None;
+    for (c, &trend) in candidates.iter().enumerate() {
+        let forecasts = sampled_forecasts(ck, &inputs, &backtest, &LmOptions { trend, ..*o }, |done| {
+            on_batch(Done { pass: Pass::Calibrating, done: c * per + done, of })
+        })?;
+        let held: Vec<calibrate::Held> =
+            actual.iter().zip(forecasts).map(|(actual, (forecast, _))| calibrate::Held { actual, forecast }).collect();
+        if let Some((k, loss)) = calibrate::best(&held, &LEVELS, 4)
+            && best.is_none_or(|b| loss < b.2)
+        {
+            best = Some((trend, k, loss));
+        }
+    }
+    let fallback = if candidates.len() == 1 { candidates[0] } else { Trend::Drift };
+    let (trend, k) = best.map_or((fallback, 1.0), |(trend, k, _)| (trend, k));
+    tracing::info!(trend = trend.as_str(), spread = k, series = per, "lm backtest on the held-out tails");
+    Ok((trend, k))
 }
 
 /// The model's forecasts, each with its sample paths.

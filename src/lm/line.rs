@@ -56,6 +56,19 @@ impl Line {
         self.end + self.slope * steps
     }
 
+    /// The drift of `values`, seasonal period `m`: the mean of the differences x_t − x_{t−m}
+    /// (both observed), per step, as a line through 0 at the context's last position (so what
+    /// it leaves keeps the last level), when the mean's t-statistic (differences taken as
+    /// independent) is at least `least` (> 0) and at least [`Line::MIN_POINTS`] differences
+    /// are seen. Its error is the slope's alone (the level is the model's to read): the
+    /// spread is the differences' deviation / √2, one value's noise where the noise is white.
+    pub fn drift(values: &[f64], m: usize, least: f64) -> Option<Line> {
+        let d = mean_difference(values, m, least)?;
+        // sxx makes the slope's error spread / √sxx = the mean difference's standard error.
+        let sxx = d.lag * d.lag * d.count / 2.0;
+        Some(Line { end: 0.0, slope: d.per_step, spread: d.sd / std::f64::consts::SQRT_2, n: f64::INFINITY, centre: 0.0, sxx })
+    }
+
     /// Each value less the line (missing values stay missing).
     pub fn residuals(&self, values: &[f64]) -> Vec<f64> {
         let last = values.len() as f64 - 1.0;
@@ -91,40 +104,195 @@ impl Line {
     }
 }
 
-/// What a context has taken out before the model reads it, put back on the forecast after.
+/// A positive context's growth: the mean of its seasonal log-differences log x_t − log x_{t−m}
+/// per step, taken out as a factor e^{−rate·(t − T)} that keeps the last level, and put back
+/// as e^{rate·h} — a drift in ratios, which a series growing by a share a step has (a straight
+/// line drawn through such a series leaves a bowl the model reads as a level to return to).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Taken {
-    /// A straight line ([`Line`]).
-    Line(Line),
-    /// A constant subtracted from a context with values below zero ([`lift`]).
-    Shift(f64),
+pub struct Growth {
+    /// Per step, in logs.
+    pub rate: f64,
+    /// The rate's standard error.
+    pub se: f64,
+    /// One value's noise in logs: the log-differences' deviation / √2.
+    pub spread: f64,
+}
+
+impl Growth {
+    /// The growth of `values` (NaN = missing; every observed value > 0), seasonal period `m`,
+    /// when its mean log-difference is at least `least` (> 0) standard errors from zero and at
+    /// least [`Line::MIN_POINTS`] differences are seen.
+    pub fn fit(values: &[f64], m: usize, least: f64) -> Option<Growth> {
+        if values.iter().any(|v| v.is_finite() && *v <= 0.0) {
+            return None;
+        }
+        let logs: Vec<f64> = values.iter().map(|v| v.ln()).collect();
+        let d = mean_difference(&logs, m, least)?;
+        Some(Growth { rate: d.per_step, se: d.se, spread: d.sd / std::f64::consts::SQRT_2 })
+    }
+
+    /// Each value with the growth since the context's last position taken out.
+    pub fn rest(&self, values: &[f64]) -> Vec<f64> {
+        let last = values.len() as f64 - 1.0;
+        values.iter().enumerate().map(|(t, v)| v * (-self.rate * (t as f64 - last)).exp()).collect()
+    }
+
+    /// How much wider a forecast's spread around its mean is `steps` ahead once the rate's
+    /// error is added to one value's noise.
+    pub fn widening(&self, steps: f64) -> f64 {
+        if self.se == 0.0 { 1.0 } else { (1.0 + (steps * self.se / self.spread).powi(2)).sqrt() }
+    }
+
+    /// Puts the growth back on a forecast of the rest: step h's mean and quantiles × e^{rate·h},
+    /// each quantile's distance from the mean also × [`Growth::widening`], and each path × its
+    /// own e^{(rate + se·z)·h} (one z a path, so a wrong rate runs on across its steps).
+    pub fn restore(&self, s: &mut Sampled, rng: &mut impl Rng) {
+        let f = &mut s.forecast;
+        for (h, point) in f.point.iter_mut().enumerate() {
+            let x = (h + 1) as f64;
+            let (g, widen, centre) = ((self.rate * x).exp(), self.widening(x), *point);
+            f.quantiles.iter_mut().for_each(|q| q[h] = (centre + (q[h] - centre) * widen) * g);
+            *point *= g;
+        }
+        for path in &mut s.paths {
+            let z: f64 = rng.sample(StandardNormal);
+            for (h, v) in path.iter_mut().enumerate() {
+                *v *= ((self.rate + self.se * z) * (h + 1) as f64).exp();
+            }
+        }
+    }
+}
+
+/// The mean per step of a series' differences at its seasonal lag ([`mean_difference`]).
+struct Difference {
+    per_step: f64,
+    /// The per-step mean's standard error (the differences taken as independent).
+    se: f64,
+    /// The differences' standard deviation.
+    sd: f64,
+    /// Differences seen.
+    count: f64,
+    lag: f64,
+}
+
+/// The mean of `values`' differences at lag `m` (both observed), when it is at least `least`
+/// (> 0) standard errors from zero (or every difference is the same and not zero) over at
+/// least [`Line::MIN_POINTS`] of them.
+fn mean_difference(values: &[f64], m: usize, least: f64) -> Option<Difference> {
+    let m = m.max(1);
+    let d: Vec<f64> = (m..values.len()).map(|t| values[t] - values[t - m]).filter(|v| v.is_finite()).collect();
+    if least <= 0.0 || d.len() < Line::MIN_POINTS {
+        return None;
+    }
+    let k = d.len() as f64;
+    let mean = d.iter().sum::<f64>() / k;
+    let sd = (d.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (k - 1.0)).sqrt();
+    let (lag, se) = (m as f64, sd / k.sqrt());
+    (mean != 0.0 && mean.abs() >= least * se).then_some(Difference { per_step: mean / lag, se: se / lag, sd, count: k, lag })
+}
+
+/// What a context has taken out before the model reads it, put back on the forecast after: a
+/// straight line or a drift ([`Line`]), then a lift of what is left above zero ([`lift`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Taken {
+    pub line: Option<Line>,
+    /// A positive context's growth (instead of a drift: never with `line`).
+    pub growth: Option<Growth>,
+    /// A constant subtracted (after the line) from a context with values below zero.
+    pub shift: Option<f64>,
+}
+
+/// Which trend a context has taken out when no clean line describes it: none, a drift
+/// ([`Line::drift`]), or a positive context's growth ([`Growth`], a drift elsewhere); `Auto`
+/// is the one that forecasts the run's own held-out values best (`lm::forecast`), and reads as
+/// `Drift` where nothing chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trend {
+    Off,
+    Drift,
+    Growth,
+    Auto,
+}
+
+impl Trend {
+    pub const NAMES: [&str; 4] = ["auto", "off", "drift", "growth"];
+
+    pub fn parse(s: &str) -> Option<Trend> {
+        match s {
+            "auto" => Some(Trend::Auto),
+            "off" => Some(Trend::Off),
+            "drift" => Some(Trend::Drift),
+            "growth" => Some(Trend::Growth),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trend::Auto => "auto",
+            Trend::Off => "off",
+            Trend::Drift => "drift",
+            Trend::Growth => "growth",
+        }
+    }
+}
+
+/// What may be taken out of a context ([`Taken::of`]): `LmOptions`' `detrend`, `trend`, `drift`
+/// and `lift`, and the request's season (the differences' lag).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rules {
+    pub detrend: f64,
+    pub trend: Trend,
+    /// Standard errors a drift or growth must be from zero to be taken out.
+    pub drift: f64,
+    pub season: usize,
+    pub lift: bool,
 }
 
 impl Taken {
-    /// The line through `values` when it describes them within `detrend` ([`Line::fit`]),
-    /// else (when `lifts`) the shift that lifts values below zero ([`lift`]), else nothing.
-    pub fn of(values: &[f64], detrend: f64, lifts: bool) -> Option<Taken> {
-        let shift = || lift(values).filter(|_| lifts).map(Taken::Shift);
-        Line::fit(values, detrend).map(Taken::Line).or_else(shift)
+    /// The line through `values` when it describes them within `rules.detrend` ([`Line::fit`]),
+    /// else their trend (`rules.trend`) when it is clear at `rules.drift`; then (when
+    /// `rules.lift`) the shift that lifts what is left above zero ([`lift`]) — except after a
+    /// clean line, whose residuals the model reads around zero. None when nothing is taken.
+    pub fn of(values: &[f64], rules: &Rules) -> Option<Taken> {
+        if let Some(line) = Line::fit(values, rules.detrend) {
+            return Some(Taken { line: Some(line), growth: None, shift: None });
+        }
+        if rules.trend == Trend::Growth
+            && let Some(growth) = Growth::fit(values, rules.season, rules.drift)
+        {
+            return Some(Taken { line: None, growth: Some(growth), shift: None });
+        }
+        let drift = if rules.trend == Trend::Off { 0.0 } else { rules.drift };
+        let line = Line::drift(values, rules.season, drift);
+        let rest = line.map(|l| l.residuals(values));
+        let shift = if rules.lift { lift(rest.as_deref().unwrap_or(values)) } else { None };
+        (line.is_some() || shift.is_some()).then_some(Taken { line, growth: None, shift })
     }
 
     /// What the model reads: each value less what is taken out (missing values stay missing).
     pub fn rest(&self, values: &[f64]) -> Vec<f64> {
-        match self {
-            Taken::Line(line) => line.residuals(values),
-            Taken::Shift(c) => values.iter().map(|v| v - c).collect(),
-        }
+        let rest = match (&self.line, &self.growth) {
+            (Some(l), _) => l.residuals(values),
+            (None, Some(g)) => g.rest(values),
+            (None, None) => values.to_vec(),
+        };
+        let c = self.shift.unwrap_or(0.0);
+        rest.into_iter().map(|v| v - c).collect()
     }
 
-    /// Puts it back on a forecast of the rest: the line's continuation ([`Line::restore`]), or
-    /// the shift on the point, every quantile and every path.
+    /// Puts it back on a forecast of the rest: the shift on the point, every quantile and every
+    /// path, then the line's continuation ([`Line::restore`]).
     pub fn restore(&self, s: &mut Sampled, rng: &mut impl Rng) {
-        match self {
-            Taken::Line(line) => line.restore(s, rng),
-            Taken::Shift(c) => {
-                let f = &mut s.forecast;
-                f.point.iter_mut().chain(f.quantiles.iter_mut().flatten()).chain(s.paths.iter_mut().flatten()).for_each(|v| *v += c);
-            }
+        if let Some(c) = self.shift {
+            let f = &mut s.forecast;
+            f.point.iter_mut().chain(f.quantiles.iter_mut().flatten()).chain(s.paths.iter_mut().flatten()).for_each(|v| *v += c);
+        }
+        if let Some(line) = &self.line {
+            line.restore(s, rng);
+        }
+        if let Some(growth) = &self.growth {
+            growth.restore(s, rng);
         }
     }
 }
@@ -212,14 +380,15 @@ mod tests {
         assert_eq!(lift(&[0.0, 3.0, 1.0]), None, "demand is read as it is");
         assert_eq!(lift(&[f64::NAN; 3]), None);
         let values = [-5.0, 0.0, 5.0, -5.0, f64::NAN, 5.0];
-        let taken = Taken::of(&values, DETREND_FOR_TESTS, true).expect("values below zero");
-        assert_eq!(taken, Taken::Shift(-15.0), "no line describes a saw-tooth");
+        let taken = Taken::of(&values, &rules(true)).expect("values below zero");
+        assert_eq!(taken, Taken { line: None, growth: None, shift: Some(-15.0) }, "no line describes a saw-tooth");
         let rest = taken.rest(&values);
         assert_eq!(rest.iter().filter(|v| v.is_finite()).copied().collect::<Vec<_>>(), [10.0, 15.0, 20.0, 10.0, 20.0]);
         assert!(rest[4].is_nan());
-        assert_eq!(Taken::of(&values, DETREND_FOR_TESTS, false), None, "not lifted when asked not to");
+        assert_eq!(Taken::of(&values, &rules(false)), None, "not lifted when asked not to");
         let clean: Vec<f64> = (0..10).map(|t| -100.0 + t as f64).collect();
-        assert!(matches!(Taken::of(&clean, DETREND_FOR_TESTS, true), Some(Taken::Line(_))), "a line is taken before a lift");
+        let lined = Taken::of(&clean, &rules(true)).unwrap();
+        assert!(lined.line.is_some() && lined.shift.is_none(), "a line is taken before a lift, and its residuals are not lifted");
         let mut s = Sampled {
             paths: vec![vec![1.0, 2.0]; 3],
             forecast: QuantileForecast { point: vec![12.0, 14.0], quantiles: vec![vec![10.0, 11.0], vec![15.0, 18.0]] },
@@ -230,5 +399,88 @@ mod tests {
         assert!(s.paths.iter().all(|p| p == &[-14.0, -13.0]));
     }
 
-    const DETREND_FOR_TESTS: f64 = crate::lm::forecast::DETREND;
+    /// A season of ±10 around a slope of ½ a step, with a little noise that repeats every 5.
+    fn seasonal(slope: f64, noise: f64, n: usize) -> Vec<f64> {
+        let wobble = |t: usize| ((t * 7) % 5) as f64 - 2.0;
+        (0..n).map(|t| 100.0 + slope * t as f64 + 10.0 * (std::f64::consts::TAU * t as f64 / 12.0).sin() + noise * wobble(t)).collect()
+    }
+
+    #[test]
+    fn a_drift_is_the_mean_seasonal_difference_through_the_last_value() {
+        let values = seasonal(0.5, 0.5, 60);
+        let drift = Line::drift(&values, 12, 2.0).expect("a clear drift");
+        assert!((drift.slope - 0.5).abs() < 0.02 && drift.end == 0.0 && drift.n.is_infinite(), "{drift:?}");
+        let rest = drift.residuals(&values);
+        assert_eq!(rest[59], values[59], "what it leaves keeps the last level");
+        assert!((rest[0] - (values[0] + 59.0 * drift.slope)).abs() < 1e-9);
+        // Its error is the mean difference's: spread / √sxx = sd / (12 √48).
+        let d: Vec<f64> = (12..60).map(|t| values[t] - values[t - 12]).collect();
+        let mean = d.iter().sum::<f64>() / 48.0;
+        let sd = (d.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 47.0).sqrt();
+        assert!((drift.spread / drift.sxx.sqrt() - sd / (12.0 * 48f64.sqrt())).abs() < 1e-12);
+        let exact = Line::drift(&seasonal(0.5, 0.0, 60), 12, 2.0).expect("noise-free: every difference the same");
+        assert!((exact.slope - 0.5).abs() < 1e-9 && exact.spread < 1e-9, "{exact:?}");
+        assert_eq!(Line::drift(&seasonal(0.0, 0.5, 60), 12, 2.0), None, "no drift beyond the noise");
+        assert_eq!(Line::drift(&seasonal(0.0, 0.0, 60), 12, 2.0), None, "a season alone");
+        assert_eq!(Line::drift(&values[..17], 12, 2.0), None, "five differences are too few");
+        assert_eq!(Line::drift(&values, 12, 0.0), None, "0 = never");
+        let mut gappy = values.clone();
+        gappy.iter_mut().step_by(2).for_each(|v| *v = f64::NAN);
+        assert!((Line::drift(&gappy, 12, 2.0).unwrap().slope - 0.5).abs() < 0.05, "differences need both ends");
+    }
+
+    #[test]
+    fn growth_is_a_drift_in_logs_put_back_as_a_factor() {
+        let wobble = |t: usize| 1.0 + 0.01 * (((t * 7) % 5) as f64 - 2.0);
+        let values: Vec<f64> = (0..40).map(|t| 50.0 * 1.03f64.powi(t as i32) * (1.0 + 0.2 * (t % 4) as f64) * wobble(t)).collect();
+        let g = Growth::fit(&values, 4, 2.0).expect("a clear growth");
+        assert!((g.rate - 1.03f64.ln()).abs() < 0.002 && g.se > 0.0 && g.spread > 0.0, "{g:?}");
+        let rest = g.rest(&values);
+        assert!((rest[39] - values[39]).abs() < 1e-9, "the last level is kept");
+        let first_season = rest[0..4].iter().sum::<f64>();
+        let last_season = rest[36..40].iter().sum::<f64>();
+        assert!((first_season / last_season - 1.0).abs() < 0.05, "the growth is out: {first_season} {last_season}");
+        let mut negative = values.clone();
+        negative[5] = -1.0;
+        assert_eq!(Growth::fit(&negative, 4, 2.0), None, "logs need positive values");
+        negative[5] = f64::NAN;
+        assert!(Growth::fit(&negative, 4, 2.0).is_some(), "missing values are skipped");
+        // Restored: mean and quantiles × e^{rate h}, quantiles' distance also widened; each path
+        // grows at its own rate (a constant ratio between steps).
+        let mut s = Sampled {
+            paths: vec![vec![10.0; 3]; 200],
+            forecast: QuantileForecast { point: vec![10.0; 3], quantiles: vec![vec![8.0; 3], vec![12.0; 3]] },
+        };
+        g.restore(&mut s, &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(3));
+        for h in 0..3 {
+            let (x, f) = ((h + 1) as f64, (g.rate * (h + 1) as f64).exp());
+            assert!((s.forecast.point[h] - 10.0 * f).abs() < 1e-9);
+            assert!((s.forecast.quantiles[1][h] - (10.0 + 2.0 * g.widening(x)) * f).abs() < 1e-9);
+        }
+        assert!(g.widening(3.0) > g.widening(1.0) && g.widening(1.0) > 1.0);
+        for p in &s.paths {
+            assert!((p[1] / p[0] - p[2] / p[1]).abs() < 1e-9 && (p[0] / 10.0).ln() > g.rate - 4.0 * g.se);
+        }
+    }
+
+    #[test]
+    fn the_trend_taken_is_the_one_asked_for() {
+        let values = seasonal(0.5, 0.5, 60);
+        let of = |trend: Trend, values: &[f64]| Taken::of(values, &Rules { trend, season: 12, ..rules(true) });
+        assert_eq!(of(Trend::Off, &values), None, "positive: nothing to lift");
+        let drift = of(Trend::Drift, &values).unwrap();
+        assert!(drift.line.is_some_and(|l| (l.slope - 0.5).abs() < 0.02) && drift.growth.is_none() && drift.shift.is_none());
+        assert_eq!(of(Trend::Auto, &values), Some(drift), "auto reads as drift where nothing chose");
+        let growth = of(Trend::Growth, &values).unwrap();
+        assert!(growth.growth.is_some() && growth.line.is_none() && growth.shift.is_none());
+        let below: Vec<f64> = values.iter().map(|v| v - 120.0).collect();
+        let fallback = of(Trend::Growth, &below).unwrap();
+        assert!(fallback.line.is_some() && fallback.shift.is_some(), "below zero: a drift, then a lift");
+        let rest = fallback.rest(&below);
+        assert!(rest.iter().all(|v| *v > 0.0) && (rest[59] - (below[59] - fallback.shift.unwrap())).abs() < 1e-9);
+    }
+
+    fn rules(lift: bool) -> Rules {
+        Rules { detrend: crate::lm::forecast::DETREND, trend: Trend::Drift, drift: 3.0, season: 1, lift }
+    }
 }

@@ -112,6 +112,13 @@ struct ForecastConfig {
     /// the forecast) when its residuals' mean |r| is at most this share of the values' mean |x|;
     /// 0 = never (default `lm::forecast::DETREND`, 0.02).
     detrend: Option<f64>,
+    /// `lm` only: the trend taken out of a context and put back on the forecast where no clean
+    /// line describes it: `drift`, `growth` (in logs, positive series), `off`, or `auto` (the
+    /// default: whichever forecasts the series' own last `horizon` values best).
+    trend: Option<String>,
+    /// `lm` only: standard errors a drift or growth must be from zero to be taken out (0 =
+    /// never; default 2).
+    drift: Option<f64>,
     /// `lm` only: seasons the forecast's seasonal-lag input averages, as the season's shape at
     /// the last season's level (default 1: the last season's value, as the model was trained).
     lag_seasons: Option<usize>,
@@ -207,8 +214,23 @@ fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, 
     if !(detrend >= 0.0 && detrend.is_finite()) {
         return Err(decl.error(decl.config.pos("detrend"), "`detrend` must be a share ≥ 0 (0 = never take a line out)").into());
     }
+    let trend = match cfg.trend.as_deref() {
+        None => d.trend,
+        Some(name) => crate::lm::line::Trend::parse(name).ok_or_else(|| {
+            decl.error(
+                decl.config.pos("trend"),
+                format!("`trend` is `{name}`; it must be one of {}", crate::lm::line::Trend::NAMES.join(", ")),
+            )
+        })?,
+    };
+    let drift = cfg.drift.unwrap_or(d.drift);
+    if !(drift >= 0.0 && drift.is_finite()) {
+        return Err(decl.error(decl.config.pos("drift"), "`drift` must be a number of standard errors ≥ 0 (0 = never)").into());
+    }
     let opts = LmOptions {
         detrend,
+        trend,
+        drift,
         lag_seasons,
         calibrate: cfg.calibrate.unwrap_or(d.calibrate),
         paths: cfg.paths,

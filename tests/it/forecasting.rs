@@ -163,13 +163,16 @@ fn evaluate_scores_methods_and_writes_forecasts() {
     assert!(err.contains("fc.parquet") && err.contains("no column `value`"), "{err}");
     let out = p.run(&["evaluate", "--data", "long.parquet", "--horizon", "7", "--season", "7", "--methods", "arima"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("unknown forecast method `arima`"), "{}", stdout(&out));
-    for bad in ["--detrend=-0.1", "--temperature=0", "--top-k=-1", "--lag-seasons=0"] {
+    for bad in ["--detrend=-0.1", "--drift=-1", "--temperature=0", "--top-k=-1", "--lag-seasons=0"] {
         let err = p.fails(&["evaluate", "--data", "long.parquet", "--horizon", "7", "--season", "7", "--methods", "lm", bad], 1);
         assert!(
             err.contains("--temperature must be > 0, --top-k ≥ 0, --detrend a share ≥ 0") && err.contains("--lag-seasons ≥ 1"),
             "{bad:?}: {err}"
         );
     }
+    let err =
+        p.fails(&["evaluate", "--data", "long.parquet", "--horizon", "7", "--season", "7", "--methods", "lm", "--trend", "linear"], 2);
+    assert!(err.contains("invalid value 'linear' for '--trend") && err.contains("growth"), "{err}");
 }
 
 /// `lm` lifts a series with values below zero above zero before the model reads it (the model
@@ -289,6 +292,8 @@ fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validatio
     refused("contexts: 9,", "`contexts` must be ≥ 1 and at most `paths`");
     refused("lag_seasons: 0,", "`lag_seasons` must be ≥ 1");
     refused("detrend: -0.1,", "`detrend` must be a share ≥ 0");
+    refused("trend: linear,", "`trend` is `linear`; it must be one of auto, off, drift, growth");
+    refused("drift: -1,", "`drift` must be a number of standard errors ≥ 0");
     // The model's own spread, not narrowed by a factor learnt from the series' own last week.
     p.write("p.yaml", &lm("model: model, context: 16, calibrate: false,"));
     p.ok(&["run", "p.yaml"]);
