@@ -246,9 +246,10 @@ enum Command {
         #[arg(long, default_value_t = crate::lm::forecast::DRIFT)]
         drift: f64,
         /// Seasons `lm`'s forecast-step seasonal lag averages, as the season's shape at the last
-        /// season's level (1 = the last season's value, as trained; 3 suits smooth hourly data).
-        #[arg(long, default_value_t = crate::lm::forecast::LmOptions::default().lag_seasons)]
-        lag_seasons: usize,
+        /// season's level (1 = the last season's value, as trained; 3 suits smooth hourly data),
+        /// or `auto`: 1 or 3, whichever forecasts the series' own last H values best.
+        #[arg(long, default_value = "auto")]
+        lag_seasons: String,
         /// `lm` reads a series with values below zero as it is, instead of lifting it above zero
         /// (the model was pretrained on values ≥ 0) and taking the lift off its forecast.
         #[arg(long)]
@@ -636,9 +637,10 @@ async fn dispatch(cli: Cli) -> Result<()> {
             );
             let opts = crate::evaluate::Options { horizon, season: season.unwrap_or(0), windows, progress };
             let bad_detrend = !(detrend >= 0.0 && detrend.is_finite() && drift >= 0.0 && drift.is_finite());
-            if !(temperature > 0.0 && temperature.is_finite()) || top_k < 0 || bad_detrend || lag_seasons < 1 {
+            let lag_seasons = crate::lm::forecast::LagSeasons::parse(&lag_seasons);
+            if !(temperature > 0.0 && temperature.is_finite()) || top_k < 0 || bad_detrend || lag_seasons.is_none() {
                 bail!(
-                    "--temperature must be > 0, --top-k ≥ 0, --detrend a share ≥ 0 (0 = never take a line out), --drift ≥ 0 (0 = never) and --lag-seasons ≥ 1"
+                    "--temperature must be > 0, --top-k ≥ 0, --detrend a share ≥ 0 (0 = never take a line out), --drift ≥ 0 (0 = never) and --lag-seasons `auto` or ≥ 1"
                 );
             }
             let lm = crate::lm::forecast::LmOptions {
@@ -648,7 +650,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
                 detrend,
                 trend: crate::lm::line::Trend::parse(&trend).expect("clap checked the name"),
                 drift,
-                lag_seasons,
+                lag_seasons: lag_seasons.expect("checked above"),
                 lift: !no_lift,
                 calibrate: !no_calibrate,
                 temperature,

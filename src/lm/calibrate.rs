@@ -43,18 +43,40 @@ pub fn best(held: &[Held], levels: &[f64], median: usize) -> Option<(f64, f64)> 
     if observed < MIN_HELD {
         return None;
     }
-    let loss = |k: f64| -> f64 {
-        let mut total = 0.0;
-        for h in held {
-            let q = &h.forecast.quantiles;
-            for (t, y) in h.actual.iter().enumerate().filter(|(_, y)| y.is_finite()) {
-                let c = q[median][t];
-                total += levels.iter().zip(q).map(|(l, qs)| pinball(*y, c + k * (qs[t] - c), *l)).sum::<f64>();
-            }
-        }
-        total
+    FACTORS.into_iter().map(|k| (k, losses(held, levels, median, k).iter().sum::<f64>())).min_by(|a, b| a.1.total_cmp(&b.1))
+}
+
+/// Each held-out forecast's pinball loss, summed over its observed values and `levels`, with
+/// every quantile's distance from the median (quantile `median`) scaled by `k`.
+pub fn losses(held: &[Held], levels: &[f64], median: usize, k: f64) -> Vec<f64> {
+    let one = |h: &Held| -> f64 {
+        let q = &h.forecast.quantiles;
+        let observed = h.actual.iter().enumerate().filter(|(_, y)| y.is_finite());
+        observed
+            .map(|(t, y)| levels.iter().zip(q).map(|(l, qs)| pinball(*y, q[median][t] + k * (qs[t] - q[median][t]), *l)).sum::<f64>())
+            .sum()
     };
-    FACTORS.into_iter().map(|k| (k, loss(k))).min_by(|a, b| a.1.total_cmp(&b.1))
+    held.iter().map(one).collect()
+}
+
+/// How far `b`'s losses are below `a`'s (the same forecasts' held-out values, in order): the
+/// mean of their paired differences a − b over its standard error (NaN with fewer than two).
+pub fn paired_t(a: &[f64], b: &[f64]) -> f64 {
+    let d: Vec<f64> = a.iter().zip(b).map(|(a, b)| a - b).collect();
+    let n = d.len() as f64;
+    if d.len() < 2 {
+        return f64::NAN;
+    }
+    let mean = d.iter().sum::<f64>() / n;
+    let se = (d.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) / n).sqrt();
+    mean / se
+}
+
+/// Whether `b`'s losses are less than `a`'s by at least `z` standard errors of their paired
+/// differences' mean ([`paired_t`]; z = 0: any less).
+pub fn clearly_less(a: &[f64], b: &[f64], z: f64) -> bool {
+    let t = paired_t(a, b);
+    t > 0.0 && t >= z
 }
 
 /// Scales each quantile's, the point's and each path's distance from the median (quantile
@@ -113,6 +135,17 @@ mod tests {
         assert_eq!(centred.0, 1.0);
         assert!(centred.1 > 0.0 && off.1 > 1.5 * centred.1, "{centred:?} {off:?}");
         assert_eq!(score(0.0, MIN_HELD - 1), None);
+    }
+
+    #[test]
+    fn a_clear_difference_is_a_paired_one_beyond_its_noise() {
+        let a = [10.0, 12.0, 9.0, 11.0, 10.5, 9.5];
+        let better: Vec<f64> = a.iter().zip([1.0, 1.2, 0.9, 1.1, 0.8, 1.0]).map(|(a, d)| a - d).collect();
+        assert!(clearly_less(&a, &better, 2.0), "every series a little better");
+        let mixed: Vec<f64> = a.iter().zip([3.0, -2.5, 2.0, -1.5, 0.5, -0.5]).map(|(a, d)| a - d).collect();
+        assert!(mixed.iter().sum::<f64>() < a.iter().sum::<f64>() && !clearly_less(&a, &mixed, 2.0), "less in total, within its noise");
+        assert!(clearly_less(&a, &mixed, 0.0), "z = 0: any less");
+        assert!(!clearly_less(&a, &a, 0.0) && !clearly_less(&a[..1], &better[..1], 2.0));
     }
 
     #[test]

@@ -60,8 +60,10 @@ pub struct LmOptions {
     /// Seasons the forecast's seasonal-lag input averages, as the season's shape at the last
     /// season's level (`sample::season_shape_lag`); 1 = the last season's value, as the model
     /// was trained. 3 copies one noisy season less: hourly −11 % MASE, PBS −8 % WQL, and the
-    /// demo lake's daily counts +0.7 % (BENCHMARKS.md, "Hourly: the LM copies the last season").
-    pub lag_seasons: usize,
+    /// demo lake's daily counts +0.7 % (BENCHMARKS.md, "Hourly: the LM copies the last season"),
+    /// so `Auto` (the default) backtests [`LagSeasons::CHOICES`] after the trend, and keeps 3
+    /// only where it is [`LAG_CLEARLY`] better than 1 on the run's own held-out values.
+    pub lag_seasons: LagSeasons,
     /// Lifts a context with values below zero above zero before the model reads it, and takes
     /// the lift off its forecast ([`super::line::lift`]): the model was pretrained on values ≥ 0
     /// and pulls a negative series towards zero (quarterly series around zero: 1.38 → 1.07
@@ -90,7 +92,7 @@ impl Default for LmOptions {
             detrend: DETREND,
             trend: Trend::Auto,
             drift: DRIFT,
-            lag_seasons: 1,
+            lag_seasons: LagSeasons::Auto,
             lift: true,
             calibrate: true,
         }
@@ -101,6 +103,43 @@ impl Default for LmOptions {
 /// naive's MASE to 0.4–0.9× with it, and no series of aus_retail or PBS is detrended at it
 /// (from 0.04 some aus_retail series are, and lose: BENCHMARKS.md, "Straight lines out of the context").
 pub const DETREND: f64 = 0.02;
+
+/// How many seasons the forecast's seasonal-lag input averages ([`LmOptions::lag_seasons`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LagSeasons {
+    /// Whichever of [`LagSeasons::CHOICES`] forecasts the run's own held-out values best.
+    Auto,
+    /// That many (≥ 1).
+    Fixed(usize),
+}
+
+impl LagSeasons {
+    /// What `Auto` chooses between: the last season's value, as trained, or three seasons' shape.
+    pub const CHOICES: [usize; 2] = [1, 3];
+
+    /// `auto` or a count ≥ 1.
+    pub fn parse(s: &str) -> Option<LagSeasons> {
+        match s {
+            "auto" => Some(LagSeasons::Auto),
+            n => n.parse().ok().filter(|n| *n >= 1).map(LagSeasons::Fixed),
+        }
+    }
+
+    fn choices(self) -> Vec<usize> {
+        match self {
+            LagSeasons::Auto => Self::CHOICES.to_vec(),
+            LagSeasons::Fixed(k) => vec![k],
+        }
+    }
+
+    /// The count a forecast pass uses: `Auto` reads as 1 where nothing chose.
+    fn count(self) -> usize {
+        match self {
+            LagSeasons::Auto => 1,
+            LagSeasons::Fixed(k) => k,
+        }
+    }
+}
 
 /// [`LmOptions::drift`]'s default: two standard errors (about 95 % two-sided).
 pub const DRIFT: f64 = 2.0;
@@ -238,13 +277,12 @@ pub fn forecast_paths(
     mut on_batch: impl FnMut(Done) -> bool,
 ) -> Result<Vec<(QuantileForecast, Vec<Vec<f64>>)>> {
     let of = inputs.len();
-    let candidates: &[Trend] =
-        if o.trend == Trend::Auto { &[Trend::Off, Trend::Drift, Trend::Growth] } else { std::slice::from_ref(&o.trend) };
-    if !o.calibrate && candidates.len() == 1 {
+    let fixed = o.trend != Trend::Auto && o.lag_seasons != LagSeasons::Auto;
+    if !o.calibrate && fixed {
         return sampled_forecasts(ck, inputs, req, o, |done| on_batch(Done { pass: Pass::Forecasting, done, of }));
     }
-    let (trend, k) = backtest(ck, inputs, req, o, candidates, &mut on_batch)?;
-    let o = &LmOptions { trend, ..*o };
+    let (chosen, k) = backtest(ck, inputs, req, o, &mut on_batch)?;
+    let o = &chosen;
     let k = if o.calibrate { k } else { 1.0 };
     // The median, which the factor scales around, is forecast beside the levels asked for.
     let median = req.levels.iter().position(|l| *l == 0.5);
@@ -267,20 +305,86 @@ pub fn forecast_paths(
 
 /// Each input's last `horizon` values forecast from what precedes them (every k-th input, at
 /// most [`calibrate::MAX_SERIES`], with at least [`calibrate::MIN_CONTEXT`] values before
-/// those), once per candidate trend: the candidate whose forecasts lose least at their
-/// [`calibrate::best`] spread factor, and that factor. With too few held-out values to learn
-/// from, `Drift` (or the one candidate) and the model's own spread.
+/// those), once per choice left open: each candidate trend (`o.trend` `Auto`: off, drift,
+/// growth) at the first seasonal-lag count, then the best of them at each other count
+/// (`o.lag_seasons` `Auto`). Returns the options whose forecasts lose least at their
+/// [`calibrate::best`] spread factor — another lag count only where it is [`LAG_CLEARLY`]
+/// better, series by series, than the one the model was trained with — every choice fixed,
+/// and that factor. With too few held-out values to learn from: drift, one season's lag (or
+/// what was asked) and factor 1.
 fn backtest(
     ck: &Checkpoint,
     inputs: &[Input],
     req: &Request,
     o: &LmOptions,
-    candidates: &[Trend],
     mut on_batch: impl FnMut(Done) -> bool,
-) -> Result<(Trend, f64)> {
-    let (h, n) = (req.horizon, ck.model.config.n_covariates as usize);
+) -> Result<(LmOptions, f64)> {
+    let (inputs, actual) = held_out(ck, inputs, req.horizon);
+    let trends = if o.trend == Trend::Auto { vec![Trend::Off, Trend::Drift, Trend::Growth] } else { vec![o.trend] };
+    // A season of one step has no shape to average: every count reads the last value.
+    let lags = if req.season > 1 { o.lag_seasons.choices() } else { vec![o.lag_seasons.count()] };
+    let (per, passes) = (inputs.len(), trends.len() + lags.len() - 1);
+    let backtest = Request { levels: &LEVELS, ..*req };
+    let mut pass = 0;
+    let mut score = |options: LmOptions| -> Result<Option<Scored>> {
+        let forecasts = sampled_forecasts(ck, &inputs, &backtest, &options, |done| {
+            on_batch(Done { pass: Pass::Calibrating, done: pass * per + done, of: passes * per })
+        })?;
+        pass += 1;
+        let held: Vec<calibrate::Held> =
+            actual.iter().zip(forecasts).map(|(actual, (forecast, _))| calibrate::Held { actual, forecast }).collect();
+        let scored =
+            calibrate::best(&held, &LEVELS, 4).map(|(k, loss)| Scored { options, k, loss, each: calibrate::losses(&held, &LEVELS, 4, k) });
+        let (trend, lag_seasons) = (options.trend.as_str(), options.lag_seasons.count());
+        tracing::debug!(trend, lag_seasons, loss = scored.as_ref().map(|s| s.loss), "lm backtest candidate");
+        Ok(scored)
+    };
+    let fix = |trend: Trend, lag: usize| LmOptions { trend, lag_seasons: LagSeasons::Fixed(lag), ..*o };
+    let mut best: Option<Scored> = None;
+    for &trend in &trends {
+        if let Some(s) = score(fix(trend, lags[0]))?
+            && best.as_ref().is_none_or(|b| s.loss < b.loss)
+        {
+            best = Some(s);
+        }
+    }
+    // Another seasonal lag than the one the model was trained with must be clearly better.
+    let z = if o.lag_seasons == LagSeasons::Auto { LAG_CLEARLY } else { 0.0 };
+    for &lag in &lags[1..] {
+        let Some(b) = &best else { break };
+        let Some(s) = score(fix(b.options.trend, lag))? else { continue };
+        tracing::debug!(lag_seasons = lag, t = calibrate::paired_t(&b.each, &s.each), "lm backtest: how clearly it beats the trained lag");
+        if calibrate::clearly_less(&b.each, &s.each, z) {
+            best = Some(s);
+        }
+    }
+    let fallback = fix(if trends.len() == 1 { trends[0] } else { Trend::Drift }, lags[0]);
+    let (chosen, k) = best.map_or((fallback, 1.0), |b| (b.options, b.k));
+    let (trend, lag_seasons) = (chosen.trend.as_str(), chosen.lag_seasons.count());
+    tracing::info!(trend, lag_seasons, spread = k, series = per, "lm backtest on the held-out tails");
+    Ok((chosen, k))
+}
+
+/// One candidate's backtest: its options, best spread factor, and pinball loss at that factor,
+/// in all and per held-out series.
+struct Scored {
+    options: LmOptions,
+    k: f64,
+    loss: f64,
+    each: Vec<f64>,
+}
+
+/// How clearly (standard errors of the paired per-series differences) another seasonal-lag
+/// count must beat the one the model was trained with for [`LagSeasons::Auto`] to choose it.
+pub const LAG_CLEARLY: f64 = 2.0;
+
+/// The inputs' last `horizon` values held out: every k-th input (at most
+/// [`calibrate::MAX_SERIES`]) with at least [`calibrate::MIN_CONTEXT`] values before them, cut
+/// before them (covariates too), and the values held out.
+fn held_out<'a>(ck: &Checkpoint, inputs: &[Input<'a>], h: usize) -> (Vec<Input<'a>>, Vec<&'a [f64]>) {
+    let n = ck.model.config.n_covariates as usize;
     let every = inputs.len().div_ceil(calibrate::MAX_SERIES).max(1);
-    let held: Vec<(Input, &[f64])> = inputs
+    inputs
         .iter()
         .step_by(every)
         .filter(|i| i.history.len() >= h + calibrate::MIN_CONTEXT)
@@ -289,27 +393,7 @@ fn backtest(
             let covariates = if i.covariates.len() == (i.history.len() + h) * n { &i.covariates[..i.history.len() * n] } else { &[] };
             (Input { history: &i.history[..cut], text: i.text, covariates }, &i.history[cut..])
         })
-        .collect();
-    let (inputs, actual): (Vec<Input>, Vec<&[f64]>) = held.into_iter().unzip();
-    let backtest = Request { levels: &LEVELS, ..*req };
-    let (per, of) = (inputs.len(), inputs.len() * candidates.len());
-    let mut best: Option<(Trend, f64, f64)> = None;
-    for (c, &trend) in candidates.iter().enumerate() {
-        let forecasts = sampled_forecasts(ck, &inputs, &backtest, &LmOptions { trend, ..*o }, |done| {
-            on_batch(Done { pass: Pass::Calibrating, done: c * per + done, of })
-        })?;
-        let held: Vec<calibrate::Held> =
-            actual.iter().zip(forecasts).map(|(actual, (forecast, _))| calibrate::Held { actual, forecast }).collect();
-        if let Some((k, loss)) = calibrate::best(&held, &LEVELS, 4)
-            && best.is_none_or(|b| loss < b.2)
-        {
-            best = Some((trend, k, loss));
-        }
-    }
-    let fallback = if candidates.len() == 1 { candidates[0] } else { Trend::Drift };
-    let (trend, k) = best.map_or((fallback, 1.0), |(trend, k, _)| (trend, k));
-    tracing::info!(trend = trend.as_str(), spread = k, series = per, "lm backtest on the held-out tails");
-    Ok((trend, k))
+        .unzip()
 }
 
 /// The model's forecasts, each with its sample paths.
@@ -339,7 +423,7 @@ fn sampled_forecasts(
                 temperature: o.temperature,
                 top_k: o.top_k,
                 seed,
-                lag_seasons: o.lag_seasons as i64,
+                lag_seasons: o.lag_seasons.count() as i64,
             };
             for (c, mut s) in combined.iter_mut().zip(sample_taken(ck, prepared, &sc, &summary)) {
                 if req.nonnegative {

@@ -20,7 +20,7 @@ use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
 use crate::forecast::grid::{self, DAY, Filled};
 use crate::forecast::{Forecaster, QuantileForecast, Request, quantile_column};
 use crate::lm::checkpoint::{Checkpoint, Source};
-use crate::lm::forecast::{Input, LmOptions, Pass};
+use crate::lm::forecast::{Input, LagSeasons, LmOptions, Pass};
 
 pub struct ForecastKind;
 
@@ -62,6 +62,23 @@ fn default_quantiles() -> Vec<f64> {
 }
 fn yes() -> bool {
     true
+}
+
+/// A config value that is a count or a word (`lag_seasons: 3` or `lag_seasons: auto`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum CountOrWord {
+    Count(i64),
+    Word(String),
+}
+
+impl CountOrWord {
+    fn text(&self) -> String {
+        match self {
+            CountOrWord::Count(n) => n.to_string(),
+            CountOrWord::Word(w) => w.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,7 +138,7 @@ struct ForecastConfig {
     drift: Option<f64>,
     /// `lm` only: seasons the forecast's seasonal-lag input averages, as the season's shape at
     /// the last season's level (default 1: the last season's value, as the model was trained).
-    lag_seasons: Option<usize>,
+    lag_seasons: Option<CountOrWord>,
     /// `lm` only: narrows each forecast's spread around its median by the factor that best
     /// forecasts the series' own last `horizon` values (`lm::calibrate`; default true).
     calibrate: Option<bool>,
@@ -207,10 +224,12 @@ fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, 
             .into());
     }
     let detrend = cfg.detrend.unwrap_or(d.detrend);
-    let lag_seasons = cfg.lag_seasons.unwrap_or(d.lag_seasons);
-    if lag_seasons < 1 {
-        return Err(decl.error(decl.config.pos("lag_seasons"), "`lag_seasons` must be ≥ 1 (1 = the last season's value)").into());
-    }
+    let lag_seasons = match &cfg.lag_seasons {
+        None => d.lag_seasons,
+        Some(given) => LagSeasons::parse(&given.text()).ok_or_else(|| {
+            decl.error(decl.config.pos("lag_seasons"), "`lag_seasons` must be `auto` or ≥ 1 (1 = the last season's value)")
+        })?,
+    };
     if !(detrend >= 0.0 && detrend.is_finite()) {
         return Err(decl.error(decl.config.pos("detrend"), "`detrend` must be a share ≥ 0 (0 = never take a line out)").into());
     }

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, BooleanArray, Date32Array, Float64Array, RecordBatch, StringArray};
 
-use crate::common::{Project, stdout, write_parquet};
+use crate::common::{Project, stderr, stdout, write_parquet};
 
 /// Daily series with a weekly cycle; `null_sku` gets no observed value at all.
 fn demand(skus: &[&str], days: i32, null_sku: Option<&str>) -> RecordBatch {
@@ -166,7 +166,7 @@ fn evaluate_scores_methods_and_writes_forecasts() {
     for bad in ["--detrend=-0.1", "--drift=-1", "--temperature=0", "--top-k=-1", "--lag-seasons=0"] {
         let err = p.fails(&["evaluate", "--data", "long.parquet", "--horizon", "7", "--season", "7", "--methods", "lm", bad], 1);
         assert!(
-            err.contains("--temperature must be > 0, --top-k ≥ 0, --detrend a share ≥ 0") && err.contains("--lag-seasons ≥ 1"),
+            err.contains("--temperature must be > 0, --top-k ≥ 0, --detrend a share ≥ 0") && err.contains("--lag-seasons `auto` or ≥ 1"),
             "{bad:?}: {err}"
         );
     }
@@ -201,6 +201,53 @@ fn evaluate_lifts_values_below_zero_unless_told_not_to() {
     };
     let (lifted, as_is) = (wql(&[]), wql(&["--no-lift"]));
     assert!(lifted < 0.7 * as_is, "lifted {lifted} against read as it is {as_is}");
+}
+
+/// Series that grow by a share a step: `lm` takes the growth out before the model reads them
+/// (which damps it) and puts it back on the forecast; the default `--trend auto` picks growth
+/// in its backtest of the series' own last values, and says so at `RESTOCK_LOG=restock=info`.
+#[test]
+fn evaluate_auto_takes_a_compounding_growth_out_of_the_context() {
+    use datafusion::arrow::array::Int64Array;
+    let p = Project::empty();
+    let (series, n) = (10, 30);
+    let value = |s: usize, t: usize| {
+        (20.0 + 7.0 * s as f64) * (1.06 + 0.004 * s as f64).powi(t as i32) * (1.0 + 0.02 * [0.5, -1.0, 0.3, 0.8, -0.6][(t + s) % 5])
+    };
+    let ids: Vec<String> = (0..series * n).map(|i| format!("s{}", i / n)).collect();
+    let long = RecordBatch::try_from_iter(vec![
+        ("series_id", Arc::new(StringArray::from(ids)) as ArrayRef),
+        ("ts", Arc::new(Int64Array::from((0..series * n).map(|i| (i % n) as i64).collect::<Vec<_>>())) as ArrayRef),
+        ("value", Arc::new(Float64Array::from((0..series * n).map(|i| value(i / n, i % n)).collect::<Vec<_>>())) as ArrayRef),
+    ])
+    .unwrap();
+    write_parquet(&p, "long.parquet", long);
+    let small = format!("{}/models/small", crate::common::REPO);
+    let run = |trend: &str| -> (f64, String) {
+        let ev = [
+            "evaluate",
+            "--data",
+            "long.parquet",
+            "--horizon",
+            "6",
+            "--season",
+            "1",
+            "--methods",
+            "lm",
+            "--model",
+            &small,
+            "--trend",
+            trend,
+        ];
+        let out = p.cmd(&ev).env("RESTOCK_LOG", "restock=info").output().expect("run restock");
+        assert!(out.status.success(), "{}", stderr(&out));
+        let table = stdout(&out);
+        let line = table.lines().find(|l| l.contains(" lm ")).unwrap_or_else(|| panic!("no lm row:\n{table}"));
+        (line.split('┆').nth(1).and_then(|v| v.trim().parse().ok()).unwrap_or_else(|| panic!("no WQL in {line}")), stderr(&out))
+    };
+    let ((auto, log), (off, _)) = (run("auto"), run("off"));
+    assert!(log.contains("trend=\"growth\""), "auto picks growth: {log}");
+    assert!(auto < 0.6 * off, "growth taken out {auto} against read as it is {off}");
 }
 
 /// Hourly rows in any order are read in time order (not by their date alone), forecasts keep
@@ -290,7 +337,12 @@ fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validatio
         assert!(err.contains("p.yaml:") && err.contains(msg), "{err}");
     };
     refused("contexts: 9,", "`contexts` must be ≥ 1 and at most `paths`");
-    refused("lag_seasons: 0,", "`lag_seasons` must be ≥ 1");
+    refused("lag_seasons: 0,", "`lag_seasons` must be `auto` or ≥ 1");
+    refused("lag_seasons: many,", "`lag_seasons` must be `auto` or ≥ 1");
+    for fine in ["lag_seasons: 3,", "lag_seasons: auto, trend: growth, drift: 3,"] {
+        p.write("p.yaml", &lm(&format!("model: model, context: 16, {fine}")));
+        p.ok(&["validate", "p.yaml"]);
+    }
     refused("detrend: -0.1,", "`detrend` must be a share ≥ 0");
     refused("trend: linear,", "`trend` is `linear`; it must be one of auto, off, drift, growth");
     refused("drift: -1,", "`drift` must be a number of standard errors ≥ 0");
