@@ -213,7 +213,8 @@ enum Command {
         #[arg(long, default_value = "seasonal_naive,ets,theta,ensemble")]
         methods: String,
         /// The members of `ensemble` (the median of their forecasts), comma-separated; `lm` may
-        /// be one. A member also in --methods runs once. Default: ets,theta,seasonal_naive.
+        /// be one. A member also in --methods runs once; one listed twice counts twice in the
+        /// median (`ets,theta,seasonal_naive,lm,lm`). Default: ets,theta,seasonal_naive.
         #[arg(long)]
         ensemble: Option<String>,
         /// Also write every forecast: method, series_id, ts, window, step, mean, q0.1 … q0.9.

@@ -444,7 +444,9 @@ pub fn run_methods(series: &[Series], methods: &[Candidate], opts: &Options) -> 
             let (tests, seconds) = match m {
                 Candidate::Ensemble(members) => {
                     let each: Vec<&(Vec<Backtest>, f64)> = members.iter().map(|c| &done[c.name()]).collect();
-                    (median_of(&each.iter().map(|e| &e.0).collect::<Vec<_>>()), each.iter().map(|e| e.1).sum())
+                    // A member listed twice (counted twice in the median) ran once.
+                    let ran: std::collections::BTreeSet<&str> = members.iter().map(|c| c.name()).collect();
+                    (median_of(&each.iter().map(|e| &e.0).collect::<Vec<_>>()), ran.iter().map(|n| done[*n].1).sum())
                 }
                 _ => done[m.name()].clone(),
             };
@@ -659,6 +661,19 @@ mod tests {
             want.iter().map(|t| t.forecast.point.clone()).collect::<Vec<_>>()
         );
         assert!(ens.0.seconds >= naive.0.seconds + snaive.0.seconds, "its time is its members'");
+        // A member listed twice counts twice in the median, and its time once.
+        let methods = parse_methods("naive,theta,ensemble", Some("naive,theta,theta"), Path::new("-"), &lm, &[]).unwrap();
+        let results = run_methods(&series, &methods, &opts).unwrap();
+        let (naive, theta, ens) = (&results[0], &results[1], &results[2]);
+        let points = |b: &[Backtest]| b.iter().map(|t| t.forecast.point.clone()).collect::<Vec<_>>();
+        assert_eq!(points(&ens.1), points(&theta.1), "the median of naive, theta, theta is theta's");
+        assert!(
+            (ens.0.seconds - (naive.0.seconds + theta.0.seconds)).abs() < 1e-9,
+            "{} {} {}",
+            ens.0.seconds,
+            naive.0.seconds,
+            theta.0.seconds
+        );
         let Err(err) = parse_methods("ensemble", Some("lm"), Path::new("-"), &lm, &[]) else { panic!("an ensemble of one") };
         let err = err.to_string();
         assert!(err.contains("two or more"), "{err}");
