@@ -359,7 +359,7 @@ fn backtest_lm(series: &[Series], ck: &Checkpoint, lm: &LmOptions, opts: &Option
             bar.set_length(d.of as u64);
         }
         bar.set_message(match d.pass {
-            Pass::Calibrating => "lm: calibrating the spread on held-out values",
+            Pass::Calibrating => "lm: choosing trend, seasonal lag and spread on held-out values",
             Pass::Forecasting => "lm: forecasting",
         });
         bar.set_position(d.done as u64);

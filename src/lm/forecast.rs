@@ -240,8 +240,10 @@ pub fn text_ids(ck: &Checkpoint, texts: Option<&[Option<String>]>, n: usize) -> 
     Ok((ids, warnings))
 }
 
-/// Which pass a forecast is in: with [`LmOptions::calibrate`], a held-out pass over some of the
-/// series learns the spread factor before the forecast itself.
+/// Which pass a forecast is in: a held-out pass over some of the series (once per trend and
+/// seasonal-lag choice left open: [`LmOptions::trend`], [`LmOptions::lag_seasons`]) chooses
+/// them and learns the spread factor ([`LmOptions::calibrate`]) before the forecast itself;
+/// its `done` and `of` count held-out forecasts over all its candidates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pass {
     Calibrating,

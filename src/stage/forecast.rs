@@ -903,7 +903,7 @@ fn forecasts(
                 }
                 let rate = d.done as f64 / pass_started.1.elapsed().as_secs_f64().max(1e-3);
                 progress.set(match d.pass {
-                    Pass::Calibrating => format!("calibrating the spread: {}/{} held-out series · {rate:.0}/s", d.done, d.of),
+                    Pass::Calibrating => format!("choosing trend, lag and spread: {}/{} held-out forecasts · {rate:.0}/s", d.done, d.of),
                     Pass::Forecasting => format!("{}/{} series · {rate:.0}/s", d.done, d.of),
                 });
                 !cancel.is_cancelled()
