@@ -4,11 +4,11 @@
 //! origins (BENCHMARKS.md, "How wide the LM's intervals should be"). So every series' own last
 //! `horizon` values are forecast from what precedes them (at most [`MAX_SERIES`] series, evenly
 //! spaced), and the factor that scales each quantile's distance from the median best (WQL
-//! pooled over them) is applied to the real forecasts. The same pass picks the trend a context
-//! has taken out (`LmOptions::trend`, `Auto`): the candidate whose held-out forecasts lose least
-//! at their best factor. It only narrows: a factor above 1, learnt
+//! pooled over them) is applied to the real forecasts. It only narrows: a factor above 1, learnt
 //! from one earlier stretch of growing yearly series, cost them 6 % where it widened. On by
-//! default (`LmOptions::calibrate`).
+//! default (`LmOptions::calibrate`). The same pass chooses what `lm::forecast` leaves to it
+//! (`LmOptions::trend`, `lag_seasons`: `Auto`) by the loss each candidate's forecasts have at
+//! their best factor ([`best`], per series [`losses`], compared with [`clearly_less`]).
 use crate::forecast::QuantileForecast;
 use crate::forecast::metrics::pinball;
 
@@ -31,13 +31,8 @@ pub struct Held<'a> {
 }
 
 /// The factor of [`FACTORS`] whose scaled quantiles (`levels`, whose `median` index is 0.5)
-/// have the least pinball loss over every held-out value; 1 with fewer than [`MIN_HELD`].
-pub fn best_factor(held: &[Held], levels: &[f64], median: usize) -> f64 {
-    best(held, levels, median).map_or(1.0, |(k, _)| k)
-}
-
-/// [`best_factor`] and its pinball loss summed over every held-out value; None with fewer than
-/// [`MIN_HELD`] of them (too few to learn from).
+/// have the least pinball loss over every held-out value, and that loss; None with fewer than
+/// [`MIN_HELD`] held-out values (too few to learn from: the caller keeps factor 1).
 pub fn best(held: &[Held], levels: &[f64], median: usize) -> Option<(f64, f64)> {
     let observed: usize = held.iter().map(|h| h.actual.iter().filter(|y| y.is_finite()).count()).sum();
     if observed < MIN_HELD {
@@ -112,7 +107,8 @@ mod tests {
     #[test]
     fn the_factor_that_scores_best_on_held_out_values_is_learnt() {
         let actual: Vec<f64> = (1..=60).map(|i| crate::forecast::norm_ppf(i as f64 / 61.0)).collect();
-        let learn = |spread: f64, n: usize| best_factor(&[Held { actual: &actual[..n], forecast: normal(0.0, spread, n) }], &LEVELS, 4);
+        let factor = |held: &[Held]| best(held, &LEVELS, 4).map_or(1.0, |(k, _)| k);
+        let learn = |spread: f64, n: usize| factor(&[Held { actual: &actual[..n], forecast: normal(0.0, spread, n) }]);
         assert_eq!(learn(2.0, 60), 0.5);
         assert_eq!(learn(1.0, 60), 1.0);
         assert_eq!(learn(1.6, 60), 0.6);
@@ -120,7 +116,7 @@ mod tests {
         assert_eq!(learn(2.0, MIN_HELD - 1), 1.0, "too few held-out values");
         let mut missing = actual.clone();
         missing[..20].iter_mut().for_each(|v| *v = f64::NAN);
-        let sparse = best_factor(&[Held { actual: &missing, forecast: normal(0.0, 2.0, 60) }], &LEVELS, 4);
+        let sparse = factor(&[Held { actual: &missing, forecast: normal(0.0, 2.0, 60) }]);
         assert_eq!(sparse, 1.0, "missing values are not counted");
     }
 

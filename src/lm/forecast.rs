@@ -335,28 +335,27 @@ fn backtest(
         pass += 1;
         let held: Vec<calibrate::Held> =
             actual.iter().zip(forecasts).map(|(actual, (forecast, _))| calibrate::Held { actual, forecast }).collect();
-        let scored =
-            calibrate::best(&held, &LEVELS, 4).map(|(k, loss)| Scored { options, k, loss, each: calibrate::losses(&held, &LEVELS, 4, k) });
+        let scored = calibrate::best(&held, &LEVELS, 4).map(|(k, _)| Scored { options, k, each: calibrate::losses(&held, &LEVELS, 4, k) });
         let (trend, lag_seasons) = (options.trend.as_str(), options.lag_seasons.count());
-        tracing::debug!(trend, lag_seasons, loss = scored.as_ref().map(|s| s.loss), "lm backtest candidate");
+        tracing::debug!(trend, lag_seasons, loss = scored.as_ref().map(Scored::loss), "lm backtest candidate");
         Ok(scored)
     };
     let fix = |trend: Trend, lag: usize| LmOptions { trend, lag_seasons: LagSeasons::Fixed(lag), ..*o };
     let mut best: Option<Scored> = None;
     for &trend in &trends {
         if let Some(s) = score(fix(trend, lags[0]))?
-            && best.as_ref().is_none_or(|b| s.loss < b.loss)
+            && best.as_ref().is_none_or(|b| s.loss() < b.loss())
         {
             best = Some(s);
         }
     }
-    // Another seasonal lag than the one the model was trained with must be clearly better.
-    let z = if o.lag_seasons == LagSeasons::Auto { LAG_CLEARLY } else { 0.0 };
+    // Another seasonal lag than the one the model was trained with (only `Auto` tries one)
+    // must be clearly better.
     for &lag in &lags[1..] {
         let Some(b) = &best else { break };
         let Some(s) = score(fix(b.options.trend, lag))? else { continue };
         tracing::debug!(lag_seasons = lag, t = calibrate::paired_t(&b.each, &s.each), "lm backtest: how clearly it beats the trained lag");
-        if calibrate::clearly_less(&b.each, &s.each, z) {
+        if calibrate::clearly_less(&b.each, &s.each, LAG_CLEARLY) {
             best = Some(s);
         }
     }
@@ -367,13 +366,18 @@ fn backtest(
     Ok((chosen, k))
 }
 
-/// One candidate's backtest: its options, best spread factor, and pinball loss at that factor,
-/// in all and per held-out series.
+/// One candidate's backtest: its options, best spread factor, and each held-out series' pinball
+/// loss at that factor.
 struct Scored {
     options: LmOptions,
     k: f64,
-    loss: f64,
     each: Vec<f64>,
+}
+
+impl Scored {
+    fn loss(&self) -> f64 {
+        self.each.iter().sum()
+    }
 }
 
 /// How clearly (standard errors of the paired per-series differences) another seasonal-lag
