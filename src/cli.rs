@@ -248,7 +248,8 @@ enum Command {
         drift: f64,
         /// Seasons `lm`'s forecast-step seasonal lag averages, as the season's shape at the last
         /// season's level (1 = the last season's value, as trained; 3 suits smooth hourly data),
-        /// or `auto`: 1 or 3, whichever forecasts the series' own last H values best.
+        /// or `auto`: 1, then 3, then 8 while each forecasts the series' own last H values
+        /// clearly better than the last.
         #[arg(long, default_value = "auto")]
         lag_seasons: String,
         /// `lm` reads a series with values below zero as it is, instead of lifting it above zero
