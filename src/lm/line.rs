@@ -192,14 +192,20 @@ fn mean_difference(values: &[f64], m: usize, least: f64) -> Option<Difference> {
 }
 
 /// What a context has taken out before the model reads it, put back on the forecast after: a
-/// straight line or a drift ([`Line`]), then a lift of what is left above zero ([`lift`]).
+/// trend ([`TrendOut`]), then a lift of what is left above zero ([`lift`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Taken {
-    pub line: Option<Line>,
-    /// A positive context's growth (instead of a drift: never with `line`).
-    pub growth: Option<Growth>,
-    /// A constant subtracted (after the line) from a context with values below zero.
+    pub trend: Option<TrendOut>,
+    /// A constant subtracted (after the trend) from a context with values below zero.
     pub shift: Option<f64>,
+}
+
+/// The trend a context has taken out: a straight line or a drift ([`Line`]), or a positive
+/// context's growth ([`Growth`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TrendOut {
+    Line(Line),
+    Growth(Growth),
 }
 
 /// Which trend a context has taken out when no clean line describes it: none, a drift
@@ -256,43 +262,42 @@ impl Taken {
     /// clean line, whose residuals the model reads around zero. None when nothing is taken.
     pub fn of(values: &[f64], rules: &Rules) -> Option<Taken> {
         if let Some(line) = Line::fit(values, rules.detrend) {
-            return Some(Taken { line: Some(line), growth: None, shift: None });
+            return Some(Taken { trend: Some(TrendOut::Line(line)), shift: None });
         }
         if rules.trend == Trend::Growth
             && let Some(growth) = Growth::fit(values, rules.season, rules.drift)
         {
-            return Some(Taken { line: None, growth: Some(growth), shift: None });
+            return Some(Taken { trend: Some(TrendOut::Growth(growth)), shift: None });
         }
         let drift = if rules.trend == Trend::Off { 0.0 } else { rules.drift };
         let line = Line::drift(values, rules.season, drift);
         let rest = line.map(|l| l.residuals(values));
         let shift = if rules.lift { lift(rest.as_deref().unwrap_or(values)) } else { None };
-        (line.is_some() || shift.is_some()).then_some(Taken { line, growth: None, shift })
+        (line.is_some() || shift.is_some()).then_some(Taken { trend: line.map(TrendOut::Line), shift })
     }
 
     /// What the model reads: each value less what is taken out (missing values stay missing).
     pub fn rest(&self, values: &[f64]) -> Vec<f64> {
-        let rest = match (&self.line, &self.growth) {
-            (Some(l), _) => l.residuals(values),
-            (None, Some(g)) => g.rest(values),
-            (None, None) => values.to_vec(),
+        let rest = match &self.trend {
+            Some(TrendOut::Line(l)) => l.residuals(values),
+            Some(TrendOut::Growth(g)) => g.rest(values),
+            None => values.to_vec(),
         };
         let c = self.shift.unwrap_or(0.0);
         rest.into_iter().map(|v| v - c).collect()
     }
 
     /// Puts it back on a forecast of the rest: the shift on the point, every quantile and every
-    /// path, then the line's continuation ([`Line::restore`]).
+    /// path, then the trend ([`Line::restore`], [`Growth::restore`]).
     pub fn restore(&self, s: &mut Sampled, rng: &mut impl Rng) {
         if let Some(c) = self.shift {
             let f = &mut s.forecast;
             f.point.iter_mut().chain(f.quantiles.iter_mut().flatten()).chain(s.paths.iter_mut().flatten()).for_each(|v| *v += c);
         }
-        if let Some(line) = &self.line {
-            line.restore(s, rng);
-        }
-        if let Some(growth) = &self.growth {
-            growth.restore(s, rng);
+        match &self.trend {
+            Some(TrendOut::Line(line)) => line.restore(s, rng),
+            Some(TrendOut::Growth(growth)) => growth.restore(s, rng),
+            None => {}
         }
     }
 }
@@ -381,14 +386,17 @@ mod tests {
         assert_eq!(lift(&[f64::NAN; 3]), None);
         let values = [-5.0, 0.0, 5.0, -5.0, f64::NAN, 5.0];
         let taken = Taken::of(&values, &rules(true)).expect("values below zero");
-        assert_eq!(taken, Taken { line: None, growth: None, shift: Some(-15.0) }, "no line describes a saw-tooth");
+        assert_eq!(taken, Taken { trend: None, shift: Some(-15.0) }, "no line describes a saw-tooth");
         let rest = taken.rest(&values);
         assert_eq!(rest.iter().filter(|v| v.is_finite()).copied().collect::<Vec<_>>(), [10.0, 15.0, 20.0, 10.0, 20.0]);
         assert!(rest[4].is_nan());
         assert_eq!(Taken::of(&values, &rules(false)), None, "not lifted when asked not to");
         let clean: Vec<f64> = (0..10).map(|t| -100.0 + t as f64).collect();
         let lined = Taken::of(&clean, &rules(true)).unwrap();
-        assert!(lined.line.is_some() && lined.shift.is_none(), "a line is taken before a lift, and its residuals are not lifted");
+        assert!(
+            matches!(lined.trend, Some(TrendOut::Line(_))) && lined.shift.is_none(),
+            "a line is taken before a lift, and its residuals are not lifted"
+        );
         let mut s = Sampled {
             paths: vec![vec![1.0, 2.0]; 3],
             forecast: QuantileForecast { point: vec![12.0, 14.0], quantiles: vec![vec![10.0, 11.0], vec![15.0, 18.0]] },
@@ -469,13 +477,13 @@ mod tests {
         let of = |trend: Trend, values: &[f64]| Taken::of(values, &Rules { trend, season: 12, ..rules(true) });
         assert_eq!(of(Trend::Off, &values), None, "positive: nothing to lift");
         let drift = of(Trend::Drift, &values).unwrap();
-        assert!(drift.line.is_some_and(|l| (l.slope - 0.5).abs() < 0.02) && drift.growth.is_none() && drift.shift.is_none());
+        assert!(matches!(drift.trend, Some(TrendOut::Line(l)) if (l.slope - 0.5).abs() < 0.02) && drift.shift.is_none());
         assert_eq!(of(Trend::Auto, &values), Some(drift), "auto reads as drift where nothing chose");
         let growth = of(Trend::Growth, &values).unwrap();
-        assert!(growth.growth.is_some() && growth.line.is_none() && growth.shift.is_none());
+        assert!(matches!(growth.trend, Some(TrendOut::Growth(_))) && growth.shift.is_none());
         let below: Vec<f64> = values.iter().map(|v| v - 120.0).collect();
         let fallback = of(Trend::Growth, &below).unwrap();
-        assert!(fallback.line.is_some() && fallback.shift.is_some(), "below zero: a drift, then a lift");
+        assert!(matches!(fallback.trend, Some(TrendOut::Line(_))) && fallback.shift.is_some(), "below zero: a drift, then a lift");
         let rest = fallback.rest(&below);
         assert!(rest.iter().all(|v| *v > 0.0) && (rest[59] - (below[59] - fallback.shift.unwrap())).abs() < 1e-9);
     }
