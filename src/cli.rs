@@ -212,9 +212,10 @@ enum Command {
         /// Comma-separated: naive, seasonal_naive, ets, theta, croston, sba, tsb, lm, ensemble.
         #[arg(long, default_value = "seasonal_naive,ets,theta,ensemble")]
         methods: String,
-        /// The members of `ensemble` (the median of their forecasts), comma-separated; `lm` may
-        /// be one. A member also in --methods runs once; one listed twice counts twice in the
-        /// median (`ets,theta,seasonal_naive,lm,lm`). Default: ets,theta,seasonal_naive.
+        /// The members of `ensemble`, comma-separated; `lm` may be one. The ensemble is the median
+        /// of their forecasts, or one member's alone where that forecast the series' held-out
+        /// tails clearly better. A member also in --methods runs once; one listed twice counts
+        /// twice in the median. Default: ets,theta,seasonal_naive, and lm when --methods has it.
         #[arg(long)]
         ensemble: Option<String>,
         /// Also write every forecast: method, series_id, ts, window, step, mean, q0.1 … q0.9.
@@ -732,7 +733,9 @@ async fn dispatch(cli: Cli) -> Result<()> {
             };
             let opts = crate::simulate::Options { weeks: weeks.max(1), max_series: series, season: season.max(1), seed };
             let lm = crate::lm::forecast::LmOptions { paths: lm_paths.max(1), max_context: context.max(1), ..Default::default() };
-            let methods = crate::evaluate::parse_methods(&methods, None, &model, &lm, &[])?;
+            // A replay's ensemble is its statistical members' median (`simulate::stat_members`).
+            let members = crate::forecast::ENSEMBLE_MEMBERS.map(crate::forecast::Method::as_str).join(",");
+            let methods = crate::evaluate::parse_methods(&methods, Some(&members), &model, &lm, &[])?;
             simulate_cmd(&lake, methods, &cfg, &opts, quiet).await
         }
         Command::Models { command, table, lake } => {
@@ -1179,6 +1182,11 @@ fn show_run(state: Arc<dyn StateStore>, id: &str, plans: bool) -> Result<()> {
                 a.stage_id, a.attempt
             );
         }
+        // An ensemble: what it forecast with, chosen on the held-out tails.
+        if let Some(kept) = details(a).as_ref().and_then(|d| d.get("kept")).and_then(|k| k.as_str()) {
+            let what = if kept == "median" { "the median of its members".to_string() } else { format!("`{kept}` alone") };
+            println!("{} attempt {}: the ensemble forecast with {what} (chosen on the held-out tails)", a.stage_id, a.attempt);
+        }
     }
     let pubs = state.publications(&run.info.run_id)?;
     if !pubs.is_empty() {
@@ -1271,6 +1279,10 @@ async fn evaluate_cmd(
         ]);
     }
     println!("{} series, horizon {}, season {}, {} window(s)\n{t}", series.len(), opts.horizon, opts.season, opts.windows);
+    for kept in results.iter().filter_map(|(s, _)| s.kept.as_deref()) {
+        let what = if kept == "the median" { "the median of its members".to_string() } else { format!("`{kept}` alone") };
+        println!("ensemble: forecast with {what} (chosen on the held-out tails)");
+    }
     if results.iter().any(|(s, _)| s.mase.is_nan()) {
         println!(
             "MASE n/a: no series has a seasonal-naive scale (more than {} values of history before its held-out ones, not all repeating the season exactly)",

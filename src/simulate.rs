@@ -7,7 +7,7 @@
 //! plain series to `forecast/` and `policy::simulate`; no stages, no run history.
 use std::collections::HashMap;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Float64Type;
 use rand::SeedableRng;
@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 use crate::evaluate::Candidate;
-use crate::forecast::{QuantileForecast, Request};
+use crate::forecast::{Method, QuantileForecast, Request, ensemble};
 use crate::lm::forecast::Input;
 use crate::policy::LeadTime;
 use crate::policy::simulate::{Outcome, SimConfig, SimItem, simulate};
@@ -166,6 +166,20 @@ fn classify(series: &mut [Series], replay_days: usize) {
     }
 }
 
+/// The statistical methods a replay forecasts with: the method, or an ensemble's members (a
+/// replay forecasts one series at a time, so its ensemble is always the members' median: there
+/// is no run of series to choose a member on).
+fn stat_members(method: &Candidate) -> Result<Vec<Method>> {
+    let one = |c: &Candidate| match c {
+        Candidate::Stat(m) => Ok(*m),
+        _ => Err(anyhow!("`ensemble` in `restock simulate` takes statistical members only (not `{}`)", c.name())),
+    };
+    match method {
+        Candidate::Ensemble(members) => members.iter().map(one).collect(),
+        c => Ok(vec![one(c)?]),
+    }
+}
+
 /// Replay every series under one forecast method: statistical methods in parallel over
 /// series, the language model one series at a time (its forecasts batch over paths).
 pub fn run_method(
@@ -180,17 +194,27 @@ pub fn run_method(
     bar.set_position(0);
     bar.set_message(method.name().to_string());
     let outcomes: Vec<(char, Outcome)> = match method {
-        Candidate::Stat(f) => series
-            .par_iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let forecast = |history: &[f64], req: &Request| f.forecast(history, req).expect("history has observed values");
-                let r = replay(i, s, cfg, opts, &forecast);
-                bar.inc(1);
-                r
-            })
-            .collect(),
-        Candidate::Ensemble(_) => bail!("an ensemble with members named by `--ensemble` is for `restock evaluate`"),
+        Candidate::Stat(_) | Candidate::Ensemble(_) => {
+            let methods = stat_members(method)?;
+            series
+                .par_iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let forecast = |history: &[f64], req: &Request| {
+                        let each: Vec<QuantileForecast> =
+                            methods.iter().map(|m| m.forecast(history, req).expect("history has observed values")).collect();
+                        if each.len() == 1 {
+                            each.into_iter().next().expect("one")
+                        } else {
+                            ensemble::median(&each.iter().collect::<Vec<_>>())
+                        }
+                    };
+                    let r = replay(i, s, cfg, opts, &forecast);
+                    bar.inc(1);
+                    r
+                })
+                .collect()
+        }
         Candidate::Lm { ck, opts: lm, .. } => {
             let longest = series.iter().map(|s| horizon(s, cfg)).max().unwrap_or(0);
             let most = crate::lm::forecast::max_horizon(ck);

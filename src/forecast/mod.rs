@@ -3,8 +3,10 @@
 //!
 //! Every method returns quantiles, not only a point: the inventory policy needs the spread.
 pub mod decompose;
+pub mod ensemble;
 pub mod ets;
 pub mod grid;
+pub mod holdout;
 pub mod intermittent;
 pub mod metrics;
 pub mod optim;
@@ -86,51 +88,21 @@ impl Method {
     }
 }
 
-/// One statistical method, or the median ensemble of several.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Forecaster {
-    One(Method),
-    /// Median of the members' points and quantiles.
-    Ensemble(Vec<Method>),
+/// Every method name a user may write, for error messages: the statistical [`Method`]s,
+/// `ensemble` (pooled over a run's series: [`ensemble`]) and `lm` (the language model, which
+/// needs a checkpoint: callers handle both before [`Method::parse`]).
+pub fn method_names() -> impl Iterator<Item = &'static str> + Clone {
+    Method::ALL.into_iter().map(Method::as_str).chain(["ensemble", "lm"])
 }
 
-impl Forecaster {
-    /// Members an `ensemble` gets when the config names none.
-    pub const DEFAULT_MEMBERS: [Method; 3] = [Method::Ets, Method::Theta, Method::SeasonalNaive];
-
-    /// Every method name a user may write, for error messages: these, and `lm` (the language
-    /// model, which callers handle before asking here).
-    pub fn names() -> impl Iterator<Item = &'static str> + Clone {
-        Method::ALL.into_iter().map(Method::as_str).chain(["ensemble", "lm"])
-    }
-
-    /// A method by name; `ensemble` with the default members.
-    pub fn from_name(name: &str) -> Result<Forecaster, String> {
-        if name == "ensemble" {
-            return Ok(Forecaster::Ensemble(Self::DEFAULT_MEMBERS.to_vec()));
-        }
-        Method::parse(name)
-            .map(Forecaster::One)
-            .ok_or_else(|| format!("unknown forecast method `{name}` (methods: {})", Self::names().collect::<Vec<_>>().join(", ")))
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Forecaster::One(m) => m.as_str(),
-            Forecaster::Ensemble(_) => "ensemble",
-        }
-    }
-
-    pub fn forecast(&self, history: &[f64], req: &Request) -> Result<QuantileForecast, NoData> {
-        match self {
-            Forecaster::One(m) => m.forecast(history, req),
-            Forecaster::Ensemble(members) => {
-                let each = members.iter().map(|m| m.forecast(history, req)).collect::<Result<Vec<_>, _>>()?;
-                Ok(median_ensemble(&each))
-            }
-        }
-    }
+/// An unknown `method` name's message, listing the known ones.
+pub fn unknown_method(name: &str) -> String {
+    format!("unknown forecast method `{name}` (methods: {})", method_names().collect::<Vec<_>>().join(", "))
 }
+
+/// Members an `ensemble` gets when none are named: the statistical ones (callers add the
+/// language model where one is given).
+pub const ENSEMBLE_MEMBERS: [Method; 3] = [Method::Ets, Method::Theta, Method::SeasonalNaive];
 
 /// A series without a single observed value: nothing to forecast from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,19 +123,6 @@ impl QuantileForecast {
         let quantiles = levels.iter().map(|&q| by_step.iter().map(|v| quantile_sorted(v, q)).collect()).collect();
         QuantileForecast { point, quantiles }
     }
-}
-
-/// Median across members, level by level and step by step (the `ensemble` method).
-pub fn median_ensemble(members: &[QuantileForecast]) -> QuantileForecast {
-    let med = |vals: &mut Vec<f64>| {
-        vals.sort_by(f64::total_cmp);
-        quantile_sorted(vals, 0.5)
-    };
-    let h = members[0].point.len();
-    let k = members[0].quantiles.len();
-    let point = (0..h).map(|s| med(&mut members.iter().map(|m| m.point[s]).collect())).collect();
-    let quantiles = (0..k).map(|q| (0..h).map(|s| med(&mut members.iter().map(|m| m.quantiles[q][s]).collect())).collect()).collect();
-    QuantileForecast { point, quantiles }
 }
 
 /// Fixed-seed RNG for simulated intervals: the same series gives the same quantiles every run.

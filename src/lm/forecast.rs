@@ -14,6 +14,7 @@ use super::line::{Rules, Taken, Trend};
 use super::model::Model;
 use super::sample::{Context, SampleConfig, Sampled, Summary, sample_summarised};
 use super::tokens::{Encoded, decode, encode, text_prefix};
+use crate::forecast::holdout;
 use crate::forecast::metrics::{LEVELS, WqlSums};
 use crate::forecast::{QuantileForecast, Request};
 
@@ -280,16 +281,52 @@ pub fn forecast_paths(
     inputs: &[Input],
     req: &Request,
     o: &LmOptions,
-    mut on_batch: impl FnMut(Done) -> bool,
+    on_batch: impl FnMut(Done) -> bool,
 ) -> Result<Vec<(QuantileForecast, Vec<Vec<f64>>)>> {
+    Ok(run(ck, inputs, req, o, on_batch, false)?.0)
+}
+
+/// The held-out tails' forecasts a run chose its options and spread by, with those choices
+/// applied (at [`LEVELS`], clipped at zero when the request is non-negative): which inputs, by
+/// index ([`holdout::sample`]), and each one's forecast of its last `horizon` values.
+pub struct HeldOut {
+    pub index: Vec<usize>,
+    pub forecasts: Vec<QuantileForecast>,
+}
+
+/// [`forecast_paths`], and the held-out tails' forecasts (an ensemble's pick reads them; None
+/// with too few held-out values to choose by). The held-out pass runs even where no choice is
+/// left to it.
+pub fn forecast_held(
+    ck: &Checkpoint,
+    inputs: &[Input],
+    req: &Request,
+    o: &LmOptions,
+    on_batch: impl FnMut(Done) -> bool,
+) -> Result<(Vec<(QuantileForecast, Vec<Vec<f64>>)>, Option<HeldOut>)> {
+    run(ck, inputs, req, o, on_batch, true)
+}
+
+type Forecasts = Vec<(QuantileForecast, Vec<Vec<f64>>)>;
+
+/// The held-out pass (skipped when it has nothing to choose and no `held` is asked), then the
+/// forecasts with what it chose.
+fn run(
+    ck: &Checkpoint,
+    inputs: &[Input],
+    req: &Request,
+    o: &LmOptions,
+    mut on_batch: impl FnMut(Done) -> bool,
+    held: bool,
+) -> Result<(Forecasts, Option<HeldOut>)> {
     let of = inputs.len();
     let fixed = o.trend != Trend::Auto && o.lag_seasons != LagSeasons::Auto;
-    if !o.calibrate && fixed {
-        return sampled_forecasts(ck, inputs, req, o, |done| on_batch(Done { pass: Pass::Forecasting, done, of }));
+    if !o.calibrate && fixed && !held {
+        let out = sampled_forecasts(ck, inputs, req, o, |done| on_batch(Done { pass: Pass::Forecasting, done, of }))?;
+        return Ok((out, None));
     }
-    let (chosen, k) = backtest(ck, inputs, req, o, &mut on_batch)?;
+    let (chosen, k, held) = backtest(ck, inputs, req, o, &mut on_batch)?;
     let o = &chosen;
-    let k = if o.calibrate { k } else { 1.0 };
     // The median, which the factor scales around, is forecast beside the levels asked for.
     let median = req.levels.iter().position(|l| *l == 0.5);
     let levels: Vec<f64> = req.levels.iter().copied().chain(median.is_none().then_some(0.5)).collect();
@@ -306,26 +343,26 @@ pub fn forecast_paths(
             paths.iter_mut().flatten().for_each(|v| *v = v.max(0.0));
         }
     }
-    Ok(out)
+    Ok((out, held))
 }
 
 /// Each input's last `horizon` values forecast from what precedes them (every k-th input, at
-/// most [`calibrate::MAX_SERIES`], with at least [`calibrate::MIN_CONTEXT`] values before
+/// most [`holdout::MAX_SERIES`], with at least [`holdout::MIN_CONTEXT`] values before
 /// those), once per choice left open: each candidate trend (`o.trend` `Auto`: off, drift,
 /// growth) at the first seasonal-lag count, then the best of them at each further count
 /// (`o.lag_seasons` `Auto`) while each is [`LAG_CLEARLY`] better, series by series, than the
 /// last. Returns the options whose forecasts lose least at their [`calibrate::best`] spread
 /// factor — the trained lag count unless a longer one was clearly better — every choice fixed,
-/// and that factor. With too few held-out values to learn from: drift, one season's lag (or
-/// what was asked) and factor 1.
+/// that factor, and those forecasts at it. With too few held-out values to learn from: drift,
+/// one season's lag (or what was asked), factor 1 and no forecasts.
 fn backtest(
     ck: &Checkpoint,
     inputs: &[Input],
     req: &Request,
     o: &LmOptions,
     mut on_batch: impl FnMut(Done) -> bool,
-) -> Result<(LmOptions, f64)> {
-    let (inputs, actual) = held_out(ck, inputs, req.horizon);
+) -> Result<(LmOptions, f64, Option<HeldOut>)> {
+    let (index, inputs, actual) = held_out(ck, inputs, req.horizon);
     let trends = if o.trend == Trend::Auto { vec![Trend::Off, Trend::Drift, Trend::Growth] } else { vec![o.trend] };
     // A season of one step has no shape to average: every count reads the last value.
     let lags = if req.season > 1 { o.lag_seasons.choices() } else { vec![o.lag_seasons.count()] };
@@ -339,7 +376,12 @@ fn backtest(
         pass += 1;
         let held: Vec<calibrate::Held> =
             actual.iter().zip(forecasts).map(|(actual, (forecast, _))| calibrate::Held { actual, forecast }).collect();
-        let scored = calibrate::best(&held, &LEVELS, 4).map(|(k, _)| Scored { options, k, each: calibrate::losses(&held, &LEVELS, 4, k) });
+        let scored = calibrate::best(&held, &LEVELS, 4).map(|(k, _)| Scored {
+            options,
+            k: if o.calibrate { k } else { 1.0 },
+            each: calibrate::losses(&held, &LEVELS, 4, k),
+            forecasts: held.into_iter().map(|h| h.forecast).collect(),
+        });
         let (trend, lag_seasons) = (options.trend.as_str(), options.lag_seasons.count());
         tracing::debug!(trend, lag_seasons, loss = scored.as_ref().map(Scored::loss), "lm backtest candidate");
         Ok(scored)
@@ -358,17 +400,25 @@ fn backtest(
     for &lag in &lags[1..] {
         let Some(b) = &best else { break };
         let Some(s) = score(fix(b.options.trend, lag))? else { continue };
-        tracing::debug!(lag_seasons = lag, t = calibrate::paired_t(&b.each, &s.each), "lm backtest: how clearly it beats the trained lag");
-        if !calibrate::clearly_less(&b.each, &s.each, LAG_CLEARLY) {
+        tracing::debug!(lag_seasons = lag, t = holdout::paired_t(&b.each, &s.each), "lm backtest: how clearly it beats the trained lag");
+        if !holdout::clearly_less(&b.each, &s.each, LAG_CLEARLY) {
             break;
         }
         best = Some(s);
     }
     let fallback = fix(if trends.len() == 1 { trends[0] } else { Trend::Drift }, lags[0]);
-    let (chosen, k) = best.map_or((fallback, 1.0), |b| (b.options, b.k));
-    let (trend, lag_seasons) = (chosen.trend.as_str(), chosen.lag_seasons.count());
-    tracing::info!(trend, lag_seasons, spread = k, series = per, "lm backtest on the held-out tails");
-    Ok((chosen, k))
+    let Some(b) = best else { return Ok((fallback, 1.0, None)) };
+    let (trend, lag_seasons) = (b.options.trend.as_str(), b.options.lag_seasons.count());
+    tracing::info!(trend, lag_seasons, spread = b.k, series = per, "lm backtest on the held-out tails");
+    let forecasts = b
+        .forecasts
+        .into_iter()
+        .map(|mut f| {
+            calibrate::scale(&mut f, &mut [], 4, b.k);
+            f
+        })
+        .collect();
+    Ok((b.options, b.k, Some(HeldOut { index, forecasts })))
 }
 
 /// One candidate's backtest: its options, best spread factor, and each held-out series' pinball
@@ -377,6 +427,8 @@ struct Scored {
     options: LmOptions,
     k: f64,
     each: Vec<f64>,
+    /// The held-out forecasts, as sampled (at [`LEVELS`]).
+    forecasts: Vec<QuantileForecast>,
 }
 
 impl Scored {
@@ -389,22 +441,21 @@ impl Scored {
 /// count must beat the one the model was trained with for [`LagSeasons::Auto`] to choose it.
 pub const LAG_CLEARLY: f64 = 2.0;
 
-/// The inputs' last `horizon` values held out: every k-th input (at most
-/// [`calibrate::MAX_SERIES`]) with at least [`calibrate::MIN_CONTEXT`] values before them, cut
-/// before them (covariates too), and the values held out.
-fn held_out<'a>(ck: &Checkpoint, inputs: &[Input<'a>], h: usize) -> (Vec<Input<'a>>, Vec<&'a [f64]>) {
+/// The inputs' last `horizon` values held out ([`holdout::sample`]): those inputs, by index,
+/// cut before them (covariates too), and the values held out.
+fn held_out<'a>(ck: &Checkpoint, inputs: &[Input<'a>], h: usize) -> (Vec<usize>, Vec<Input<'a>>, Vec<&'a [f64]>) {
     let n = ck.model.config.n_covariates as usize;
-    let every = inputs.len().div_ceil(calibrate::MAX_SERIES).max(1);
-    inputs
+    let index = holdout::sample(&inputs.iter().map(|i| i.history.len()).collect::<Vec<_>>(), h);
+    let (cut, actual) = index
         .iter()
-        .step_by(every)
-        .filter(|i| i.history.len() >= h + calibrate::MIN_CONTEXT)
-        .map(|i| {
+        .map(|&k| {
+            let i = &inputs[k];
             let cut = i.history.len() - h;
             let covariates = if i.covariates.len() == (i.history.len() + h) * n { &i.covariates[..i.history.len() * n] } else { &[] };
             (Input { history: &i.history[..cut], text: i.text, covariates }, &i.history[cut..])
         })
-        .unzip()
+        .unzip();
+    (index, cut, actual)
 }
 
 /// The model's forecasts, each with its sample paths.
@@ -592,15 +643,41 @@ mod tests {
         assert!(demand.point.iter().chain(demand_paths.iter().flatten()).all(|v| *v >= 0.0), "clipped after the lift is back");
     }
 
+    /// An untrained `tiny` model (seed 3) and eight 40-day weekly series at different levels.
+    fn untrained_and_weekly() -> (Checkpoint, Vec<Vec<f64>>) {
+        let config = load_config(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny.yaml")).unwrap();
+        let histories = (0..8).map(|k| (0..40).map(|t| (5 + k + t % 7) as f64).collect()).collect();
+        (Checkpoint::init(config, Device::Cpu, 3), histories)
+    }
+
+    /// An ensemble's LM member: the same forecasts, and the held-out pass's forecasts of the
+    /// sample's tails (at `LEVELS`, calibrated as the real ones are) — even where the pass has
+    /// nothing to choose.
+    #[test]
+    fn the_held_out_forecasts_come_with_the_forecasts() {
+        let _rng = crate::lm::rng_lock();
+        let (ck, histories) = untrained_and_weekly();
+        let inputs: Vec<Input> = histories.iter().map(|h| Input { history: h, ..Input::default() }).collect();
+        let req = Request { horizon: 7, season: 7, levels: &[0.5], nonnegative: true };
+        let o = LmOptions { paths: 4, contexts: 1, max_context: 32, ..Default::default() };
+        let (both, held) = forecast_held(&ck, &inputs, &req, &o, |_| true).unwrap();
+        assert_eq!(both, forecast_paths(&ck, &inputs, &req, &o, |_| true).unwrap());
+        let held = held.expect("56 held-out values are enough");
+        assert_eq!(held.index, holdout::sample(&[40; 8], 7));
+        assert_eq!(held.forecasts.len(), 8);
+        assert!(held.forecasts.iter().all(|f| f.quantiles.len() == LEVELS.len() && f.quantiles.iter().all(|q| q.len() == 7)));
+        let fixed = LmOptions { calibrate: false, trend: Trend::Off, lag_seasons: LagSeasons::Fixed(1), ..o };
+        let (_, held) = forecast_held(&ck, &inputs, &req, &fixed, |_| true).unwrap();
+        assert_eq!(held.map(|h| h.forecasts.len()), Some(8), "held out even with nothing to choose");
+    }
+
     /// Calibrated forecasts are the model's own (same draws) with every quantile, the point and
     /// every path moved towards the median by one factor of `calibrate::FACTORS`, learnt from the
     /// series' own last `horizon` values; levels without 0.5 come back as asked.
     #[test]
     fn a_calibrated_forecast_is_the_models_own_narrowed_around_its_median() {
         let _rng = crate::lm::rng_lock();
-        let config = load_config(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny.yaml")).unwrap();
-        let ck = Checkpoint::init(config, Device::Cpu, 3);
-        let histories: Vec<Vec<f64>> = (0..8).map(|k| (0..40).map(|t| (5 + k + t % 7) as f64).collect()).collect();
+        let (ck, histories) = untrained_and_weekly();
         let inputs: Vec<Input> = histories.iter().map(|h| Input { history: h, ..Input::default() }).collect();
         let levels = [0.1, 0.5, 0.9];
         let req = Request { horizon: 7, season: 7, levels: &levels, nonnegative: false };

@@ -1,6 +1,7 @@
 //! `forecast`: per-series probabilistic forecasts from a long table (series keys, date, target).
 //!
-//! Ships the `seasonal_naive` method; learned models plug in as further methods or kinds.
+//! The statistical methods (`forecast::Method`), the language model (`lm`), and an `ensemble`
+//! of them (`forecast::ensemble`).
 use std::collections::BTreeMap;
 
 use std::sync::Arc;
@@ -18,9 +19,12 @@ use super::text::{TextConfig, series_texts};
 use super::{Cancelled, StageCx, StageDecl, StageKind, StageProgress, StageReport, StageTask};
 use crate::diag::{Diagnostic, Diagnostics, Pos, did_you_mean};
 use crate::forecast::grid::{self, DAY, Filled};
-use crate::forecast::{Forecaster, QuantileForecast, Request, quantile_column};
+use crate::forecast::metrics::LEVELS;
+use crate::forecast::{
+    ENSEMBLE_MEMBERS, Method, QuantileForecast, Request, ensemble, holdout, method_names, quantile_column, unknown_method,
+};
 use crate::lm::checkpoint::{Checkpoint, Source};
-use crate::lm::forecast::{Input, LagSeasons, LmOptions, Pass};
+use crate::lm::forecast::{HeldOut, Input, LagSeasons, LmOptions, Pass};
 
 pub struct ForecastKind;
 
@@ -84,9 +88,11 @@ impl CountOrWord {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ForecastConfig {
-    /// naive, seasonal_naive, ets, theta, croston, sba, tsb or ensemble.
+    /// naive, seasonal_naive, ets, theta, croston, sba, tsb, lm or ensemble.
     method: String,
-    /// Methods an `ensemble` takes the median of (default: ets, theta, seasonal_naive).
+    /// An `ensemble`'s members (`lm` may be one; default: ets, theta, seasonal_naive, and lm
+    /// where `model` or `model_input` is given): their median, or one member alone where it
+    /// forecast the series' held-out tails clearly better (`forecast::ensemble`).
     #[serde(default)]
     members: Vec<String>,
     /// Columns that identify a series (e.g. sku_id, location_id).
@@ -164,11 +170,31 @@ fn default_temperature() -> f64 {
     1.0
 }
 
-/// What the stage runs: a statistical forecaster, or the language model.
+/// What the stage runs: a statistical method, the language model, or an ensemble of them.
 #[derive(Debug, Clone)]
 enum StageMethod {
-    Stat(Forecaster),
-    Lm { model: LmModel, opts: LmOptions },
+    Stat(Method),
+    Lm(LmMethod),
+    /// [`ensemble`] over the members, in the config's order; `lm` is the model an `Lm` member
+    /// reads.
+    Ensemble {
+        members: Vec<Member>,
+        lm: Option<LmMethod>,
+    },
+}
+
+/// The language model and how it forecasts.
+#[derive(Debug, Clone)]
+struct LmMethod {
+    model: LmModel,
+    opts: LmOptions,
+}
+
+/// One member of an ensemble.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Member {
+    Stat(Method),
+    Lm,
 }
 
 /// Where the language model comes from: known when planning, or an input table shaped like a
@@ -191,8 +217,24 @@ impl LmModel {
 impl StageMethod {
     fn name(&self) -> &'static str {
         match self {
-            StageMethod::Stat(f) => f.name(),
-            StageMethod::Lm { .. } => "lm",
+            StageMethod::Stat(m) => m.as_str(),
+            StageMethod::Lm(_) => "lm",
+            StageMethod::Ensemble { .. } => "ensemble",
+        }
+    }
+
+    /// The language model this method reads, if any.
+    fn lm(&self) -> Option<&LmMethod> {
+        match self {
+            StageMethod::Lm(lm) | StageMethod::Ensemble { lm: Some(lm), .. } => Some(lm),
+            StageMethod::Stat(_) | StageMethod::Ensemble { lm: None, .. } => None,
+        }
+    }
+
+    fn lm_mut(&mut self) -> Option<&mut LmMethod> {
+        match self {
+            StageMethod::Lm(lm) | StageMethod::Ensemble { lm: Some(lm), .. } => Some(lm),
+            StageMethod::Stat(_) | StageMethod::Ensemble { lm: None, .. } => None,
         }
     }
 }
@@ -210,7 +252,7 @@ pub struct ForecastTask {
 
 /// `method: lm`: the model folder must hold a readable config and weights, and the horizon fit
 /// (or `model_input` must name an input; its model is checked when the stage runs).
-fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, Diagnostics> {
+fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<LmMethod, Diagnostics> {
     if cfg.paths < 1 || cfg.temperature <= 0.0 || cfg.top_k < 0 {
         return Err(decl.error(decl.config.pos("paths"), "`paths` must be ≥ 1, `temperature` > 0 and `top_k` ≥ 0").into());
     }
@@ -264,7 +306,7 @@ fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, 
     let model = match (&cfg.model, &cfg.model_input) {
         (Some(_), Some(_)) => return Err(decl.error(decl.config.pos("model_input"), "give `model` or `model_input`, not both").into()),
         (None, Some(name)) if decl.inputs.contains(name) => {
-            return Ok(StageMethod::Lm { model: LmModel::Input(name.clone()), opts });
+            return Ok(LmMethod { model: LmModel::Input(name.clone()), opts });
         }
         (None, Some(name)) => {
             let msg =
@@ -295,43 +337,69 @@ fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, 
             )
             .into());
     }
-    Ok(StageMethod::Lm { model: LmModel::Known(Source::Folder(dir)), opts })
+    Ok(LmMethod { model: LmModel::Known(Source::Folder(dir)), opts })
 }
 
 /// `method` (and `members`) → what to run, or a diagnostic naming the bad name.
 fn method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<StageMethod, Diagnostics> {
-    if cfg.method == "lm" {
-        return lm_method(decl, cfg);
-    }
-    if cfg.model.is_some() || cfg.model_input.is_some() || cfg.text.is_some() || cfg.future.is_some() || !cfg.covariates.is_empty() {
-        let at = if cfg.model.is_some() {
-            "model"
-        } else if cfg.model_input.is_some() {
-            "model_input"
-        } else if cfg.text.is_some() {
-            "text"
-        } else if cfg.future.is_some() {
-            "future"
-        } else {
-            "covariates"
-        };
-        return Err(decl.error(decl.config.pos(at), format!("`{at}` is only for `method: lm`")).into());
-    }
-    let parse = |name: &str, at: &str| {
-        Forecaster::from_name(name).map_err(|e| decl.error(decl.config.pos(at), e).help_opt(did_you_mean(name, Forecaster::names())))
+    let parse = |name: &str, at: &str| -> Result<Member, Diagnostics> {
+        match name {
+            "lm" => Ok(Member::Lm),
+            _ => Method::parse(name)
+                .map(Member::Stat)
+                .ok_or_else(|| decl.error(decl.config.pos(at), unknown_method(name)).help_opt(did_you_mean(name, method_names())).into()),
+        }
     };
-    let chosen = parse(&cfg.method, "method")?;
-    if cfg.members.is_empty() {
-        return Ok(StageMethod::Stat(chosen));
+    let members: Vec<Member> = match cfg.method.as_str() {
+        "ensemble" if cfg.members.is_empty() => {
+            // The model joins the default members where the stage names one.
+            let lm = (cfg.model.is_some() || cfg.model_input.is_some()).then_some(Member::Lm);
+            ENSEMBLE_MEMBERS.into_iter().map(Member::Stat).chain(lm).collect()
+        }
+        "ensemble" => {
+            let each = cfg.members.iter().enumerate().map(|(i, m)| match m.as_str() {
+                "ensemble" => Err(decl.error(decl.config.pos(&format!("members/{i}")), "an ensemble cannot be its own member").into()),
+                _ => parse(m, &format!("members/{i}")),
+            });
+            each.collect::<Result<_, Diagnostics>>()?
+        }
+        _ if !cfg.members.is_empty() => {
+            return Err(decl.error(decl.config.pos("members"), "`members` is only for `method: ensemble`").into());
+        }
+        name => match parse(name, "method")? {
+            Member::Lm => return Ok(StageMethod::Lm(lm_method(decl, cfg)?)),
+            Member::Stat(m) => {
+                no_lm_keys(decl, cfg)?;
+                return Ok(StageMethod::Stat(m));
+            }
+        },
+    };
+    let lm = match members.contains(&Member::Lm) {
+        true => Some(lm_method(decl, cfg)?),
+        false => {
+            no_lm_keys(decl, cfg)?;
+            None
+        }
+    };
+    Ok(StageMethod::Ensemble { members, lm })
+}
+
+/// Keys only the language model reads are refused where no model forecasts.
+fn no_lm_keys(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<(), Diagnostics> {
+    let lm_only = [
+        ("model", cfg.model.is_some()),
+        ("model_input", cfg.model_input.is_some()),
+        ("text", cfg.text.is_some()),
+        ("future", cfg.future.is_some()),
+        ("covariates", !cfg.covariates.is_empty()),
+    ];
+    match lm_only.iter().find(|(_, given)| *given) {
+        Some((at, _)) => {
+            let msg = format!("`{at}` is only for `method: lm` (or an ensemble with `lm` among its members)");
+            Err(decl.error(decl.config.pos(at), msg).into())
+        }
+        None => Ok(()),
     }
-    if chosen.name() != "ensemble" {
-        return Err(decl.error(decl.config.pos("members"), "`members` is only for `method: ensemble`").into());
-    }
-    let members = cfg.members.iter().enumerate().map(|(i, m)| match parse(m, &format!("members/{i}"))? {
-        Forecaster::One(m) => Ok(m),
-        Forecaster::Ensemble(_) => Err(decl.error(decl.config.pos(&format!("members/{i}")), "an ensemble cannot be its own member")),
-    });
-    Ok(StageMethod::Stat(Forecaster::Ensemble(members.collect::<Result<_, _>>()?)))
 }
 
 impl StageKind for ForecastKind {
@@ -449,14 +517,14 @@ impl ForecastTask {
 #[async_trait]
 impl StageTask for ForecastTask {
     fn fingerprint(&self) -> Option<String> {
-        match &self.method {
-            StageMethod::Lm { model: LmModel::Known(Source::Folder(dir)), .. } => Some(crate::lm::checkpoint::version_stamp(dir)),
-            StageMethod::Lm { .. } | StageMethod::Stat(_) => None,
+        match self.method.lm() {
+            Some(LmMethod { model: LmModel::Known(Source::Folder(dir)), .. }) => Some(crate::lm::checkpoint::version_stamp(dir)),
+            _ => None,
         }
     }
 
     async fn plan(&self, inputs: &BTreeMap<String, SchemaRef>) -> Result<Vec<SchemaRef>, Diagnostics> {
-        if let StageMethod::Lm { model: LmModel::Input(name), .. } = &self.method {
+        if let Some(LmMethod { model: LmModel::Input(name), .. }) = self.method.lm() {
             let model = inputs.get(name).expect("planner passes every declared input");
             if model.field_with_name("weights").is_err() || model.field_with_name("config_yaml").is_err() {
                 let msg = format!("`model_input: {name}` has no `weights` and `config_yaml` columns: it is not a `train` stage's output");
@@ -485,10 +553,12 @@ impl StageTask for ForecastTask {
     async fn run(&self, cx: &StageCx) -> Result<StageReport> {
         let input_schema = cx.ctx.table_provider(self.input.as_str()).await?.schema();
         let out_schema = self.output_schema(&input_schema).map_err(|d| anyhow::anyhow!("{d}"))?;
-        let method = match &self.method {
-            StageMethod::Lm { model: LmModel::Input(name), opts } => StageMethod::Lm { model: read_model(cx, name).await?, opts: *opts },
-            m => m.clone(),
-        };
+        let mut method = self.method.clone();
+        if let Some(lm) = method.lm_mut()
+            && let LmModel::Input(name) = &lm.model
+        {
+            lm.model = read_model(cx, name).await?;
+        }
         let covariates = self.covariates(cx, &input_schema, &method).await?;
         let names = covariates.as_ref().map_or(&[][..], |c| &c.names[..]);
         let all = long_history(cx, &self.input, &self.cfg.series, &self.cfg.time, &self.cfg.target, names).await?;
@@ -500,9 +570,9 @@ impl StageTask for ForecastTask {
         let (cfg, want_paths) = (self.cfg.clone(), self.paths);
         let job = move |cancel: &_, progress: &_| {
             let data = History { all: &all, texts: texts.as_deref(), covariates: covariates.as_ref() };
-            forecast_all(&data, &cfg, &method, out_schema, want_paths, cancel, progress)
+            forecast_all(&data, &cfg, &method, out_schema, want_paths, &Progress { cancel, progress })
         };
-        let (batch, paths, n_series, warnings) = cx.blocking(job).await?;
+        let Made { batch, paths, series: n_series, warnings, kept } = cx.blocking(job).await?;
         let mut written = cx.write_output(0, cx.ctx.read_batch(batch)?).await?;
         if let Some(paths) = paths {
             let w = cx.write_output(1, cx.ctx.read_batch(paths)?).await?;
@@ -511,9 +581,9 @@ impl StageTask for ForecastTask {
         Ok(StageReport {
             rows_out: written.rows,
             bytes_out: written.bytes,
-            details: Some(
-                serde_json::json!({ "series": n_series, "history_rows": rows_in, "method": self.method.name(), "horizon": self.cfg.horizon }),
-            ),
+            details: Some(serde_json::json!({
+                "series": n_series, "history_rows": rows_in, "method": self.method.name(), "horizon": self.cfg.horizon, "kept": kept,
+            })),
             warnings: warnings.into_iter().map(|w| format!("{}: {w}", self.stage)).collect(),
         })
     }
@@ -555,7 +625,7 @@ struct History<'a> {
 impl ForecastTask {
     /// The covariates the stage's model reads (None for other methods and models without).
     async fn covariates(&self, cx: &StageCx, demand: &Schema, method: &StageMethod) -> Result<Option<Covariates>> {
-        let StageMethod::Lm { model: LmModel::Known(source), .. } = method else { return Ok(None) };
+        let Some(LmMethod { model: LmModel::Known(source), .. }) = method.lm() else { return Ok(None) };
         let learned = source.config()?.covariates;
         let named = &self.cfg.covariates;
         if !learned.is_empty() && !named.is_empty() && learned != *named {
@@ -607,17 +677,15 @@ fn horizon_covariates(h: &History, bounds: &[(usize, usize)], cfg: &ForecastConf
 }
 
 /// Forecast every series of `h.all` (keys…, DATE, DOUBLE, covariates…, sorted by keys then
-/// date): the CPU-bound part, run on a blocking thread. Returns the output batch, the sample
-/// paths' batch when asked (method `lm`), the number of series and the warnings.
+/// date): the CPU-bound part, run on a blocking thread.
 fn forecast_all(
     h: &History,
     cfg: &ForecastConfig,
     method: &StageMethod,
     out_schema: SchemaRef,
     want_paths: bool,
-    cancel: &tokio_util::sync::CancellationToken,
-    progress: &StageProgress,
-) -> Result<(RecordBatch, Option<RecordBatch>, u64, Vec<String>)> {
+    p: &Progress,
+) -> Result<Made> {
     let Dense { batch: dense, bounds, filled, .. } = densify(h.all, &cfg.series, Some(cfg.freq.grid()))?;
     let h = &History { all: &dense, ..*h };
     let (all, texts) = (h.all, h.texts);
@@ -646,7 +714,7 @@ fn forecast_all(
     warnings.extend(filled_warning(filled, "`freq`"));
     let names = h.covariates.map_or(&[][..], |c| &c.names[..]);
     let series = Series { histories: &histories, texts, covariates: &covariates, covariate_names: names };
-    let (forecasts, paths, more) = forecasts(method, &series, &req, want_paths, cancel, progress)?;
+    let Forecasts { each: forecasts, paths, warnings: more, kept } = forecasts(method, &series, &req, want_paths, p)?;
     warnings.extend(more);
     let mut out = Rows { qs: vec![vec![]; cfg.quantiles.len()], ..Rows::default() };
     for ((&(start, _), f), &last) in bounds.iter().zip(&forecasts).zip(&last) {
@@ -664,7 +732,17 @@ fn forecast_all(
         Some(p) => Some(paths_batch(&key_cols, &out, &p, paths_schema(&out_schema, n_keys))?),
         None => None,
     };
-    Ok((out.into_batch(&key_cols, out_schema, method.name())?, paths, bounds.len() as u64, warnings))
+    Ok(Made { batch: out.into_batch(&key_cols, out_schema, method.name())?, paths, series: bounds.len() as u64, warnings, kept })
+}
+
+/// What [`forecast_all`] made: the output batch, the sample paths' batch when asked (method
+/// `lm`), the number of series, the warnings, and what an ensemble kept.
+struct Made {
+    batch: RecordBatch,
+    paths: Option<RecordBatch>,
+    series: u64,
+    warnings: Vec<String>,
+    kept: Option<&'static str>,
 }
 
 /// The sample-paths output: keys…, time, step, path, value.
@@ -847,10 +925,15 @@ pub(crate) fn histories(all: &RecordBatch, n_keys: usize, bounds: &[(usize, usiz
     bounds.iter().map(|&(s, e)| (s..e).map(|i| if values.is_null(i) { f64::NAN } else { values.value(i) }).collect()).collect()
 }
 
-/// One forecast per history (each has an observed value), checking cancellation and reporting
-/// series/s as it goes.
-/// Forecasts, their sample paths when asked, and warnings.
-type Forecasts = (Vec<QuantileForecast>, Option<Vec<Vec<Vec<f64>>>>, Vec<String>);
+/// What [`forecasts`] made: one forecast per series, their sample paths when asked (`lm`),
+/// warnings, and for an ensemble what it kept ([`ensemble::Pick`]: "median" or a member).
+#[derive(Default)]
+struct Forecasts {
+    each: Vec<QuantileForecast>,
+    paths: Option<Vec<Vec<Vec<f64>>>>,
+    warnings: Vec<String>,
+    kept: Option<&'static str>,
+}
 
 /// The series `forecasts` runs over: values, text, covariate features (history + horizon).
 struct Series<'a> {
@@ -861,57 +944,116 @@ struct Series<'a> {
     covariate_names: &'a [String],
 }
 
-fn forecasts(
-    method: &StageMethod,
-    series: &Series,
-    req: &Request,
-    want_paths: bool,
-    cancel: &tokio_util::sync::CancellationToken,
-    progress: &StageProgress,
-) -> Result<Forecasts> {
-    let histories = series.histories;
-    let started = std::time::Instant::now();
-    let report = |done: usize| {
-        progress.set(format!("{done}/{} series · {:.0}/s", histories.len(), done as f64 / started.elapsed().as_secs_f64().max(1e-3)))
-    };
+/// How a forecast pass stops and shows itself.
+struct Progress<'a> {
+    cancel: &'a tokio_util::sync::CancellationToken,
+    progress: &'a StageProgress,
+}
+
+/// One forecast per history (each has an observed value).
+fn forecasts(method: &StageMethod, series: &Series, req: &Request, want_paths: bool, p: &Progress) -> Result<Forecasts> {
     match method {
-        StageMethod::Stat(f) => {
-            let mut out = Vec::with_capacity(histories.len());
-            for (i, h) in histories.iter().enumerate() {
-                if i % 64 == 0 {
-                    if cancel.is_cancelled() {
-                        return Err(Cancelled.into());
-                    }
-                    report(i);
-                }
-                out.push(f.forecast(h, req).map_err(|_| anyhow!("no observed value"))?);
-            }
-            Ok((out, None, vec![]))
+        StageMethod::Stat(m) => Ok(Forecasts { each: stat_all(*m, series.histories, req, p)?, ..Forecasts::default() }),
+        StageMethod::Lm(lm) => {
+            let (both, _, warnings) = lm_all(lm, series, req, false, p)?;
+            let (each, paths): (Vec<QuantileForecast>, Vec<Vec<Vec<f64>>>) = both.into_iter().unzip();
+            Ok(Forecasts { each, paths: want_paths.then_some(paths), warnings, kept: None })
         }
-        StageMethod::Lm { model, opts } => {
-            let ck = model.load()?;
-            let ck = if series.covariate_names.is_empty() { ck } else { ck.with_covariates(series.covariate_names)? };
-            let ck = ck.for_inference();
-            let (ids, warnings) = crate::lm::forecast::text_ids(&ck, series.texts, histories.len())?;
-            let inputs: Vec<Input> = (0..histories.len())
-                .map(|i| Input { history: &histories[i], text: ids[i].as_deref(), covariates: &series.covariates[i] })
-                .collect();
-            let mut pass_started = (Pass::Calibrating, std::time::Instant::now());
-            let both = crate::lm::forecast::forecast_paths(&ck, &inputs, req, opts, |d| {
-                if d.pass != pass_started.0 {
-                    pass_started = (d.pass, std::time::Instant::now());
-                }
-                let rate = d.done as f64 / pass_started.1.elapsed().as_secs_f64().max(1e-3);
-                progress.set(match d.pass {
-                    Pass::Calibrating => format!("choosing trend, lag and spread: {}/{} held-out forecasts · {rate:.0}/s", d.done, d.of),
-                    Pass::Forecasting => format!("{}/{} series · {rate:.0}/s", d.done, d.of),
-                });
-                !cancel.is_cancelled()
-            })?;
-            let (f, p): (Vec<QuantileForecast>, Vec<Vec<Vec<f64>>>) = both.into_iter().unzip();
-            Ok((f, want_paths.then_some(p), warnings))
-        }
+        StageMethod::Ensemble { members, lm } => ensemble_all(members, lm.as_ref(), series, req, p),
     }
+}
+
+/// A statistical method over every history, checking cancellation and reporting series/s.
+fn stat_all(m: Method, histories: &[Vec<f64>], req: &Request, p: &Progress) -> Result<Vec<QuantileForecast>> {
+    let started = std::time::Instant::now();
+    let mut out = Vec::with_capacity(histories.len());
+    for (i, h) in histories.iter().enumerate() {
+        if i % 64 == 0 {
+            if p.cancel.is_cancelled() {
+                return Err(Cancelled.into());
+            }
+            let rate = i as f64 / started.elapsed().as_secs_f64().max(1e-3);
+            p.progress.set(format!("{}: {i}/{} series · {rate:.0}/s", m.as_str(), histories.len()));
+        }
+        out.push(m.forecast(h, req).map_err(|_| anyhow!("no observed value"))?);
+    }
+    Ok(out)
+}
+
+/// The language model over every series (`held`: and its held-out tails' forecasts, for an
+/// ensemble), with its warnings.
+fn lm_all(lm: &LmMethod, series: &Series, req: &Request, held: bool, p: &Progress) -> Result<(LmForecasts, Option<HeldOut>, Vec<String>)> {
+    let histories = series.histories;
+    let ck = lm.model.load()?;
+    let ck = if series.covariate_names.is_empty() { ck } else { ck.with_covariates(series.covariate_names)? };
+    let ck = ck.for_inference();
+    let (ids, warnings) = crate::lm::forecast::text_ids(&ck, series.texts, histories.len())?;
+    let inputs: Vec<Input> = (0..histories.len())
+        .map(|i| Input { history: &histories[i], text: ids[i].as_deref(), covariates: &series.covariates[i] })
+        .collect();
+    let mut pass_started = (Pass::Calibrating, std::time::Instant::now());
+    let on_batch = |d: crate::lm::forecast::Done| {
+        if d.pass != pass_started.0 {
+            pass_started = (d.pass, std::time::Instant::now());
+        }
+        let rate = d.done as f64 / pass_started.1.elapsed().as_secs_f64().max(1e-3);
+        p.progress.set(match d.pass {
+            Pass::Calibrating => format!("lm: choosing trend, lag and spread: {}/{} held-out forecasts · {rate:.0}/s", d.done, d.of),
+            Pass::Forecasting => format!("lm: {}/{} series · {rate:.0}/s", d.done, d.of),
+        });
+        !p.cancel.is_cancelled()
+    };
+    let (both, held) = match held {
+        true => crate::lm::forecast::forecast_held(&ck, &inputs, req, &lm.opts, on_batch)?,
+        false => (crate::lm::forecast::forecast_paths(&ck, &inputs, req, &lm.opts, on_batch)?, None),
+    };
+    Ok((both, held, warnings))
+}
+
+type LmForecasts = Vec<(QuantileForecast, Vec<Vec<f64>>)>;
+
+/// Each distinct member over every series and over the held-out sample's tails, then
+/// [`ensemble::combine`]: the members' median, or one member alone where the held-out tails
+/// clearly say so.
+fn ensemble_all(members: &[Member], lm: Option<&LmMethod>, series: &Series, req: &Request, p: &Progress) -> Result<Forecasts> {
+    let (histories, h) = (series.histories, req.horizon);
+    let sample = holdout::sample(&histories.iter().map(Vec::len).collect::<Vec<_>>(), h);
+    let held_req = Request { levels: &LEVELS, ..*req };
+    let mut warnings = vec![];
+    let mut ran: Vec<(Member, ensemble::Member)> = vec![];
+    for &m in members {
+        if ran.iter().any(|(r, _)| *r == m) {
+            continue;
+        }
+        let one = match m {
+            Member::Stat(method) => {
+                let all = stat_all(method, histories, req, p)?.into_iter().map(Some).collect();
+                let held = sample.iter().map(|&i| method.forecast(&histories[i][..histories[i].len() - h], &held_req).ok()).collect();
+                ensemble::Member { all, held }
+            }
+            Member::Lm => {
+                let (both, held, w) = lm_all(lm.context("an `lm` member needs the model")?, series, req, true, p)?;
+                warnings.extend(w);
+                let held = held.filter(|held| held.index == sample).map_or(vec![], |held| held.forecasts.into_iter().map(Some).collect());
+                ensemble::Member { all: both.into_iter().map(|(f, _)| Some(f)).collect(), held }
+            }
+        };
+        ran.push((m, one));
+    }
+    let refs: Vec<&ensemble::Member> =
+        members.iter().map(|m| ran.iter().find(|(r, _)| r == m).map(|(_, one)| one).expect("every member ran")).collect();
+    let actual: Vec<&[f64]> = sample.iter().map(|&i| &histories[i][histories[i].len() - h..]).collect();
+    let (pick, each) = ensemble::combine(&refs, &actual, &LEVELS);
+    let kept = match pick {
+        ensemble::Pick::Median => "median",
+        ensemble::Pick::Member(k) => match members[k] {
+            Member::Stat(m) => m.as_str(),
+            Member::Lm => "lm",
+        },
+    };
+    tracing::info!(kept, held_out = sample.len(), "ensemble: chosen on the held-out tails");
+    let each = each.into_iter().collect::<Option<Vec<_>>>().context("an ensemble member left a series without a forecast")?;
+    Ok(Forecasts { each, paths: None, warnings, kept: Some(kept) })
 }
 
 /// Output rows as they accumulate, one entry per (series, step).

@@ -51,6 +51,28 @@ fn every_method_runs_as_a_stage_with_ordered_quantiles() {
         );
         assert_eq!(rows, vec![format!("14,14,{method}")], "{method}");
     }
+    // An ensemble keeps one member alone where it forecast the held-out tails (each series'
+    // last week, from what precedes it) clearly better than the members' median: seasonal naive
+    // over naive on these weekly cycles, 8 series × 7 held-out days. `restock show` says so.
+    write_parquet(&p, "lake/raw/demand/part-0.parquet", demand(&["a", "b", "c", "d", "e", "f", "g", "h"], 63, None));
+    p.write("p.yaml", &pipeline("ensemble, members: [naive, seasonal_naive]"));
+    p.ok(&["run", "p.yaml"]);
+    let show = p.ok(&["show", &p.last_run_id()]);
+    assert!(show.contains("the ensemble forecast with `seasonal_naive` alone (chosen on the held-out tails)"), "{show}");
+    let alone = p.query("SELECT sku_id, step, forecast, p10, p90 FROM forecasts ORDER BY 1, 2");
+    p.write("p.yaml", &pipeline("seasonal_naive"));
+    p.ok(&["run", "p.yaml"]);
+    assert_eq!(p.query("SELECT sku_id, step, forecast, p10, p90 FROM forecasts ORDER BY 1, 2"), alone);
+    // With one series there are too few held-out values (7) to choose by: the median.
+    write_parquet(&p, "lake/raw/demand/part-0.parquet", demand(&["a"], 63, None));
+    p.write("p.yaml", &pipeline("ensemble, members: [naive, seasonal_naive]"));
+    p.ok(&["run", "p.yaml"]);
+    assert!(p.ok(&["show", &p.last_run_id()]).contains("the ensemble forecast with the median of its members"));
+    p.invalid("p.yaml", &pipeline("ensemble, members: [ets, ensemble]"), "an ensemble cannot be its own member");
+    p.invalid("p.yaml", &pipeline("ensemble, members: [ets, thta]"), "unknown forecast method `thta`");
+    p.invalid("p.yaml", &pipeline("ets, members: [ets, theta]"), "`members` is only for `method: ensemble`");
+    let msg = "`model` is only for `method: lm` (or an ensemble with `lm` among its members)";
+    p.invalid("p.yaml", &pipeline("ensemble, members: [ets, theta], model: m"), msg);
     // The weekly peak (days 5 and 6 of the cycle) is forecast above the trough by ETS.
     p.write("p.yaml", &pipeline("ets"));
     p.ok(&["run", "p.yaml"]);
@@ -150,6 +172,8 @@ fn evaluate_scores_methods_and_writes_forecasts() {
     for m in ["naive", "seasonal_naive", "ets", "ensemble"] {
         assert!(out.lines().any(|l| l.contains(&format!(" {m} ")) && l.contains(" 6 ")), "{m} scored on 3 series × 2 windows:\n{out}");
     }
+    // 6 held-out tails of 7 values: too few to choose a member by.
+    assert!(out.contains("ensemble: forecast with the median of its members (chosen on the held-out tails)"), "{out}");
     let file = std::fs::File::open(p.file("fc.parquet")).unwrap();
     let rows: usize = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .unwrap()
@@ -315,6 +339,19 @@ fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validatio
     let rows =
         p.query("SELECT count(*), sum(CASE WHEN p10 <= p50 AND p50 <= p90 AND p10 >= 0 THEN 1 ELSE 0 END), min(model) FROM forecasts");
     assert_eq!(rows, vec!["14,14,lm".to_string()]);
+    // The model as an ensemble's member reads the stage's `lm` keys; `lm` among the default
+    // members where the stage names a model. A member needs the model it reads.
+    for members in ["members: [lm, ets, seasonal_naive],", ""] {
+        p.write("p.yaml", &pipeline(&format!("ensemble, {members} model: model, context: 16, paths: 8")));
+        p.ok(&["run", "p.yaml"]);
+        let rows =
+            p.query("SELECT count(*), sum(CASE WHEN p10 <= p50 AND p50 <= p90 AND p10 >= 0 THEN 1 ELSE 0 END), min(model) FROM forecasts");
+        assert_eq!(rows, vec!["14,14,ensemble".to_string()], "{members}");
+        assert!(p.ok(&["show", &p.last_run_id()]).contains("the ensemble forecast with the median"), "two series: too few held out");
+    }
+    p.write("p.yaml", &pipeline("ensemble, members: [lm, ets], paths: 8"));
+    let err = p.fails(&["validate", "p.yaml"], 2);
+    assert!(err.contains("`method: lm` needs `model:`"), "{err}");
     // A second output keeps the sample paths: 2 series × 7 steps × 8 paths, non-negative, and
     // their per-step quantiles are the published ones.
     p.write("p.yaml", &lm("model: model, context: 16,").replace("outputs: [forecasts]", "outputs: [forecasts, forecast_paths]"));

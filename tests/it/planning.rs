@@ -226,6 +226,9 @@ fn weekly_pipeline_and_simulate_on_the_demo_lake() {
     p.ok(&["pretrain", "--config", &tiny, "--out", "model", "--steps", "4", "--batch", "2", "--window", "32"]);
     let out = p.ok(&["simulate", "--weeks", "1", "--methods", "seasonal_naive,lm", "--model", "model", "--series", "2", "--lm-paths", "4"]);
     assert!(out.lines().any(|l| l.contains("lm") && l.contains(" all ")), "{out}");
+    // A replay's ensemble is its statistical members' median, beside the LM.
+    let out = p.ok(&["simulate", "--weeks", "1", "--methods", "ensemble,lm", "--model", "model", "--series", "2", "--lm-paths", "4"]);
+    assert!(out.lines().any(|l| l.contains("ensemble") && l.contains(" all ")), "{out}");
     let err = p.fails(&["simulate", "--target", "fill_rate=1.5"], 1);
     assert!(err.contains("--target") && err.contains("between 0 and 1"), "{err}");
 }
