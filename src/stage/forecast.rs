@@ -965,20 +965,27 @@ fn forecasts(method: &StageMethod, series: &Series, req: &Request, want_paths: b
 
 /// A statistical method over every history, checking cancellation and reporting series/s.
 fn stat_all(m: Method, histories: &[Vec<f64>], req: &Request, p: &Progress) -> Result<Vec<QuantileForecast>> {
+    use rayon::prelude::*;
     let started = std::time::Instant::now();
     let mut out = Vec::with_capacity(histories.len());
-    for (i, h) in histories.iter().enumerate() {
-        if i % 64 == 0 {
-            if p.cancel.is_cancelled() {
-                return Err(Cancelled.into());
-            }
-            let rate = i as f64 / started.elapsed().as_secs_f64().max(1e-3);
-            p.progress.set(format!("{}: {i}/{} series · {rate:.0}/s", m.as_str(), histories.len()));
+    // Chunks across the cores, cancellation and progress between them.
+    for chunk in histories.chunks(STAT_CHUNK) {
+        if p.cancel.is_cancelled() {
+            return Err(Cancelled.into());
         }
-        out.push(m.forecast(h, req).map_err(|_| anyhow!("no observed value"))?);
+        let done = out.len();
+        let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
+        p.progress.set(format!("{}: {done}/{} series · {rate:.0}/s", m.as_str(), histories.len()));
+        let part: Vec<Option<QuantileForecast>> = chunk.par_iter().map(|h| m.forecast(h, req).ok()).collect();
+        for f in part {
+            out.push(f.context("no observed value")?);
+        }
     }
     Ok(out)
 }
+
+/// Series a statistical method forecasts across the cores between two checks for cancellation.
+const STAT_CHUNK: usize = 256;
 
 /// The language model over every series (`held`: and its held-out tails' forecasts, for an
 /// ensemble), with its warnings.
@@ -1028,7 +1035,10 @@ fn ensemble_all(members: &[Member], lm: Option<&LmMethod>, series: &Series, req:
         let one = match m {
             Member::Stat(method) => {
                 let all = stat_all(method, histories, req, p)?.into_iter().map(Some).collect();
-                let held = sample.iter().map(|&i| method.forecast(&histories[i][..histories[i].len() - h], &held_req).ok()).collect();
+                let held = {
+                    use rayon::prelude::*;
+                    sample.par_iter().map(|&i| method.forecast(&histories[i][..histories[i].len() - h], &held_req).ok()).collect()
+                };
                 ensemble::Member { all, held }
             }
             Member::Lm => {
