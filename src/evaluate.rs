@@ -315,8 +315,8 @@ fn jobs(series: &[Series], opts: &Options) -> Vec<(usize, usize, usize)> {
 
 /// One candidate's backtests, and for the language model its forecasts of the jobs' held-out
 /// tails when an ensemble asked for them.
-pub struct Ran {
-    pub tests: Vec<Backtest>,
+struct Ran {
+    tests: Vec<Backtest>,
     held: Option<HeldOut>,
 }
 

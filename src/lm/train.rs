@@ -463,6 +463,8 @@ mod tests {
     /// the clip engages: an unclipped step moves the weights further.
     #[test]
     fn clipping_on_the_device_steps_as_tch_clips() {
+        // Each run reseeds torch's global generator: no other test may draw between.
+        let _rng = crate::lm::rng_lock();
         let run = |ours: bool, max: f64| {
             tch::manual_seed(3);
             let vs = nn::VarStore::new(Device::Cpu);
