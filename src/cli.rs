@@ -1184,8 +1184,7 @@ fn show_run(state: Arc<dyn StateStore>, id: &str, plans: bool) -> Result<()> {
         }
         // An ensemble: what it forecast with, chosen on the held-out tails.
         if let Some(kept) = details(a).as_ref().and_then(|d| d.get("kept")).and_then(|k| k.as_str()) {
-            let what = if kept == "median" { "the median of its members".to_string() } else { format!("`{kept}` alone") };
-            println!("{} attempt {}: the ensemble forecast with {what} (chosen on the held-out tails)", a.stage_id, a.attempt);
+            println!("{} attempt {}: the ensemble forecast with {}", a.stage_id, a.attempt, ensemble_kept(kept));
         }
     }
     let pubs = state.publications(&run.info.run_id)?;
@@ -1204,6 +1203,12 @@ fn show_run(state: Arc<dyn StateStore>, id: &str, plans: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What an ensemble kept ([`crate::forecast::ensemble::Pick::kept`]), said in words.
+fn ensemble_kept(kept: &str) -> String {
+    let what = if kept == "median" { "the median of its members".to_string() } else { format!("`{kept}` alone") };
+    format!("{what} (chosen on the held-out tails)")
 }
 
 /// `restock models average`: two model folders' weights averaged into `out` (bf16).
@@ -1280,8 +1285,7 @@ async fn evaluate_cmd(
     }
     println!("{} series, horizon {}, season {}, {} window(s)\n{t}", series.len(), opts.horizon, opts.season, opts.windows);
     for kept in results.iter().filter_map(|(s, _)| s.kept.as_deref()) {
-        let what = if kept == "the median" { "the median of its members".to_string() } else { format!("`{kept}` alone") };
-        println!("ensemble: forecast with {what} (chosen on the held-out tails)");
+        println!("ensemble: forecast with {}", ensemble_kept(kept));
     }
     if results.iter().any(|(s, _)| s.mase.is_nan()) {
         println!(

@@ -64,7 +64,7 @@ pub struct Score {
     pub coverage80: f64,
     pub seconds: f64,
     pub forecasts: usize,
-    /// An ensemble's choice on the held-out tails: "the median" or the member it kept.
+    /// An ensemble's choice on the held-out tails ([`ensemble::Pick::kept`]).
     pub kept: Option<String>,
 }
 
@@ -346,28 +346,22 @@ fn ensemble_of(series: &[Series], members: &[(&Candidate, &Ran)], opts: &Options
     let jobs = jobs(series, opts);
     let h = opts.horizon;
     let sample = holdout::sample(&jobs.iter().map(|j| j.2).collect::<Vec<_>>(), h);
+    let histories: Vec<&[f64]> = sample.iter().map(|&k| &series[jobs[k].0].values[..jobs[k].2]).collect();
     let at: HashMap<(usize, usize), usize> = jobs.iter().enumerate().map(|(k, &(i, w, _))| ((i, w), k)).collect();
     let req = Request { horizon: h, season: opts.season, levels: &LEVELS, nonnegative: false };
     let member = |(c, ran): &(&Candidate, &Ran)| {
         let mut all = vec![None; jobs.len()];
         ran.tests.iter().for_each(|t| all[at[&(t.series, t.window)]] = Some(t.forecast.clone()));
         let held = match (c, &ran.held) {
-            (Candidate::Stat(m), _) => {
-                use rayon::prelude::*;
-                sample.par_iter().map(|&k| m.forecast(&series[jobs[k].0].values[..jobs[k].2 - h], &req).ok()).collect()
-            }
-            (_, Some(lm)) if lm.index == sample => lm.forecasts.iter().cloned().map(Some).collect(),
+            (Candidate::Stat(m), _) => holdout::forecast_tails(*m, &histories, &req),
+            (_, Some(lm)) => lm.for_sample(&sample),
             _ => vec![], // no held-out forecasts: the median
         };
         ensemble::Member { all, held }
     };
     let each: Vec<ensemble::Member> = members.iter().map(member).collect();
-    let actual: Vec<&[f64]> = sample.iter().map(|&k| &series[jobs[k].0].values[jobs[k].2 - h..jobs[k].2]).collect();
-    let (pick, forecasts) = ensemble::combine(&each.iter().collect::<Vec<_>>(), &actual, &LEVELS);
-    let kept = match pick {
-        ensemble::Pick::Median => "the median".to_string(),
-        ensemble::Pick::Member(m) => members[m].0.name().to_string(),
-    };
+    let (pick, forecasts) = ensemble::combine(&each.iter().collect::<Vec<_>>(), &holdout::tails(&histories, h), &LEVELS);
+    let kept = pick.kept(|m| members[m].0.name()).to_string();
     tracing::info!(kept, held_out = sample.len(), "ensemble: chosen on the held-out tails");
     let tests =
         jobs.iter().zip(forecasts).filter_map(|(&(series, window, origin), f)| Some(Backtest { series, window, origin, forecast: f? }));

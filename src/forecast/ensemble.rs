@@ -26,6 +26,17 @@ pub enum Pick {
     Member(usize),
 }
 
+impl Pick {
+    /// What a run kept, as run history and `restock evaluate` name it: `median`, or the
+    /// member's name (`member` names the member at a position).
+    pub fn kept<'a>(self, member: impl Fn(usize) -> &'a str) -> &'a str {
+        match self {
+            Pick::Median => "median",
+            Pick::Member(k) => member(k),
+        }
+    }
+}
+
 /// One member's forecasts: of every series (None where it has none), and of the held-out
 /// sample's tails, in the sample's order (None where it could not forecast one).
 #[derive(Debug, Clone, Default)]

@@ -4,6 +4,7 @@
 //! and which of an ensemble's forecasts to keep ([`super::ensemble`]). Which series are held
 //! out, how many values are enough, and when one choice is clearly better than another live
 //! here, so that every such choice is made the same way. Pure maths.
+use super::{Method, QuantileForecast, Request};
 
 /// Most series held out: a nightly run of thousands pays a tenth more, not double.
 pub const MAX_SERIES: usize = 512;
@@ -20,6 +21,18 @@ pub const MIN_HELD: usize = 50;
 pub fn sample(lengths: &[usize], horizon: usize) -> Vec<usize> {
     let every = lengths.len().div_ceil(MAX_SERIES).max(1);
     (0..lengths.len()).step_by(every).filter(|&i| lengths[i] >= horizon + MIN_CONTEXT).collect()
+}
+
+/// Each sampled history's held-out values: its last `horizon`.
+pub fn tails<'a>(histories: &[&'a [f64]], horizon: usize) -> Vec<&'a [f64]> {
+    histories.iter().map(|h| &h[h.len() - horizon..]).collect()
+}
+
+/// `method`'s forecasts of each sampled history's last `req.horizon` values from what precedes
+/// them, across the cores (None where no observed value precedes them).
+pub fn forecast_tails(method: Method, histories: &[&[f64]], req: &Request) -> Vec<Option<QuantileForecast>> {
+    use rayon::prelude::*;
+    histories.par_iter().map(|h| method.forecast(&h[..h.len() - req.horizon], req).ok()).collect()
 }
 
 /// Observed (finite) values among the held-out ones.
@@ -71,5 +84,6 @@ mod tests {
         assert_eq!(s.len(), 250, "every 4th of 2,000 (500), less the short half");
         assert_eq!(sample(&[20, 19, 30], 12), [0, 2]);
         assert_eq!(observed([&[1.0, f64::NAN][..], &[2.0][..]]), 2);
+        assert_eq!(tails(&[&[1.0, 2.0, 3.0][..]], 2), [&[2.0, 3.0][..]]);
     }
 }

@@ -294,6 +294,17 @@ pub struct HeldOut {
     pub forecasts: Vec<QuantileForecast>,
 }
 
+impl HeldOut {
+    /// The forecasts as an ensemble member's held-out ones for `sample` (the caller's
+    /// [`holdout::sample`] of the same inputs, so the same indices); none if they differ.
+    pub fn for_sample(&self, sample: &[usize]) -> Vec<Option<QuantileForecast>> {
+        if self.index != sample {
+            return vec![];
+        }
+        self.forecasts.iter().cloned().map(Some).collect()
+    }
+}
+
 /// [`forecast_paths`], and the held-out tails' forecasts (an ensemble's pick reads them; None
 /// with too few held-out values to choose by). The held-out pass runs even where no choice is
 /// left to it.
@@ -303,11 +314,12 @@ pub fn forecast_held(
     req: &Request,
     o: &LmOptions,
     on_batch: impl FnMut(Done) -> bool,
-) -> Result<(Vec<(QuantileForecast, Vec<Vec<f64>>)>, Option<HeldOut>)> {
+) -> Result<(PathForecasts, Option<HeldOut>)> {
     run(ck, inputs, req, o, on_batch, true)
 }
 
-type Forecasts = Vec<(QuantileForecast, Vec<Vec<f64>>)>;
+/// Each input's forecast and its sample paths.
+pub type PathForecasts = Vec<(QuantileForecast, Vec<Vec<f64>>)>;
 
 /// The held-out pass (skipped when it has nothing to choose and no `held` is asked), then the
 /// forecasts with what it chose.
@@ -318,7 +330,7 @@ fn run(
     o: &LmOptions,
     mut on_batch: impl FnMut(Done) -> bool,
     held: bool,
-) -> Result<(Forecasts, Option<HeldOut>)> {
+) -> Result<(PathForecasts, Option<HeldOut>)> {
     let of = inputs.len();
     let fixed = o.trend != Trend::Auto && o.lag_seasons != LagSeasons::Auto;
     if !o.calibrate && fixed && !held {

@@ -24,7 +24,7 @@ use crate::forecast::{
     ENSEMBLE_MEMBERS, Method, QuantileForecast, Request, ensemble, holdout, method_names, quantile_column, unknown_method,
 };
 use crate::lm::checkpoint::{Checkpoint, Source};
-use crate::lm::forecast::{HeldOut, Input, LagSeasons, LmOptions, Pass};
+use crate::lm::forecast::{HeldOut, Input, LagSeasons, LmOptions, Pass, PathForecasts};
 
 pub struct ForecastKind;
 
@@ -989,7 +989,13 @@ const STAT_CHUNK: usize = 256;
 
 /// The language model over every series (`held`: and its held-out tails' forecasts, for an
 /// ensemble), with its warnings.
-fn lm_all(lm: &LmMethod, series: &Series, req: &Request, held: bool, p: &Progress) -> Result<(LmForecasts, Option<HeldOut>, Vec<String>)> {
+fn lm_all(
+    lm: &LmMethod,
+    series: &Series,
+    req: &Request,
+    held: bool,
+    p: &Progress,
+) -> Result<(PathForecasts, Option<HeldOut>, Vec<String>)> {
     let histories = series.histories;
     let ck = lm.model.load()?;
     let ck = if series.covariate_names.is_empty() { ck } else { ck.with_covariates(series.covariate_names)? };
@@ -1017,14 +1023,13 @@ fn lm_all(lm: &LmMethod, series: &Series, req: &Request, held: bool, p: &Progres
     Ok((both, held, warnings))
 }
 
-type LmForecasts = Vec<(QuantileForecast, Vec<Vec<f64>>)>;
-
 /// Each distinct member over every series and over the held-out sample's tails, then
 /// [`ensemble::combine`]: the members' median, or one member alone where the held-out tails
 /// clearly say so.
 fn ensemble_all(members: &[Member], lm: Option<&LmMethod>, series: &Series, req: &Request, p: &Progress) -> Result<Forecasts> {
     let (histories, h) = (series.histories, req.horizon);
     let sample = holdout::sample(&histories.iter().map(Vec::len).collect::<Vec<_>>(), h);
+    let sampled: Vec<&[f64]> = sample.iter().map(|&i| histories[i].as_slice()).collect();
     let held_req = Request { levels: &LEVELS, ..*req };
     let mut warnings = vec![];
     let mut ran: Vec<(Member, ensemble::Member)> = vec![];
@@ -1035,16 +1040,12 @@ fn ensemble_all(members: &[Member], lm: Option<&LmMethod>, series: &Series, req:
         let one = match m {
             Member::Stat(method) => {
                 let all = stat_all(method, histories, req, p)?.into_iter().map(Some).collect();
-                let held = {
-                    use rayon::prelude::*;
-                    sample.par_iter().map(|&i| method.forecast(&histories[i][..histories[i].len() - h], &held_req).ok()).collect()
-                };
-                ensemble::Member { all, held }
+                ensemble::Member { all, held: holdout::forecast_tails(method, &sampled, &held_req) }
             }
             Member::Lm => {
                 let (both, held, w) = lm_all(lm.context("an `lm` member needs the model")?, series, req, true, p)?;
                 warnings.extend(w);
-                let held = held.filter(|held| held.index == sample).map_or(vec![], |held| held.forecasts.into_iter().map(Some).collect());
+                let held = held.map_or(vec![], |held| held.for_sample(&sample));
                 ensemble::Member { all: both.into_iter().map(|(f, _)| Some(f)).collect(), held }
             }
         };
@@ -1052,15 +1053,11 @@ fn ensemble_all(members: &[Member], lm: Option<&LmMethod>, series: &Series, req:
     }
     let refs: Vec<&ensemble::Member> =
         members.iter().map(|m| ran.iter().find(|(r, _)| r == m).map(|(_, one)| one).expect("every member ran")).collect();
-    let actual: Vec<&[f64]> = sample.iter().map(|&i| &histories[i][histories[i].len() - h..]).collect();
-    let (pick, each) = ensemble::combine(&refs, &actual, &LEVELS);
-    let kept = match pick {
-        ensemble::Pick::Median => "median",
-        ensemble::Pick::Member(k) => match members[k] {
-            Member::Stat(m) => m.as_str(),
-            Member::Lm => "lm",
-        },
-    };
+    let (pick, each) = ensemble::combine(&refs, &holdout::tails(&sampled, h), &LEVELS);
+    let kept = pick.kept(|k| match members[k] {
+        Member::Stat(m) => m.as_str(),
+        Member::Lm => "lm",
+    });
     tracing::info!(kept, held_out = sample.len(), "ensemble: chosen on the held-out tails");
     let each = each.into_iter().collect::<Option<Vec<_>>>().context("an ensemble member left a series without a forecast")?;
     Ok(Forecasts { each, paths: None, warnings, kept: Some(kept) })
