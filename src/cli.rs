@@ -1,6 +1,6 @@
 //! The command line: parses arguments, wires spec -> plan -> run, prints results, maps errors to
 //! exit codes (0 ok, 1 run failed or runtime error, 2 invalid pipeline or usage, 130 cancelled).
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -192,184 +192,14 @@ enum Command {
     /// Backtest forecast methods on a long table (series_id, ts, value): the last H points of
     /// each series (K rolling origins with --windows) are held out; prints WQL, MASE, 80 %
     /// coverage and wall time per method.
-    Evaluate {
-        /// Long table: Parquet (a file or a folder), or CSV with a header (`.csv`, `.csv.gz`, `.tsv`), with columns
-        /// series_id, ts (a date, a timestamp or an integer period), value
-        /// (or statsforecast's unique_id, ds, y, or AutoGluon's item_id, timestamp, target).
-        #[arg(long)]
-        data: PathBuf,
-        /// Text table: Parquet or CSV with columns series_id (or unique_id, item_id), text (read by text-conditioned models).
-        #[arg(long)]
-        text: Option<PathBuf>,
-        #[arg(long)]
-        horizon: usize,
-        /// Season length in steps. Default: the table's step's (24 hourly, 7 daily, 52 weekly, 12 monthly,
-        /// 4 quarterly, 1 yearly, a day's steps for a step shorter than a day); integer periods need it.
-        #[arg(long)]
-        season: Option<usize>,
-        #[arg(long, default_value_t = 1)]
-        windows: usize,
-        /// Comma-separated: naive, seasonal_naive, ets, theta, croston, sba, tsb, lm, ensemble.
-        #[arg(long, default_value = "seasonal_naive,ets,theta,ensemble")]
-        methods: String,
-        /// The members of `ensemble`, comma-separated; `lm` may be one. The ensemble is the median
-        /// of their forecasts, or one member's alone where that forecast the series' held-out
-        /// tails clearly better. A member also in --methods runs once; one listed twice counts
-        /// twice in the median. Default: ets,theta,seasonal_naive, and lm when --methods has it.
-        #[arg(long)]
-        ensemble: Option<String>,
-        /// Also write every forecast: method, series_id, ts, window, step, mean, q0.1 … q0.9.
-        #[arg(long)]
-        forecasts: Option<PathBuf>,
-        /// The model folder `lm` forecasts with (config.yaml + model.safetensors).
-        #[arg(long, default_value = "models/small")]
-        model: PathBuf,
-        /// Sample paths per series for `lm`.
-        #[arg(long, default_value_t = 20)]
-        paths: i64,
-        /// Most recent values per series `lm` reads (default: the shipped model's pretraining
-        /// window; at most what fits in the model beside the horizon).
-        #[arg(long, default_value_t = 256)]
-        context: usize,
-        /// Context lengths `lm` splits its paths across: --context, half of it, a quarter, …
-        /// Their forecasts are averaged quantile by quantile (1 = the one context).
-        #[arg(long, default_value_t = 2)]
-        contexts: usize,
-        /// `lm` takes a straight line out of a context (and puts it back on the forecast) when
-        /// its residuals' mean |r| is at most this share of the values' mean |x| (0 = never).
-        #[arg(long, default_value_t = crate::lm::forecast::DETREND)]
-        detrend: f64,
-        /// The trend `lm` takes out of a context and puts back on the forecast: `drift` (the
-        /// mean seasonal difference), `growth` (the same in logs, for positive series), `off`,
-        /// or `auto`: whichever forecasts the series' own last H values best (one pass each).
-        #[arg(long, default_value = "auto", value_parser = crate::lm::line::Trend::NAMES)]
-        trend: String,
-        /// Standard errors a drift or growth must be from zero for `lm` to take it out (0 = never).
-        #[arg(long, default_value_t = crate::lm::forecast::DRIFT)]
-        drift: f64,
-        /// Seasons `lm`'s forecast-step seasonal lag averages, as the season's shape at the last
-        /// season's level (1 = the last season's value, as trained; 3 suits smooth hourly data),
-        /// or `auto`: 1, then 3, then 8 while each forecasts the series' own last H values
-        /// clearly better than the last.
-        #[arg(long, default_value = "auto")]
-        lag_seasons: String,
-        /// `lm` reads a series with values below zero as it is, instead of lifting it above zero
-        /// (the model was pretrained on values ≥ 0) and taking the lift off its forecast.
-        #[arg(long)]
-        no_lift: bool,
-        /// `lm` keeps the model's own spread instead of narrowing it around the median by the
-        /// factor (0.5–1) that best forecasts the series' own last H values (one more pass).
-        #[arg(long)]
-        no_calibrate: bool,
-        /// `lm`'s sampling temperature (as the forecast stage's `temperature`).
-        #[arg(long, default_value_t = 1.0)]
-        temperature: f64,
-        /// `lm` samples from the k most likely value tokens (0 = all; the stage's `top_k`).
-        #[arg(long, default_value_t = 0)]
-        top_k: i64,
-        /// Seed of `lm`'s draws (the same seed, the same paths).
-        #[arg(long, default_value_t = 0)]
-        lm_seed: i64,
-        /// Series `lm` prefills and decodes together (0: sized for the device — about 4 k
-        /// decoding rows on a CPU, 32 k on a GPU; smaller if the GPU runs out of memory).
-        #[arg(long, default_value_t = 0)]
-        lm_batch: usize,
-        /// Columns of LONG the language model reads as known covariates, comma-separated (BOOLEAN
-        /// flags or numbers, known for the held-out steps too). A model pretrained with covariate
-        /// slots reads them zero-shot; by default a fine-tuned model reads the ones it learned.
-        /// `calendar.weekend`, `calendar.month_start`, `calendar.month_end`, `calendar.days`,
-        /// `calendar.weekdays`, `calendar.year_cos` and `calendar.year_sin` are computed from `ts`.
-        #[arg(long, value_delimiter = ',')]
-        covariates: Vec<String>,
-    },
+    Evaluate(EvaluateArgs),
     /// Train a forecasting model from scratch on the built-in synthetic corpus (plus any long
     /// tables given), checkpointing every N steps: a killed run resumes where it stopped.
-    Pretrain {
-        /// Model shape: models/tiny.yaml, models/small.yaml or models/base.yaml.
-        #[arg(long, default_value = "models/small.yaml")]
-        config: PathBuf,
-        /// Output folder: config.yaml, model.safetensors (bf16), metrics.json.
-        #[arg(long, default_value = "models/small")]
-        out: PathBuf,
-        #[arg(long, default_value_t = 2000)]
-        steps: usize,
-        #[arg(long, default_value_t = 16)]
-        batch: usize,
-        /// Values per training window.
-        #[arg(long, default_value_t = 256)]
-        window: usize,
-        #[arg(long, default_value_t = 1e-3)]
-        lr: f64,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Long tables (series_id, ts, value) mixed into the corpus (repeatable).
-        #[arg(long)]
-        data: Vec<PathBuf>,
-        /// Season length of the `--data` tables' series (12 for monthly, 7 for daily…).
-        #[arg(long, default_value_t = 1)]
-        data_season: usize,
-        #[arg(long, default_value_t = 100)]
-        checkpoint_every: usize,
-        /// Continue from this model folder's weights (same config) instead of a random start.
-        #[arg(long)]
-        init: Option<PathBuf>,
-        /// The share of windows (0 to 1; 1 when given alone) that train only the values after
-        /// a random context that alone sets the scale, as a forecast sees it; the rest train
-        /// every value of a window scaled by its first 3/4.
-        #[arg(long, default_value_t = 0.0, num_args = 0..=1, default_missing_value = "1", value_parser = share)]
-        after_context: f64,
-        /// With --after-context, also train those windows' first N values (scaled by a context
-        /// that includes their future, as the other windows' are: a short history's shrinkage).
-        #[arg(long, default_value_t = 0, requires = "after_context")]
-        early_targets: usize,
-    },
+    Pretrain(PretrainArgs),
     /// Replay the weekly policy over the last weeks of the lake's published demand_daily (weeks
     /// the forecasts did not see), once per forecast method: holding, ordering, purchase and
     /// shortage cost, fill rate and cycle service level, per ABC class and in total.
-    Simulate {
-        #[arg(long, env = "RESTOCK_LAKE", default_value = crate::storage::DEFAULT_LAKE)]
-        lake: String,
-        /// Weeks held out and replayed.
-        #[arg(long, default_value_t = 8)]
-        weeks: usize,
-        /// Comma-separated forecast methods to compare (the first is the baseline); `lm` uses --model.
-        #[arg(long, default_value = "seasonal_naive,ets,theta,ensemble")]
-        methods: String,
-        /// At most this many SKU-locations, spread evenly (0: all).
-        #[arg(long, default_value_t = 200)]
-        series: usize,
-        /// fill_rate=0.98, cycle_service_level=0.95 or newsvendor=SHORTAGE,HOLDING (per unit).
-        #[arg(long, default_value = "fill_rate=0.98")]
-        target: String,
-        #[arg(long, default_value_t = 7)]
-        review_days: usize,
-        /// What demand that finds no stock does: lost or backorder.
-        #[arg(long, default_value = "lost")]
-        shortage: String,
-        /// Holding cost per unit-year as a fraction of unit cost.
-        #[arg(long, default_value_t = 0.25)]
-        holding_rate: f64,
-        #[arg(long, default_value_t = 25.0)]
-        order_cost: f64,
-        /// Cost per unit short.
-        #[arg(long, default_value_t = 4.0)]
-        shortage_cost: f64,
-        #[arg(long, default_value_t = 1.0)]
-        case_pack: f64,
-        /// Season length of the forecasts (days).
-        #[arg(long, default_value_t = 7)]
-        season: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// The model folder method `lm` forecasts with.
-        #[arg(long, default_value = "models/small")]
-        model: PathBuf,
-        /// Sample paths per forecast for `lm`, and the most recent values it reads.
-        #[arg(long, default_value_t = 20)]
-        lm_paths: i64,
-        #[arg(long, default_value_t = 128)]
-        context: usize,
-    },
+    Simulate(SimulateArgs),
     /// Public benchmark data sets in the long format `evaluate` reads.
     Datasets {
         #[command(subcommand)]
@@ -400,6 +230,185 @@ enum Command {
         #[arg(long)]
         lake: Vec<String>,
     },
+}
+
+#[derive(clap::Args, Debug)]
+struct EvaluateArgs {
+    /// Long table: Parquet (a file or a folder), or CSV with a header (`.csv`, `.csv.gz`, `.tsv`), with columns
+    /// series_id, ts (a date, a timestamp or an integer period), value
+    /// (or statsforecast's unique_id, ds, y, or AutoGluon's item_id, timestamp, target).
+    #[arg(long)]
+    data: PathBuf,
+    /// Text table: Parquet or CSV with columns series_id (or unique_id, item_id), text (read by text-conditioned models).
+    #[arg(long)]
+    text: Option<PathBuf>,
+    #[arg(long)]
+    horizon: usize,
+    /// Season length in steps. Default: the table's step's (24 hourly, 7 daily, 52 weekly, 12 monthly,
+    /// 4 quarterly, 1 yearly, a day's steps for a step shorter than a day); integer periods need it.
+    #[arg(long)]
+    season: Option<usize>,
+    #[arg(long, default_value_t = 1)]
+    windows: usize,
+    /// Comma-separated: naive, seasonal_naive, ets, theta, croston, sba, tsb, lm, ensemble.
+    #[arg(long, default_value = "seasonal_naive,ets,theta,ensemble")]
+    methods: String,
+    /// The members of `ensemble`, comma-separated; `lm` may be one. The ensemble is the median
+    /// of their forecasts, or one member's alone where that forecast the series' held-out
+    /// tails clearly better. A member also in --methods runs once; one listed twice counts
+    /// twice in the median. Default: ets,theta,seasonal_naive, and lm when --methods has it.
+    #[arg(long)]
+    ensemble: Option<String>,
+    /// Also write every forecast: method, series_id, ts, window, step, mean, q0.1 … q0.9.
+    #[arg(long)]
+    forecasts: Option<PathBuf>,
+    /// The model folder `lm` forecasts with (config.yaml + model.safetensors).
+    #[arg(long, default_value = "models/small")]
+    model: PathBuf,
+    /// Sample paths per series for `lm`.
+    #[arg(long, default_value_t = 20)]
+    paths: i64,
+    /// Most recent values per series `lm` reads (default: the shipped model's pretraining
+    /// window; at most what fits in the model beside the horizon).
+    #[arg(long, default_value_t = 256)]
+    context: usize,
+    /// Context lengths `lm` splits its paths across: --context, half of it, a quarter, …
+    /// Their forecasts are averaged quantile by quantile (1 = the one context).
+    #[arg(long, default_value_t = 2)]
+    contexts: usize,
+    /// `lm` takes a straight line out of a context (and puts it back on the forecast) when
+    /// its residuals' mean |r| is at most this share of the values' mean |x| (0 = never).
+    #[arg(long, default_value_t = crate::lm::forecast::DETREND)]
+    detrend: f64,
+    /// The trend `lm` takes out of a context and puts back on the forecast: `drift` (the
+    /// mean seasonal difference), `growth` (the same in logs, for positive series), `off`,
+    /// or `auto`: whichever forecasts the series' own last H values best (one pass each).
+    #[arg(long, default_value = "auto", value_parser = crate::lm::line::Trend::NAMES)]
+    trend: String,
+    /// Standard errors a drift or growth must be from zero for `lm` to take it out (0 = never).
+    #[arg(long, default_value_t = crate::lm::forecast::DRIFT)]
+    drift: f64,
+    /// Seasons `lm`'s forecast-step seasonal lag averages, as the season's shape at the last
+    /// season's level (1 = the last season's value, as trained; 3 suits smooth hourly data),
+    /// or `auto`: 1, then 3, then 8 while each forecasts the series' own last H values
+    /// clearly better than the last.
+    #[arg(long, default_value = "auto")]
+    lag_seasons: String,
+    /// `lm` reads a series with values below zero as it is, instead of lifting it above zero
+    /// (the model was pretrained on values ≥ 0) and taking the lift off its forecast.
+    #[arg(long)]
+    no_lift: bool,
+    /// `lm` keeps the model's own spread instead of narrowing it around the median by the
+    /// factor (0.5–1) that best forecasts the series' own last H values (one more pass).
+    #[arg(long)]
+    no_calibrate: bool,
+    /// `lm`'s sampling temperature (as the forecast stage's `temperature`).
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    /// `lm` samples from the k most likely value tokens (0 = all; the stage's `top_k`).
+    #[arg(long, default_value_t = 0)]
+    top_k: i64,
+    /// Seed of `lm`'s draws (the same seed, the same paths).
+    #[arg(long, default_value_t = 0)]
+    lm_seed: i64,
+    /// Series `lm` prefills and decodes together (0: sized for the device — about 4 k
+    /// decoding rows on a CPU, 32 k on a GPU; smaller if the GPU runs out of memory).
+    #[arg(long, default_value_t = 0)]
+    lm_batch: usize,
+    /// Columns of LONG the language model reads as known covariates, comma-separated (BOOLEAN
+    /// flags or numbers, known for the held-out steps too). A model pretrained with covariate
+    /// slots reads them zero-shot; by default a fine-tuned model reads the ones it learned.
+    /// `calendar.weekend`, `calendar.month_start`, `calendar.month_end`, `calendar.days`,
+    /// `calendar.weekdays`, `calendar.year_cos` and `calendar.year_sin` are computed from `ts`.
+    #[arg(long, value_delimiter = ',')]
+    covariates: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct PretrainArgs {
+    /// Model shape: models/tiny.yaml, models/small.yaml or models/base.yaml.
+    #[arg(long, default_value = "models/small.yaml")]
+    config: PathBuf,
+    /// Output folder: config.yaml, model.safetensors (bf16), metrics.json.
+    #[arg(long, default_value = "models/small")]
+    out: PathBuf,
+    #[arg(long, default_value_t = 2000)]
+    steps: usize,
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Values per training window.
+    #[arg(long, default_value_t = 256)]
+    window: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Long tables (series_id, ts, value) mixed into the corpus (repeatable).
+    #[arg(long)]
+    data: Vec<PathBuf>,
+    /// Season length of the `--data` tables' series (12 for monthly, 7 for daily…).
+    #[arg(long, default_value_t = 1)]
+    data_season: usize,
+    #[arg(long, default_value_t = 100)]
+    checkpoint_every: usize,
+    /// Continue from this model folder's weights (same config) instead of a random start.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// The share of windows (0 to 1; 1 when given alone) that train only the values after
+    /// a random context that alone sets the scale, as a forecast sees it; the rest train
+    /// every value of a window scaled by its first 3/4.
+    #[arg(long, default_value_t = 0.0, num_args = 0..=1, default_missing_value = "1", value_parser = share)]
+    after_context: f64,
+    /// With --after-context, also train those windows' first N values (scaled by a context
+    /// that includes their future, as the other windows' are: a short history's shrinkage).
+    #[arg(long, default_value_t = 0, requires = "after_context")]
+    early_targets: usize,
+}
+
+#[derive(clap::Args, Debug)]
+struct SimulateArgs {
+    #[arg(long, env = "RESTOCK_LAKE", default_value = crate::storage::DEFAULT_LAKE)]
+    lake: String,
+    /// Weeks held out and replayed.
+    #[arg(long, default_value_t = 8)]
+    weeks: usize,
+    /// Comma-separated forecast methods to compare (the first is the baseline); `lm` uses --model.
+    #[arg(long, default_value = "seasonal_naive,ets,theta,ensemble")]
+    methods: String,
+    /// At most this many SKU-locations, spread evenly (0: all).
+    #[arg(long, default_value_t = 200)]
+    series: usize,
+    /// fill_rate=0.98, cycle_service_level=0.95 or newsvendor=SHORTAGE,HOLDING (per unit).
+    #[arg(long, default_value = "fill_rate=0.98")]
+    target: String,
+    #[arg(long, default_value_t = 7)]
+    review_days: usize,
+    /// What demand that finds no stock does: lost or backorder.
+    #[arg(long, default_value = "lost")]
+    shortage: String,
+    /// Holding cost per unit-year as a fraction of unit cost.
+    #[arg(long, default_value_t = 0.25)]
+    holding_rate: f64,
+    #[arg(long, default_value_t = 25.0)]
+    order_cost: f64,
+    /// Cost per unit short.
+    #[arg(long, default_value_t = 4.0)]
+    shortage_cost: f64,
+    #[arg(long, default_value_t = 1.0)]
+    case_pack: f64,
+    /// Season length of the forecasts (days).
+    #[arg(long, default_value_t = 7)]
+    season: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The model folder method `lm` forecasts with.
+    #[arg(long, default_value = "models/small")]
+    model: PathBuf,
+    /// Sample paths per forecast for `lm`, and the most recent values it reads.
+    #[arg(long, default_value_t = 20)]
+    lm_paths: i64,
+    #[arg(long, default_value_t = 128)]
+    context: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -543,6 +552,201 @@ fn job_options(exec: &ExecArgs, quiet: bool) -> jobs::JobOptions {
     jobs::JobOptions { max_parallel: exec.max_parallel, quiet, cancel, commit, lease_wait: exec.wait, force: exec.force }
 }
 
+/// `restock evaluate`: its flags checked and turned into options, then [`evaluate_cmd`].
+async fn evaluate_args(args: EvaluateArgs, quiet: bool) -> Result<()> {
+    let EvaluateArgs {
+        data,
+        text,
+        horizon,
+        season,
+        windows,
+        methods,
+        ensemble,
+        forecasts,
+        model,
+        paths,
+        context,
+        contexts,
+        detrend,
+        trend,
+        drift,
+        lag_seasons,
+        no_lift,
+        no_calibrate,
+        temperature,
+        top_k,
+        lm_seed,
+        lm_batch,
+        covariates,
+    } = args;
+    let progress = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(0) };
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30.cyan/blue}] {msg}: {pos}/{len} forecasts (eta {eta})")
+            .expect("valid template"),
+    );
+    let opts = crate::evaluate::Options { horizon, season: season.unwrap_or(0), windows, progress };
+    let bad_detrend = !(detrend >= 0.0 && detrend.is_finite() && drift >= 0.0 && drift.is_finite());
+    let lag_seasons = crate::lm::forecast::LagSeasons::parse(&lag_seasons);
+    if !(temperature > 0.0 && temperature.is_finite()) || top_k < 0 || bad_detrend || lag_seasons.is_none() {
+        bail!(
+            "--temperature must be > 0, --top-k ≥ 0, --detrend a share ≥ 0 (0 = never take a line out), --drift ≥ 0 (0 = never) and --lag-seasons `auto` or ≥ 1"
+        );
+    }
+    let lm = crate::lm::forecast::LmOptions {
+        paths,
+        max_context: context.max(1),
+        contexts: contexts.max(1),
+        detrend,
+        trend: crate::lm::line::Trend::parse(&trend).expect("clap checked the name"),
+        drift,
+        lag_seasons: lag_seasons.expect("checked above"),
+        lift: !no_lift,
+        calibrate: !no_calibrate,
+        temperature,
+        top_k,
+        seed: lm_seed,
+        batch: lm_batch,
+        ..Default::default()
+    };
+    let methods = crate::evaluate::parse_methods(&methods, ensemble.as_deref(), &model, &lm, &covariates)?;
+    evaluate_cmd(&data, text.as_deref(), opts, season, methods, forecasts.as_ref()).await
+}
+
+/// `restock pretrain`: the training schedule from its flags, then [`pretrain_cmd`].
+async fn pretrain_args(args: PretrainArgs, quiet: bool) -> Result<()> {
+    let PretrainArgs {
+        config,
+        out,
+        steps,
+        batch,
+        window,
+        lr,
+        seed,
+        data,
+        data_season,
+        checkpoint_every,
+        init,
+        after_context,
+        early_targets,
+    } = args;
+    let train = crate::lm::train::TrainConfig {
+        steps,
+        batch,
+        window,
+        lr,
+        warmup: (steps / 20).max(1),
+        weight_decay: 0.1,
+        clip: 1.0,
+        seed,
+        covariate_lr_scale: crate::lm::train::COVARIATE_LR_SCALE,
+    };
+    let real = RealSeries { tables: data, season: data_season };
+    let how = PretrainHow { checkpoint_every, init, after_context, early_targets };
+    pretrain_cmd(&config, out, train, &real, how, quiet).await
+}
+
+/// `restock simulate`: the replay's policy and options from its flags, then [`simulate_cmd`].
+async fn simulate_args(args: SimulateArgs, quiet: bool) -> Result<()> {
+    let SimulateArgs {
+        lake,
+        weeks,
+        methods,
+        series,
+        target,
+        review_days,
+        shortage,
+        holding_rate,
+        order_cost,
+        shortage_cost,
+        case_pack,
+        season,
+        seed,
+        model,
+        lm_paths,
+        context,
+    } = args;
+    let lake = crate::storage::Lake::open(&lake, &cwd()?)?;
+    let shortage = match shortage.as_str() {
+        "lost" => crate::policy::simulate::Shortage::LostSales,
+        "backorder" => crate::policy::simulate::Shortage::Backorder,
+        other => anyhow::bail!("--shortage must be `lost` or `backorder`, not `{other}`"),
+    };
+    let cfg = crate::policy::simulate::SimConfig {
+        review_days: review_days.max(1),
+        target: crate::simulate::parse_target(&target)?,
+        holding_rate_per_year: holding_rate,
+        order_cost,
+        shortage_cost,
+        case_pack: case_pack.max(1.0),
+        shortage,
+        paths: 200,
+        dependence: 0.5,
+        draws_per_path: 2,
+    };
+    let opts = crate::simulate::Options { weeks: weeks.max(1), max_series: series, season: season.max(1), seed };
+    let lm = crate::lm::forecast::LmOptions { paths: lm_paths.max(1), max_context: context.max(1), ..Default::default() };
+    // A replay's ensemble is its statistical members' median (`simulate::stat_members`).
+    let members = crate::forecast::ENSEMBLE_MEMBERS.map(crate::forecast::Method::as_str).join(",");
+    let methods = crate::evaluate::parse_methods(&methods, Some(&members), &model, &lm, &[])?;
+    simulate_cmd(&lake, methods, &cfg, &opts, quiet).await
+}
+
+/// `restock doctor`: the libtorch build, the device models use, and a matmul self-test.
+fn doctor() -> Result<()> {
+    let r = crate::device::report();
+    println!("restock {}", env!("CARGO_PKG_VERSION"));
+    println!("libtorch: linked (tch {}) from {}", "0.24.0", option_env!("RESTOCK_TORCH_LIB").unwrap_or("LD_LIBRARY_PATH"));
+    match &r.cuda_backend {
+        Ok(()) => println!("libtorch CUDA backend: loaded"),
+        Err(why) => println!("libtorch CUDA backend: {why}"),
+    }
+    println!("cuda available: {} ({} device(s)), cudnn: {}", r.cuda_available, r.cuda_devices, r.cudnn);
+    println!("model device: {}", r.device);
+    println!("matmul self-test max abs error vs CPU: {:.2e}", r.matmul_check);
+    if r.matmul_check > 1e-2 {
+        bail!("device self-test failed");
+    }
+    Ok(())
+}
+
+/// `restock datasets m5-score`: a submission's WRMSSE, level by level.
+async fn m5_score_cmd(submission: &Path, from: &Path) -> Result<()> {
+    let score = crate::datasets::m5_score(&from, &submission).await?;
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(["level", "aggregation", "weighted RMSSE"]);
+    for (l, (fields, v)) in crate::forecast::wrmsse::LEVELS.iter().zip(score.levels).enumerate() {
+        let names: Vec<&str> = fields.iter().map(|&f| crate::forecast::wrmsse::FIELDS[f]).collect();
+        let name = if names.is_empty() { "total".to_string() } else { names.join(" × ") };
+        t.add_row([(l + 1).to_string(), name, format!("{v:.4}")]);
+    }
+    println!("{}: {} series\n{t}\nWRMSSE {:.4}", submission.display(), score.series, score.total);
+    Ok(())
+}
+
+/// `restock models export`: one registered version as a model folder.
+async fn export_cmd(lake: &crate::storage::Lake, table: &str, version: Option<i64>, out: &Path) -> Result<()> {
+    let m = crate::models::export(lake, table, version, out).await?;
+    let (t, v, loss, at) = (&m.table, m.version, m.validation_loss, &m.registered);
+    println!("{t} version {v} (validation loss {loss:.4}, registered {at}) -> {}", out.display());
+    Ok(())
+}
+
+/// `restock datasets fetch`: a pinned public data set imported as `evaluate`'s long table.
+async fn fetch_dataset_cmd(name: &str, from: &Path, out: Option<PathBuf>) -> Result<()> {
+    let ds = crate::datasets::find(name)?;
+    let out = out.unwrap_or_else(|| from.join(ds.name));
+    let (series, rows) = crate::datasets::import(&ds, from, &out).await?;
+    println!(
+        "{}: {series} series, {rows} rows -> {}/long.parquet, text.parquet (suggested: --horizon {} --season {})",
+        ds.name,
+        out.display(),
+        ds.horizon,
+        ds.season
+    );
+    Ok(())
+}
+
 async fn dispatch(cli: Cli) -> Result<()> {
     let quiet = cli.quiet;
     if let Some(limit) = cli.memory_limit {
@@ -561,18 +765,11 @@ async fn dispatch(cli: Cli) -> Result<()> {
         }
         Command::Serve { pipelines, listen, grace, lake, max_parallel, rescan } => {
             let state = open_state(&cli.state, state::Access::ReadWrite)?;
-            let opts = crate::daemon::ServeOptions {
-                dir: pipelines,
-                base_dir: cwd()?,
-                lake,
-                max_parallel,
-                grace,
-                listen,
-                state,
-                // tokio-cron-scheduler repeats in whole seconds.
-                tick: rescan.max(std::time::Duration::from_secs(1)),
-            };
-            crate::daemon::serve(opts).await
+            // tokio-cron-scheduler repeats in whole seconds.
+            let tick = rescan.max(std::time::Duration::from_secs(1));
+            let base_dir = cwd()?;
+            crate::daemon::serve(crate::daemon::ServeOptions { dir: pipelines, base_dir, lake, max_parallel, grace, listen, state, tick })
+                .await
         }
         Command::Backfill { pipeline, from, to, reprocess, max_active, dry_run, force, pipelines, lake, max_parallel } => {
             let access = if dry_run { state::Access::ReadOnly } else { state::Access::ReadWrite };
@@ -608,197 +805,20 @@ async fn dispatch(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Evaluate {
-            data,
-            text,
-            horizon,
-            season,
-            windows,
-            methods,
-            ensemble,
-            forecasts,
-            model,
-            paths,
-            context,
-            contexts,
-            detrend,
-            trend,
-            drift,
-            lag_seasons,
-            no_lift,
-            no_calibrate,
-            temperature,
-            top_k,
-            lm_seed,
-            lm_batch,
-            covariates,
-        } => {
-            let progress = if quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(0) };
-            progress.set_style(
-                indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30.cyan/blue}] {msg}: {pos}/{len} forecasts (eta {eta})")
-                    .expect("valid template"),
-            );
-            let opts = crate::evaluate::Options { horizon, season: season.unwrap_or(0), windows, progress };
-            let bad_detrend = !(detrend >= 0.0 && detrend.is_finite() && drift >= 0.0 && drift.is_finite());
-            let lag_seasons = crate::lm::forecast::LagSeasons::parse(&lag_seasons);
-            if !(temperature > 0.0 && temperature.is_finite()) || top_k < 0 || bad_detrend || lag_seasons.is_none() {
-                bail!(
-                    "--temperature must be > 0, --top-k ≥ 0, --detrend a share ≥ 0 (0 = never take a line out), --drift ≥ 0 (0 = never) and --lag-seasons `auto` or ≥ 1"
-                );
-            }
-            let lm = crate::lm::forecast::LmOptions {
-                paths,
-                max_context: context.max(1),
-                contexts: contexts.max(1),
-                detrend,
-                trend: crate::lm::line::Trend::parse(&trend).expect("clap checked the name"),
-                drift,
-                lag_seasons: lag_seasons.expect("checked above"),
-                lift: !no_lift,
-                calibrate: !no_calibrate,
-                temperature,
-                top_k,
-                seed: lm_seed,
-                batch: lm_batch,
-                ..Default::default()
-            };
-            let methods = crate::evaluate::parse_methods(&methods, ensemble.as_deref(), &model, &lm, &covariates)?;
-            evaluate_cmd(&data, text.as_deref(), opts, season, methods, forecasts.as_ref()).await
-        }
-        Command::Pretrain {
-            config,
-            out,
-            steps,
-            batch,
-            window,
-            lr,
-            seed,
-            data,
-            data_season,
-            checkpoint_every,
-            init,
-            after_context,
-            early_targets,
-        } => {
-            let train = crate::lm::train::TrainConfig {
-                steps,
-                batch,
-                window,
-                lr,
-                warmup: (steps / 20).max(1),
-                weight_decay: 0.1,
-                clip: 1.0,
-                seed,
-                covariate_lr_scale: crate::lm::train::COVARIATE_LR_SCALE,
-            };
-            let real = RealSeries { tables: data, season: data_season };
-            let how = PretrainHow { checkpoint_every, init, after_context, early_targets };
-            pretrain_cmd(&config, out, train, &real, how, cli.quiet).await
-        }
-        Command::Simulate {
-            lake,
-            weeks,
-            methods,
-            series,
-            target,
-            review_days,
-            shortage,
-            holding_rate,
-            order_cost,
-            shortage_cost,
-            case_pack,
-            season,
-            seed,
-            model,
-            lm_paths,
-            context,
-        } => {
-            let lake = crate::storage::Lake::open(&lake, &cwd()?)?;
-            let shortage = match shortage.as_str() {
-                "lost" => crate::policy::simulate::Shortage::LostSales,
-                "backorder" => crate::policy::simulate::Shortage::Backorder,
-                other => anyhow::bail!("--shortage must be `lost` or `backorder`, not `{other}`"),
-            };
-            let cfg = crate::policy::simulate::SimConfig {
-                review_days: review_days.max(1),
-                target: crate::simulate::parse_target(&target)?,
-                holding_rate_per_year: holding_rate,
-                order_cost,
-                shortage_cost,
-                case_pack: case_pack.max(1.0),
-                shortage,
-                paths: 200,
-                dependence: 0.5,
-                draws_per_path: 2,
-            };
-            let opts = crate::simulate::Options { weeks: weeks.max(1), max_series: series, season: season.max(1), seed };
-            let lm = crate::lm::forecast::LmOptions { paths: lm_paths.max(1), max_context: context.max(1), ..Default::default() };
-            // A replay's ensemble is its statistical members' median (`simulate::stat_members`).
-            let members = crate::forecast::ENSEMBLE_MEMBERS.map(crate::forecast::Method::as_str).join(",");
-            let methods = crate::evaluate::parse_methods(&methods, Some(&members), &model, &lm, &[])?;
-            simulate_cmd(&lake, methods, &cfg, &opts, quiet).await
-        }
+        Command::Evaluate(args) => evaluate_args(args, quiet).await,
+        Command::Pretrain(args) => pretrain_args(args, quiet).await,
+        Command::Simulate(args) => simulate_args(args, quiet).await,
         Command::Models { command, table, lake } => {
             let lake = crate::storage::Lake::open(&lake, &cwd()?)?;
             match command {
-                Some(ModelsCommand::Export { table, version, out }) => {
-                    let m = crate::models::export(&lake, &table, version, &out).await?;
-                    println!(
-                        "{} version {} (validation loss {:.4}, registered {}) -> {}",
-                        m.table,
-                        m.version,
-                        m.validation_loss,
-                        m.registered,
-                        out.display()
-                    );
-                    Ok(())
-                }
+                Some(ModelsCommand::Export { table, version, out }) => export_cmd(&lake, &table, version, &out).await,
                 Some(ModelsCommand::Average { first, second, weight, out }) => average_cmd(&first, &second, weight, &out),
                 None => models_cmd(&lake, table.as_deref()).await,
             }
         }
-        Command::Datasets { command: DatasetsCommand::Fetch { name, from, out } } => {
-            let ds = crate::datasets::find(&name)?;
-            let out = out.unwrap_or_else(|| from.join(ds.name));
-            let (series, rows) = crate::datasets::import(&ds, &from, &out).await?;
-            println!(
-                "{}: {series} series, {rows} rows -> {}/long.parquet, text.parquet (suggested: --horizon {} --season {})",
-                ds.name,
-                out.display(),
-                ds.horizon,
-                ds.season
-            );
-            Ok(())
-        }
-        Command::Datasets { command: DatasetsCommand::M5Score { submission, from } } => {
-            let score = crate::datasets::m5_score(&from, &submission).await?;
-            let mut t = Table::new();
-            t.load_preset(UTF8_FULL_CONDENSED);
-            t.set_header(["level", "aggregation", "weighted RMSSE"]);
-            for (l, (fields, v)) in crate::forecast::wrmsse::LEVELS.iter().zip(score.levels).enumerate() {
-                let names: Vec<&str> = fields.iter().map(|&f| crate::forecast::wrmsse::FIELDS[f]).collect();
-                let name = if names.is_empty() { "total".to_string() } else { names.join(" × ") };
-                t.add_row([(l + 1).to_string(), name, format!("{v:.4}")]);
-            }
-            println!("{}: {} series\n{t}\nWRMSSE {:.4}", submission.display(), score.series, score.total);
-            Ok(())
-        }
-        Command::Doctor => {
-            let r = crate::device::report();
-            println!("restock {}", env!("CARGO_PKG_VERSION"));
-            println!("libtorch: linked (tch {}) from {}", "0.24.0", option_env!("RESTOCK_TORCH_LIB").unwrap_or("LD_LIBRARY_PATH"));
-            match &r.cuda_backend {
-                Ok(()) => println!("libtorch CUDA backend: loaded"),
-                Err(why) => println!("libtorch CUDA backend: {why}"),
-            }
-            println!("cuda available: {} ({} device(s)), cudnn: {}", r.cuda_available, r.cuda_devices, r.cudnn);
-            println!("model device: {}", r.device);
-            println!("matmul self-test max abs error vs CPU: {:.2e}", r.matmul_check);
-            if r.matmul_check > 1e-2 {
-                bail!("device self-test failed");
-            }
-            Ok(())
-        }
+        Command::Datasets { command: DatasetsCommand::Fetch { name, from, out } } => fetch_dataset_cmd(&name, &from, out).await,
+        Command::Datasets { command: DatasetsCommand::M5Score { submission, from } } => m5_score_cmd(&submission, &from).await,
+        Command::Doctor => doctor(),
     }
 }
 

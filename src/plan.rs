@@ -181,308 +181,351 @@ pub fn new_run_id() -> String {
     format!("{}-{:03}{:x}", now.format(RUN_ID_TIME_FORMAT), now.timestamp_subsec_millis().min(999), rand::random::<u8>() % 16)
 }
 
-/// Check a pipeline and turn it into an executable plan.
+/// Check a pipeline and turn it into an executable plan. Every problem found is reported, not
+/// just the first, each at its file:line:column.
 pub fn build(spec: &SpecFile, opts: &PlanOptions, registry: &Registry) -> Result<Plan, Diagnostics> {
-    let file = spec.path.as_path();
-    let doc = &spec.doc;
-    let mut diags = Diagnostics::default();
-
-    let name = doc.name.value.clone();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        diags.push(Diagnostic::new(
-            pos(file, &doc.name.referenced),
-            format!("pipeline name `{name}` may only use letters, digits, `_` and `-`"),
-        ));
-    }
-
-    let schedule = doc.schedule.as_ref().and_then(|s| match check_schedule(file, &s.value) {
-        Ok(sch) => Some(sch),
-        Err(d) => {
-            diags.push(d);
-            None
-        }
-    });
-
-    let notify = doc.notify.iter().filter_map(|n| check_webhook(file, n).map_err(|d| diags.push(d)).ok()).collect();
-    let params = resolve_params(spec, opts, &mut diags);
-    let tz = schedule.as_ref().map_or(chrono_tz::UTC, |s| s.timezone);
-    let interval = opts.interval.unwrap_or_else(|| crate::schedule::day(opts.run_date, tz));
-    let vars = RunVars::for_interval(&opts.run_id, &name, interval, tz, params);
-
-    let lake_str =
-        opts.lake_override.clone().or_else(|| doc.lake.as_ref().map(|l| l.value.clone())).unwrap_or_else(|| storage::DEFAULT_LAKE.into());
-    let lake = match Lake::open(&lake_str, &opts.base_dir) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            let p = doc.lake.as_ref().map_or(Pos::file_only(file), |l| pos(file, &l.referenced));
-            diags.push(Diagnostic::new(p, format!("lake `{lake_str}`: {e:#}")));
-            None
-        }
-    };
-
-    let default_retry = match &doc.defaults.retries {
-        Some(r) => retry_policy(file, r, None, &mut diags),
-        None => RetryPolicy::default(),
-    };
-    let default_timeout = doc.defaults.timeout.as_ref().and_then(|t| match parse_duration(&t.value) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            diags.push(Diagnostic::new(pos(file, &t.referenced), e));
-            None
-        }
-    });
-
-    // Pass 1: ids and output ownership.
-    let stages = &doc.stages.value;
+    let mut ck = Checker { file: spec.path.as_path(), diags: Diagnostics::default() };
+    let header = ck.header(spec, opts);
+    let defaults = ck.defaults(&spec.doc.defaults);
+    let stages = &spec.doc.stages.value;
     if stages.is_empty() {
-        diags.push(Diagnostic::new(pos(file, &doc.stages.referenced), "`stages` is empty"));
+        ck.diags.push(Diagnostic::new(pos(ck.file, &spec.doc.stages.referenced), "`stages` is empty"));
     }
-    let mut ids: HashMap<&str, usize> = HashMap::new();
-    let mut producers: HashMap<&str, usize> = HashMap::new();
-    for (i, s) in stages.iter().enumerate() {
-        let st = &s.value;
-        let id = st.id.value.as_str();
-        if !is_identifier(id) {
-            diags.push(Diagnostic::new(
-                pos(file, &st.id.referenced),
-                format!("stage id `{id}` must be an identifier (letters, digits, `_`)"),
+    let names = ck.names(stages);
+    let mut drafts: Vec<Draft> = stages.iter().enumerate().map(|(i, s)| ck.wire(i, &s.value, &names, &header, &defaults)).collect();
+    let order = ck.order(stages, &drafts);
+    let pipeline_dir = ck.file.parent().map(Path::to_path_buf).unwrap_or_default();
+    for (s, draft) in stages.iter().zip(&mut drafts) {
+        ck.prepare(s, draft, &header.vars, &pipeline_dir, registry);
+    }
+    if !ck.diags.is_empty() {
+        return Err(ck.diags);
+    }
+    Ok(assemble(spec, header, stages, drafts, &order))
+}
+
+/// The pipeline file being checked and every problem found in it so far.
+struct Checker<'a> {
+    file: &'a Path,
+    diags: Diagnostics,
+}
+
+/// What a pipeline says above its stages, checked.
+struct Header {
+    name: String,
+    schedule: Option<Schedule>,
+    notify: Vec<Webhook>,
+    interval: crate::schedule::Interval,
+    vars: RunVars,
+    /// `None` where the lake did not open (a diagnostic says why).
+    lake: Option<Lake>,
+}
+
+/// `defaults:`, for every stage that does not set its own.
+struct Defaults {
+    retry: RetryPolicy,
+    timeout: Option<Duration>,
+}
+
+/// Stage ids and output names, each with the index of the stage that declares it.
+struct Names<'s> {
+    ids: HashMap<&'s str, usize>,
+    producers: HashMap<&'s str, usize>,
+}
+
+/// One stage as it is checked, in the order the file lists the stages.
+struct Draft {
+    /// Stages it needs or reads from, sorted.
+    deps: Vec<usize>,
+    inputs: Vec<PlannedInput>,
+    retry: RetryPolicy,
+    timeout: Option<Duration>,
+    /// Set once its kind prepared it.
+    task: Option<Arc<dyn StageTask>>,
+    config_text: String,
+}
+
+impl Checker<'_> {
+    fn header(&mut self, spec: &SpecFile, opts: &PlanOptions) -> Header {
+        let (file, doc) = (self.file, &spec.doc);
+        let name = doc.name.value.clone();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            self.diags.push(Diagnostic::new(
+                pos(file, &doc.name.referenced),
+                format!("pipeline name `{name}` may only use letters, digits, `_` and `-`"),
             ));
         }
-        if let Some(&first) = ids.get(id) {
-            diags.push(
-                Diagnostic::new(
-                    pos(file, &st.id.referenced),
-                    format!("duplicate stage id `{id}` (first defined at line {})", stages[first].value.id.referenced.line()),
-                )
-                .stage(id),
-            );
-        } else {
-            ids.insert(id, i);
-        }
-        for o in &st.outputs {
-            if !is_identifier(&o.value.name) {
-                diags.push(
-                    Diagnostic::new(pos(file, &o.referenced), format!("output name `{}` must be an identifier", o.value.name)).stage(id),
-                );
-            }
-            if let Some(&other) = producers.get(o.value.name.as_str()) {
-                diags.push(
-                    Diagnostic::new(
-                        pos(file, &o.referenced),
-                        format!("output `{}` is written by two stages: `{}` and `{id}`", o.value.name, stages[other].value.id.value),
-                    )
-                    .stage(id),
-                );
-            } else {
-                producers.insert(o.value.name.as_str(), i);
-            }
-        }
+        let schedule = doc.schedule.as_ref().and_then(|s| check_schedule(file, &s.value).map_err(|d| self.diags.push(d)).ok());
+        let notify = doc.notify.iter().filter_map(|n| check_webhook(file, n).map_err(|d| self.diags.push(d)).ok()).collect();
+        let params = resolve_params(spec, opts, &mut self.diags);
+        let tz = schedule.as_ref().map_or(chrono_tz::UTC, |s| s.timezone);
+        let interval = opts.interval.unwrap_or_else(|| crate::schedule::day(opts.run_date, tz));
+        let vars = RunVars::for_interval(&opts.run_id, &name, interval, tz, params);
+        let lake_str = opts
+            .lake_override
+            .clone()
+            .or_else(|| doc.lake.as_ref().map(|l| l.value.clone()))
+            .unwrap_or_else(|| storage::DEFAULT_LAKE.into());
+        let lake = Lake::open(&lake_str, &opts.base_dir)
+            .map_err(|e| {
+                let p = doc.lake.as_ref().map_or(Pos::file_only(file), |l| pos(file, &l.referenced));
+                self.diags.push(Diagnostic::new(p, format!("lake `{lake_str}`: {e:#}")));
+            })
+            .ok();
+        Header { name, schedule, notify, interval, vars, lake }
     }
-    let output_names: Vec<&str> = producers.keys().copied().collect();
-    let stage_names: Vec<&str> = ids.keys().copied().collect();
 
-    // Pass 2: edges, inputs, policies, kinds.
-    let mut deps: Vec<Vec<usize>> = vec![vec![]; stages.len()];
-    let mut inputs: Vec<Vec<PlannedInput>> = vec![vec![]; stages.len()];
-    let mut retries = vec![];
-    let mut timeouts = vec![];
-    for (i, s) in stages.iter().enumerate() {
-        let st = &s.value;
+    fn defaults(&mut self, d: &spec::StageDefaults) -> Defaults {
+        let retry = match &d.retries {
+            Some(r) => retry_policy(self.file, r, None, &mut self.diags),
+            None => RetryPolicy::default(),
+        };
+        Defaults { retry, timeout: d.timeout.as_ref().and_then(|t| self.duration(t, None)) }
+    }
+
+    /// A `timeout:`; `None` where it does not parse (a diagnostic says why).
+    fn duration(&mut self, t: &serde_saphyr::Spanned<String>, stage: Option<&str>) -> Option<Duration> {
+        parse_duration(&t.value)
+            .map_err(|e| {
+                let d = Diagnostic::new(pos(self.file, &t.referenced), e);
+                self.diags.push(match stage {
+                    Some(id) => d.stage(id),
+                    None => d,
+                });
+            })
+            .ok()
+    }
+
+    /// Pass 1: stage ids and who writes each output, each declared once.
+    fn names<'s>(&mut self, stages: &'s [serde_saphyr::Spanned<spec::StageSpec>]) -> Names<'s> {
+        let file = self.file;
+        let mut names = Names { ids: HashMap::new(), producers: HashMap::new() };
+        for (i, s) in stages.iter().enumerate() {
+            let st = &s.value;
+            let id = st.id.value.as_str();
+            if !is_identifier(id) {
+                self.diags.push(Diagnostic::new(
+                    pos(file, &st.id.referenced),
+                    format!("stage id `{id}` must be an identifier (letters, digits, `_`)"),
+                ));
+            }
+            if let Some(&first) = names.ids.get(id) {
+                let line = stages[first].value.id.referenced.line();
+                let msg = format!("duplicate stage id `{id}` (first defined at line {line})");
+                self.diags.push(Diagnostic::new(pos(file, &st.id.referenced), msg).stage(id));
+            } else {
+                names.ids.insert(id, i);
+            }
+            for o in &st.outputs {
+                let out = o.value.name.as_str();
+                if !is_identifier(out) {
+                    self.diags
+                        .push(Diagnostic::new(pos(file, &o.referenced), format!("output name `{out}` must be an identifier")).stage(id));
+                }
+                if let Some(&other) = names.producers.get(out) {
+                    let msg = format!("output `{out}` is written by two stages: `{}` and `{id}`", stages[other].value.id.value);
+                    self.diags.push(Diagnostic::new(pos(file, &o.referenced), msg).stage(id));
+                } else {
+                    names.producers.insert(out, i);
+                }
+            }
+        }
+        names
+    }
+
+    /// Pass 2: stage `i`'s edges, inputs, retries and timeout.
+    fn wire(&mut self, i: usize, st: &spec::StageSpec, names: &Names, header: &Header, defaults: &Defaults) -> Draft {
         let id = st.id.value.as_str();
+        let mut deps = vec![];
         for need in &st.needs {
-            match ids.get(need.value.as_str()) {
-                Some(&j) if j == i => diags.push(Diagnostic::new(pos(file, &need.referenced), "a stage cannot need itself").stage(id)),
-                Some(&j) => deps[i].push(j),
-                None => diags.push(
-                    Diagnostic::new(pos(file, &need.referenced), format!("`needs` names unknown stage `{}`", need.value))
+            match names.ids.get(need.value.as_str()) {
+                Some(&j) if j == i => {
+                    self.diags.push(Diagnostic::new(pos(self.file, &need.referenced), "a stage cannot need itself").stage(id))
+                }
+                Some(&j) => deps.push(j),
+                None => self.diags.push(
+                    Diagnostic::new(pos(self.file, &need.referenced), format!("`needs` names unknown stage `{}`", need.value))
                         .stage(id)
-                        .help_opt(did_you_mean(&need.value, stage_names.iter().copied())),
+                        .help_opt(did_you_mean(&need.value, names.ids.keys().copied())),
                 ),
             }
         }
+        let mut inputs = vec![];
         for (input_name, spec_in) in &st.inputs {
-            let p = pos(file, &spec_in.referenced);
-            if !is_identifier(input_name) {
-                diags.push(
-                    Diagnostic::new(p.clone(), format!("input name `{input_name}` must be an identifier (it becomes a SQL table name)"))
-                        .stage(id),
-                );
-            }
-            let source = match &spec_in.value.source {
-                InputSource::Output(o) => match producers.get(o.as_str()) {
-                    Some(&j) if j == i => {
-                        diags.push(
-                            Diagnostic::new(p.clone(), format!("input `{input_name}` reads this stage's own output `{o}`")).stage(id),
-                        );
-                        continue;
-                    }
-                    Some(&j) => {
-                        deps[i].push(j);
-                        Source::Output { name: o.clone(), producer: j }
-                    }
-                    None => {
-                        diags.push(
-                            Diagnostic::new(p.clone(), format!("input `{input_name}` reads `{o}`, which no stage outputs")).stage(id).help(
-                                did_you_mean(o, output_names.iter().copied()).unwrap_or_else(|| {
-                                    "for a published table write `table:NAME`; for files write a path such as `raw/sales/`".into()
-                                }),
-                            ),
-                        );
-                        continue;
-                    }
-                },
-                InputSource::Table { name, version } => Source::Table { name: name.clone(), version: *version },
-                InputSource::Parquet(path) => {
-                    let rendered = match render_checked(path, &vars, &p, id) {
-                        Ok(r) => r,
-                        Err(d) => {
-                            diags.push(d);
-                            continue;
-                        }
-                    };
-                    let Some(lake) = &lake else { continue };
-                    match lake.resolve(&rendered) {
-                        Ok(url) => Source::Parquet { url, layout: spec_in.value.layout.clone() },
-                        Err(e) => {
-                            diags.push(Diagnostic::new(p.clone(), format!("input `{input_name}`: {e:#}")).stage(id));
-                            continue;
-                        }
-                    }
+            if let Some(input) = self.input(i, id, input_name, spec_in, names, header) {
+                if let Source::Output { producer, .. } = input.source {
+                    deps.push(producer);
                 }
-            };
-            for part in &spec_in.value.layout.partitions {
-                if let Err(e) = storage::inputs::partition_type(part) {
-                    diags.push(Diagnostic::new(p.clone(), e.to_string()).stage(id));
-                }
+                inputs.push(input);
             }
-            inputs[i].push(PlannedInput { name: input_name.clone(), source, allow_empty: spec_in.value.allow_empty, pos: p });
         }
-        deps[i].sort_unstable();
-        deps[i].dedup();
-        retries.push(match &st.retries {
-            Some(r) => retry_policy(file, r, Some(id), &mut diags),
-            None => default_retry.clone(),
-        });
-        timeouts.push(match &st.timeout {
-            Some(t) => match parse_duration(&t.value) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    diags.push(Diagnostic::new(pos(file, &t.referenced), e).stage(id));
-                    None
-                }
-            },
-            None => default_timeout,
-        });
+        deps.sort_unstable();
+        deps.dedup();
+        let retry = match &st.retries {
+            Some(r) => retry_policy(self.file, r, Some(id), &mut self.diags),
+            None => defaults.retry.clone(),
+        };
+        let timeout = match &st.timeout {
+            Some(t) => self.duration(t, Some(id)),
+            None => defaults.timeout,
+        };
+        Draft { deps, inputs, retry, timeout, task: None, config_text: String::new() }
     }
 
-    let order = match topo_order(&deps) {
-        Ok(o) => o,
-        Err(cycle) => {
+    /// One input of stage `i` (`id`), resolved; `None` where it cannot be (a diagnostic says why).
+    fn input(
+        &mut self,
+        i: usize,
+        id: &str,
+        input_name: &str,
+        spec_in: &serde_saphyr::Spanned<spec::InputSpec>,
+        names: &Names,
+        header: &Header,
+    ) -> Option<PlannedInput> {
+        let p = pos(self.file, &spec_in.referenced);
+        let problem = |msg: String| Diagnostic::new(p.clone(), msg).stage(id);
+        if !is_identifier(input_name) {
+            self.diags.push(problem(format!("input name `{input_name}` must be an identifier (it becomes a SQL table name)")));
+        }
+        let source = match &spec_in.value.source {
+            InputSource::Output(o) => match names.producers.get(o.as_str()) {
+                Some(&j) if j == i => {
+                    self.diags.push(problem(format!("input `{input_name}` reads this stage's own output `{o}`")));
+                    return None;
+                }
+                Some(&j) => Source::Output { name: o.clone(), producer: j },
+                None => {
+                    let help = did_you_mean(o, names.producers.keys().copied())
+                        .unwrap_or_else(|| "for a published table write `table:NAME`; for files write a path such as `raw/sales/`".into());
+                    self.diags.push(problem(format!("input `{input_name}` reads `{o}`, which no stage outputs")).help(help));
+                    return None;
+                }
+            },
+            InputSource::Table { name, version } => Source::Table { name: name.clone(), version: *version },
+            InputSource::Parquet(path) => {
+                let rendered = render_checked(path, &header.vars, &p, id).map_err(|d| self.diags.push(d)).ok()?;
+                let url = header.lake.as_ref()?.resolve(&rendered);
+                let url = url.map_err(|e| self.diags.push(problem(format!("input `{input_name}`: {e:#}")))).ok()?;
+                Source::Parquet { url, layout: spec_in.value.layout.clone() }
+            }
+        };
+        for part in &spec_in.value.layout.partitions {
+            if let Err(e) = storage::inputs::partition_type(part) {
+                self.diags.push(problem(e.to_string()));
+            }
+        }
+        Some(PlannedInput { name: input_name.to_string(), source, allow_empty: spec_in.value.allow_empty, pos: p })
+    }
+
+    /// The stages in an order that runs each after what it depends on; where they form a cycle,
+    /// a diagnostic names it (and the file's order stands in).
+    fn order(&mut self, stages: &[serde_saphyr::Spanned<spec::StageSpec>], drafts: &[Draft]) -> Vec<usize> {
+        let deps: Vec<Vec<usize>> = drafts.iter().map(|d| d.deps.clone()).collect();
+        topo_order(&deps).unwrap_or_else(|cycle| {
             let names: Vec<&str> = cycle.iter().map(|&i| stages[i].value.id.value.as_str()).collect();
             let first = &stages[cycle[0]].value;
-            diags.push(
-                Diagnostic::new(pos(file, &first.id.referenced), format!("dependency cycle: {} -> {}", names.join(" -> "), names[0]))
+            self.diags.push(
+                Diagnostic::new(pos(self.file, &first.id.referenced), format!("dependency cycle: {} -> {}", names.join(" -> "), names[0]))
                     .stage(first.id.value.clone()),
             );
             (0..stages.len()).collect()
-        }
-    };
+        })
+    }
 
-    // Pass 3: kind-specific preparation (configs, templates, SQL syntax).
-    let pipeline_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let mut tasks: Vec<Option<Arc<dyn StageTask>>> = vec![None; stages.len()];
-    let mut config_texts: Vec<String> = vec![String::new(); stages.len()];
-    for (i, s) in stages.iter().enumerate() {
+    /// Pass 3: the stage's kind checks its config (templates rendered, SQL parsed) and prepares
+    /// its task.
+    fn prepare(
+        &mut self,
+        s: &serde_saphyr::Spanned<spec::StageSpec>,
+        draft: &mut Draft,
+        vars: &RunVars,
+        pipeline_dir: &Path,
+        registry: &Registry,
+    ) {
         let st = &s.value;
         let id = st.id.value.as_str();
         let Some(kind) = registry.get(&st.kind.value) else {
             let names: Vec<&str> = registry.names().collect();
-            diags.push(
+            self.diags.push(
                 Diagnostic::new(
-                    pos(file, &st.kind.referenced),
+                    pos(self.file, &st.kind.referenced),
                     format!("unknown stage kind `{}` (known kinds: {})", st.kind.value, names.join(", ")),
                 )
                 .stage(id)
                 .help_opt(did_you_mean(&st.kind.value, names.iter().copied())),
             );
-            continue;
+            return;
         };
-        let config = Config::new(file, st.config.as_ref(), s.referenced);
-        let config = match render_config(config, &vars, id) {
+        let config = match render_config(Config::new(self.file, st.config.as_ref(), s.referenced), vars, id) {
             Ok(c) => c,
-            Err(d) => {
-                diags.0.extend(d.0);
-                continue;
-            }
+            Err(d) => return self.diags.0.extend(d.0),
         };
-        config_texts[i] = config.value.to_string();
-        let input_names: Vec<String> = inputs[i].iter().map(|x| x.name.clone()).collect();
+        draft.config_text = config.value.to_string();
+        let input_names: Vec<String> = draft.inputs.iter().map(|x| x.name.clone()).collect();
         let outputs: Vec<OutputSpec> = st.outputs.iter().map(|o| o.value.clone()).collect();
-        let stage_pos = pos(file, &st.id.referenced);
-        let decl = StageDecl {
-            id,
-            pos: &stage_pos,
-            config: &config,
-            inputs: &input_names,
-            outputs: &outputs,
-            vars: &vars,
-            pipeline_dir: &pipeline_dir,
-        };
+        let stage_pos = pos(self.file, &st.id.referenced);
+        let decl = StageDecl { id, pos: &stage_pos, config: &config, inputs: &input_names, outputs: &outputs, vars, pipeline_dir };
         match kind.prepare(&decl) {
-            Ok(task) => tasks[i] = Some(task),
-            Err(d) => diags.0.extend(d.0),
+            Ok(task) => draft.task = Some(task),
+            Err(d) => self.diags.0.extend(d.0),
         }
     }
+}
 
-    if !diags.is_empty() {
-        return Err(diags);
-    }
-
-    // Re-index in topological order.
+/// The checked stages in topological `order`, their dependencies re-indexed to it, as a plan.
+fn assemble(
+    spec: &SpecFile,
+    header: Header,
+    stages: &[serde_saphyr::Spanned<spec::StageSpec>],
+    drafts: Vec<Draft>,
+    order: &[usize],
+) -> Plan {
     let new_index: HashMap<usize, usize> = order.iter().enumerate().map(|(new, &old)| (old, new)).collect();
-    let mut planned = vec![];
+    let mut drafts: Vec<Option<Draft>> = drafts.into_iter().map(Some).collect();
     let mut hasher = Sha256::new();
     hasher.update(spec.text.as_bytes());
-    for &old in &order {
+    let mut planned = vec![];
+    for &old in order {
         let st = &stages[old].value;
-        let task = tasks[old].clone().expect("no diagnostics means every stage prepared");
+        let draft = drafts[old].take().expect("each stage once");
+        let task = draft.task.expect("no diagnostics means every stage prepared");
         if let Some(fp) = task.fingerprint() {
             hasher.update(fp.as_bytes());
         }
-        let mut stage_inputs = inputs[old].clone();
-        for inp in &mut stage_inputs {
+        let mut inputs = draft.inputs;
+        for inp in &mut inputs {
             if let Source::Output { producer, .. } = &mut inp.source {
                 *producer = new_index[producer];
             }
         }
-        let mut d: Vec<usize> = deps[old].iter().map(|x| new_index[x]).collect();
-        d.sort_unstable();
+        let mut deps: Vec<usize> = draft.deps.iter().map(|x| new_index[x]).collect();
+        deps.sort_unstable();
         planned.push(PlannedStage {
             id: st.id.value.clone(),
             kind: st.kind.value.clone(),
-            pos: pos(file, &st.id.referenced),
-            deps: d,
-            inputs: stage_inputs,
+            pos: pos(&spec.path, &st.id.referenced),
+            deps,
+            inputs,
             outputs: st.outputs.iter().map(|o| o.value.clone()).collect(),
-            retry: retries[old].clone(),
-            timeout: timeouts[old],
+            retry: draft.retry,
+            timeout: draft.timeout,
             task,
-            config_text: config_texts[old].clone(),
+            config_text: draft.config_text,
             gpus: st.resources.as_ref().map_or(0, |r| r.value.gpu),
         });
     }
-    Ok(Plan {
-        name,
+    Plan {
+        name: header.name,
         path: spec.path.clone(),
         spec_text: spec.text.clone(),
         spec_hash: hex::encode(hasher.finalize()),
-        lake: lake.expect("no diagnostics means the lake opened"),
-        vars,
-        interval,
-        schedule,
-        notify,
+        lake: header.lake.expect("no diagnostics means the lake opened"),
+        vars: header.vars,
+        interval: header.interval,
+        schedule: header.schedule,
+        notify: header.notify,
         stages: planned,
-    })
+    }
 }
 
 fn check_schedule(file: &Path, s: &spec::ScheduleSpec) -> Result<Schedule, Diagnostic> {

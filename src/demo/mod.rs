@@ -124,6 +124,7 @@ struct Sku {
     id: String,
     cat: usize,
     noun: &'static str,
+    brand: &'static str,
     base: f64,
     price: f64,
     elasticity: f64,
@@ -174,6 +175,17 @@ struct TruthCols {
 }
 
 impl TruthCols {
+    #[allow(clippy::too_many_arguments)]
+    fn push(&mut self, sku: &Sku, loc: &str, day: i32, level: f64, factors: [f64; 4], rate: f64, extra_zeros: f64) {
+        self.sku.push(sku.id.clone());
+        self.loc.push(loc.to_string());
+        self.date.push(day);
+        self.level.push(level);
+        self.factors.iter_mut().zip(factors).for_each(|(col, f)| col.push(f));
+        self.rate.push(rate);
+        self.extra_zeros.push(extra_zeros);
+    }
+
     async fn write(self, lake: &Lake) -> Result<()> {
         let [season, weekday, trend, promo] = self.factors;
         let batch = RecordBatch::try_from_iter(vec![
@@ -269,301 +281,412 @@ async fn write_parquet_with(lake: &Lake, rel: &str, batch: RecordBatch, props: W
 
 pub async fn generate(lake: &Lake, size: &DemoSize, quiet: bool) -> Result<GenStats> {
     let mut rng = ChaCha8Rng::seed_from_u64(size.seed);
-    let start = size.start;
-    let n_days = size.days;
-    let dates: Vec<NaiveDate> = (0..n_days).map(|d| start + chrono::Duration::days(d as i64)).collect();
-
-    // Locations.
-    let regions = ["North", "South", "East", "West", "Central"];
-    let loc_ids: Vec<String> = (1..=size.locations).map(|i| format!("LOC-{i:02}")).collect();
-    let loc_factor: Vec<f64> = (0..size.locations).map(|_| LogNormal::new(0.0, 0.45).expect("valid").sample(&mut rng)).collect();
-    let loc_batch = RecordBatch::try_from_iter(vec![
-        ("location_id", Arc::new(StringArray::from(loc_ids.clone())) as ArrayRef),
-        (
-            "name",
-            Arc::new(StringArray::from(
-                (0..size.locations)
-                    .map(|i| format!("{} {}", regions[i % regions.len()], if i % 3 == 0 { "Fulfilment Centre" } else { "Store" }))
-                    .collect::<Vec<_>>(),
-            )),
-        ),
-        ("region", Arc::new(StringArray::from((0..size.locations).map(|i| regions[i % regions.len()]).collect::<Vec<_>>()))),
-        (
-            "kind",
-            Arc::new(StringArray::from((0..size.locations).map(|i| if i % 3 == 0 { "fulfilment" } else { "store" }).collect::<Vec<_>>())),
-        ),
-        ("size_factor", Arc::new(Float64Array::from(loc_factor.clone()))),
-    ])?;
-    write_parquet(lake, "raw/locations/locations.parquet", loc_batch).await?;
-
-    // Catalog.
-    let mut skus = vec![];
-    let (mut c_id, mut c_title, mut c_cat, mut c_sub, mut c_brand, mut c_desc, mut c_price, mut c_launch) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-    for i in 0..size.skus {
-        let cat_i = rng.random_range(0..CATEGORIES.len());
-        let cat = &CATEGORIES[cat_i];
-        let noun = cat.nouns[rng.random_range(0..cat.nouns.len())];
-        let adj = cat.adjectives[rng.random_range(0..cat.adjectives.len())];
-        let brand = BRANDS[rng.random_range(0..BRANDS.len())];
-        let color = COLORS[rng.random_range(0..COLORS.len())];
-        let fa = cat.features[rng.random_range(0..cat.features.len())];
-        let fb = cat.features[rng.random_range(0..cat.features.len())];
-        let price = (cat.price * LogNormal::new(0.0, 0.35).expect("valid").sample(&mut rng) * 100.0).round() / 100.0 - 0.01;
-        let base = LogNormal::new(-0.6, 1.1).expect("valid").sample(&mut rng);
-        let mut promo_days = vec![false; n_days];
-        let promos = rng.random_range(2..8) * n_days / 365;
-        for _ in 0..promos {
-            let s = rng.random_range(0..n_days);
-            for d in s..(s + 7).min(n_days) {
-                promo_days[d] = true;
-            }
-        }
-        let id = format!("SKU-{:05}", i + 1);
-        let (life, launch_during) = lifecycle(size, i);
-        c_id.push(id.clone());
-        c_title.push(text::title(brand, adj, noun, color, life));
-        c_cat.push(cat.name);
-        c_sub.push(cat.subcategories[rng.random_range(0..cat.subcategories.len())]);
-        c_brand.push(brand);
-        c_desc.push(text::description(cat, noun, adj, [fa, fb], rng.random_bool(0.7), life));
-        c_price.push(price.max(0.99));
-        let launch = launch_during.unwrap_or_else(|| -rng.random_range(30..1500i64));
-        c_launch.push(days_since_epoch(start) + launch as i32);
-        skus.push(Sku {
-            id,
-            cat: cat_i,
-            noun,
-            base,
-            price: price.max(0.99),
-            elasticity: Normal::<f64>::new(-1.6, 0.4).expect("valid").sample(&mut rng).min(-0.3),
-            trend: Normal::new(0.05, 0.2).expect("valid").sample(&mut rng),
-            life,
-            launch,
-            promo_days,
-            lead_time: rng.random_range(3.0..21.0),
-            quality: rng.random_range(2.6..4.8),
-        });
-    }
-    let catalog = RecordBatch::try_from_iter(vec![
-        ("sku_id", Arc::new(StringArray::from(c_id)) as ArrayRef),
-        ("title", Arc::new(StringArray::from(c_title))),
-        ("category", Arc::new(StringArray::from(c_cat))),
-        ("subcategory", Arc::new(StringArray::from(c_sub))),
-        ("brand", Arc::new(StringArray::from(c_brand))),
-        ("description", Arc::new(StringArray::from(c_desc))),
-        ("list_price", Arc::new(Float64Array::from(c_price))),
-        ("launched_on", Arc::new(Date32Array::from(c_launch))),
-    ])?;
-    write_parquet(lake, "raw/catalog/catalog.parquet", catalog).await?;
-    write_promotions(lake, &skus, start, size).await?;
-
+    let dates: Vec<NaiveDate> = (0..size.days).map(|d| size.start + chrono::Duration::days(d as i64)).collect();
+    let locations = write_locations(lake, size, &mut rng).await?;
+    let skus = write_catalog(lake, size, &mut rng).await?;
+    write_promotions(lake, &skus, size.start, size).await?;
     write_suppliers(lake, &skus, &mut rng).await?;
     let reviews = write_reviews(lake, &skus, &dates, &mut rng).await?;
 
-    // Sales and inventory, simulated per series; buffered per month partition.
-    let month_key = |d: NaiveDate| (d.year(), d.month());
-    let mut sales: BTreeMap<(i32, u32), SalesCols> = BTreeMap::new();
-    let mut inv: BTreeMap<(i32, u32), InvCols> = BTreeMap::new();
-    let mut truth = TruthCols::default();
-    let mut returns: Vec<(i64, i32, String, String, i32, &'static str)> = vec![];
-    let mut corrections: Vec<(i64, i32, i64)> = vec![];
-    let mut next_sale_id: i64 = 1_000_000;
+    let mut feeds = Feeds::new();
     let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new((size.skus * size.locations) as u64) };
     bar.set_style(ProgressStyle::with_template("generating demand {bar:30} {pos}/{len} series {eta}").expect("valid"));
-    let channels = ["web", "web", "app", "store"];
-    let reasons = ["damaged", "wrong size", "not as described", "changed mind"];
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
     for (si, sku) in skus.iter().enumerate() {
-        let cat = &CATEGORIES[sku.cat];
-        for (li, loc) in loc_ids.iter().enumerate() {
-            let mut r = ChaCha8Rng::seed_from_u64(size.seed ^ ((si as u64) << 20) ^ (li as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let level = sku.base * loc_factor[li];
-            let slow = level < 0.3;
-            let mean_rate = level.max(0.02);
-            let lt = sku.lead_time;
-            let reorder_point = (mean_rate * (lt + 5.0)).ceil() as i32 + 1;
-            let order_up_to = (mean_rate * (lt + 25.0)).ceil() as i32 + 2;
-            let mut on_hand = (mean_rate * 20.0).ceil() as i32 + 1;
-            let mut pipeline: Vec<(usize, i32)> = vec![];
-            for (t, &d) in dates.iter().enumerate().skip(sku.launch.max(0) as usize) {
-                // Receive orders due today.
-                pipeline.retain(|&(due, q)| {
-                    if due == t {
-                        on_hand += q;
-                        false
-                    } else {
-                        true
-                    }
-                });
-                let doy = d.ordinal() as f64;
-                let season = 1.0 + cat.season_amp * ((2.0 * std::f64::consts::PI * (doy - cat.season_peak_doy) / 365.25).cos());
-                let weekday = match d.weekday().num_days_from_monday() {
-                    5 | 6 => cat.weekend_lift,
-                    4 => 1.05,
-                    _ => 0.95,
-                };
-                let trend = (1.0 + sku.trend).powf(t as f64 / 365.0) * sku.life.factor((t as i64 - sku.launch) as f64);
-                let promo = sku.promo_days[t];
-                let price_ratio: f64 = if promo { 0.8 } else { 1.0 };
-                let factors = [season.max(0.05), weekday, trend, price_ratio.powf(sku.elasticity)];
-                // (The generator's original order of multiplication: the same draws as before.)
-                let lambda = level * factors[0] * factors[1] * factors[2] * factors[3];
-                let mut demand = if lambda > 0.0 {
-                    let g = Gamma::new(2.0, lambda / 2.0).expect("valid").sample(&mut r);
-                    if g > 0.0 { Poisson::new(g).expect("valid").sample(&mut r) as i32 } else { 0 }
-                } else {
-                    0
-                };
-                if slow && r.random_bool(0.35) {
-                    demand = 0;
-                }
-                let sold = demand.min(on_hand);
-                on_hand -= sold;
-                let day = (d - epoch).num_days() as i32;
-                if size.truth {
-                    truth.sku.push(sku.id.clone());
-                    truth.loc.push(loc.clone());
-                    truth.date.push(day);
-                    truth.level.push(level);
-                    truth.factors.iter_mut().zip(factors).for_each(|(col, f)| col.push(f));
-                    truth.rate.push(lambda);
-                    truth.extra_zeros.push(if slow { 0.35 } else { 0.0 });
-                }
-                let cols = sales.entry(month_key(d)).or_default();
-                let mut left = sold;
-                while left > 0 {
-                    let q = left.min(1 + Poisson::new(0.4).expect("valid").sample(&mut r) as i32);
-                    left -= q;
-                    let id = next_sale_id;
-                    next_sale_id += 1;
-                    let mut sku_id = Some(sku.id.clone());
-                    let mut qty = q;
-                    let mut price = Some(((sku.price * price_ratio) * 100.0).round() / 100.0);
-                    // Dirt, at rates seen in real order feeds.
-                    let u: f64 = r.random();
-                    if u < 0.001 {
-                        sku_id = None;
-                    } else if u < 0.004 {
-                        price = None;
-                    } else if u < 0.005 {
-                        qty = -q;
-                    }
-                    // A re-delivered row is an exact copy.
-                    let copies = if r.random_bool(0.005) { 2 } else { 1 };
-                    let channel = channels[r.random_range(0..channels.len())];
-                    for _ in 0..copies {
-                        cols.sale_id.push(id);
-                        cols.date.push(day);
-                        cols.sku.push(sku_id.clone());
-                        cols.loc.push(loc.clone());
-                        cols.qty.push(qty);
-                        cols.price.push(price);
-                        cols.promo.push(promo);
-                        cols.channel.push(channel);
-                    }
-                    if r.random_bool(0.03) {
-                        let back = r.random_range(1..=q.max(1));
-                        returns.push((
-                            id,
-                            day + r.random_range(1..30),
-                            sku.id.clone(),
-                            loc.clone(),
-                            back,
-                            reasons[r.random_range(0..reasons.len())],
-                        ));
-                    }
-                    if r.random_bool(0.003) {
-                        let fixed = (q + r.random_range(-1..=1)).max(0);
-                        let at = (day as i64 + r.random_range(1..6)) * 86_400_000_000 + r.random_range(0..86_400_000_000i64);
-                        corrections.push((id, fixed, at));
-                        if r.random_bool(0.2) {
-                            corrections.push((id, q, at + 3_600_000_000));
-                        }
-                    }
-                }
-                // Reorder with a random (occasionally disrupted) lead time.
-                let on_order: i32 = pipeline.iter().map(|p| p.1).sum();
-                if on_hand + on_order <= reorder_point {
-                    let mut lead = Normal::new(lt, lt * 0.25).expect("valid").sample(&mut r).round().max(1.0) as usize;
-                    if r.random_bool(0.05) {
-                        lead *= 3;
-                    }
-                    pipeline.push((t + lead, order_up_to - on_hand - on_order));
-                }
-                let ic = inv.entry(month_key(d)).or_default();
-                ic.date.push(day);
-                ic.sku.push(sku.id.clone());
-                ic.loc.push(loc.clone());
-                ic.on_hand.push(on_hand);
-                ic.on_order.push(pipeline.iter().map(|p| p.1).sum());
-            }
+        for (li, loc) in locations.iter().enumerate() {
+            simulate_series(&mut feeds, size, &dates, sku, (si, li), loc);
             bar.inc(1);
         }
     }
     bar.finish_and_clear();
-
-    // Order systems number orders as they arrive: renumber the lines in time order, so each
-    // month file is sorted by sale_id and the files' id ranges do not overlap.
-    let renumber = number_sales_in_time_order(&mut sales, 1_000_000, next_sale_id);
-    for r in returns.iter_mut() {
-        r.0 = renumber[(r.0 - 1_000_000) as usize];
-    }
-    for c in corrections.iter_mut() {
-        c.0 = renumber[(c.0 - 1_000_000) as usize];
-    }
-    corrections.sort_by_key(|c| (c.0, c.2));
-
-    let mut stats = GenStats { reviews, ..Default::default() };
-    for ((y, m), c) in sales {
-        stats.sales_rows += c.sale_id.len();
-        // The feed's schema says which columns may be null, whether or not this month has any.
-        let batch = RecordBatch::try_from_iter_with_nullable(vec![
-            ("sale_id", Arc::new(Int64Array::from(c.sale_id)) as ArrayRef, false),
-            ("sale_date", Arc::new(Date32Array::from(c.date)), false),
-            ("sku_id", Arc::new(StringArray::from(c.sku)), true),
-            ("location_id", Arc::new(StringArray::from(c.loc)), false),
-            ("quantity", Arc::new(Int32Array::from(c.qty)), false),
-            ("unit_price", Arc::new(Float64Array::from(c.price)), true),
-            ("promo", Arc::new(BooleanArray::from(c.promo)), false),
-            ("channel", Arc::new(StringArray::from(c.channel)), false),
-        ])?;
-        write_parquet_sorted_by_first(lake, &format!("raw/sales/year={y}/month={m:02}/part-0.parquet"), batch).await?;
-    }
-    for ((y, m), c) in inv {
-        stats.inventory_rows += c.date.len();
-        let batch = RecordBatch::try_from_iter(vec![
-            ("snapshot_date", Arc::new(Date32Array::from(c.date)) as ArrayRef),
-            ("sku_id", Arc::new(StringArray::from(c.sku))),
-            ("location_id", Arc::new(StringArray::from(c.loc))),
-            ("on_hand", Arc::new(Int32Array::from(c.on_hand))),
-            ("on_order", Arc::new(Int32Array::from(c.on_order))),
-        ])?;
-        write_parquet(lake, &format!("raw/inventory/year={y}/month={m:02}/part-0.parquet"), batch).await?;
-    }
-    let returns_batch = RecordBatch::try_from_iter(vec![
-        ("return_id", Arc::new(Int64Array::from((0..returns.len() as i64).map(|i| 5_000_000 + i).collect::<Vec<_>>())) as ArrayRef),
-        ("sale_id", Arc::new(Int64Array::from(returns.iter().map(|r| r.0).collect::<Vec<_>>()))),
-        ("return_date", Arc::new(Date32Array::from(returns.iter().map(|r| r.1).collect::<Vec<_>>()))),
-        ("sku_id", Arc::new(StringArray::from(returns.iter().map(|r| r.2.clone()).collect::<Vec<_>>()))),
-        ("location_id", Arc::new(StringArray::from(returns.iter().map(|r| r.3.clone()).collect::<Vec<_>>()))),
-        ("quantity", Arc::new(Int32Array::from(returns.iter().map(|r| r.4).collect::<Vec<_>>()))),
-        ("reason", Arc::new(StringArray::from(returns.iter().map(|r| r.5).collect::<Vec<_>>()))),
-    ])?;
-    write_parquet(lake, "raw/returns/returns.parquet", returns_batch).await?;
-    let corrections_batch = RecordBatch::try_from_iter(vec![
-        ("sale_id", Arc::new(Int64Array::from(corrections.iter().map(|c| c.0).collect::<Vec<_>>())) as ArrayRef),
-        ("corrected_quantity", Arc::new(Int32Array::from(corrections.iter().map(|c| c.1).collect::<Vec<_>>()))),
-        (
-            "corrected_at",
-            Arc::new(TimestampMicrosecondArray::from(corrections.iter().map(|c| c.2).collect::<Vec<_>>()).with_timezone("UTC")),
-        ),
-    ])?;
-    write_parquet(lake, "raw/sales_corrections/corrections.parquet", corrections_batch).await?;
-    if size.truth {
-        truth.write(lake).await?;
-    }
+    let mut stats = feeds.write(lake, size.truth).await?;
+    stats.reviews = reviews;
     Ok(stats)
+}
+
+/// A store or fulfilment centre: its id and how much more (or less) than the median it sells.
+struct Location {
+    id: String,
+    size_factor: f64,
+}
+
+async fn write_locations(lake: &Lake, size: &DemoSize, rng: &mut ChaCha8Rng) -> Result<Vec<Location>> {
+    let regions = ["North", "South", "East", "West", "Central"];
+    let locations: Vec<Location> = (0..size.locations)
+        .map(|i| Location { id: format!("LOC-{:02}", i + 1), size_factor: LogNormal::new(0.0, 0.45).expect("valid").sample(rng) })
+        .collect();
+    let fulfilment = |i: usize| i % 3 == 0;
+    let batch = RecordBatch::try_from_iter(vec![
+        ("location_id", Arc::new(StringArray::from_iter_values(locations.iter().map(|l| l.id.as_str()))) as ArrayRef),
+        (
+            "name",
+            Arc::new(StringArray::from_iter_values(
+                (0..size.locations)
+                    .map(|i| format!("{} {}", regions[i % regions.len()], if fulfilment(i) { "Fulfilment Centre" } else { "Store" })),
+            )),
+        ),
+        ("region", Arc::new(StringArray::from_iter_values((0..size.locations).map(|i| regions[i % regions.len()])))),
+        ("kind", Arc::new(StringArray::from_iter_values((0..size.locations).map(|i| if fulfilment(i) { "fulfilment" } else { "store" })))),
+        ("size_factor", Arc::new(Float64Array::from_iter_values(locations.iter().map(|l| l.size_factor)))),
+    ])?;
+    write_parquet(lake, "raw/locations/locations.parquet", batch).await?;
+    Ok(locations)
+}
+
+/// The catalog (`raw/catalog/`): each SKU drawn with its text, price, demand parameters and
+/// promotion days.
+async fn write_catalog(lake: &Lake, size: &DemoSize, rng: &mut ChaCha8Rng) -> Result<Vec<Sku>> {
+    let mut skus = vec![];
+    let (mut c_title, mut c_sub, mut c_desc, mut c_launch) = (vec![], vec![], vec![], vec![]);
+    for i in 0..size.skus {
+        let (sku, sub, title, desc) = draw_sku(size, i, rng);
+        c_title.push(title);
+        c_sub.push(sub);
+        c_desc.push(desc);
+        c_launch.push(days_since_epoch(size.start) + sku.launch as i32);
+        skus.push(sku);
+    }
+    let catalog = RecordBatch::try_from_iter(vec![
+        ("sku_id", Arc::new(StringArray::from_iter_values(skus.iter().map(|s| s.id.as_str()))) as ArrayRef),
+        ("title", Arc::new(StringArray::from(c_title))),
+        ("category", Arc::new(StringArray::from_iter_values(skus.iter().map(|s| CATEGORIES[s.cat].name)))),
+        ("subcategory", Arc::new(StringArray::from(c_sub))),
+        ("brand", Arc::new(StringArray::from_iter_values(skus.iter().map(|s| s.brand)))),
+        ("description", Arc::new(StringArray::from(c_desc))),
+        ("list_price", Arc::new(Float64Array::from_iter_values(skus.iter().map(|s| s.price)))),
+        ("launched_on", Arc::new(Date32Array::from(c_launch))),
+    ])?;
+    write_parquet(lake, "raw/catalog/catalog.parquet", catalog).await?;
+    Ok(skus)
+}
+
+/// SKU `i`, with its subcategory, title and description (the draws in the generator's order).
+fn draw_sku(size: &DemoSize, i: usize, rng: &mut ChaCha8Rng) -> (Sku, &'static str, String, String) {
+    let n_days = size.days;
+    let cat_i = rng.random_range(0..CATEGORIES.len());
+    let cat = &CATEGORIES[cat_i];
+    let noun = cat.nouns[rng.random_range(0..cat.nouns.len())];
+    let adj = cat.adjectives[rng.random_range(0..cat.adjectives.len())];
+    let brand = BRANDS[rng.random_range(0..BRANDS.len())];
+    let color = COLORS[rng.random_range(0..COLORS.len())];
+    let fa = cat.features[rng.random_range(0..cat.features.len())];
+    let fb = cat.features[rng.random_range(0..cat.features.len())];
+    let price = (cat.price * LogNormal::new(0.0, 0.35).expect("valid").sample(rng) * 100.0).round() / 100.0 - 0.01;
+    let base = LogNormal::new(-0.6, 1.1).expect("valid").sample(rng);
+    let mut promo_days = vec![false; n_days];
+    let promos = rng.random_range(2..8) * n_days / 365;
+    for _ in 0..promos {
+        let s = rng.random_range(0..n_days);
+        promo_days[s..(s + 7).min(n_days)].iter_mut().for_each(|p| *p = true);
+    }
+    let (life, launch_during) = lifecycle(size, i);
+    let title = text::title(brand, adj, noun, color, life);
+    let sub = cat.subcategories[rng.random_range(0..cat.subcategories.len())];
+    let desc = text::description(cat, noun, adj, [fa, fb], rng.random_bool(0.7), life);
+    let launch = launch_during.unwrap_or_else(|| -rng.random_range(30..1500i64));
+    let sku = Sku {
+        id: format!("SKU-{:05}", i + 1),
+        cat: cat_i,
+        noun,
+        brand,
+        base,
+        price: price.max(0.99),
+        elasticity: Normal::<f64>::new(-1.6, 0.4).expect("valid").sample(rng).min(-0.3),
+        trend: Normal::new(0.05, 0.2).expect("valid").sample(rng),
+        life,
+        launch,
+        promo_days,
+        lead_time: rng.random_range(3.0..21.0),
+        quality: rng.random_range(2.6..4.8),
+    };
+    (sku, sub, title, desc)
+}
+
+/// A returned sale line.
+struct Return {
+    sale_id: i64,
+    day: i32,
+    sku: String,
+    loc: String,
+    qty: i32,
+    reason: &'static str,
+}
+
+/// A sale line's quantity corrected later (at `at`, µs since the epoch).
+struct Correction {
+    sale_id: i64,
+    qty: i32,
+    at: i64,
+}
+
+/// The first provisional sale id; [`number_sales_in_time_order`] renumbers from it.
+const FIRST_SALE_ID: i64 = 1_000_000;
+
+/// What the demand simulation writes: sales and inventory buffered per month partition, the
+/// truth, returns and corrections.
+struct Feeds {
+    sales: BTreeMap<(i32, u32), SalesCols>,
+    inv: BTreeMap<(i32, u32), InvCols>,
+    truth: TruthCols,
+    returns: Vec<Return>,
+    corrections: Vec<Correction>,
+    next_sale_id: i64,
+}
+
+fn month_key(d: NaiveDate) -> (i32, u32) {
+    (d.year(), d.month())
+}
+
+/// One SKU at one location, day by day from its launch: demand drawn around its rate, sold as
+/// far as stock lasts, (s, S) replenishment with uncertain lead times, the day's stock.
+fn simulate_series(feeds: &mut Feeds, size: &DemoSize, dates: &[NaiveDate], sku: &Sku, (si, li): (usize, usize), loc: &Location) {
+    let mut r = ChaCha8Rng::seed_from_u64(size.seed ^ ((si as u64) << 20) ^ (li as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let level = sku.base * loc.size_factor;
+    let slow = level < 0.3;
+    let mut stock = Stock::new(level.max(0.02), sku.lead_time);
+    for (t, &d) in dates.iter().enumerate().skip(sku.launch.max(0) as usize) {
+        stock.receive(t);
+        let promo = sku.promo_days[t];
+        let price_ratio: f64 = if promo { 0.8 } else { 1.0 };
+        let factors = demand_factors(sku, d, t, price_ratio);
+        // (The generator's original order of multiplication: the same draws as before.)
+        let lambda = level * factors[0] * factors[1] * factors[2] * factors[3];
+        let mut demand = if lambda > 0.0 {
+            let g = Gamma::new(2.0, lambda / 2.0).expect("valid").sample(&mut r);
+            if g > 0.0 { Poisson::new(g).expect("valid").sample(&mut r) as i32 } else { 0 }
+        } else {
+            0
+        };
+        if slow && r.random_bool(0.35) {
+            demand = 0;
+        }
+        let sold = demand.min(stock.on_hand);
+        stock.on_hand -= sold;
+        let day = days_since_epoch(d);
+        if size.truth {
+            feeds.truth.push(sku, &loc.id, day, level, factors, lambda, if slow { 0.35 } else { 0.0 });
+        }
+        let line = Line { sku, loc: &loc.id, date: d, day, promo, price: ((sku.price * price_ratio) * 100.0).round() / 100.0 };
+        feeds.sell(&mut r, &line, sold);
+        stock.reorder(t, &mut r);
+        let ic = feeds.inv.entry(month_key(d)).or_default();
+        ic.date.push(day);
+        ic.sku.push(sku.id.clone());
+        ic.loc.push(loc.id.clone());
+        ic.on_hand.push(stock.on_hand);
+        ic.on_order.push(stock.on_order());
+    }
+}
+
+/// Yearly season (the category's), weekday, trend × life cycle, and the price's effect on day
+/// `t` (`d`) of the history.
+fn demand_factors(sku: &Sku, d: NaiveDate, t: usize, price_ratio: f64) -> [f64; 4] {
+    let cat = &CATEGORIES[sku.cat];
+    let doy = d.ordinal() as f64;
+    let season = 1.0 + cat.season_amp * ((2.0 * std::f64::consts::PI * (doy - cat.season_peak_doy) / 365.25).cos());
+    let weekday = match d.weekday().num_days_from_monday() {
+        5 | 6 => cat.weekend_lift,
+        4 => 1.05,
+        _ => 0.95,
+    };
+    let trend = (1.0 + sku.trend).powf(t as f64 / 365.0) * sku.life.factor((t as i64 - sku.launch) as f64);
+    [season.max(0.05), weekday, trend, price_ratio.powf(sku.elasticity)]
+}
+
+/// One series' stock under an (s, S) policy: on hand, and orders placed but not yet received.
+struct Stock {
+    on_hand: i32,
+    /// (due day, quantity) of each open order.
+    pipeline: Vec<(usize, i32)>,
+    reorder_point: i32,
+    order_up_to: i32,
+    lead_time: f64,
+}
+
+impl Stock {
+    fn new(mean_rate: f64, lead_time: f64) -> Self {
+        Stock {
+            on_hand: (mean_rate * 20.0).ceil() as i32 + 1,
+            pipeline: vec![],
+            reorder_point: (mean_rate * (lead_time + 5.0)).ceil() as i32 + 1,
+            order_up_to: (mean_rate * (lead_time + 25.0)).ceil() as i32 + 2,
+            lead_time,
+        }
+    }
+
+    fn on_order(&self) -> i32 {
+        self.pipeline.iter().map(|p| p.1).sum()
+    }
+
+    /// Receive the orders due on day `t`.
+    fn receive(&mut self, t: usize) {
+        let arrived: i32 = self.pipeline.iter().filter(|p| p.0 == t).map(|p| p.1).sum();
+        self.on_hand += arrived;
+        self.pipeline.retain(|p| p.0 != t);
+    }
+
+    /// Order up to S when the position is at or below s, with a random (occasionally
+    /// disrupted) lead time.
+    fn reorder(&mut self, t: usize, r: &mut ChaCha8Rng) {
+        let on_order = self.on_order();
+        if self.on_hand + on_order <= self.reorder_point {
+            let lt = self.lead_time;
+            let mut lead = Normal::new(lt, lt * 0.25).expect("valid").sample(r).round().max(1.0) as usize;
+            if r.random_bool(0.05) {
+                lead *= 3;
+            }
+            self.pipeline.push((t + lead, self.order_up_to - self.on_hand - on_order));
+        }
+    }
+}
+
+/// What every sale line of one series' day shares.
+struct Line<'a> {
+    sku: &'a Sku,
+    loc: &'a str,
+    date: NaiveDate,
+    day: i32,
+    promo: bool,
+    price: f64,
+}
+
+impl Feeds {
+    fn new() -> Self {
+        Feeds {
+            sales: BTreeMap::new(),
+            inv: BTreeMap::new(),
+            truth: TruthCols::default(),
+            returns: vec![],
+            corrections: vec![],
+            next_sale_id: FIRST_SALE_ID,
+        }
+    }
+
+    /// `sold` units as order lines, with the dirt of real order feeds: null keys and prices,
+    /// negative quantities, re-delivered copies, returns and late corrections.
+    fn sell(&mut self, r: &mut ChaCha8Rng, line: &Line, sold: i32) {
+        const CHANNELS: [&str; 4] = ["web", "web", "app", "store"];
+        const REASONS: [&str; 4] = ["damaged", "wrong size", "not as described", "changed mind"];
+        let cols = self.sales.entry(month_key(line.date)).or_default();
+        let mut left = sold;
+        while left > 0 {
+            let q = left.min(1 + Poisson::new(0.4).expect("valid").sample(r) as i32);
+            left -= q;
+            let id = self.next_sale_id;
+            self.next_sale_id += 1;
+            let (mut sku_id, mut qty, mut price) = (Some(line.sku.id.clone()), q, Some(line.price));
+            let u: f64 = r.random();
+            if u < 0.001 {
+                sku_id = None;
+            } else if u < 0.004 {
+                price = None;
+            } else if u < 0.005 {
+                qty = -q;
+            }
+            // A re-delivered row is an exact copy.
+            let copies = if r.random_bool(0.005) { 2 } else { 1 };
+            let channel = CHANNELS[r.random_range(0..CHANNELS.len())];
+            for _ in 0..copies {
+                cols.sale_id.push(id);
+                cols.date.push(line.day);
+                cols.sku.push(sku_id.clone());
+                cols.loc.push(line.loc.to_string());
+                cols.qty.push(qty);
+                cols.price.push(price);
+                cols.promo.push(line.promo);
+                cols.channel.push(channel);
+            }
+            if r.random_bool(0.03) {
+                let back = r.random_range(1..=q.max(1));
+                let day = line.day + r.random_range(1..30);
+                let reason = REASONS[r.random_range(0..REASONS.len())];
+                self.returns.push(Return { sale_id: id, day, sku: line.sku.id.clone(), loc: line.loc.to_string(), qty: back, reason });
+            }
+            if r.random_bool(0.003) {
+                let fixed = (q + r.random_range(-1..=1)).max(0);
+                let at = (line.day as i64 + r.random_range(1..6)) * 86_400_000_000 + r.random_range(0..86_400_000_000i64);
+                self.corrections.push(Correction { sale_id: id, qty: fixed, at });
+                if r.random_bool(0.2) {
+                    self.corrections.push(Correction { sale_id: id, qty: q, at: at + 3_600_000_000 });
+                }
+            }
+        }
+    }
+
+    /// Renumber the sale lines in time order (as order systems number orders as they arrive:
+    /// each month file sorted by sale_id, the files' id ranges apart) and write every feed.
+    async fn write(mut self, lake: &Lake, truth: bool) -> Result<GenStats> {
+        let renumber = number_sales_in_time_order(&mut self.sales, FIRST_SALE_ID, self.next_sale_id);
+        let new_id = |old: i64| renumber[(old - FIRST_SALE_ID) as usize];
+        self.returns.iter_mut().for_each(|r| r.sale_id = new_id(r.sale_id));
+        self.corrections.iter_mut().for_each(|c| c.sale_id = new_id(c.sale_id));
+        self.corrections.sort_by_key(|c| (c.sale_id, c.at));
+        let mut stats = GenStats::default();
+        for ((y, m), c) in self.sales {
+            stats.sales_rows += c.sale_id.len();
+            write_parquet_sorted_by_first(lake, &format!("raw/sales/year={y}/month={m:02}/part-0.parquet"), c.batch()?).await?;
+        }
+        for ((y, m), c) in self.inv {
+            stats.inventory_rows += c.date.len();
+            write_parquet(lake, &format!("raw/inventory/year={y}/month={m:02}/part-0.parquet"), c.batch()?).await?;
+        }
+        write_returns(lake, &self.returns).await?;
+        write_corrections(lake, &self.corrections).await?;
+        if truth {
+            self.truth.write(lake).await?;
+        }
+        Ok(stats)
+    }
+}
+
+impl SalesCols {
+    fn batch(self) -> Result<RecordBatch> {
+        // The feed's schema says which columns may be null, whether or not this month has any.
+        Ok(RecordBatch::try_from_iter_with_nullable(vec![
+            ("sale_id", Arc::new(Int64Array::from(self.sale_id)) as ArrayRef, false),
+            ("sale_date", Arc::new(Date32Array::from(self.date)), false),
+            ("sku_id", Arc::new(StringArray::from(self.sku)), true),
+            ("location_id", Arc::new(StringArray::from(self.loc)), false),
+            ("quantity", Arc::new(Int32Array::from(self.qty)), false),
+            ("unit_price", Arc::new(Float64Array::from(self.price)), true),
+            ("promo", Arc::new(BooleanArray::from(self.promo)), false),
+            ("channel", Arc::new(StringArray::from(self.channel)), false),
+        ])?)
+    }
+}
+
+impl InvCols {
+    fn batch(self) -> Result<RecordBatch> {
+        Ok(RecordBatch::try_from_iter(vec![
+            ("snapshot_date", Arc::new(Date32Array::from(self.date)) as ArrayRef),
+            ("sku_id", Arc::new(StringArray::from(self.sku))),
+            ("location_id", Arc::new(StringArray::from(self.loc))),
+            ("on_hand", Arc::new(Int32Array::from(self.on_hand))),
+            ("on_order", Arc::new(Int32Array::from(self.on_order))),
+        ])?)
+    }
+}
+
+async fn write_returns(lake: &Lake, returns: &[Return]) -> Result<()> {
+    let batch = RecordBatch::try_from_iter(vec![
+        ("return_id", Arc::new(Int64Array::from_iter_values((0..returns.len() as i64).map(|i| 5_000_000 + i))) as ArrayRef),
+        ("sale_id", Arc::new(Int64Array::from_iter_values(returns.iter().map(|r| r.sale_id)))),
+        ("return_date", Arc::new(Date32Array::from_iter_values(returns.iter().map(|r| r.day)))),
+        ("sku_id", Arc::new(StringArray::from_iter_values(returns.iter().map(|r| r.sku.as_str())))),
+        ("location_id", Arc::new(StringArray::from_iter_values(returns.iter().map(|r| r.loc.as_str())))),
+        ("quantity", Arc::new(Int32Array::from_iter_values(returns.iter().map(|r| r.qty)))),
+        ("reason", Arc::new(StringArray::from_iter_values(returns.iter().map(|r| r.reason)))),
+    ])?;
+    write_parquet(lake, "raw/returns/returns.parquet", batch).await
+}
+
+async fn write_corrections(lake: &Lake, corrections: &[Correction]) -> Result<()> {
+    let at = TimestampMicrosecondArray::from_iter_values(corrections.iter().map(|c| c.at)).with_timezone("UTC");
+    let batch = RecordBatch::try_from_iter(vec![
+        ("sale_id", Arc::new(Int64Array::from_iter_values(corrections.iter().map(|c| c.sale_id))) as ArrayRef),
+        ("corrected_quantity", Arc::new(Int32Array::from_iter_values(corrections.iter().map(|c| c.qty)))),
+        ("corrected_at", Arc::new(at)),
+    ])?;
+    write_parquet(lake, "raw/sales_corrections/corrections.parquet", batch).await
 }
 
 /// A SKU's life cycle, and its launch day (an index into the history) when it launches during
