@@ -60,6 +60,57 @@ fn centred_moving_average(y: &[f64], m: usize) -> Vec<Option<f64>> {
         .collect()
 }
 
+/// A series' season taken out by classical decomposition — multiplicative for positive data,
+/// additive otherwise (or where a multiplicative index nears zero) — and put back on a forecast
+/// from its last season's indices. Theta works on the adjusted series, and so does ETS where
+/// the season is too long to carry as states (R's `stlf` for such data).
+#[derive(Debug, Clone)]
+pub struct Deseasonalised {
+    form: Form,
+    m: usize,
+    /// One index per observation.
+    comp: Vec<f64>,
+}
+
+impl Deseasonalised {
+    /// `None` where the ACF test ([`is_seasonal`]) finds no season of length `m` in `y`.
+    pub fn of(y: &[f64], m: usize) -> Option<Self> {
+        if !is_seasonal(y, m) {
+            return None;
+        }
+        let form = if y.iter().all(|v| *v > 0.0) { Form::Multiplicative } else { Form::Additive };
+        let comp = seasonal_component(y, m, form);
+        if form == Form::Multiplicative && comp.iter().any(|c| *c < 0.01) {
+            return Some(Self { form: Form::Additive, m, comp: seasonal_component(y, m, Form::Additive) });
+        }
+        Some(Self { form, m, comp })
+    }
+
+    /// `y` with the season taken out.
+    pub fn adjust(&self, y: &[f64]) -> Vec<f64> {
+        let out = y.iter().zip(&self.comp);
+        match self.form {
+            Form::Multiplicative => out.map(|(v, s)| v / s).collect(),
+            Form::Additive => out.map(|(v, s)| v - s).collect(),
+        }
+    }
+
+    /// The season put back on a forecast of the adjusted series (its point and quantiles).
+    pub fn restore(&self, f: &mut super::QuantileForecast) {
+        let last = &self.comp[self.comp.len() - self.m..];
+        let apply = |v: &mut f64, s: f64| match self.form {
+            Form::Multiplicative => *v *= s,
+            Form::Additive => *v += s,
+        };
+        for (h, p) in f.point.iter_mut().enumerate() {
+            apply(p, last[h % self.m]);
+        }
+        for q in f.quantiles.iter_mut() {
+            q.iter_mut().enumerate().for_each(|(h, v)| apply(v, last[h % self.m]));
+        }
+    }
+}
+
 /// Autocorrelations r_1..=r_max.
 pub fn acf(y: &[f64], max_lag: usize) -> Vec<f64> {
     let n = y.len();

@@ -4,12 +4,13 @@
 //!
 //! Candidates: error A or M, trend N, A or damped A, season N, A or M; multiplicative forms only
 //! for strictly positive data, additive error never with multiplicative season (unstable), no
-//! season beyond 24 steps or with under two seasons of data. Each is fitted by Nelder–Mead on
+//! season beyond 24 steps (a longer one is taken out by decomposition first: [`auto_ets`]) or with
+//! under two seasons of data. Each is fitted by Nelder–Mead on
 //! its likelihood over smoothing parameters and initial states together. Point forecasts are the
 //! model's mean path; intervals come from simulating its own error process.
 use rand_distr::{Distribution, Normal};
 
-use super::decompose::{Form, seasonal_component};
+use super::decompose::{Deseasonalised, Form, seasonal_component};
 use super::optim::{Stop, nelder_mead};
 use super::{QuantileForecast, Request, SIM_PATHS, norm_ppf, rng, seasonal_naive};
 
@@ -106,12 +107,28 @@ impl Form3 {
     }
 }
 
-/// The chosen model's forecast (AICc over all admissible forms); naive when nothing fits.
+/// The longest season carried as states (R's `ets` and statsforecast's refuse longer ones).
+pub const MAX_SEASON: usize = 24;
+
+/// The chosen model's forecast (AICc over all admissible forms); naive when nothing fits. A
+/// season longer than [`MAX_SEASON`] (quarter-hours in a day, days in a year) that the ACF test
+/// finds is taken out by classical decomposition first, the non-seasonal forms fitted to what
+/// is left and the last season's indices put back (R's `stlf`), instead of being ignored.
 pub fn auto_ets(y: &[f64], req: &Request) -> QuantileForecast {
-    match select(y, req.season) {
+    let long = (req.season > MAX_SEASON).then(|| Deseasonalised::of(y, req.season)).flatten();
+    let Some(season) = long else {
+        return match select(y, req.season) {
+            Some(fit) => fit.forecast(req),
+            None => seasonal_naive(y, 1, req.horizon, req.levels, false),
+        };
+    };
+    let adjusted = season.adjust(y);
+    let mut f = match select(&adjusted, 1) {
         Some(fit) => fit.forecast(req),
-        None => seasonal_naive(y, 1, req.horizon, req.levels, false),
-    }
+        None => seasonal_naive(&adjusted, 1, req.horizon, req.levels, false),
+    };
+    season.restore(&mut f);
+    f
 }
 
 /// Fit every candidate form and keep the lowest AICc.
@@ -121,7 +138,7 @@ pub fn select(y: &[f64], m: usize) -> Option<Fit> {
 
 fn candidates(y: &[f64], m: usize) -> Vec<Form3> {
     let positive = y.iter().all(|v| *v > 0.0);
-    let seasonal_ok = m > 1 && m <= 24 && y.len() >= 2 * m;
+    let seasonal_ok = m > 1 && m <= MAX_SEASON && y.len() >= 2 * m;
     let mut out = vec![];
     for multiplicative_error in [false, true] {
         for (trend, damped) in [(false, false), (true, false), (true, true)] {
@@ -448,6 +465,22 @@ mod tests {
             let sd = fit.sigma * (1.0 + alpha * alpha * h as f64).sqrt();
             assert!((f.quantiles[0][h] - f.point[h] - 1.2815515655 * sd).abs() < 1e-6, "step {h}");
         }
+    }
+
+    /// A season longer than the states carry (a day of quarter-hours) is taken out first and put
+    /// back on the forecast, instead of being forecast as a flat level.
+    #[test]
+    fn a_season_too_long_for_states_is_taken_out_and_put_back() {
+        let m = 96;
+        let shape = |t: usize| 1.0 + 0.5 * (2.0 * std::f64::consts::PI * (t % m) as f64 / m as f64).sin();
+        let y: Vec<f64> = (0..6 * m).map(|t| 100.0 * shape(t) * (1.0 + 0.02 * ((t * 7919 % 13) as f64 / 6.0 - 1.0))).collect();
+        let req = Request { horizon: m, season: m, levels: &[0.1, 0.9], nonnegative: true };
+        let f = auto_ets(&y, &req);
+        let mae = |p: &[f64]| (0..m).map(|h| (p[h] - 100.0 * shape(6 * m + h)).abs()).sum::<f64>() / m as f64;
+        assert!(mae(&f.point) < 3.0, "follows the season: MAE {}", mae(&f.point));
+        let flat = select(&y, m).expect("the non-seasonal forms fit").forecast(&req);
+        assert!(mae(&flat.point) > 20.0, "a form without the season cannot: MAE {}", mae(&flat.point));
+        assert!((0..m).all(|h| f.quantiles[0][h] < f.point[h] && f.point[h] < f.quantiles[1][h]), "an interval around each step");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! the data are not positive) and its last season's indices re-applied to the forecast.
 use rand_distr::{Distribution, Normal};
 
-use super::decompose::{Form, is_seasonal, seasonal_component};
+use super::decompose::Deseasonalised;
 use super::optim::{Stop, nelder_mead};
 use super::{QuantileForecast, Request, SIM_PATHS, rng, seasonal_naive};
 
@@ -49,33 +49,14 @@ pub struct Fit {
 }
 
 pub fn auto_theta(y: &[f64], req: &Request) -> QuantileForecast {
-    let m = req.season;
-    let seasonal = if is_seasonal(y, m) {
-        let form = if y.iter().all(|v| *v > 0.0) { Form::Multiplicative } else { Form::Additive };
-        let comp = seasonal_component(y, m, form);
-        let form = if form == Form::Multiplicative && comp.iter().any(|c| *c < 0.01) { Form::Additive } else { form };
-        let comp = if form == Form::Additive { seasonal_component(y, m, form) } else { comp };
-        Some((form, comp))
-    } else {
-        None
-    };
-    let adjusted: Vec<f64> = match &seasonal {
-        Some((Form::Multiplicative, c)) => y.iter().zip(c).map(|(v, s)| v / s).collect(),
-        Some((Form::Additive, c)) => y.iter().zip(c).map(|(v, s)| v - s).collect(),
-        None => y.to_vec(),
-    };
+    let season = Deseasonalised::of(y, req.season);
+    let adjusted = season.as_ref().map_or_else(|| y.to_vec(), |s| s.adjust(y));
     let Some(fit) = select(&adjusted) else {
         return seasonal_naive(y, 1, req.horizon, req.levels, false);
     };
     let mut f = fit.forecast(req);
-    if let Some((form, comp)) = seasonal {
-        let n = y.len();
-        for h in 0..req.horizon {
-            let s = comp[n - m + (h % m)];
-            let apply = |v: &mut f64| if form == Form::Multiplicative { *v *= s } else { *v += s };
-            apply(&mut f.point[h]);
-            f.quantiles.iter_mut().for_each(|q| apply(&mut q[h]));
-        }
+    if let Some(s) = season {
+        s.restore(&mut f);
     }
     f
 }

@@ -482,13 +482,14 @@ fn sampled_forecasts(
         bail!("horizon {} is longer than the model allows ({} for max_len {})", req.horizon, max_horizon(ck), ck.model.config.max_len);
     }
     let mut out = Vec::with_capacity(inputs.len());
-    let longest = (ck.model.config.max_len as usize).saturating_sub(req.horizon).min(o.max_context);
+    let longest = (ck.model.config.max_len as usize).saturating_sub(req.horizon).min(read(o.max_context, req.season));
     let batch = if o.batch > 0 { o.batch } else { auto_batch(o.paths, longest, ck.vs.device()) };
     let groups = context_groups(o);
     let summary = Summary { levels: req.levels, nonnegative: req.nonnegative };
     for (b, chunk) in inputs.chunks(batch).enumerate() {
         let mut combined: Vec<Combined> = (0..chunk.len()).map(|_| Combined::default()).collect();
         for (g, &(max_context, paths)) in groups.iter().enumerate() {
+            let max_context = read(max_context, req.season);
             let prepared: Vec<(Context, Option<Taken>)> = chunk.iter().map(|i| context(ck, i, req, o, max_context)).collect();
             let seed = o.seed + (b * groups.len() + g) as i64;
             let sc = SampleConfig {
@@ -513,6 +514,16 @@ fn sampled_forecasts(
         }
     }
     Ok(out)
+}
+
+/// Seasons every context reads where the model has room, however short `max_context` is: with
+/// fewer (a day of quarter-hours is 96 steps) the model cannot tell the season from the noise
+/// (the 15-minute loads of `benches/lm_unseen.sh`: WQL 0.125 reading 2⅔ days, 0.065 reading 4).
+pub const SEASONS_READ: usize = 4;
+
+/// The most values a context of `max_context` reads for a season of `season` steps.
+fn read(max_context: usize, season: usize) -> usize {
+    max_context.max(SEASONS_READ * season)
 }
 
 /// Each context length's (most values read, paths): `max_context`, halved `contexts − 1`
@@ -590,6 +601,25 @@ mod tests {
         assert_eq!(context_groups(&few), vec![(3, 1), (1, 1)], "never more lengths than paths, never an empty context");
         assert_eq!(context_groups(&LmOptions::default()), vec![(256, 10), (128, 10)]);
         assert_eq!(context_groups(&LmOptions { contexts: 1, ..Default::default() }), vec![(256, 20)]);
+    }
+
+    /// A context reads four seasons where the model has room, whatever `max_context` says: a
+    /// day of quarter-hours (96 steps) is read as 384 values by both context lengths, a week of
+    /// days as before. The model's room (max_len less the horizon) still bounds it.
+    #[test]
+    fn a_long_season_is_read_four_times() {
+        assert_eq!((read(256, 96), read(128, 96), read(256, 7), read(128, 52)), (384, 384, 256, 208));
+        let _rng = crate::lm::rng_lock();
+        let config = load_config(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tiny.yaml")).unwrap();
+        let ck = Checkpoint::init(config, Device::Cpu, 5);
+        let history: Vec<f64> = (0..400).map(|t| 10.0 + (t % 24) as f64).collect();
+        let o = LmOptions { max_context: 16, ..Default::default() };
+        let req = Request { horizon: 8, season: 24, levels: &[0.5], nonnegative: true };
+        let (ctx, _) = context(&ck, &Input { history: &history, ..Input::default() }, &req, &o, read(16, 24));
+        assert_eq!(ctx.ids.len(), 96, "four seasons of 24, not 16 values");
+        let long = Request { season: 40, ..req };
+        let (ctx, _) = context(&ck, &Input { history: &history, ..Input::default() }, &long, &o, read(16, 40));
+        assert_eq!(ctx.ids.len(), 128 - 8, "at most what the tiny model's max_len leaves beside the horizon");
     }
 
     /// A detrended forecast is the forecast of what the line leaves (same draws, not clipped at
