@@ -1136,6 +1136,29 @@ fn list_runs(state: Arc<dyn StateStore>, limit: usize, pipeline: Option<&str>) -
 
 fn show_run(state: Arc<dyn StateStore>, id: &str, plans: bool) -> Result<()> {
     let run = state.get_run(id)?;
+    print_run_header(&run);
+    let attempts = state.attempts(&run.info.run_id)?;
+    print_attempts(&attempts);
+    print_attempt_details(&attempts);
+    let pubs = state.publications(&run.info.run_id)?;
+    if !pubs.is_empty() {
+        let list = pubs.iter().map(|p| format!("{} v{}", p.table, p.version)).collect::<Vec<_>>().join(", ");
+        match run.status {
+            RunStatus::Succeeded => println!("published: {list}"),
+            _ => println!("committed so far, not visible until the publish completes (restock resume): {list}"),
+        }
+    }
+    // Each SQL stage's plan with its operator metrics.
+    for a in attempts.iter().filter(|_| plans) {
+        if let Some(plan) = attempt_details(a).as_ref().and_then(|d| d.get("plan")).and_then(|p| p.as_str()) {
+            println!("\n{} attempt {} plan:\n{plan}", a.stage_id, a.attempt);
+        }
+    }
+    Ok(())
+}
+
+/// `restock show`'s first lines: the run's status, interval, trigger, liveness, spec and error.
+fn print_run_header(run: &crate::state::RunRecord) {
     let dur = run.finished_at.map(|f| (f - run.started_at).num_milliseconds());
     println!("run {}  pipeline {}  ({})", run.info.run_id, run.info.pipeline, run.info.pipeline_path);
     println!(
@@ -1163,10 +1186,13 @@ fn show_run(state: Arc<dyn StateStore>, id: &str, plans: bool) -> Result<()> {
     if let Some(e) = &run.error {
         println!("error: {e}");
     }
+}
+
+/// Each stage attempt in a table (errors cut to a line), then the long errors in full.
+fn print_attempts(attempts: &[crate::state::AttemptRecord]) {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED).set_header(["stage", "attempt", "status", "duration", "rows in", "rows out", "bytes out", "error"]);
-    let attempts = state.attempts(&run.info.run_id)?;
-    for a in &attempts {
+    for a in attempts {
         let err = a.error.clone().unwrap_or_default().lines().next().unwrap_or_default().to_string();
         let err = if err.chars().count() > 80 { format!("{}…", err.chars().take(80).collect::<String>()) } else { err };
         t.add_row([
@@ -1190,12 +1216,18 @@ fn show_run(state: Arc<dyn StateStore>, id: &str, plans: bool) -> Result<()> {
             a.error.as_deref().unwrap_or_default().replace('\n', "\n  ")
         );
     }
-    let details = |a: &crate::state::AttemptRecord| -> Option<serde_json::Value> {
-        a.metrics.details.as_deref().and_then(|d| serde_json::from_str(d).ok())
-    };
-    for a in &attempts {
+}
+
+/// An attempt's details JSON (stage-kind specific), where it has one.
+fn attempt_details(a: &crate::state::AttemptRecord) -> Option<serde_json::Value> {
+    a.metrics.details.as_deref().and_then(|d| serde_json::from_str(d).ok())
+}
+
+/// What attempts report beyond the table: a fine-tune's new-SKU score, what an ensemble kept.
+fn print_attempt_details(attempts: &[crate::state::AttemptRecord]) {
+    for a in attempts {
         // A fine-tune that held launched products out (`short_windows`): its new-SKU score apart.
-        if let Some(n) = details(a).and_then(|d| d.get("new_skus").cloned()).filter(|n| !n.is_null()) {
+        if let Some(n) = attempt_details(a).and_then(|d| d.get("new_skus").cloned()).filter(|n| !n.is_null()) {
             let (held, base, tuned) = (&n["held_out"], n["base"].as_f64().unwrap_or(f64::NAN), n["tuned"].as_f64().unwrap_or(f64::NAN));
             println!(
                 "{} attempt {}: new SKUs (the first days of {held} launched series held out of training): validation {base:.4} (base) → {tuned:.4}",
@@ -1203,26 +1235,10 @@ fn show_run(state: Arc<dyn StateStore>, id: &str, plans: bool) -> Result<()> {
             );
         }
         // An ensemble: what it forecast with, chosen on the held-out tails.
-        if let Some(kept) = details(a).as_ref().and_then(|d| d.get("kept")).and_then(|k| k.as_str()) {
+        if let Some(kept) = attempt_details(a).as_ref().and_then(|d| d.get("kept")).and_then(|k| k.as_str()) {
             println!("{} attempt {}: the ensemble forecast with {}", a.stage_id, a.attempt, ensemble_kept(kept));
         }
     }
-    let pubs = state.publications(&run.info.run_id)?;
-    if !pubs.is_empty() {
-        let list = pubs.iter().map(|p| format!("{} v{}", p.table, p.version)).collect::<Vec<_>>().join(", ");
-        match run.status {
-            RunStatus::Succeeded => println!("published: {list}"),
-            _ => println!("committed so far, not visible until the publish completes (restock resume): {list}"),
-        }
-    }
-    if plans {
-        for a in &attempts {
-            if let Some(plan) = details(a).as_ref().and_then(|d| d.get("plan")).and_then(|p| p.as_str()) {
-                println!("\n{} attempt {} plan:\n{plan}", a.stage_id, a.attempt);
-            }
-        }
-    }
-    Ok(())
 }
 
 /// What an ensemble kept ([`crate::forecast::ensemble::Pick::kept`]), said in words.
@@ -1264,36 +1280,56 @@ async fn evaluate_cmd(
     if panel.series.is_empty() {
         bail!("{}: no rows", data.display());
     }
-    opts.season = match (season, panel.season()) {
-        (Some(m), _) => m,
-        (None, Some(m)) => {
-            eprintln!(
-                "season {m} (the table's step is {}; --season to choose another)",
-                panel.step.expect("a season has a step").describe()
-            );
-            m
-        }
-        (None, None) => {
-            let why = match (panel.axis, panel.step) {
-                (evaluate::Axis::Periods, _) => "`ts` holds integer periods".to_string(),
-                (_, None) => "no series has two rows".to_string(),
-                (_, Some(s)) => format!("the table's step is {}", s.describe()),
-            };
-            bail!("{}: give --season: {why}, which has no conventional season", data.display())
-        }
-    };
+    opts.season = season_of(data, season, &panel)?;
     let opts_owned = opts.clone();
     let (panel, results) = tokio::task::spawn_blocking(move || {
         let results = evaluate::run_methods(&panel.series, &methods, &opts_owned);
         (panel, results)
     })
     .await?;
-    let series = &panel.series;
     let results = results?;
+    print_scores(&results, &panel, &opts);
+    if let Some(path) = forecasts {
+        evaluate::write_forecasts(path, &panel, &results, opts.horizon)?;
+        println!("forecasts written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// The season `evaluate` scores with: `--season`, or the table's step's conventional one (said
+/// on stderr); an error naming the file where neither is known.
+fn season_of(data: &Path, season: Option<usize>, panel: &crate::evaluate::Panel) -> Result<usize> {
+    use crate::evaluate::Axis;
+    match (season, panel.season()) {
+        (Some(m), _) => Ok(m),
+        (None, Some(m)) => {
+            let step = panel.step.expect("a season has a step").describe();
+            eprintln!("season {m} (the table's step is {step}; --season to choose another)");
+            Ok(m)
+        }
+        (None, None) => {
+            let why = match (panel.axis, panel.step) {
+                (Axis::Periods, _) => "`ts` holds integer periods".to_string(),
+                (_, None) => "no series has two rows".to_string(),
+                (_, Some(s)) => format!("the table's step is {}", s.describe()),
+            };
+            bail!("{}: give --season: {why}, which has no conventional season", data.display())
+        }
+    }
+}
+
+/// `evaluate`'s table, one row per method, and what the reader needs to know to read it:
+/// what an ensemble kept, why MASE is missing, the times filled, the series left unscored.
+fn print_scores(
+    results: &[(crate::evaluate::Score, Vec<crate::evaluate::Backtest>)],
+    panel: &crate::evaluate::Panel,
+    opts: &crate::evaluate::Options,
+) {
+    let series = &panel.series;
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header(["method", "WQL", "MASE", "80% coverage", "forecasts", "seconds"]);
-    for (s, _) in &results {
+    for (s, _) in results {
         t.add_row([
             s.method.clone(),
             format!("{:.4}", s.wql),
@@ -1313,14 +1349,14 @@ async fn evaluate_cmd(
             opts.season
         );
     }
-    let evaluate::Filled { times, series: gappy } = panel.filled;
+    let crate::evaluate::Filled { times, series: gappy } = panel.filled;
     if times > 0 {
         println!(
             "{times} missing times in {gappy} series read as missing values (each series on the table's step from its first row \
              to its last; write the rows to LONG, as 0 or a value, to say otherwise)"
         );
     }
-    let unscored = series.iter().filter(|s| evaluate::origins(s.values.len(), &opts).is_empty()).count();
+    let unscored = series.iter().filter(|s| crate::evaluate::origins(s.values.len(), opts).is_empty()).count();
     if unscored > 0 {
         println!(
             "{unscored} of {} series not scored: shorter than the {} values a window needs (3 of history, then the horizon)",
@@ -1328,11 +1364,6 @@ async fn evaluate_cmd(
             opts.horizon + 3
         );
     }
-    if let Some(path) = forecasts {
-        evaluate::write_forecasts(path, &panel, &results, opts.horizon)?;
-        println!("forecasts written to {}", path.display());
-    }
-    Ok(())
 }
 
 /// Long tables `restock pretrain --data` mixes into the corpus, and their season length.
