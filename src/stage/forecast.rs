@@ -250,9 +250,16 @@ pub struct ForecastTask {
     paths: bool,
 }
 
-/// `method: lm`: the model folder must hold a readable config and weights, and the horizon fit
-/// (or `model_input` must name an input; its model is checked when the stage runs).
+/// `method: lm`: its sampling options, and a model folder that holds a readable config and
+/// weights and allows the horizon (or `model_input` naming an input, whose model is checked when
+/// the stage runs).
 fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<LmMethod, Diagnostics> {
+    let opts = lm_options(decl, cfg)?;
+    Ok(LmMethod { model: lm_model(decl, cfg)?, opts })
+}
+
+/// The stage's `paths`, `contexts`, `trend`, … as the LM's options, each checked.
+fn lm_options(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<LmOptions, Diagnostics> {
     if cfg.paths < 1 || cfg.temperature <= 0.0 || cfg.top_k < 0 {
         return Err(decl.error(decl.config.pos("paths"), "`paths` must be ≥ 1, `temperature` > 0 and `top_k` ≥ 0").into());
     }
@@ -288,7 +295,7 @@ fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<LmMethod, Dia
     if !(drift >= 0.0 && drift.is_finite()) {
         return Err(decl.error(decl.config.pos("drift"), "`drift` must be a number of standard errors ≥ 0 (0 = never)").into());
     }
-    let opts = LmOptions {
+    Ok(LmOptions {
         detrend,
         trend,
         drift,
@@ -302,12 +309,14 @@ fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<LmMethod, Dia
         max_text,
         contexts,
         ..d
-    };
+    })
+}
+
+/// `model:` (a folder, checked now) or `model_input:` (an input of the stage).
+fn lm_model(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<LmModel, Diagnostics> {
     let model = match (&cfg.model, &cfg.model_input) {
         (Some(_), Some(_)) => return Err(decl.error(decl.config.pos("model_input"), "give `model` or `model_input`, not both").into()),
-        (None, Some(name)) if decl.inputs.contains(name) => {
-            return Ok(LmMethod { model: LmModel::Input(name.clone()), opts });
-        }
+        (None, Some(name)) if decl.inputs.contains(name) => return Ok(LmModel::Input(name.clone())),
         (None, Some(name)) => {
             let msg =
                 format!("`model_input: {name}` must name one of the stage's inputs (the demand and the model), got {:?}", decl.inputs);
@@ -337,7 +346,7 @@ fn lm_method(decl: &StageDecl<'_>, cfg: &ForecastConfig) -> Result<LmMethod, Dia
             )
             .into());
     }
-    Ok(LmMethod { model: LmModel::Known(Source::Folder(dir)), opts })
+    Ok(LmModel::Known(Source::Folder(dir)))
 }
 
 /// `method` (and `members`) → what to run, or a diagnostic naming the bad name.
