@@ -106,20 +106,34 @@ pub fn listing_url(url: &Url) -> Result<ListingTableUrl> {
     Ok(ListingTableUrl::parse(url.as_str())?)
 }
 
+/// A Parquet file's listing, its footer's schema and its row count.
+type Footer = (ObjectMeta, SchemaRef, u64);
+
 /// List, read footers, check schema agreement. `what` names the input in messages.
 pub async fn inspect(ctx: &SessionContext, lake: &Lake, url: &Url, layout: &FileLayout, what: &str) -> Result<ParquetInput> {
-    let sorted_by = &layout.sorted_by;
     lake.register_url(ctx, url)?;
     let store = lake.store_of(url)?;
-    let listing = listing_url(url)?;
+    let files = list_files(ctx, store.as_ref(), url, what).await?;
+    let footers = read_footers(lake, &store, &files, &layout.sorted_by, what).await?;
+    let fields = check_missing_columns(merge_columns(&footers, what)?, &footers, layout.missing_columns, what)?;
+    let schema = Arc::new(Schema::new(fields));
+    let partitions = layout.partitions.iter().map(|p| Ok((p.name.clone(), partition_type(p)?))).collect::<Result<Vec<_>>>()?;
+    for (name, _) in &partitions {
+        if schema.field_with_name(name).is_ok() {
+            bail!("input `{what}`: partition column `{name}` is also a column inside the files");
+        }
+    }
+    let rows = footers.iter().map(|f| f.2).sum();
+    let bytes = files.iter().map(|f| f.size).sum();
+    Ok(ParquetInput { url: url.clone(), files, schema, partitions, sorted_by: layout.sorted_by.to_vec(), rows, bytes })
+}
+
+/// The input's Parquet files in path order; a missing input where there are none.
+async fn list_files(ctx: &SessionContext, store: &dyn ObjectStore, url: &Url, what: &str) -> Result<Vec<ObjectMeta>> {
+    let cannot_list = |e: datafusion::error::DataFusionError| anyhow!("input `{what}` ({url}): cannot list files: {e}");
     let state = ctx.state();
-    let mut files: Vec<ObjectMeta> = listing
-        .list_all_files(&state, store.as_ref(), ".parquet")
-        .await
-        .map_err(|e| anyhow!("input `{what}` ({url}): cannot list files: {e}"))?
-        .try_collect()
-        .await
-        .map_err(|e| anyhow!("input `{what}` ({url}): cannot list files: {e}"))?;
+    let mut files: Vec<ObjectMeta> =
+        listing_url(url)?.list_all_files(&state, store, ".parquet").await.map_err(cannot_list)?.try_collect().await.map_err(cannot_list)?;
     files.sort_by(|a, b| a.location.cmp(&b.location));
     if files.is_empty() {
         return Err(MissingInput(format!(
@@ -127,7 +141,19 @@ pub async fn inspect(ctx: &SessionContext, lake: &Lake, url: &Url, layout: &File
         ))
         .into());
     }
-    let footers: Vec<(ObjectMeta, SchemaRef, u64)> = futures::stream::iter(files.iter().cloned())
+    Ok(files)
+}
+
+/// Every file's footer (16 at a time, cached by the lake), each readable and sorted as
+/// `sorted_by` declares; in path order.
+async fn read_footers(
+    lake: &Lake,
+    store: &Arc<dyn ObjectStore>,
+    files: &[ObjectMeta],
+    sorted_by: &[String],
+    what: &str,
+) -> Result<Vec<Footer>> {
+    let mut footers: Vec<Footer> = futures::stream::iter(files.iter().cloned())
         .map(|meta| {
             let store = store.clone();
             let footers = lake.footers.clone();
@@ -153,11 +179,14 @@ pub async fn inspect(ctx: &SessionContext, lake: &Lake, url: &Url, layout: &File
         .buffer_unordered(16)
         .try_collect()
         .await?;
-    let mut footers = footers;
     footers.sort_by(|a, b| a.0.location.cmp(&b.0.location));
+    Ok(footers)
+}
 
-    // Every column must have one type across all files: a column that changed type in a new
-    // export is the classic silent-corruption bug of nightly pipelines.
+/// The files' columns merged, each with the first file that has it. Every column must have one
+/// type across all files: a column that changed type in a new export is the classic
+/// silent-corruption bug of nightly pipelines.
+fn merge_columns(footers: &[Footer], what: &str) -> Result<Vec<(Arc<datafusion::arrow::datatypes::Field>, String)>> {
     let (first_meta, first_schema, _) = &footers[0];
     let mut merged: Vec<(Arc<datafusion::arrow::datatypes::Field>, String)> =
         first_schema.fields().iter().map(|f| (f.clone(), first_meta.location.to_string())).collect();
@@ -184,17 +213,7 @@ pub async fn inspect(ctx: &SessionContext, lake: &Lake, url: &Url, layout: &File
             }
         }
     }
-    let fields = check_missing_columns(merged, &footers, layout.missing_columns, what)?;
-    let schema = Arc::new(Schema::new(fields));
-    let partitions = layout.partitions.iter().map(|p| Ok((p.name.clone(), partition_type(p)?))).collect::<Result<Vec<_>>>()?;
-    for (name, _) in &partitions {
-        if schema.field_with_name(name).is_ok() {
-            bail!("input `{what}`: partition column `{name}` is also a column inside the files");
-        }
-    }
-    let rows = footers.iter().map(|f| f.2).sum();
-    let bytes = files.iter().map(|f| f.size).sum();
-    Ok(ParquetInput { url: url.clone(), files, schema, partitions, sorted_by: sorted_by.to_vec(), rows, bytes })
+    Ok(merged)
 }
 
 fn bad(msg: String) -> anyhow::Error {
@@ -205,7 +224,7 @@ fn bad(msg: String) -> anyhow::Error {
 /// `missing_columns: null` and the column is nullable, when it reads as null in those files.
 fn check_missing_columns(
     merged: Vec<(Arc<datafusion::arrow::datatypes::Field>, String)>,
-    footers: &[(ObjectMeta, SchemaRef, u64)],
+    footers: &[Footer],
     policy: MissingColumns,
     what: &str,
 ) -> Result<Vec<Arc<datafusion::arrow::datatypes::Field>>> {
