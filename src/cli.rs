@@ -269,7 +269,7 @@ struct EvaluateArgs {
     #[arg(long, default_value_t = 20)]
     paths: i64,
     /// Most recent values per series `lm` reads (default: the shipped model's pretraining
-    /// window; at most what fits in the model beside the horizon).
+    /// window; at least four seasons, at most what fits in the model beside the horizon).
     #[arg(long, default_value_t = 256)]
     context: usize,
     /// Context lengths `lm` splits its paths across: --context, half of it, a quarter, …
