@@ -780,80 +780,92 @@ pub struct SchemaReport {
 
 /// Plan every stage against real input schemas, in DAG order.
 pub async fn check_schemas(plan: &Plan) -> Result<SchemaReport, Diagnostics> {
-    let ctx: SessionContext = crate::engine::session();
-    plan.lake.register(&ctx);
+    let mut schemas = SchemaSources::new(plan);
     let mut diags = Diagnostics::default();
     let mut report = SchemaReport::default();
-    let mut output_schemas: HashMap<String, Option<SchemaRef>> = HashMap::new();
-    // Unpinned `table:` inputs read the last completed publish (see storage::commit).
-    let visible = storage::commit::Visible::default();
     for stage in &plan.stages {
-        let mut schemas = BTreeMap::new();
+        let mut inputs = BTreeMap::new();
         let mut missing: Option<String> = None;
         for input in &stage.inputs {
-            let schema = match &input.source {
-                Source::Parquet { url, layout } => match storage::inputs::inspect(&ctx, &plan.lake, url, layout, &input.name).await {
-                    Ok(p) => Some(p.table_schema()),
-                    Err(e) if e.downcast_ref::<storage::inputs::MissingInput>().is_some() => {
-                        missing.get_or_insert(format!("{e:#}"));
-                        None
-                    }
-                    Err(e) => {
-                        report.input_problems.push((stage.id.clone(), format!("{e:#}")));
-                        missing.get_or_insert(format!("input `{}` is broken (see above)", input.name));
-                        None
-                    }
-                },
-                Source::Table { name, version } => {
-                    let opened = match visible.version(&plan.lake, name, *version).await {
-                        Ok(v) => storage::delta::open(&plan.lake, name, v).await,
-                        Err(e) => Err(e),
-                    };
-                    match opened {
-                        Ok(Some(t)) => t.snapshot().ok().map(|s| s.snapshot().arrow_schema()),
-                        Ok(None) => {
-                            missing.get_or_insert(format!("published table `{name}` does not exist yet"));
-                            None
-                        }
-                        Err(e) => {
-                            missing.get_or_insert(format!("{e:#}"));
-                            None
-                        }
-                    }
+            match schemas.of(input, &mut report.input_problems, &stage.id).await {
+                Ok(s) => {
+                    inputs.insert(input.name.clone(), s);
                 }
-                Source::Output { name, .. } => {
-                    let s = output_schemas.get(name).cloned().flatten();
-                    if s.is_none() {
-                        missing.get_or_insert(format!("upstream output `{name}` could not be checked"));
-                    }
-                    s
+                Err(why) => {
+                    missing.get_or_insert(why);
                 }
-            };
-            if let Some(s) = schema {
-                schemas.insert(input.name.clone(), s);
             }
         }
-        if let Some(why) = missing {
-            report.unchecked.push((stage.id.clone(), why));
-            for o in &stage.outputs {
-                output_schemas.insert(o.name.clone(), None);
+        let planned = match missing {
+            Some(why) => {
+                report.unchecked.push((stage.id.clone(), why));
+                None
             }
-            continue;
-        }
-        match stage.task.plan(&schemas).await {
-            Ok(outs) => {
-                report.checked.push(stage.id.clone());
-                for (o, s) in stage.outputs.iter().zip(outs) {
-                    output_schemas.insert(o.name.clone(), Some(s));
+            None => match stage.task.plan(&inputs).await {
+                Ok(outs) => {
+                    report.checked.push(stage.id.clone());
+                    Some(outs)
                 }
-            }
-            Err(d) => {
-                diags.0.extend(d.0);
-                for o in &stage.outputs {
-                    output_schemas.insert(o.name.clone(), None);
+                Err(d) => {
+                    diags.0.extend(d.0);
+                    None
                 }
-            }
+            },
+        };
+        // An output whose stage could not be planned is unknown to the stages downstream.
+        let outs = planned.map_or_else(|| vec![None; stage.outputs.len()], |outs| outs.into_iter().map(Some).collect());
+        for (o, s) in stage.outputs.iter().zip(outs) {
+            schemas.outputs.insert(o.name.clone(), s);
         }
     }
     diags.into_result(report)
+}
+
+/// Where [`check_schemas`] finds an input's schema: the files, the published table, or the
+/// planned output of a stage upstream.
+struct SchemaSources<'a> {
+    plan: &'a Plan,
+    ctx: SessionContext,
+    /// Unpinned `table:` inputs read the last completed publish (see storage::commit).
+    visible: storage::commit::Visible,
+    /// Each output planned so far; `None` where its stage could not be checked.
+    outputs: HashMap<String, Option<SchemaRef>>,
+}
+
+impl<'a> SchemaSources<'a> {
+    fn new(plan: &'a Plan) -> Self {
+        let ctx: SessionContext = crate::engine::session();
+        plan.lake.register(&ctx);
+        SchemaSources { plan, ctx, visible: Default::default(), outputs: HashMap::new() }
+    }
+
+    /// The input's schema, or why it cannot be checked yet. Files that are there but broken
+    /// are also an input problem of `stage`.
+    async fn of(&self, input: &PlannedInput, problems: &mut Vec<(String, String)>, stage: &str) -> Result<SchemaRef, String> {
+        let lake = &self.plan.lake;
+        match &input.source {
+            Source::Parquet { url, layout } => match storage::inputs::inspect(&self.ctx, lake, url, layout, &input.name).await {
+                Ok(p) => Ok(p.table_schema()),
+                Err(e) if e.downcast_ref::<storage::inputs::MissingInput>().is_some() => Err(format!("{e:#}")),
+                Err(e) => {
+                    problems.push((stage.to_string(), format!("{e:#}")));
+                    Err(format!("input `{}` is broken (see above)", input.name))
+                }
+            },
+            Source::Table { name, version } => {
+                let opened = match self.visible.version(lake, name, *version).await {
+                    Ok(v) => storage::delta::open(lake, name, v).await,
+                    Err(e) => Err(e),
+                };
+                match opened {
+                    Ok(Some(t)) => t.snapshot().map(|s| s.snapshot().arrow_schema()).map_err(|e| format!("{e:#}")),
+                    Ok(None) => Err(format!("published table `{name}` does not exist yet")),
+                    Err(e) => Err(format!("{e:#}")),
+                }
+            }
+            Source::Output { name, .. } => {
+                self.outputs.get(name).cloned().flatten().ok_or_else(|| format!("upstream output `{name}` could not be checked"))
+            }
+        }
+    }
 }

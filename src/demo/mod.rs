@@ -736,79 +736,104 @@ async fn write_promotions(lake: &Lake, skus: &[Sku], start: NaiveDate, size: &De
 }
 
 async fn write_suppliers(lake: &Lake, skus: &[Sku], rng: &mut ChaCha8Rng) -> Result<()> {
-    let n_sup = 25;
-    let prefixes = ["Pacific", "Atlas", "Harbor", "Meridian", "Crown", "Delta", "Evergreen", "Sunrise"];
-    let suffixes = ["Trading", "Manufacturing", "Supply", "Industries", "Wholesale"];
-    let countries = ["CN", "VN", "IN", "DE", "US", "MX", "PL", "TR"];
-    let on_time: Vec<f64> = (0..n_sup).map(|_| rng.random_range(0.75..0.99)).collect();
-    let sup = RecordBatch::try_from_iter(vec![
-        ("supplier_id", Arc::new(StringArray::from((1..=n_sup).map(|i| format!("SUP-{i:03}")).collect::<Vec<_>>())) as ArrayRef),
-        (
-            "name",
-            Arc::new(StringArray::from(
-                (0..n_sup).map(|i| format!("{} {}", prefixes[i % prefixes.len()], suffixes[(i * 7) % suffixes.len()])).collect::<Vec<_>>(),
-            )),
-        ),
-        ("country", Arc::new(StringArray::from((0..n_sup).map(|i| countries[(i * 3) % countries.len()]).collect::<Vec<_>>()))),
-        ("on_time_rate", Arc::new(Float64Array::from(on_time.clone()))),
-    ])?;
-    write_parquet(lake, "raw/suppliers/suppliers.parquet", sup).await?;
-
-    let (mut sup_id, mut sku_id, mut cost, mut lt_mean, mut lt_sd, mut cap, mut moq, mut reliability) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-    let (mut break_qty, mut break_cost, mut offsets) = (vec![], vec![], vec![0i32]);
+    let on_time: Vec<f64> = (0..SUPPLIERS).map(|_| rng.random_range(0.75..0.99)).collect();
+    write_parquet(lake, "raw/suppliers/suppliers.parquet", suppliers_batch(&on_time)?).await?;
+    let mut offers = vec![];
     for sku in skus {
         let k = rng.random_range(1..=3);
         let mut chosen: Vec<usize> = vec![];
         while chosen.len() < k {
-            let s = rng.random_range(0..n_sup);
+            let s = rng.random_range(0..SUPPLIERS);
             if !chosen.contains(&s) {
                 chosen.push(s);
             }
         }
-        for s in chosen {
-            let unit = (sku.price * rng.random_range(0.35..0.6) * 100.0).round() / 100.0;
-            sup_id.push(format!("SUP-{:03}", s + 1));
-            sku_id.push(sku.id.clone());
-            cost.push(unit);
-            let lm: f64 = (sku.lead_time * rng.random_range(0.7..1.4)).round().max(2.0);
-            lt_mean.push(lm);
-            lt_sd.push((lm * rng.random_range(0.1..0.35) * 10.0).round() / 10.0);
-            cap.push(((sku.base * 70.0 * rng.random_range(2.0..5.0)).ceil() as i32).max(20));
-            moq.push([1, 6, 12, 24, 48, 100][rng.random_range(0..6)]);
-            reliability.push((on_time[s] + rng.random_range(-0.05..0.03)).clamp(0.5, 1.0));
-            let tiers = rng.random_range(1..=3);
-            for t in 0..tiers {
-                break_qty.push(100 * (t as i32 + 1) * (t as i32 + 1));
-                break_cost.push((unit * (1.0 - 0.04 * (t as f64 + 1.0)) * 100.0).round() / 100.0);
-            }
-            offsets.push(break_qty.len() as i32);
-        }
+        offers.extend(chosen.into_iter().map(|s| Offer::draw(sku, s, on_time[s], rng)));
     }
+    write_parquet(lake, "raw/supplier_offers/supplier_offers.parquet", offers_batch(&offers)?).await
+}
+
+const SUPPLIERS: usize = 25;
+
+/// `suppliers`: an id, a name, a country and the on-time rate of each supplier.
+fn suppliers_batch(on_time: &[f64]) -> Result<RecordBatch> {
+    let prefixes = ["Pacific", "Atlas", "Harbor", "Meridian", "Crown", "Delta", "Evergreen", "Sunrise"];
+    let suffixes = ["Trading", "Manufacturing", "Supply", "Industries", "Wholesale"];
+    let countries = ["CN", "VN", "IN", "DE", "US", "MX", "PL", "TR"];
+    let n = on_time.len();
+    let names: Vec<String> = (0..n).map(|i| format!("{} {}", prefixes[i % prefixes.len()], suffixes[(i * 7) % suffixes.len()])).collect();
+    Ok(RecordBatch::try_from_iter(vec![
+        ("supplier_id", Arc::new(StringArray::from((0..n).map(supplier_id).collect::<Vec<_>>())) as ArrayRef),
+        ("name", Arc::new(StringArray::from(names))),
+        ("country", Arc::new(StringArray::from((0..n).map(|i| countries[(i * 3) % countries.len()]).collect::<Vec<_>>()))),
+        ("on_time_rate", Arc::new(Float64Array::from(on_time.to_vec()))),
+    ])?)
+}
+
+fn supplier_id(s: usize) -> String {
+    format!("SUP-{:03}", s + 1)
+}
+
+/// One supplier's offer of one SKU: a row of `supplier_offers`.
+struct Offer {
+    supplier: usize,
+    sku_id: String,
+    unit_cost: f64,
+    lead_time_mean_days: f64,
+    lead_time_sd_days: f64,
+    capacity_per_week: i32,
+    moq: i32,
+    reliability: f64,
+    /// Price breaks: (min_qty, unit_cost) tiers.
+    breaks: Vec<(i32, f64)>,
+}
+
+impl Offer {
+    fn draw(sku: &Sku, supplier: usize, on_time: f64, rng: &mut ChaCha8Rng) -> Offer {
+        let unit_cost = (sku.price * rng.random_range(0.35..0.6) * 100.0).round() / 100.0;
+        let lead_time_mean_days: f64 = (sku.lead_time * rng.random_range(0.7..1.4)).round().max(2.0);
+        let lead_time_sd_days = (lead_time_mean_days * rng.random_range(0.1..0.35) * 10.0).round() / 10.0;
+        let capacity_per_week = ((sku.base * 70.0 * rng.random_range(2.0..5.0)).ceil() as i32).max(20);
+        let moq = [1, 6, 12, 24, 48, 100][rng.random_range(0..6)];
+        let reliability = (on_time + rng.random_range(-0.05..0.03)).clamp(0.5, 1.0);
+        let tiers = rng.random_range(1..=3);
+        let breaks = (1..=tiers).map(|t: i32| (100 * t * t, (unit_cost * (1.0 - 0.04 * f64::from(t)) * 100.0).round() / 100.0)).collect();
+        let sku_id = sku.id.clone();
+        Offer { supplier, sku_id, unit_cost, lead_time_mean_days, lead_time_sd_days, capacity_per_week, moq, reliability, breaks }
+    }
+}
+
+/// `supplier_offers`, its price breaks a list of (min_qty, unit_cost) structs.
+fn offers_batch(offers: &[Offer]) -> Result<RecordBatch> {
     let tier_fields = Fields::from(vec![Field::new("min_qty", DataType::Int32, false), Field::new("unit_cost", DataType::Float64, false)]);
+    let all_breaks = || offers.iter().flat_map(|o| o.breaks.iter());
     let tiers = StructArray::new(
         tier_fields.clone(),
-        vec![Arc::new(Int32Array::from(break_qty)) as ArrayRef, Arc::new(Float64Array::from(break_cost))],
+        vec![
+            Arc::new(Int32Array::from_iter_values(all_breaks().map(|b| b.0))) as ArrayRef,
+            Arc::new(Float64Array::from_iter_values(all_breaks().map(|b| b.1))),
+        ],
         None,
     );
     let breaks = ListArray::new(
         Arc::new(Field::new("item", DataType::Struct(tier_fields), false)),
-        OffsetBuffer::new(offsets.into()),
+        OffsetBuffer::from_lengths(offers.iter().map(|o| o.breaks.len())),
         Arc::new(tiers),
         None,
     );
-    let offers = RecordBatch::try_from_iter(vec![
-        ("supplier_id", Arc::new(StringArray::from(sup_id)) as ArrayRef),
-        ("sku_id", Arc::new(StringArray::from(sku_id))),
-        ("unit_cost", Arc::new(Float64Array::from(cost))),
-        ("lead_time_mean_days", Arc::new(Float64Array::from(lt_mean))),
-        ("lead_time_sd_days", Arc::new(Float64Array::from(lt_sd))),
-        ("capacity_per_week", Arc::new(Int32Array::from(cap))),
-        ("moq", Arc::new(Int32Array::from(moq))),
+    let f64s = |f: fn(&Offer) -> f64| Arc::new(Float64Array::from_iter_values(offers.iter().map(f))) as ArrayRef;
+    let i32s = |f: fn(&Offer) -> i32| Arc::new(Int32Array::from_iter_values(offers.iter().map(f))) as ArrayRef;
+    Ok(RecordBatch::try_from_iter(vec![
+        ("supplier_id", Arc::new(StringArray::from_iter_values(offers.iter().map(|o| supplier_id(o.supplier)))) as ArrayRef),
+        ("sku_id", Arc::new(StringArray::from_iter_values(offers.iter().map(|o| &o.sku_id)))),
+        ("unit_cost", f64s(|o| o.unit_cost)),
+        ("lead_time_mean_days", f64s(|o| o.lead_time_mean_days)),
+        ("lead_time_sd_days", f64s(|o| o.lead_time_sd_days)),
+        ("capacity_per_week", i32s(|o| o.capacity_per_week)),
+        ("moq", i32s(|o| o.moq)),
         ("price_breaks", Arc::new(breaks)),
-        ("reliability", Arc::new(Float64Array::from(reliability))),
-    ])?;
-    write_parquet(lake, "raw/supplier_offers/supplier_offers.parquet", offers).await
+        ("reliability", f64s(|o| o.reliability)),
+    ])?)
 }
 
 async fn write_reviews(lake: &Lake, skus: &[Sku], dates: &[NaiveDate], rng: &mut ChaCha8Rng) -> Result<usize> {

@@ -153,50 +153,23 @@ pub async fn start(plan: Arc<Plan>, state: Arc<dyn StateStore>, opts: RunOptions
 /// failures (those are in the outcome); Err means the state store itself failed.
 pub async fn execute(plan: Arc<Plan>, state: Arc<dyn StateStore>, opts: RunOptions) -> Result<RunOutcome> {
     let run_id = plan.vars.run_id.clone();
-    let n = plan.stages.len();
-    let progress = Progress::new(n, opts.quiet);
-    let mut slots = vec![Slot::Pending; n];
-    let mut outcomes: Vec<Option<StageOutcome>> = vec![None; n];
-    for &i in &opts.reuse {
-        slots[i] = Slot::Done(AttemptStatus::Succeeded);
-        outcomes[i] = Some(StageOutcome::not_run(&plan.stages[i].id, AttemptStatus::Succeeded, true, None));
-        progress.not_run(format!("↺ {} reused from the earlier attempt", plan.stages[i].id));
-    }
-
+    let progress = Progress::new(plan.stages.len(), opts.quiet);
+    let mut schedule = Schedule::new(&plan, &opts, &progress);
     let mut running: JoinSet<(usize, StageOutcome)> = JoinSet::new();
-    let max_parallel = opts.max_parallel.max(1);
-    // Running stages that hold a slot (sensors wait without one), and the GPUs they hold.
-    let mut busy = 0;
-    let gpu_capacity = opts.gpus.max(1);
-    let gpus_of = |i: usize| (plan.stages[i].gpus as usize).min(gpu_capacity);
-    let mut gpus_busy = 0;
     loop {
-        if !opts.cancel.is_cancelled() {
-            for i in 0..n {
-                let holds = plan.stages[i].task.holds_slot();
-                if (holds && busy >= max_parallel) || (gpus_of(i) > 0 && gpus_busy + gpus_of(i) > gpu_capacity) {
-                    continue;
+        while let Some(i) = schedule.next_ready(&opts.cancel) {
+            let (plan, state, cancel, progress) = (plan.clone(), state.clone(), opts.cancel.clone(), progress.clone());
+            let hit = opts.cache.as_ref().and_then(|c| c.hits[i].clone());
+            running.spawn(async move {
+                if let Some(outcome) = restore_stage(&plan, i, hit, &state, &progress).await {
+                    return (i, outcome);
                 }
-                let ready =
-                    slots[i] == Slot::Pending && plan.stages[i].deps.iter().all(|&d| slots[d] == Slot::Done(AttemptStatus::Succeeded));
-                if ready {
-                    busy += usize::from(holds);
-                    gpus_busy += gpus_of(i);
-                    slots[i] = Slot::Running;
-                    let (plan, state, cancel, progress) = (plan.clone(), state.clone(), opts.cancel.clone(), progress.clone());
-                    let hit = opts.cache.as_ref().and_then(|c| c.hits[i].clone());
-                    running.spawn(async move {
-                        if let Some(outcome) = restore_stage(&plan, i, hit, &state, &progress).await {
-                            return (i, outcome);
-                        }
-                        (i, run_stage(&plan, i, state, cancel, &progress).await)
-                    });
-                }
-            }
+                (i, run_stage(&plan, i, state, cancel, &progress).await)
+            });
         }
         let Some(joined) = running.join_next().await else { break };
-        let (i, outcome) = match joined {
-            Ok(done) => done,
+        match joined {
+            Ok((i, outcome)) => schedule.done(i, outcome, &state, &progress)?,
             Err(e) => {
                 // Panics inside a stage are caught per attempt; this is the executor itself.
                 let msg = format!("stage task crashed: {e}");
@@ -204,48 +177,127 @@ pub async fn execute(plan: Arc<Plan>, state: Arc<dyn StateStore>, opts: RunOptio
                 state.set_run_status(&run_id, RunStatus::Failed, Some(&msg))?;
                 return Err(anyhow!(msg));
             }
-        };
-        busy -= usize::from(plan.stages[i].task.holds_slot());
-        gpus_busy -= gpus_of(i);
-        slots[i] = Slot::Done(outcome.status);
-        if outcome.status != AttemptStatus::Succeeded && outcome.status != AttemptStatus::Cancelled {
-            for j in plan.downstream(i).into_iter().skip(1) {
-                if slots[j] == Slot::Pending {
-                    slots[j] = Slot::Done(AttemptStatus::Skipped);
-                    let reason = format!("upstream stage `{}` {}", plan.stages[i].id, outcome.status);
-                    state.record_skip(&run_id, &plan.stages[j].id, &reason)?;
-                    progress.not_run(format!("- {} skipped: {reason}", plan.stages[j].id));
-                    outcomes[j] = Some(StageOutcome::not_run(&plan.stages[j].id, AttemptStatus::Skipped, false, Some(reason)));
-                }
-            }
-        }
-        outcomes[i] = Some(outcome);
-    }
-
-    // Stages never started because of cancellation.
-    for (i, slot) in slots.iter().enumerate() {
-        if *slot == Slot::Pending {
-            outcomes[i] =
-                Some(StageOutcome::not_run(&plan.stages[i].id, AttemptStatus::Cancelled, false, Some("not started: run cancelled".into())));
         }
     }
-    let stages: Vec<StageOutcome> = outcomes.into_iter().map(|o| o.expect("every stage has an outcome")).collect();
-    let all_ok = stages.iter().all(|s| s.status == AttemptStatus::Succeeded);
-
-    let (status, error, published) = if opts.cancel.is_cancelled() {
-        (RunStatus::Cancelled, Some(NOTHING_PUBLISHED_CANCELLED.to_string()), vec![])
-    } else if !all_ok {
-        let failed: Vec<&str> =
-            stages.iter().filter(|s| matches!(s.status, AttemptStatus::Failed | AttemptStatus::TimedOut)).map(|s| s.id.as_str()).collect();
-        (RunStatus::Failed, Some(format!("stage(s) failed: {}; nothing was published", failed.join(", "))), vec![])
-    } else {
-        progress.message("publishing");
-        let ran: Vec<bool> = stages.iter().map(|s| !s.reused).collect();
-        publish_run(&plan, &state, &progress, &opts, &ran).await
-    };
+    let stages = schedule.outcomes();
+    let (status, error, published) = conclude(&plan, &state, &progress, &opts, &stages).await;
     progress.finish();
     state.set_run_status(&run_id, status, error.as_deref())?;
     Ok(RunOutcome { run_id, status, stages, published, error })
+}
+
+/// The executor's state: each stage's slot and outcome, and the slots and GPUs in use.
+struct Schedule<'a> {
+    plan: &'a Plan,
+    slots: Vec<Slot>,
+    outcomes: Vec<Option<StageOutcome>>,
+    /// Running stages that hold a slot (sensors wait without one), at most `max_parallel`.
+    busy: usize,
+    max_parallel: usize,
+    /// GPUs the running stages hold, at most `gpu_capacity`.
+    gpus_busy: usize,
+    gpu_capacity: usize,
+}
+
+impl<'a> Schedule<'a> {
+    /// Every stage pending, except those `opts.reuse` takes from an earlier attempt.
+    fn new(plan: &'a Plan, opts: &RunOptions, progress: &Progress) -> Self {
+        let n = plan.stages.len();
+        let mut schedule = Schedule {
+            plan,
+            slots: vec![Slot::Pending; n],
+            outcomes: vec![None; n],
+            busy: 0,
+            max_parallel: opts.max_parallel.max(1),
+            gpus_busy: 0,
+            gpu_capacity: opts.gpus.max(1),
+        };
+        for &i in &opts.reuse {
+            schedule.slots[i] = Slot::Done(AttemptStatus::Succeeded);
+            schedule.outcomes[i] = Some(StageOutcome::not_run(&plan.stages[i].id, AttemptStatus::Succeeded, true, None));
+            progress.not_run(format!("↺ {} reused from the earlier attempt", plan.stages[i].id));
+        }
+        schedule
+    }
+
+    fn gpus_of(&self, i: usize) -> usize {
+        (self.plan.stages[i].gpus as usize).min(self.gpu_capacity)
+    }
+
+    /// The first pending stage whose dependencies all succeeded and that fits in the free slots
+    /// and GPUs, marked running; none once the run is cancelled.
+    fn next_ready(&mut self, cancel: &CancellationToken) -> Option<usize> {
+        if cancel.is_cancelled() {
+            return None;
+        }
+        let stages = &self.plan.stages;
+        let i = (0..stages.len()).find(|&i| {
+            let holds = stages[i].task.holds_slot();
+            let fits = !(holds && self.busy >= self.max_parallel) && self.gpus_busy + self.gpus_of(i) <= self.gpu_capacity;
+            fits && self.slots[i] == Slot::Pending && stages[i].deps.iter().all(|&d| self.slots[d] == Slot::Done(AttemptStatus::Succeeded))
+        })?;
+        self.busy += usize::from(stages[i].task.holds_slot());
+        self.gpus_busy += self.gpus_of(i);
+        self.slots[i] = Slot::Running;
+        Some(i)
+    }
+
+    /// Stage `i` ended: free what it held; if it failed, skip (and record) everything downstream.
+    fn done(&mut self, i: usize, outcome: StageOutcome, state: &Arc<dyn StateStore>, progress: &Progress) -> Result<()> {
+        let stages = &self.plan.stages;
+        self.busy -= usize::from(stages[i].task.holds_slot());
+        self.gpus_busy -= self.gpus_of(i);
+        self.slots[i] = Slot::Done(outcome.status);
+        if outcome.status != AttemptStatus::Succeeded && outcome.status != AttemptStatus::Cancelled {
+            for j in self.plan.downstream(i).into_iter().skip(1) {
+                if self.slots[j] == Slot::Pending {
+                    self.slots[j] = Slot::Done(AttemptStatus::Skipped);
+                    let reason = format!("upstream stage `{}` {}", stages[i].id, outcome.status);
+                    state.record_skip(&self.plan.vars.run_id, &stages[j].id, &reason)?;
+                    progress.not_run(format!("- {} skipped: {reason}", stages[j].id));
+                    self.outcomes[j] = Some(StageOutcome::not_run(&stages[j].id, AttemptStatus::Skipped, false, Some(reason)));
+                }
+            }
+        }
+        self.outcomes[i] = Some(outcome);
+        Ok(())
+    }
+
+    /// Every stage's outcome; those never started (the run was cancelled) are cancelled.
+    fn outcomes(self) -> Vec<StageOutcome> {
+        let stages = &self.plan.stages;
+        self.outcomes
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| {
+                o.unwrap_or_else(|| {
+                    debug_assert_eq!(self.slots[i], Slot::Pending, "only a stage never started has no outcome");
+                    StageOutcome::not_run(&stages[i].id, AttemptStatus::Cancelled, false, Some("not started: run cancelled".into()))
+                })
+            })
+            .collect()
+    }
+}
+
+/// How the run ends once its stages have: cancelled, failed (nothing published), or published.
+async fn conclude(
+    plan: &Plan,
+    state: &Arc<dyn StateStore>,
+    progress: &Progress,
+    opts: &RunOptions,
+    stages: &[StageOutcome],
+) -> (RunStatus, Option<String>, Vec<Published>) {
+    if opts.cancel.is_cancelled() {
+        return (RunStatus::Cancelled, Some(NOTHING_PUBLISHED_CANCELLED.to_string()), vec![]);
+    }
+    if stages.iter().any(|s| s.status != AttemptStatus::Succeeded) {
+        let failed: Vec<&str> =
+            stages.iter().filter(|s| matches!(s.status, AttemptStatus::Failed | AttemptStatus::TimedOut)).map(|s| s.id.as_str()).collect();
+        return (RunStatus::Failed, Some(format!("stage(s) failed: {}; nothing was published", failed.join(", "))), vec![]);
+    }
+    progress.message("publishing");
+    let ran: Vec<bool> = stages.iter().map(|s| !s.reused).collect();
+    publish_run(plan, state, progress, opts, &ran).await
 }
 
 const NOTHING_PUBLISHED_CANCELLED: &str = "cancelled by signal; nothing was published";
@@ -393,7 +445,75 @@ async fn run_stage(plan: &Plan, i: usize, state: Arc<dyn StateStore>, cancel: Ca
             Err(AttemptError::Failed(e)) => classify(e),
             _ => ErrorClass::Transient,
         };
-        let (status, err, report, metrics) = match result {
+        let ended = Ended::of(result);
+        if ended.status == AttemptStatus::TimedOut {
+            // The stage's work may still be running on a blocking thread: tell it to stop.
+            stage_cancel.cancel();
+        }
+        if let Err(e) = state.finish_attempt(run_id, &stage.id, attempt, ended.status, ended.error.as_deref(), &ended.metrics) {
+            return failed(stage.id.clone(), AttemptStatus::Failed, retry + 1, format!("state store: {e:#}"), started);
+        }
+        let (status, attempts) = (ended.status, retry + 1);
+        match status {
+            AttemptStatus::Succeeded => {
+                progress.stage_done(bar, succeeded_line(&stage.id, attempt_started.elapsed(), &ended.report));
+                let report = ended.report;
+                return StageOutcome {
+                    id: stage.id.clone(),
+                    status,
+                    reused: false,
+                    attempts,
+                    error: None,
+                    duration: started.elapsed(),
+                    report,
+                };
+            }
+            AttemptStatus::Cancelled => {
+                progress.stage_done(bar, format!("✖ {} cancelled", stage.id));
+                return failed(stage.id.clone(), status, attempts, "cancelled".into(), started);
+            }
+            _ => {
+                let msg = ended.error.unwrap_or_default();
+                let retries_left = retry < stage.retry.max_retries;
+                if retries_left && !cancel.is_cancelled() && class == ErrorClass::Transient {
+                    retry += 1;
+                    let delay = stage.retry.delay(retry);
+                    let line = format!("↻ {} attempt {retry} {status}: {msg} — retrying in {:.1}s", stage.id, delay.as_secs_f64());
+                    progress.stage_done(bar, line);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => continue,
+                        _ = cancel.cancelled() => return failed(stage.id.clone(), AttemptStatus::Cancelled, retry, "cancelled".into(), started),
+                    }
+                }
+                let msg = if class == ErrorClass::Deterministic && retries_left {
+                    format!("{msg} (not retried: the same input fails the same way)")
+                } else {
+                    msg
+                };
+                progress.stage_done(bar, format!("✖ {} {status}: {msg}", stage.id));
+                return failed(stage.id.clone(), status, attempts, msg, started);
+            }
+        }
+    }
+}
+
+/// How one attempt ended, as run history records it.
+struct Ended {
+    status: AttemptStatus,
+    error: Option<String>,
+    report: StageReport,
+    metrics: AttemptMetrics,
+}
+
+impl Ended {
+    fn of(result: Result<(StageReport, inputs::InputStats), AttemptError>) -> Self {
+        let not_done = |status, error: String| Ended {
+            status,
+            error: Some(error),
+            report: StageReport::default(),
+            metrics: AttemptMetrics::default(),
+        };
+        match result {
             Ok((report, inputs)) => {
                 let metrics = AttemptMetrics {
                     rows_in: Some(inputs.rows),
@@ -402,77 +522,28 @@ async fn run_stage(plan: &Plan, i: usize, state: Arc<dyn StateStore>, cancel: Ca
                     bytes_out: Some(report.bytes_out),
                     details: report.details.as_ref().map(|d| d.to_string()),
                 };
-                (AttemptStatus::Succeeded, None, report, metrics)
+                Ended { status: AttemptStatus::Succeeded, error: None, report, metrics }
             }
-            Err(AttemptError::Cancelled) => {
-                (AttemptStatus::Cancelled, Some("cancelled".to_string()), StageReport::default(), AttemptMetrics::default())
-            }
+            Err(AttemptError::Cancelled) => not_done(AttemptStatus::Cancelled, "cancelled".into()),
             Err(AttemptError::TimedOut(d)) => {
-                stage_cancel.cancel();
-                (
-                    AttemptStatus::TimedOut,
-                    Some(format!("timed out after {}", humantime::format_duration(d))),
-                    StageReport::default(),
-                    AttemptMetrics::default(),
-                )
+                not_done(AttemptStatus::TimedOut, format!("timed out after {}", humantime::format_duration(d)))
             }
-            Err(AttemptError::Failed(e)) => {
-                (AttemptStatus::Failed, Some(format!("{e:#}")), StageReport::default(), AttemptMetrics::default())
-            }
-        };
-        if let Err(e) = state.finish_attempt(run_id, &stage.id, attempt, status, err.as_deref(), &metrics) {
-            return failed(stage.id.clone(), AttemptStatus::Failed, retry + 1, format!("state store: {e:#}"), started);
-        }
-        let took = attempt_started.elapsed();
-        match status {
-            AttemptStatus::Succeeded => {
-                let what = match report.details.as_ref().and_then(|d| d.get("tests")).and_then(|t| t.as_array()) {
-                    Some(tests) => format!("{} data tests", tests.len()),
-                    None => format!("{} rows out", report.rows_out),
-                };
-                let mut line = format!("✔ {} ({:.1}s, {what})", stage.id, took.as_secs_f64());
-                for w in &report.warnings {
-                    line.push_str(&format!("\n    warning: {w}"));
-                }
-                progress.stage_done(bar, line);
-                return StageOutcome {
-                    id: stage.id.clone(),
-                    status,
-                    reused: false,
-                    attempts: retry + 1,
-                    error: None,
-                    duration: started.elapsed(),
-                    report,
-                };
-            }
-            AttemptStatus::Cancelled => {
-                progress.stage_done(bar, format!("✖ {} cancelled", stage.id));
-                return failed(stage.id.clone(), status, retry + 1, "cancelled".into(), started);
-            }
-            _ => {
-                let msg = err.unwrap_or_default();
-                if retry < stage.retry.max_retries && !cancel.is_cancelled() && class == ErrorClass::Transient {
-                    retry += 1;
-                    let delay = stage.retry.delay(retry);
-                    progress.stage_done(
-                        bar,
-                        format!("↻ {} attempt {} {status}: {msg} — retrying in {:.1}s", stage.id, retry, delay.as_secs_f64()),
-                    );
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => continue,
-                        _ = cancel.cancelled() => return failed(stage.id.clone(), AttemptStatus::Cancelled, retry, "cancelled".into(), started),
-                    }
-                }
-                let msg = if class == ErrorClass::Deterministic && retry < stage.retry.max_retries {
-                    format!("{msg} (not retried: the same input fails the same way)")
-                } else {
-                    msg
-                };
-                progress.stage_done(bar, format!("✖ {} {status}: {msg}", stage.id));
-                return failed(stage.id.clone(), status, retry + 1, msg, started);
-            }
+            Err(AttemptError::Failed(e)) => not_done(AttemptStatus::Failed, format!("{e:#}")),
         }
     }
+}
+
+/// `✔ stage (1.2s, 340 rows out)` and the stage's warnings below it.
+fn succeeded_line(stage: &str, took: Duration, report: &StageReport) -> String {
+    let what = match report.details.as_ref().and_then(|d| d.get("tests")).and_then(|t| t.as_array()) {
+        Some(tests) => format!("{} data tests", tests.len()),
+        None => format!("{} rows out", report.rows_out),
+    };
+    let mut line = format!("✔ {stage} ({:.1}s, {what})", took.as_secs_f64());
+    for w in &report.warnings {
+        line.push_str(&format!("\n    warning: {w}"));
+    }
+    line
 }
 
 fn failed(id: String, status: AttemptStatus, attempts: u32, error: String, started: Instant) -> StageOutcome {

@@ -129,88 +129,80 @@ struct TestResult {
 }
 
 fn compile(t: &TestKind) -> (String, Severity, String, Option<i64>) {
-    match t {
-        TestKind::NotNull { table, columns, severity, name } => {
-            let cond = columns.iter().map(|c| format!("{} IS NULL", q(c))).collect::<Vec<_>>().join(" OR ");
-            (
-                name.clone().unwrap_or(format!("not_null({table}: {})", columns.join(", "))),
-                *severity,
-                format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {} WHERE {cond}", q(table)),
-                None,
-            )
+    let (severity, name) = t.meta();
+    let (sql, min_rows) = t.query();
+    (name.map_or_else(|| t.default_name(), str::to_string), severity, sql, min_rows)
+}
+
+impl TestKind {
+    /// The test's severity and the name it was given, if any.
+    fn meta(&self) -> (Severity, Option<&str>) {
+        use TestKind::*;
+        match self {
+            NotNull { severity, name, .. }
+            | Unique { severity, name, .. }
+            | AcceptedRange { severity, name, .. }
+            | AcceptedValues { severity, name, .. }
+            | RowCountMin { severity, name, .. }
+            | Relationships { severity, name, .. }
+            | Expression { severity, name, .. } => (*severity, name.as_deref()),
         }
-        TestKind::Unique { table, columns, severity, name } => {
-            let cols = columns.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ");
-            (
-                name.clone().unwrap_or(format!("unique({table}: {})", columns.join(", "))),
-                *severity,
+    }
+
+    /// What run history and errors call a test that has no `name`.
+    fn default_name(&self) -> String {
+        let bound = |v: &Option<f64>| v.map_or(String::new(), |v| v.to_string());
+        match self {
+            TestKind::NotNull { table, columns, .. } => format!("not_null({table}: {})", columns.join(", ")),
+            TestKind::Unique { table, columns, .. } => format!("unique({table}: {})", columns.join(", ")),
+            TestKind::AcceptedRange { table, column, min, max, .. } => {
+                format!("accepted_range({table}.{column}: {}..{})", bound(min), bound(max))
+            }
+            TestKind::AcceptedValues { table, column, .. } => format!("accepted_values({table}.{column})"),
+            TestKind::RowCountMin { table, min, .. } => format!("row_count_min({table} >= {min})"),
+            TestKind::Relationships { table, column, to, field, .. } => format!("relationships({table}.{column} -> {to}.{field})"),
+            TestKind::Expression { table, expr, .. } => format!("expression({table}: {expr})"),
+        }
+    }
+
+    /// The query returning one BIGINT, the offending rows; for row_count_min, the table's rows
+    /// and the floor they must reach.
+    fn query(&self) -> (String, Option<i64>) {
+        let count = |table: &str, cond: &str| format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {} WHERE {cond}", q(table));
+        let sql = match self {
+            TestKind::NotNull { table, columns, .. } => {
+                count(table, &columns.iter().map(|c| format!("{} IS NULL", q(c))).collect::<Vec<_>>().join(" OR "))
+            }
+            TestKind::Unique { table, columns, .. } => {
+                let cols = columns.iter().map(|c| q(c)).collect::<Vec<_>>().join(", ");
                 format!(
                     "SELECT CAST(COALESCE(SUM(n - 1), 0) AS BIGINT) FROM (SELECT {cols}, COUNT(*) AS n FROM {} GROUP BY {cols} HAVING COUNT(*) > 1)",
                     q(table)
-                ),
-                None,
-            )
-        }
-        TestKind::AcceptedRange { table, column, min, max, severity, name } => {
-            let mut conds = vec![];
-            if let Some(m) = min {
-                conds.push(format!("{} < {m}", q(column)));
+                )
             }
-            if let Some(m) = max {
-                conds.push(format!("{} > {m}", q(column)));
+            TestKind::AcceptedRange { table, column, min, max, .. } => {
+                let below = min.map(|m| format!("{} < {m}", q(column)));
+                let above = max.map(|m| format!("{} > {m}", q(column)));
+                let conds: Vec<String> = below.into_iter().chain(above).collect();
+                count(table, &if conds.is_empty() { "FALSE".into() } else { conds.join(" OR ") })
             }
-            if conds.is_empty() {
-                conds.push("FALSE".into());
+            TestKind::AcceptedValues { table, column, values, .. } => {
+                let list = values.iter().map(|v| format!("'{}'", v.replace('\'', "''"))).collect::<Vec<_>>().join(", ");
+                count(table, &format!("{c} IS NOT NULL AND CAST({c} AS VARCHAR) NOT IN ({list})", c = q(column)))
             }
-            (
-                name.clone().unwrap_or(format!(
-                    "accepted_range({table}.{column}: {}..{})",
-                    min.map_or(String::new(), |v| v.to_string()),
-                    max.map_or(String::new(), |v| v.to_string())
-                )),
-                *severity,
-                format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {} WHERE {}", q(table), conds.join(" OR ")),
-                None,
-            )
-        }
-        TestKind::AcceptedValues { table, column, values, severity, name } => {
-            let list = values.iter().map(|v| format!("'{}'", v.replace('\'', "''"))).collect::<Vec<_>>().join(", ");
-            (
-                name.clone().unwrap_or(format!("accepted_values({table}.{column})")),
-                *severity,
-                format!(
-                    "SELECT CAST(COUNT(*) AS BIGINT) FROM {} WHERE {} IS NOT NULL AND CAST({} AS VARCHAR) NOT IN ({list})",
-                    q(table),
-                    q(column),
-                    q(column)
-                ),
-                None,
-            )
-        }
-        TestKind::RowCountMin { table, min, severity, name } => (
-            name.clone().unwrap_or(format!("row_count_min({table} >= {min})")),
-            *severity,
-            format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {}", q(table)),
-            Some(*min),
-        ),
-        TestKind::Relationships { table, column, to, field, severity, name } => (
-            name.clone().unwrap_or(format!("relationships({table}.{column} -> {to}.{field})")),
-            *severity,
-            format!(
+            TestKind::RowCountMin { table, min, .. } => {
+                return (format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {}", q(table)), Some(*min));
+            }
+            TestKind::Relationships { table, column, to, field, .. } => format!(
                 "SELECT CAST(COUNT(*) AS BIGINT) FROM {t} AS child LEFT ANTI JOIN {p} AS parent ON child.{c} = parent.{f} WHERE child.{c} IS NOT NULL",
                 t = q(table),
                 p = q(to),
                 c = q(column),
                 f = q(field)
             ),
-            None,
-        ),
-        TestKind::Expression { table, expr, severity, name } => (
-            name.clone().unwrap_or(format!("expression({table}: {expr})")),
-            *severity,
-            format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {} WHERE NOT COALESCE(({expr}), FALSE)", q(table)),
-            None,
-        ),
+            TestKind::Expression { table, expr, .. } => count(table, &format!("NOT COALESCE(({expr}), FALSE)")),
+        };
+        (sql, None)
     }
 }
 

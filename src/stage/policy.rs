@@ -445,44 +445,13 @@ fn policies(
                 return Err(Cancelled.into());
             }
             let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let (on_hand, on_order) = inputs.stock.get(&item.key).copied().unwrap_or((f64::NAN, f64::NAN));
-            let mut row = Row {
-                key: item.key.clone(),
-                offer: inputs.offers.get(&item.key[sku_at]).cloned(),
-                policy: None,
-                on_hand,
-                on_order,
-                source: String::new(),
-                flags: vec![],
-            };
-            if on_hand.is_nan() {
-                row.flags.push("no inventory snapshot: position taken as 0".into());
-                (row.on_hand, row.on_order) = (0.0, 0.0);
-            }
-            let drawn;
-            let paths = match &item.paths {
-                Some(p) => {
-                    row.source = "paths".into();
-                    p
-                }
-                None => {
-                    row.source = format!("quantiles (Gaussian AR(1) copula, rho {})", cfg.dependence);
-                    drawn = draw_paths(&inputs.levels, &item.quantiles, cfg.paths, cfg.dependence, true, &mut rng);
-                    if let Some(r) = target.ratio().filter(|r| *r > inputs.levels[inputs.levels.len() - 1] || *r < inputs.levels[0]) {
-                        row.flags.push(format!(
-                            "target quantile {r:.3} lies beyond the forecast's levels [{}, {}]: S rests on the extrapolated tail",
-                            inputs.levels[0],
-                            inputs.levels[inputs.levels.len() - 1]
-                        ));
-                    }
-                    &drawn
-                }
-            };
+            let mut row = Row::new(item, inputs.offers.get(&item.key[sku_at]).cloned(), inputs.stock.get(&item.key));
+            let paths = demand_paths(item, inputs, cfg, target, &mut row, &mut rng);
             let Some(offer) = &row.offer else {
                 row.flags.push("no supplier offers this SKU".into());
                 return Ok(row);
             };
-            let demand = interval_demand(paths, cfg.review_period_days, offer.lead, cfg.draws_per_path, &mut rng);
+            let demand = interval_demand(&paths, cfg.review_period_days, offer.lead, cfg.draws_per_path, &mut rng);
             // Draws in the lead-time tail often pass the horizon (their last week repeats); flag
             // the rows where even the mean protection interval does.
             if demand.extrapolated && cfg.review_period_days + offer.lead.mean > paths.horizon as f64 {
@@ -498,6 +467,42 @@ fn policies(
             Ok(row)
         })
         .collect()
+}
+
+impl Row {
+    /// A row with no policy yet; a missing inventory snapshot is a position of 0, flagged.
+    fn new(item: &Item, offer: Option<Offer>, stock: Option<&(f64, f64)>) -> Row {
+        let mut row = Row { key: item.key.clone(), offer, policy: None, on_hand: 0.0, on_order: 0.0, source: String::new(), flags: vec![] };
+        match stock {
+            Some(&(on_hand, on_order)) if !on_hand.is_nan() => (row.on_hand, row.on_order) = (on_hand, on_order),
+            _ => row.flags.push("no inventory snapshot: position taken as 0".into()),
+        }
+        row
+    }
+}
+
+/// The item's sample paths, or paths drawn from its quantiles; `row` says which (and flags a
+/// target beyond the quantiles' levels).
+fn demand_paths<'a>(
+    item: &'a Item,
+    inputs: &Inputs,
+    cfg: &PolicyConfig,
+    target: Target,
+    row: &mut Row,
+    rng: &mut ChaCha8Rng,
+) -> std::borrow::Cow<'a, Paths> {
+    if let Some(p) = &item.paths {
+        row.source = "paths".into();
+        return std::borrow::Cow::Borrowed(p);
+    }
+    let (lowest, highest) = (inputs.levels[0], inputs.levels[inputs.levels.len() - 1]);
+    row.source = format!("quantiles (Gaussian AR(1) copula, rho {})", cfg.dependence);
+    if let Some(r) = target.ratio().filter(|r| *r > highest || *r < lowest) {
+        row.flags.push(format!(
+            "target quantile {r:.3} lies beyond the forecast's levels [{lowest}, {highest}]: S rests on the extrapolated tail"
+        ));
+    }
+    std::borrow::Cow::Owned(draw_paths(&inputs.levels, &item.quantiles, cfg.paths, cfg.dependence, true, rng))
 }
 
 fn into_batch(rows: Vec<Row>, cfg: &PolicyConfig, target: Target) -> Result<RecordBatch> {
