@@ -441,10 +441,6 @@ async fn run_stage(plan: &Plan, i: usize, state: Arc<dyn StateStore>, cancel: Ca
         let stage_cancel = cancel.child_token();
         let label = if retry > 0 { format!("{} (attempt {})", stage.id, retry + 1) } else { stage.id.clone() };
         let result = attempt_once(plan, i, &stage_cancel, StageProgress::new(bar.clone(), &label)).await;
-        let class = match &result {
-            Err(AttemptError::Failed(e)) => classify(e),
-            _ => ErrorClass::Transient,
-        };
         let ended = Ended::of(result);
         if ended.status == AttemptStatus::TimedOut {
             // The stage's work may still be running on a blocking thread: tell it to stop.
@@ -457,15 +453,11 @@ async fn run_stage(plan: &Plan, i: usize, state: Arc<dyn StateStore>, cancel: Ca
         match status {
             AttemptStatus::Succeeded => {
                 progress.stage_done(bar, succeeded_line(&stage.id, attempt_started.elapsed(), &ended.report));
-                let report = ended.report;
                 return StageOutcome {
-                    id: stage.id.clone(),
-                    status,
-                    reused: false,
                     attempts,
-                    error: None,
                     duration: started.elapsed(),
-                    report,
+                    report: ended.report,
+                    ..StageOutcome::not_run(&stage.id, status, false, None)
                 };
             }
             AttemptStatus::Cancelled => {
@@ -473,9 +465,9 @@ async fn run_stage(plan: &Plan, i: usize, state: Arc<dyn StateStore>, cancel: Ca
                 return failed(stage.id.clone(), status, attempts, "cancelled".into(), started);
             }
             _ => {
-                let msg = ended.error.unwrap_or_default();
+                let msg = ended.error.clone().unwrap_or_default();
                 let retries_left = retry < stage.retry.max_retries;
-                if retries_left && !cancel.is_cancelled() && class == ErrorClass::Transient {
+                if retries_left && !cancel.is_cancelled() && ended.class == ErrorClass::Transient {
                     retry += 1;
                     let delay = stage.retry.delay(retry);
                     let line = format!("↻ {} attempt {retry} {status}: {msg} — retrying in {:.1}s", stage.id, delay.as_secs_f64());
@@ -485,7 +477,7 @@ async fn run_stage(plan: &Plan, i: usize, state: Arc<dyn StateStore>, cancel: Ca
                         _ = cancel.cancelled() => return failed(stage.id.clone(), AttemptStatus::Cancelled, retry, "cancelled".into(), started),
                     }
                 }
-                let msg = if class == ErrorClass::Deterministic && retries_left {
+                let msg = if ended.class == ErrorClass::Deterministic && retries_left {
                     format!("{msg} (not retried: the same input fails the same way)")
                 } else {
                     msg
@@ -500,6 +492,8 @@ async fn run_stage(plan: &Plan, i: usize, state: Arc<dyn StateStore>, cancel: Ca
 /// How one attempt ended, as run history records it.
 struct Ended {
     status: AttemptStatus,
+    /// Whether trying again may help (everything but a failure the same input repeats).
+    class: ErrorClass,
     error: Option<String>,
     report: StageReport,
     metrics: AttemptMetrics,
@@ -509,6 +503,7 @@ impl Ended {
     fn of(result: Result<(StageReport, inputs::InputStats), AttemptError>) -> Self {
         let not_done = |status, error: String| Ended {
             status,
+            class: ErrorClass::Transient,
             error: Some(error),
             report: StageReport::default(),
             metrics: AttemptMetrics::default(),
@@ -522,13 +517,13 @@ impl Ended {
                     bytes_out: Some(report.bytes_out),
                     details: report.details.as_ref().map(|d| d.to_string()),
                 };
-                Ended { status: AttemptStatus::Succeeded, error: None, report, metrics }
+                Ended { status: AttemptStatus::Succeeded, class: ErrorClass::Transient, error: None, report, metrics }
             }
             Err(AttemptError::Cancelled) => not_done(AttemptStatus::Cancelled, "cancelled".into()),
             Err(AttemptError::TimedOut(d)) => {
                 not_done(AttemptStatus::TimedOut, format!("timed out after {}", humantime::format_duration(d)))
             }
-            Err(AttemptError::Failed(e)) => not_done(AttemptStatus::Failed, format!("{e:#}")),
+            Err(AttemptError::Failed(e)) => Ended { class: classify(&e), ..not_done(AttemptStatus::Failed, format!("{e:#}")) },
         }
     }
 }

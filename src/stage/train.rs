@@ -794,21 +794,15 @@ fn fine_tune(data: &Data, cfg: &TrainStageConfig, base: &Source, job: &Job) -> R
     let dropout = data.text.as_ref().and_then(|t| t.config.dropout).unwrap_or(DEFAULT_TEXT_DROPOUT);
     let windows = Windows { series: &series, launches: &launches, valid: &valid, window, season: data.season, dropout, covariate_lr_scale };
     train_resumably(&ck, &mut rec, &windows, cfg, &key, job)?;
-    // The last weights, unless an earlier validation score was better.
-    let last = scorer.score(&ck.model, &valid, "the last weights' validation");
-    let (loss, best_step, tuned) = match (rec.early.best, rec.best) {
-        (Some((step, best)), Some((_, bytes))) if best < last => (best, step + 1, bytes),
-        _ => (last, rec.step, ck.to_bytes(Kind::BFloat16)?),
-    };
+    let (loss, best_step, tuned) = chosen_weights(&scorer, &ck, &mut rec, &valid)?;
     let registered = loss <= base_loss;
     // The new SKUs scored with the weights as registered (bf16), like everything after tonight.
-    let new_skus = match base_new {
-        Some(base) => {
+    let new_skus = base_new
+        .map(|base| {
             let chosen = Checkpoint::from_parts(&config_yaml, &tuned, tokenizer.as_deref(), scorer.device)?;
-            Some(NewSkus { held_out: held.count(), base, tuned: scorer.new_skus(&chosen.model, &valid, &held) })
-        }
-        None => None,
-    };
+            anyhow::Ok(NewSkus { held_out: held.count(), base, tuned: scorer.new_skus(&chosen.model, &valid, &held) })
+        })
+        .transpose()?;
     warnings.extend(verdict(job.stage, cfg.score, registered, (loss, base_loss), new_skus));
     // The base kept: its weights as scored, with the tokenizer their text embeddings now follow
     // (none where it had none: it forecasts without text, as before).
@@ -830,6 +824,16 @@ fn fine_tune(data: &Data, cfg: &TrainStageConfig, base: &Source, job: &Job) -> R
     })?;
     job.scratch.clear().context("clearing the resumable checkpoint")?;
     Ok(Tuned { row, warnings, resumed_from, new_skus })
+}
+
+/// The weights a fine-tune ends with, their validation loss and step: the last, unless an
+/// earlier validation score was better.
+fn chosen_weights(scorer: &Scorer, ck: &Checkpoint, rec: &mut Record, valid: &[Encoded]) -> Result<(f64, usize, Vec<u8>)> {
+    let last = scorer.score(&ck.model, valid, "the last weights' validation");
+    Ok(match (rec.early.best, rec.best.take()) {
+        (Some((step, best)), Some((_, bytes))) if best < last => (best, step + 1, bytes),
+        _ => (last, rec.step, ck.to_bytes(Kind::BFloat16)?),
+    })
 }
 
 /// The warnings a fine-tune's outcome gives: the base kept (its `loss` worse than the base's),
