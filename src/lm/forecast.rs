@@ -50,7 +50,8 @@ pub struct LmOptions {
     /// ([`Self::detrend`]) describes it, and put back on the forecast: `Drift`, the mean of its
     /// seasonal differences per step, as a line through its last value
     /// ([`super::line::Line::drift`]); `Growth`, the same in logs for a positive context, as a
-    /// factor ([`super::line::Growth`]); `Off`; or `Auto` (the default): whichever of the three
+    /// factor ([`super::line::Growth`]); `Differences`, its steps, walked on from its last value
+    /// ([`super::line::Differences`]); `Off`; or `Auto` (the default): whichever of the four
     /// forecasts the run's own series' last `horizon` values best from what precedes them (the
     /// calibration pass, run once per choice). The model reads what is left at its own level:
     /// it pulls a forecast back towards a context's level, so a trend it reads is damped.
@@ -361,7 +362,7 @@ fn run(
 /// Each input's last `horizon` values forecast from what precedes them (every k-th input, at
 /// most [`holdout::MAX_SERIES`], with at least [`holdout::MIN_CONTEXT`] values before
 /// those), once per choice left open: each candidate trend (`o.trend` `Auto`: off, drift,
-/// growth) at the first seasonal-lag count, then the best of them at each further count
+/// growth, differences) at the first seasonal-lag count, then the best of them at each further count
 /// (`o.lag_seasons` `Auto`) while each is [`LAG_CLEARLY`] better, series by series, than the
 /// last. Returns the options whose forecasts lose least at their [`calibrate::best`] spread
 /// factor — the trained lag count unless a longer one was clearly better — every choice fixed,
@@ -375,7 +376,7 @@ fn backtest(
     mut on_batch: impl FnMut(Done) -> bool,
 ) -> Result<(LmOptions, f64, Option<HeldOut>)> {
     let (index, inputs, actual) = held_out(ck, inputs, req.horizon);
-    let trends = if o.trend == Trend::Auto { vec![Trend::Off, Trend::Drift, Trend::Growth] } else { vec![o.trend] };
+    let trends = if o.trend == Trend::Auto { Trend::CANDIDATES.to_vec() } else { vec![o.trend] };
     // A season of one step has no shape to average: every count reads the last value.
     let lags = if req.season > 1 { o.lag_seasons.choices() } else { vec![o.lag_seasons.count()] };
     let (per, passes) = (inputs.len(), trends.len() + lags.len() - 1);

@@ -200,16 +200,74 @@ pub struct Taken {
     pub shift: Option<f64>,
 }
 
-/// The trend a context has taken out: a straight line or a drift ([`Line`]), or a positive
-/// context's growth ([`Growth`]).
+/// The trend a context has taken out: a straight line or a drift ([`Line`]), a positive
+/// context's growth ([`Growth`]), or everything but its steps ([`Differences`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum TrendOut {
     Line(Line),
     Growth(Growth),
+    Differences(Differences),
+}
+
+/// A context read as its steps x_t − x_{t−1}, and forecast by walking them on from its last
+/// value: for a series whose level wanders with no pull back to a mean (exchange rates,
+/// prices, stock levels), which the model, pretrained on demand, reads as a level to return
+/// to. The steps are stationary where the level is not, so the model reads them as it was
+/// trained to, and their forecast is summed back up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Differences {
+    /// The context's last value, where the walk starts.
+    pub last: f64,
+}
+
+impl Differences {
+    /// A context whose last value is observed and that has at least [`Line::MIN_POINTS`]
+    /// observed steps.
+    pub fn fit(values: &[f64]) -> Option<Differences> {
+        let last = *values.last()?;
+        let steps = values.windows(2).filter(|w| w[0].is_finite() && w[1].is_finite()).count();
+        (last.is_finite() && steps >= Line::MIN_POINTS).then_some(Differences { last })
+    }
+
+    /// Each value's step from the one before (missing where either is; the first is missing).
+    pub fn rest(&self, values: &[f64]) -> Vec<f64> {
+        std::iter::once(f64::NAN).chain(values.windows(2).map(|w| w[1] - w[0])).take(values.len()).collect()
+    }
+
+    /// Sums a forecast of the steps back into levels from [`Differences::last`], once each step's
+    /// forecast is centred on zero (the model, pretrained on levels, pulls a step's mean
+    /// towards the steps' lifted level, and a bias that small summed over a horizon moves the
+    /// whole forecast; a walk with a drift is [`Line::drift`]'s): each path and the mean by
+    /// running sums; each quantile's distance from the mean as the square root of the running
+    /// sum of the steps' squared distances (steps taken as independent, exact where they are
+    /// normal: a random walk's √h widening), on its side of the mean. What the model adds is
+    /// the steps' spread and shape, as their history shows them.
+    pub fn restore(&self, s: &mut Sampled) {
+        let f = &mut s.forecast;
+        for (h, point) in f.point.iter_mut().enumerate() {
+            let centre = std::mem::replace(point, self.last);
+            f.quantiles.iter_mut().chain(s.paths.iter_mut()).for_each(|q| q[h] -= centre);
+        }
+        for path in &mut s.paths {
+            let mut level = self.last;
+            path.iter_mut().for_each(|v| {
+                level += *v;
+                *v = level;
+            });
+        }
+        for q in &mut f.quantiles {
+            let (mut sum, mut squares) = (0.0, 0.0);
+            for v in q.iter_mut() {
+                (sum, squares) = (sum + *v, squares + *v * *v);
+                *v = self.last + squares.sqrt().copysign(sum);
+            }
+        }
+    }
 }
 
 /// Which trend a context has taken out when no clean line describes it: none, a drift
-/// ([`Line::drift`]), or a positive context's growth ([`Growth`], a drift elsewhere); `Auto`
+/// ([`Line::drift`]), a positive context's growth ([`Growth`], a drift elsewhere), or its
+/// steps ([`Differences`], for a level that wanders); `Auto`
 /// is the one that forecasts the run's own held-out values best (`lm::forecast`), and reads as
 /// `Drift` where nothing chose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,11 +275,15 @@ pub enum Trend {
     Off,
     Drift,
     Growth,
+    /// The context's steps ([`Differences`]).
+    Differences,
     Auto,
 }
 
 impl Trend {
-    pub const NAMES: [&str; 4] = ["auto", "off", "drift", "growth"];
+    pub const NAMES: [&str; 5] = ["auto", "off", "drift", "growth", "differences"];
+    /// What `Auto` chooses among.
+    pub const CANDIDATES: [Trend; 4] = [Trend::Off, Trend::Drift, Trend::Growth, Trend::Differences];
 
     pub fn parse(s: &str) -> Option<Trend> {
         match s {
@@ -229,6 +291,7 @@ impl Trend {
             "off" => Some(Trend::Off),
             "drift" => Some(Trend::Drift),
             "growth" => Some(Trend::Growth),
+            "differences" => Some(Trend::Differences),
             _ => None,
         }
     }
@@ -239,6 +302,7 @@ impl Trend {
             Trend::Off => "off",
             Trend::Drift => "drift",
             Trend::Growth => "growth",
+            Trend::Differences => "differences",
         }
     }
 }
@@ -257,7 +321,8 @@ pub struct Rules {
 
 impl Taken {
     /// The line through `values` when it describes them within `rules.detrend` ([`Line::fit`]),
-    /// else their trend (`rules.trend`) when it is clear at `rules.drift`; then (when
+    /// else their trend (`rules.trend`) when it is clear at `rules.drift` (their steps, for
+    /// `Differences`, when enough are observed); then (when
     /// `rules.lift`) the shift that lifts what is left above zero ([`lift`]) — except after a
     /// clean line, whose residuals the model reads around zero. None when nothing is taken.
     pub fn of(values: &[f64], rules: &Rules) -> Option<Taken> {
@@ -268,6 +333,12 @@ impl Taken {
             && let Some(growth) = Growth::fit(values, rules.season, rules.drift)
         {
             return Some(Taken { trend: Some(TrendOut::Growth(growth)), shift: None });
+        }
+        if rules.trend == Trend::Differences
+            && let Some(d) = Differences::fit(values)
+        {
+            let shift = if rules.lift { lift(&d.rest(values)) } else { None };
+            return Some(Taken { trend: Some(TrendOut::Differences(d)), shift });
         }
         let drift = if rules.trend == Trend::Off { 0.0 } else { rules.drift };
         let line = Line::drift(values, rules.season, drift);
@@ -281,6 +352,7 @@ impl Taken {
         let rest = match &self.trend {
             Some(TrendOut::Line(l)) => l.residuals(values),
             Some(TrendOut::Growth(g)) => g.rest(values),
+            Some(TrendOut::Differences(d)) => d.rest(values),
             None => values.to_vec(),
         };
         let c = self.shift.unwrap_or(0.0);
@@ -297,6 +369,7 @@ impl Taken {
         match &self.trend {
             Some(TrendOut::Line(line)) => line.restore(s, rng),
             Some(TrendOut::Growth(growth)) => growth.restore(s, rng),
+            Some(TrendOut::Differences(d)) => d.restore(s),
             None => {}
         }
     }
@@ -486,6 +559,40 @@ mod tests {
         assert!(matches!(fallback.trend, Some(TrendOut::Line(_))) && fallback.shift.is_some(), "below zero: a drift, then a lift");
         let rest = fallback.rest(&below);
         assert!(rest.iter().all(|v| *v > 0.0) && (rest[59] - (below[59] - fallback.shift.unwrap())).abs() < 1e-9);
+    }
+
+    /// A wandering level is read as its steps (lifted above zero: they are below it half the
+    /// time) and forecast as a walk from its last value: paths and the mean summed up, each
+    /// quantile's distance from the mean growing as the root of the summed squares.
+    #[test]
+    fn differences_are_read_as_steps_and_walked_on_from_the_last_value() {
+        let values = [10.0, 12.0, 11.0, f64::NAN, 13.0, 14.0, 12.0, 15.0, 16.0, 15.0];
+        let rules = Rules { trend: Trend::Differences, ..rules(true) };
+        let taken = Taken::of(&values, &rules).expect("enough observed steps");
+        let Some(TrendOut::Differences(d)) = taken.trend else { panic!("{taken:?}") };
+        assert_eq!(d.last, 15.0);
+        let steps = d.rest(&values);
+        assert!(steps[0].is_nan() && steps[3].is_nan() && steps[4].is_nan(), "a step needs both ends: {steps:?}");
+        assert_eq!(steps[1..3], [2.0, -1.0]);
+        assert_eq!(steps[5..], [1.0, -2.0, 3.0, 1.0, -1.0]);
+        assert_eq!(taken.shift, Some(-7.0), "steps from -2 to 3, lifted to span [5, 10]");
+        assert_eq!(taken.rest(&values)[5..], [8.0, 5.0, 10.0, 8.0, 6.0]);
+        let mut s = Sampled {
+            paths: vec![vec![8.5, 6.0, 7.0]],
+            forecast: QuantileForecast { point: vec![7.5, 7.0, 7.0], quantiles: vec![vec![4.5, 6.0, 7.0], vec![10.5, 8.0, 7.0]] },
+        };
+        taken.restore(&mut s, &mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1));
+        assert_eq!(s.paths, [vec![16.0, 15.0, 15.0]], "each step centred on zero (the lift is off with it), then summed from 15");
+        assert_eq!(s.forecast.point, [15.0, 15.0, 15.0]);
+        let root = 10f64.sqrt();
+        for (q, side) in s.forecast.quantiles.iter().zip([-1.0, 1.0]) {
+            let expected = [15.0 + 3.0 * side, 15.0 + root * side, 15.0 + root * side];
+            assert!(q.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-12), "{q:?} against {expected:?}");
+        }
+        let short = [1.0, 2.0, f64::NAN, 3.0, 4.0, 5.0, 6.0, 7.0];
+        assert!(Differences::fit(&short).is_none(), "five observed steps are too few");
+        assert!(Differences::fit(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, f64::NAN]).is_none(), "no last value to walk from");
+        assert_eq!(Trend::parse("differences"), Some(Trend::Differences));
     }
 
     fn rules(lift: bool) -> Rules {
