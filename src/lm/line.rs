@@ -322,7 +322,7 @@ pub struct Rules {
 impl Taken {
     /// The line through `values` when it describes them within `rules.detrend` ([`Line::fit`]),
     /// else their trend (`rules.trend`) when it is clear at `rules.drift` (their steps, for
-    /// `Differences`, when enough are observed); then (when
+    /// `Differences`, when [`Differences::fit`] takes them, else a drift as for `Drift`); then (when
     /// `rules.lift`) the shift that lifts what is left above zero ([`lift`]) — except after a
     /// clean line, whose residuals the model reads around zero. None when nothing is taken.
     pub fn of(values: &[f64], rules: &Rules) -> Option<Taken> {
