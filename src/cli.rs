@@ -283,8 +283,9 @@ struct EvaluateArgs {
     /// The trend `lm` takes out of a context and puts back on the forecast: `drift` (the
     /// mean seasonal difference), `growth` (the same in logs, for positive series),
     /// `differences` (the model reads the steps between values; the forecast walks them on
-    /// from the last value), `off`, or `auto`: whichever forecasts the series' own last H
-    /// values best (one pass each).
+    /// from the last value), `season` (the season taken out by classical decomposition and its
+    /// last indices put back: a season read through noise), `off`, or `auto`: whichever
+    /// forecasts the series' own last H values best (one pass each).
     #[arg(long, default_value = "auto", value_parser = crate::lm::line::Trend::NAMES)]
     trend: String,
     /// Standard errors a drift or growth must be from zero for `lm` to take it out (0 = never).

@@ -64,7 +64,7 @@ fn centred_moving_average(y: &[f64], m: usize) -> Vec<Option<f64>> {
 /// additive otherwise (or where a multiplicative index nears zero) — and put back on a forecast
 /// from its last season's indices. Theta works on the adjusted series, and so does ETS where
 /// the season is too long to carry as states (R's `stlf` for such data).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Deseasonalised {
     form: Form,
     m: usize,
@@ -97,16 +97,21 @@ impl Deseasonalised {
 
     /// The season put back on a forecast of the adjusted series (its point and quantiles).
     pub fn restore(&self, f: &mut super::QuantileForecast) {
-        let last = &self.comp[self.comp.len() - self.m..];
-        let apply = |v: &mut f64, s: f64| match self.form {
-            Form::Multiplicative => *v *= s,
-            Form::Additive => *v += s,
-        };
         for (h, p) in f.point.iter_mut().enumerate() {
-            apply(p, last[h % self.m]);
+            self.put_back(p, h);
         }
         for q in f.quantiles.iter_mut() {
-            q.iter_mut().enumerate().for_each(|(h, v)| apply(v, last[h % self.m]));
+            q.iter_mut().enumerate().for_each(|(h, v)| self.put_back(v, h));
+        }
+    }
+
+    /// The season put back on one forecast value `h` steps after the first one ahead (0 = the
+    /// first), from the last season's indices.
+    pub fn put_back(&self, v: &mut f64, h: usize) {
+        let s = self.comp[self.comp.len() - self.m + h % self.m];
+        match self.form {
+            Form::Multiplicative => *v *= s,
+            Form::Additive => *v += s,
         }
     }
 }

@@ -10,7 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::calibrate;
 use super::checkpoint::Checkpoint;
-use super::line::{Rules, Taken, Trend};
+use super::line::{Rules, Season, Taken, Trend};
 use super::model::Model;
 use super::sample::{Context, SampleConfig, Sampled, Summary, sample_summarised};
 use super::tokens::{Encoded, decode, encode, text_prefix};
@@ -51,7 +51,9 @@ pub struct LmOptions {
     /// seasonal differences per step, as a line through its last value
     /// ([`super::line::Line::drift`]); `Growth`, the same in logs for a positive context, as a
     /// factor ([`super::line::Growth`]); `Differences`, its steps, walked on from its last value
-    /// ([`super::line::Differences`]); `Off`; or `Auto` (the default): whichever of the four
+    /// ([`super::line::Differences`]); `Season`, its season by classical decomposition, then a
+    /// drift ([`super::line::Season`]); `Off`; or `Auto` (the default): whichever of the five
+    /// (`Season` only for a season of at least [`super::line::Season::SHORTEST`] steps)
     /// forecasts the run's own series' last `horizon` values best from what precedes them (the
     /// calibration pass, run once per choice). The model reads what is left at its own level:
     /// it pulls a forecast back towards a context's level, so a trend it reads is damped.
@@ -362,7 +364,7 @@ fn run(
 /// Each input's last `horizon` values forecast from what precedes them (every k-th input, at
 /// most [`holdout::MAX_SERIES`], with at least [`holdout::MIN_CONTEXT`] values before
 /// those), once per choice left open: each candidate trend (`o.trend` `Auto`: off, drift,
-/// growth, differences) at the first seasonal-lag count, then the best of them at each further count
+/// growth, differences, season) at the first seasonal-lag count, then the best of them at each further count
 /// (`o.lag_seasons` `Auto`) while each is [`LAG_CLEARLY`] better, series by series, than the
 /// last. Returns the options whose forecasts lose least at their [`calibrate::best`] spread
 /// factor — the trained lag count unless a longer one was clearly better — every choice fixed,
@@ -376,7 +378,9 @@ fn backtest(
     mut on_batch: impl FnMut(Done) -> bool,
 ) -> Result<(LmOptions, f64, Option<HeldOut>)> {
     let (index, inputs, actual) = held_out(ck, inputs, req.horizon);
-    let trends = if o.trend == Trend::Auto { Trend::CANDIDATES.to_vec() } else { vec![o.trend] };
+    // A season too short to test reads as a drift: no pass of its own.
+    let candidate = |t: &&Trend| **t != Trend::Season || req.season >= Season::SHORTEST;
+    let trends = if o.trend == Trend::Auto { Trend::CANDIDATES.iter().filter(candidate).copied().collect() } else { vec![o.trend] };
     // A season of one step has no shape to average: every count reads the last value.
     let lags = if req.season > 1 { o.lag_seasons.choices() } else { vec![o.lag_seasons.count()] };
     let (per, passes) = (inputs.len(), trends.len() + lags.len() - 1);
@@ -402,9 +406,10 @@ fn backtest(
     let fix = |trend: Trend, lag: usize| LmOptions { trend, lag_seasons: LagSeasons::Fixed(lag), ..*o };
     let mut best: Option<Scored> = None;
     for &trend in &trends {
-        if let Some(s) = score(fix(trend, lags[0]))?
-            && best.as_ref().is_none_or(|b| s.loss() < b.loss())
-        {
+        let Some(s) = score(fix(trend, lags[0]))? else { continue };
+        let t = best.as_ref().map(|b| holdout::paired_t(&b.each, &s.each));
+        tracing::debug!(trend = trend.as_str(), t, "lm backtest: against the best trend so far");
+        if best.as_ref().is_none_or(|b| s.loss() < b.loss()) {
             best = Some(s);
         }
     }

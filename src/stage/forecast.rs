@@ -136,7 +136,8 @@ struct ForecastConfig {
     /// 0 = never (default `lm::forecast::DETREND`, 0.02).
     detrend: Option<f64>,
     /// `lm` only: the trend taken out of a context and put back on the forecast where no clean
-    /// line describes it: `drift`, `growth` (in logs, positive series), `off`, or `auto` (the
+    /// line describes it: `drift`, `growth` (in logs, positive series), `differences` (the
+    /// steps), `season` (the season, by classical decomposition), `off`, or `auto` (the
     /// default: whichever forecasts the series' own last `horizon` values best).
     trend: Option<String>,
     /// `lm` only: standard errors a drift or growth must be from zero to be taken out (0 =

@@ -381,7 +381,7 @@ fn the_language_model_forecasts_as_a_stage_and_bad_models_are_named_at_validatio
         p.ok(&["validate", "p.yaml"]);
     }
     refused("detrend: -0.1,", "`detrend` must be a share ≥ 0");
-    refused("trend: linear,", "`trend` is `linear`; it must be one of auto, off, drift, growth, differences");
+    refused("trend: linear,", "`trend` is `linear`; it must be one of auto, off, drift, growth, differences, season");
     refused("drift: -1,", "`drift` must be a number of standard errors ≥ 0");
     // The model's own spread, not narrowed by a factor learnt from the series' own last week.
     p.write("p.yaml", &lm("model: model, context: 16, calibrate: false,"));
