@@ -283,7 +283,8 @@ impl Season {
 
     /// The season of `values` (NaN = missing), period `m`, where the seasonality test finds one
     /// ([`crate::forecast::decompose::is_seasonal`]) in at least two observed seasons. Missing
-    /// values are filled for the fit only: each from a season before, else the observed mean.
+    /// values are filled for the fit only: each from a season before, else the observed mean
+    /// (not `forecast::fill_gaps`, which drops leading gaps and so would move every phase).
     pub fn fit(values: &[f64], m: usize) -> Option<Season> {
         let seen: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
         if m < Self::SHORTEST || seen.len() < 2 * m {
