@@ -97,21 +97,18 @@ impl Deseasonalised {
 
     /// The season put back on a forecast of the adjusted series (its point and quantiles).
     pub fn restore(&self, f: &mut super::QuantileForecast) {
-        for (h, p) in f.point.iter_mut().enumerate() {
-            self.put_back(p, h);
-        }
-        for q in f.quantiles.iter_mut() {
-            q.iter_mut().enumerate().for_each(|(h, v)| self.put_back(v, h));
-        }
+        std::iter::once(&mut f.point).chain(f.quantiles.iter_mut()).for_each(|row| self.put_back(row));
     }
 
-    /// The season put back on one forecast value `h` steps after the first one ahead (0 = the
-    /// first), from the last season's indices.
-    pub fn put_back(&self, v: &mut f64, h: usize) {
-        let s = self.comp[self.comp.len() - self.m + h % self.m];
-        match self.form {
-            Form::Multiplicative => *v *= s,
-            Form::Additive => *v += s,
+    /// The season put back on one row of forecast values, the steps after the series' end in
+    /// order, from the last season's indices.
+    pub fn put_back(&self, row: &mut [f64]) {
+        let last = &self.comp[self.comp.len() - self.m..];
+        for (h, v) in row.iter_mut().enumerate() {
+            match self.form {
+                Form::Multiplicative => *v *= last[h % self.m],
+                Form::Additive => *v += last[h % self.m],
+            }
         }
     }
 }

@@ -312,9 +312,7 @@ impl Season {
     pub fn restore(&self, s: &mut Sampled) {
         let f = &mut s.forecast;
         let rows = std::iter::once(&mut f.point).chain(f.quantiles.iter_mut()).chain(s.paths.iter_mut());
-        for row in rows {
-            row.iter_mut().enumerate().for_each(|(h, v)| self.0.put_back(v, h));
-        }
+        rows.for_each(|row| self.0.put_back(row));
     }
 }
 
